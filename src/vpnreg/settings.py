@@ -1,0 +1,37 @@
+"""Settings from environment variables (prefix VPNREG_), one object passed to every adapter."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Categories whose applications need a sector body's endorsement before the regulator decides.
+DEFAULT_ENDORSED_CATEGORIES = ("software_house", "freelancer", "call_centre")
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Read once at start-up; tests build their own instance."""
+
+    model_config = SettingsConfigDict(env_prefix="VPNREG_", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    database_url: str = "sqlite:///./var/vpnreg.db"
+    data_dir: Path = Path("./var")
+    #: The regulator's time zone: a registration is valid up to the end of its last day here.
+    timezone: str = "Asia/Karachi"
+    allow_documentation_prefixes: bool = False
+    max_prefix_v4: int = Field(default=22, ge=0, le=32)
+    max_prefix_v6: int = Field(default=40, ge=0, le=128)
+    endorsed_categories: tuple[str, ...] = DEFAULT_ENDORSED_CATEGORIES
+    #: Key for hashing national ID numbers; never stored next to the data it protects.
+    id_hash_key: str = "development-id-hash-key"
+    secret_key: str = Field(default_factory=lambda: secrets.token_urlsafe(32))
+    feed_key: Path = Path("./var/feed.key")
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"

@@ -1,0 +1,1 @@
+"""The web adapter: FastAPI app, JSON API, portal and feed endpoints."""
