@@ -1,4 +1,4 @@
-"""The one injectable clock: every adapter asks it for the time, so tests move time instead of sleeping."""
+"""The one injectable clock: adapters ask it for the time, so tests move time, never sleep."""
 
 from __future__ import annotations
 
