@@ -2,7 +2,12 @@
 # Installs the Debian packages the tests need, only those that are missing.
 # --no-install-recommends matters: without it wireguard-tools pulls in a kernel image.
 set -euo pipefail
-packages=(postgresql)
+packages=(
+    postgresql                                   # the registry tests' real database server
+    nftables ipset iproute2 iputils-ping         # enforcement and exporter tests in namespaces
+    wireguard-go wireguard-tools openvpn openssl # real VPN peers in the lab
+    procps                                       # pgrep/kill in the lab fixture
+)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
