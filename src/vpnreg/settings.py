@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 from typing import Literal
 
@@ -29,7 +28,9 @@ class Settings(BaseSettings):
     endorsed_categories: tuple[str, ...] = DEFAULT_ENDORSED_CATEGORIES
     #: Key for hashing national ID numbers; never stored next to the data it protects.
     id_hash_key: str = "development-id-hash-key"
-    secret_key: str = Field(default_factory=lambda: secrets.token_urlsafe(32))
+    #: Signs sessions and CSRF tokens. Unset in development: a random key per start (with a warning).
+    #: A production server refuses to start without a real one (see vpnreg.web.security).
+    secret_key: str | None = None
     feed_key: Path = Path("./var/feed.key")
 
     @property
