@@ -1,0 +1,386 @@
+"""The application state machine: states, actions, who may act, and what time alone does.
+
+One pure table (TRANSITIONS) says which action moves which state where and which roles may take it.
+Everything else here reads that table; nothing here reads a clock, so callers pass `at` and the
+time zone in which a registration's last day ends.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class State(StrEnum):
+    DRAFT = "draft"
+    SUBMITTED = "submitted"
+    ISP_VERIFIED = "isp_verified"
+    SECTOR_ENDORSED = "sector_endorsed"
+    APPROVED = "approved"
+    ACTIVE = "active"
+    EXPIRING = "expiring"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+    APPEALED = "appealed"
+    UPHELD = "upheld"
+    REVOKED = "revoked"
+    WITHDRAWN = "withdrawn"
+
+
+class Action(StrEnum):
+    SUBMIT = "submit"
+    VERIFY = "verify"
+    ENDORSE = "endorse"
+    APPROVE = "approve"
+    ACTIVATE = "activate"
+    MARK_EXPIRING = "mark_expiring"
+    EXPIRE = "expire"
+    REJECT = "reject"
+    APPEAL = "appeal"
+    UPHOLD = "uphold"
+    OVERTURN = "overturn"
+    REVOKE = "revoke"
+    WITHDRAW = "withdraw"
+
+
+class Role(StrEnum):
+    APPLICANT = "applicant"
+    ISP = "isp"
+    SECTOR_BODY = "sector_body"
+    REGULATOR = "regulator"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+    GATEWAY = "gateway"
+    SYSTEM = "system"
+
+
+#: States in which the prefixes are on the allowlist (if the dates also say so: is_registered).
+REGISTERED_STATES: frozenset[State] = frozenset({State.ACTIVE, State.EXPIRING})
+#: Before a final decision: the applicant may still withdraw.
+PENDING_STATES: frozenset[State] = frozenset(
+    {
+        State.DRAFT,
+        State.SUBMITTED,
+        State.ISP_VERIFIED,
+        State.SECTOR_ENDORSED,
+        State.REJECTED,
+        State.APPEALED,
+    }
+)
+#: The regulator has decided for good (a rejection is not final until upheld).
+DECIDED_STATES: frozenset[State] = frozenset(
+    {
+        State.APPROVED,
+        State.ACTIVE,
+        State.EXPIRING,
+        State.EXPIRED,
+        State.UPHELD,
+        State.REVOKED,
+    }
+)
+#: No action leads out of these.
+TERMINAL_STATES: frozenset[State] = frozenset(
+    {State.EXPIRED, State.UPHELD, State.REVOKED, State.WITHDRAWN}
+)
+#: States from which a rejection can be made, hence valid values of `rejected_from`.
+REJECTABLE_STATES: frozenset[State] = frozenset(
+    {State.SUBMITTED, State.ISP_VERIFIED, State.SECTOR_ENDORSED}
+)
+
+PROVISIONAL_DAYS = 90
+RENEWAL_DAYS = 365
+EXPIRING_NOTICE_DAYS = 30
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One row of the table.
+
+    `needs_endorsement` None means the row holds whatever the category; True or False restricts
+    it. `rejected_from` is set only on OVERTURN rows: the state in which the application was
+    rejected, which decides where an overturned application resumes.
+    """
+
+    state: State
+    action: Action
+    target: State
+    roles: frozenset[Role]
+    needs_endorsement: bool | None = None
+    rejected_from: State | None = None
+
+
+_APPLICANT = frozenset({Role.APPLICANT})
+_ISP = frozenset({Role.ISP})
+_SECTOR = frozenset({Role.SECTOR_BODY})
+_REGULATOR = frozenset({Role.REGULATOR})
+_SYSTEM = frozenset({Role.SYSTEM})
+
+TRANSITIONS: tuple[Transition, ...] = (
+    Transition(State.DRAFT, Action.SUBMIT, State.SUBMITTED, _APPLICANT),
+    Transition(State.DRAFT, Action.WITHDRAW, State.WITHDRAWN, _APPLICANT),
+    Transition(State.SUBMITTED, Action.VERIFY, State.ISP_VERIFIED, _ISP),
+    # The ISP refuses to attest; the regulator may also stop an application at this step.
+    Transition(State.SUBMITTED, Action.REJECT, State.REJECTED, _ISP | _REGULATOR),
+    Transition(State.SUBMITTED, Action.WITHDRAW, State.WITHDRAWN, _APPLICANT),
+    Transition(State.ISP_VERIFIED, Action.ENDORSE, State.SECTOR_ENDORSED, _SECTOR, True),
+    Transition(State.ISP_VERIFIED, Action.REJECT, State.REJECTED, _SECTOR | _REGULATOR, True),
+    Transition(State.ISP_VERIFIED, Action.APPROVE, State.APPROVED, _REGULATOR, False),
+    Transition(State.ISP_VERIFIED, Action.REJECT, State.REJECTED, _REGULATOR, False),
+    Transition(State.ISP_VERIFIED, Action.WITHDRAW, State.WITHDRAWN, _APPLICANT),
+    Transition(State.SECTOR_ENDORSED, Action.APPROVE, State.APPROVED, _REGULATOR),
+    Transition(State.SECTOR_ENDORSED, Action.REJECT, State.REJECTED, _REGULATOR),
+    Transition(State.SECTOR_ENDORSED, Action.WITHDRAW, State.WITHDRAWN, _APPLICANT),
+    Transition(State.APPROVED, Action.ACTIVATE, State.ACTIVE, _SYSTEM),
+    Transition(State.APPROVED, Action.REVOKE, State.REVOKED, _REGULATOR),
+    Transition(State.ACTIVE, Action.MARK_EXPIRING, State.EXPIRING, _SYSTEM),
+    Transition(State.ACTIVE, Action.EXPIRE, State.EXPIRED, _SYSTEM),
+    Transition(State.ACTIVE, Action.REVOKE, State.REVOKED, _REGULATOR),
+    Transition(State.EXPIRING, Action.EXPIRE, State.EXPIRED, _SYSTEM),
+    Transition(State.EXPIRING, Action.REVOKE, State.REVOKED, _REGULATOR),
+    Transition(State.REJECTED, Action.APPEAL, State.APPEALED, _APPLICANT),
+    Transition(State.REJECTED, Action.WITHDRAW, State.WITHDRAWN, _APPLICANT),
+    Transition(State.APPEALED, Action.UPHOLD, State.UPHELD, _REGULATOR),
+    # An overturned rejection resumes where the positive action at the rejecting step leads.
+    Transition(
+        State.APPEALED,
+        Action.OVERTURN,
+        State.ISP_VERIFIED,
+        _REGULATOR,
+        rejected_from=State.SUBMITTED,
+    ),
+    Transition(
+        State.APPEALED,
+        Action.OVERTURN,
+        State.SECTOR_ENDORSED,
+        _REGULATOR,
+        True,
+        rejected_from=State.ISP_VERIFIED,
+    ),
+    Transition(
+        State.APPEALED,
+        Action.OVERTURN,
+        State.APPROVED,
+        _REGULATOR,
+        False,
+        rejected_from=State.ISP_VERIFIED,
+    ),
+    Transition(
+        State.APPEALED,
+        Action.OVERTURN,
+        State.APPROVED,
+        _REGULATOR,
+        rejected_from=State.SECTOR_ENDORSED,
+    ),
+    Transition(State.APPEALED, Action.WITHDRAW, State.WITHDRAWN, _APPLICANT),
+)
+
+
+class TransitionError(Exception):
+    """The action is not possible from the application's state."""
+
+    def __init__(self, state: State, action: Action, message: str | None = None) -> None:
+        self.state = state
+        self.action = action
+        self.message = message or f"cannot {action} an application that is {state}"
+        super().__init__(self.message)
+
+
+class PermissionDenied(Exception):
+    """The role may not take this action (here, or at all)."""
+
+    def __init__(
+        self,
+        role: Role,
+        action: Action,
+        *,
+        state: State | None = None,
+        message: str | None = None,
+    ) -> None:
+        self.role = role
+        self.action = action
+        self.state = state
+        if message is None:
+            where = f" an application that is {state}" if state is not None else ""
+            message = f"the {role} role may not {action}{where}"
+        self.message = message
+        super().__init__(message)
+
+
+def _rows(state: State, action: Action, needs_endorsement: bool) -> list[Transition]:
+    return [
+        t
+        for t in TRANSITIONS
+        if t.state is state
+        and t.action is action
+        and (t.needs_endorsement is None or t.needs_endorsement is needs_endorsement)
+    ]
+
+
+def _row(
+    state: State, action: Action, *, needs_endorsement: bool, rejected_from: State | None
+) -> Transition:
+    rows = _rows(state, action, needs_endorsement)
+    if not rows:
+        if any(t.state is state and t.action is action for t in TRANSITIONS):
+            awaits = "awaits sector endorsement" if needs_endorsement else "needs no endorsement"
+            raise TransitionError(
+                state, action, f"cannot {action} an application that is {state} and {awaits}"
+            )
+        raise TransitionError(state, action)
+    if action is not Action.OVERTURN:
+        # Rows for one (state, action) differ only in their endorsement condition.
+        return rows[0]
+    if rejected_from is None:
+        raise TransitionError(
+            state, action, "cannot overturn a rejection without knowing the step that made it"
+        )
+    for t in rows:
+        if t.rejected_from is rejected_from:
+            return t
+    raise TransitionError(
+        state,
+        action,
+        f"cannot overturn a rejection made while the application was {rejected_from}",
+    )
+
+
+def next_state(
+    state: State, action: Action, *, needs_endorsement: bool, rejected_from: State | None = None
+) -> State:
+    """Where `action` takes an application in `state`; TransitionError if it cannot.
+
+    `rejected_from` is needed only for OVERTURN: the state the application was in when rejected.
+    """
+    return _row(
+        state, action, needs_endorsement=needs_endorsement, rejected_from=rejected_from
+    ).target
+
+
+def check_transition(
+    state: State,
+    action: Action,
+    role: Role,
+    *,
+    needs_endorsement: bool,
+    rejected_from: State | None = None,
+) -> State:
+    """next_state, and also check that `role` may take the action here.
+
+    The state is checked first: an impossible action is a TransitionError whoever asks, so a
+    caller can tell "not now" from "not you".
+    """
+    row = _row(state, action, needs_endorsement=needs_endorsement, rejected_from=rejected_from)
+    if role not in row.roles:
+        raise PermissionDenied(role, action, state=state)
+    return row.target
+
+
+def check_overturn_reviewer(*, rejected_by: str, reviewer: str) -> None:
+    """An appeal is decided in the applicant's favour only by someone other than the rejecter."""
+    if rejected_by == reviewer:
+        raise PermissionDenied(
+            Role.REGULATOR,
+            Action.OVERTURN,
+            state=State.APPEALED,
+            message="the reviewer who rejected an application may not overturn that rejection",
+        )
+
+
+def allowed_actions(state: State, role: Role, *, needs_endorsement: bool) -> list[Action]:
+    """The actions `role` may take on an application in `state`, in Action order."""
+    return [
+        action
+        for action in Action
+        if any(role in t.roles for t in _rows(state, action, needs_endorsement))
+    ]
+
+
+def overturn_target(rejected_from: State, *, needs_endorsement: bool) -> State:
+    """Where an overturned rejection resumes: what the positive action at that step gives."""
+    return next_state(
+        State.APPEALED,
+        Action.OVERTURN,
+        needs_endorsement=needs_endorsement,
+        rejected_from=rejected_from,
+    )
+
+
+def _require_aware(name: str, value: dt.datetime) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be an aware datetime, got naive {value.isoformat()}")
+
+
+def validity_end(valid_until: dt.date, tz: dt.tzinfo) -> dt.datetime:
+    """The first instant after the day `valid_until` ends in `tz`, as aware UTC (exclusive end).
+
+    That is local midnight starting the next day. Where midnight falls in a DST gap, zoneinfo
+    reads it with the offset before the gap, which is exactly the instant the new day begins.
+    """
+    next_day = valid_until + dt.timedelta(days=1)
+    return dt.datetime.combine(next_day, dt.time(0), tzinfo=tz).astimezone(dt.UTC)
+
+
+def expiring_from(valid_until: dt.date, tz: dt.tzinfo) -> dt.datetime:
+    """The instant the last EXPIRING_NOTICE_DAYS local days of a registration begin (UTC)."""
+    return validity_end(valid_until - dt.timedelta(days=EXPIRING_NOTICE_DAYS), tz)
+
+
+def is_registered(
+    *,
+    state: State,
+    valid_from: dt.datetime,
+    valid_until: dt.date,
+    at: dt.datetime,
+    tz: dt.tzinfo,
+) -> bool:
+    """THE definition of "registered at `at`": a registered state and inside the validity dates.
+
+    Both are required, so a row whose state lags the clock (a sweep has not run yet) never
+    widens the allowlist.
+    """
+    _require_aware("at", at)
+    _require_aware("valid_from", valid_from)
+    return state in REGISTERED_STATES and valid_from <= at < validity_end(valid_until, tz)
+
+
+def time_transition(
+    *,
+    state: State,
+    valid_from: dt.datetime,
+    valid_until: dt.date,
+    at: dt.datetime,
+    tz: dt.tzinfo,
+) -> Action | None:
+    """The SYSTEM action that the passage of time alone calls for at `at`, or None.
+
+    Only one step is returned; approved -> active -> expiring -> expired can chain, so a caller
+    applies it and asks again until None.
+    """
+    _require_aware("at", at)
+    _require_aware("valid_from", valid_from)
+    if state is State.APPROVED:
+        return Action.ACTIVATE if valid_from <= at else None
+    if state in REGISTERED_STATES and at >= validity_end(valid_until, tz):
+        return Action.EXPIRE
+    if state is State.ACTIVE and at >= expiring_from(valid_until, tz):
+        return Action.MARK_EXPIRING
+    return None
+
+
+def provisional_until(start: dt.datetime, tz: dt.tzinfo) -> dt.date:
+    """The last valid day of a provisional registration starting at `start`.
+
+    As for periods counted in days in law, the partly elapsed first day is not counted: the
+    registration holds for the rest of the start day (in `tz`) and PROVISIONAL_DAYS full days.
+    """
+    _require_aware("start", start)
+    return start.astimezone(tz).date() + dt.timedelta(days=PROVISIONAL_DAYS)
+
+
+def renewal_period(old_valid_until: dt.date, tz: dt.tzinfo) -> tuple[dt.datetime, dt.date]:
+    """(valid_from, valid_until) of a renewal: from the old one's end for RENEWAL_DAYS days."""
+    return (
+        validity_end(old_valid_until, tz),
+        old_valid_until + dt.timedelta(days=RENEWAL_DAYS),
+    )
