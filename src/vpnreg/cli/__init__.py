@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
+from typer.exceptions import TyperException
 
 from vpnreg.cli.runtime import EXIT_REFUSED, EXIT_USAGE, CliError, say_error
 
@@ -20,6 +20,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+@app.callback()
+def _root() -> None:
+    """Register VPN endpoints and enforce the signed allowlist at gateways."""
+
+
+def _register_commands() -> None:
+    # Each module adds its own commands; imports inside them stay lazy so that
+    # `vpnreg lookup` does not pay for NFStream or uvicorn.
+    from vpnreg.cli import classify, serve
+
+    for module in (classify, serve):
+        module.register(app)
+
+
+_register_commands()
 
 
 def _domain_errors() -> tuple[type[Exception], ...]:
@@ -37,15 +54,14 @@ def main(argv: list[str] | None = None) -> None:
     except CliError as err:
         say_error(str(err))
         sys.exit(err.code)
-    except click.UsageError as err:
-        say_error(err.format_message())
-        sys.exit(EXIT_USAGE)
-    except click.ClickException as err:
-        say_error(err.format_message())
-        sys.exit(err.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         say_error("aborted")
         sys.exit(EXIT_REFUSED)
+    except TyperException as err:
+        # Typer's own copy of click's errors: usage errors carry exit code 2.
+        format_message = getattr(err, "format_message", None)
+        say_error(format_message() if callable(format_message) else str(err))
+        sys.exit(int(getattr(err, "exit_code", EXIT_USAGE)))
     except KeyboardInterrupt:
         say_error("interrupted")
         sys.exit(130)

@@ -1,0 +1,326 @@
+"""Flow source: NFStream (nDPI inside) over a pcap file or a live interface -> flow feature records.
+
+NFStream's C engine does the per-packet work; the plugin below runs in NFStream's forked meter
+processes on a flow's first packets only. It derives a few booleans from the payload (no payload
+byte leaves it) and hands a flow over as soon as nDPI has finished detection or the payload alone
+is conclusive (`expiration_id = -1`), so the verdict comes packets after the flow starts, not when
+it times out. The plugin sees only what it had at fork time: the allowlist and the policy live in
+the process that consumes these records.
+
+After an early hand-over the rest of the connection reaches the meter as a new flow; the plugin
+remembers handed-over keys and marks those flows `continuation`, which `iter_flows` drops unless
+asked for them.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from nfstream import NFPlugin, NFStreamer
+
+from vpnreg.core.classify import FlowFeatures
+
+IDLE_TIMEOUT_S = 120
+ACTIVE_TIMEOUT_S = 1800
+#: Packets of a flow the plugin inspects at most (nDPI itself gives up after `n_dissections`).
+INSPECT_PACKETS = 16
+
+_IKE_V1_EXCHANGES = frozenset({1, 2, 4, 5, 6, 32})
+_IKE_V2_EXCHANGES = frozenset({34, 35, 36, 37})
+_OPENVPN_CLIENT_RESET = frozenset({1, 7, 10})
+_OPENVPN_SERVER_RESET = frozenset({2, 8})
+_WIREGUARD_SIZES = {1: 148, 2: 92, 3: 64}
+_ESP_IN_UDP_PORT = 4500
+
+
+class Handover(StrEnum):
+    DETECTION = "detection"  # nDPI finished detection (or the payload was conclusive)
+    EXPIRY = "expiry"  # the flow ended (idle, active timeout or end of capture) before that
+
+
+@dataclass(frozen=True)
+class FlowRecord:
+    """One flow as handed over by the meter, with how long its verdict took."""
+
+    features: FlowFeatures
+    handover: Handover
+    packets_to_verdict: int
+    ms_to_verdict: int
+    first_seen_ms: int
+    continuation: bool = False
+
+
+def _transport_payload(ip: bytes) -> tuple[int, bytes]:
+    """(IP protocol, payload above TCP/UDP or above IP for other protocols)."""
+    if not ip:
+        return -1, b""
+    version = ip[0] >> 4
+    if version == 4:
+        ihl = (ip[0] & 0x0F) * 4
+        proto, rest = ip[9], ip[ihl:]
+    elif version == 6 and len(ip) >= 40:
+        proto, rest = ip[6], ip[40:]
+        while proto in (0, 43, 60) and len(rest) >= 8:  # hop-by-hop, routing, destination opts
+            proto, rest = rest[0], rest[(rest[1] + 1) * 8 :]
+    else:
+        return -1, b""
+    if proto == 6 and len(rest) >= 20:
+        return proto, rest[(rest[12] >> 4) * 4 :]
+    if proto == 17 and len(rest) >= 8:
+        return proto, rest[8:]
+    return proto, rest
+
+
+def _is_ike(p: bytes) -> bool:
+    if len(p) >= 4 and p[:4] == b"\x00\x00\x00\x00":
+        p = p[4:]  # non-ESP marker on port 4500
+    if len(p) < 28 or p[:8] == bytes(8):
+        return False
+    version, exchange = p[17], p[18]
+    if version == 0x10:
+        ok = exchange in _IKE_V1_EXCHANGES
+    elif version == 0x20:
+        ok = exchange in _IKE_V2_EXCHANGES
+    else:
+        return False
+    return ok and int.from_bytes(p[24:28], "big") == len(p)
+
+
+def _wireguard_type(p: bytes) -> int:
+    if len(p) < 32 or p[1:4] != b"\x00\x00\x00" or not 1 <= p[0] <= 4:
+        return 0
+    if p[0] == 4:
+        return 4 if len(p) % 16 == 0 else 0
+    return p[0] if len(p) == _WIREGUARD_SIZES[p[0]] else 0
+
+
+def _openvpn_opcode(protocol: int, p: bytes, first: bool) -> int:
+    """The opcode of an OpenVPN control packet (0 if it does not look like one)."""
+    if protocol == 6:
+        if not first or len(p) < 16 or int.from_bytes(p[:2], "big") != len(p) - 2:
+            return 0
+        p = p[2:]
+    if len(p) < 14 or p[0] & 0x07 != 0:  # key id 0 during the initial handshake
+        return 0
+    return p[0] >> 3
+
+
+class VpnFeaturePlugin(NFPlugin):  # type: ignore[misc]
+    """Payload facts and early hand-over. Self-contained: it runs in forked meter processes."""
+
+    def __init__(self, idle_timeout_ms: int = IDLE_TIMEOUT_S * 1000) -> None:
+        super().__init__()
+        self.idle_timeout_ms = idle_timeout_ms
+        # direction-agnostic flow key -> time (ms) of its hand-over or last continuation packet
+        self.handed: OrderedDict[tuple[Any, ...], int] = OrderedDict()
+
+    @staticmethod
+    def _key(flow: Any) -> tuple[Any, ...]:
+        ends = sorted([(flow.src_ip, flow.src_port), (flow.dst_ip, flow.dst_port)])
+        return (flow.protocol, flow.vlan_id, getattr(flow, "tunnel_id", 0), *ends)
+
+    def on_init(self, packet: Any, flow: Any) -> None:
+        u = flow.udps
+        key = self._key(flow)
+        while self.handed:  # forget keys idle for longer than the idle timeout
+            old_key, seen = next(iter(self.handed.items()))
+            if packet.time - seen <= self.idle_timeout_ms:
+                break
+            del self.handed[old_key]
+        u.continuation = key in self.handed
+        if u.continuation:
+            self.handed[key] = packet.time
+            self.handed.move_to_end(key)
+        u.handover = ""
+        u.packets_to_verdict = 0
+        u.ms_to_verdict = 0
+        u.gre_ppp = False
+        u.ike_header = False
+        u.esp_in_udp = False
+        u.l2tp_control = False
+        u.ovpn_client_reset = False
+        u.ovpn_server_reset = False
+        u.wg_init = -1
+        u.wg_resp = -1
+        u.wg_data_dirs = 0
+        u.esp_last = [None, None]
+        u.payload_packets = [0, 0]
+        u.inspected = 0
+        if not u.continuation:
+            self._inspect(packet, flow)
+            self._maybe_hand_over(packet, flow)
+
+    def on_update(self, packet: Any, flow: Any) -> None:
+        u = flow.udps
+        if u.continuation:
+            self.handed[self._key(flow)] = packet.time
+            self.handed.move_to_end(self._key(flow))
+            return
+        if u.inspected < INSPECT_PACKETS:
+            self._inspect(packet, flow)
+        self._maybe_hand_over(packet, flow)
+
+    def on_expire(self, flow: Any) -> None:
+        u = flow.udps
+        # Only plain values cross back to the consuming process.
+        u.wireguard_handshake = not u.continuation and _wg_handshake(u)
+        for name in ("esp_last", "payload_packets", "wg_init", "wg_resp", "wg_data_dirs"):
+            delattr(u, name)
+        if u.continuation:
+            key = self._key(flow)
+            if flow.expiration_id == 1:  # active timeout: the connection goes on
+                self.handed[key] = flow.bidirectional_last_seen_ms
+            else:
+                self.handed.pop(key, None)
+            return
+        if not u.handover:
+            u.handover = Handover.EXPIRY.value
+            u.packets_to_verdict = flow.bidirectional_packets
+            u.ms_to_verdict = flow.bidirectional_duration_ms
+
+    def _conclusive(self, flow: Any) -> bool:
+        u = flow.udps
+        return bool(
+            flow.protocol in (50, 51)
+            or u.gre_ppp
+            or u.ike_header
+            or u.esp_in_udp
+            or u.l2tp_control
+            or (u.ovpn_client_reset and u.ovpn_server_reset)
+            or _wg_handshake(u)
+        )
+
+    def _maybe_hand_over(self, packet: Any, flow: Any) -> None:
+        u = flow.udps
+        if u.handover:
+            return
+        c = getattr(flow, "_C", None)
+        detected = c is not None and c.detection_completed >= 1
+        if detected or self._conclusive(flow):
+            u.handover = Handover.DETECTION.value
+            u.packets_to_verdict = flow.bidirectional_packets
+            u.ms_to_verdict = packet.time - flow.bidirectional_first_seen_ms
+            key = self._key(flow)
+            self.handed[key] = packet.time
+            self.handed.move_to_end(key)
+            flow.expiration_id = -1
+
+    def _inspect(self, packet: Any, flow: Any) -> None:
+        u = flow.udps
+        u.inspected += 1
+        proto, p = _transport_payload(packet.ip_packet)
+        direction = packet.direction
+        if proto == 47:
+            u.gre_ppp = u.gre_ppp or (len(p) >= 4 and p[1] & 0x07 == 1 and p[2:4] == b"\x88\x0b")
+            return
+        if proto not in (6, 17) or not p:
+            return
+        first = u.payload_packets[direction] == 0
+        u.payload_packets[direction] += 1
+        opcode = _openvpn_opcode(proto, p, first)
+        if direction == 0 and opcode in _OPENVPN_CLIENT_RESET:
+            u.ovpn_client_reset = True
+        elif direction == 1 and opcode in _OPENVPN_SERVER_RESET and u.ovpn_client_reset:
+            u.ovpn_server_reset = True
+        if proto != 17:
+            return
+        if _is_ike(p):
+            u.ike_header = True
+        wg = _wireguard_type(p)
+        if wg == 1:
+            u.wg_init = direction
+        elif wg == 2:
+            u.wg_resp = direction
+        elif wg == 4:
+            u.wg_data_dirs |= 1 << direction
+        if (
+            len(p) >= 4
+            and p[0] & 0xCB == 0xC8
+            and p[1] & 0x0F == 2
+            and len(p) >= 12
+            and int.from_bytes(p[2:4], "big") == len(p)
+        ):
+            u.l2tp_control = True
+        on_4500 = _ESP_IN_UDP_PORT in (flow.src_port, flow.dst_port)
+        if on_4500 and len(p) >= 16 and p[:4] != b"\x00\x00\x00\x00":
+            spi, seq = p[:4], int.from_bytes(p[4:8], "big")
+            last = u.esp_last[direction]
+            if last is not None and last[0] == spi and seq == last[1] + 1:
+                u.esp_in_udp = True
+            u.esp_last[direction] = (spi, seq)
+
+
+def _wg_handshake(u: Any) -> bool:
+    return bool(
+        (u.wg_init >= 0 and u.wg_resp >= 0 and u.wg_init != u.wg_resp) or u.wg_data_dirs == 3
+    )
+
+
+def _record(flow: Any) -> FlowRecord:
+    u = flow.udps
+    features = FlowFeatures(
+        ip_version=flow.ip_version,
+        src_ip=flow.src_ip,
+        src_port=flow.src_port,
+        dst_ip=flow.dst_ip,
+        dst_port=flow.dst_port,
+        protocol=flow.protocol,
+        application_name=flow.application_name or "Unknown",
+        category_name=flow.application_category_name or "Unspecified",
+        confidence=int(flow.application_confidence or 0),
+        guessed=bool(flow.application_is_guessed),
+        src2dst_packets=flow.src2dst_packets,
+        dst2src_packets=flow.dst2src_packets,
+        src2dst_bytes=flow.src2dst_bytes,
+        dst2src_bytes=flow.dst2src_bytes,
+        duration_ms=flow.bidirectional_duration_ms,
+        gre_ppp=u.gre_ppp,
+        ike_header=u.ike_header,
+        esp_in_udp=u.esp_in_udp,
+        openvpn_handshake=u.ovpn_client_reset and u.ovpn_server_reset,
+        wireguard_handshake=u.wireguard_handshake,
+        l2tp_control=u.l2tp_control,
+    )
+    return FlowRecord(
+        features=features,
+        handover=Handover(u.handover) if u.handover else Handover.EXPIRY,
+        packets_to_verdict=u.packets_to_verdict,
+        ms_to_verdict=u.ms_to_verdict,
+        first_seen_ms=flow.bidirectional_first_seen_ms,
+        continuation=u.continuation,
+    )
+
+
+def iter_flows(
+    source: str | Path,
+    *,
+    n_meters: int = 1,
+    bpf_filter: str | None = None,
+    idle_timeout_s: int = IDLE_TIMEOUT_S,
+    active_timeout_s: int = ACTIVE_TIMEOUT_S,
+    include_continuations: bool = False,
+) -> Iterator[FlowRecord]:
+    """Flow records from a capture file or a live interface name, in hand-over order.
+
+    One meter (the default) keeps the order deterministic for files; a live source may use more
+    (0 lets NFStream pick one per core).
+    """
+    streamer = NFStreamer(
+        source=str(source),
+        bpf_filter=bpf_filter,
+        n_meters=n_meters,
+        idle_timeout=idle_timeout_s,
+        active_timeout=active_timeout_s,
+        statistical_analysis=False,
+        udps=[VpnFeaturePlugin(idle_timeout_ms=idle_timeout_s * 1000)],
+    )
+    for flow in streamer:
+        record = _record(flow)
+        if record.continuation and not include_continuations:
+            continue
+        yield record
