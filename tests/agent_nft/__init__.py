@@ -1,0 +1,1 @@
+"""Unit tests of the nftables back end through the fake runner."""

@@ -1,0 +1,1 @@
+"""Integration tests in a network-namespace lab with real VPN software (marked lab)."""
