@@ -1,0 +1,103 @@
+"""The allowlist feed: entries, their canonical encoding and set hash, signed documents, history.
+
+Pure: callers pass the time, the keys and the data. Layout and rationale: docs/adr/0001.
+"""
+
+from __future__ import annotations
+
+from vpnreg.core.feed.document import (
+    VerifiedDelta,
+    VerifiedSnapshot,
+    dump_document,
+    format_time,
+    sign_delta,
+    sign_snapshot,
+    sign_snapshot_bytes,
+    verify_document,
+)
+from vpnreg.core.feed.entry import (
+    NETWORK_SIZE,
+    RECORD_SIZE,
+    AllowlistEntry,
+    Network,
+    decode_network,
+    encode_network,
+)
+from vpnreg.core.feed.errors import (
+    BadSignature,
+    Expired,
+    FeedError,
+    HashMismatch,
+    MalformedDocument,
+    NotApplicable,
+    Rollback,
+    SessionMismatch,
+    TruncatedDocument,
+    UnknownKey,
+    UnsignedDocument,
+)
+from vpnreg.core.feed.mode import EnforcementMode, Mode, VpnProtocol
+from vpnreg.core.feed.sethash import RECORD_DTYPE, EntryTable, set_hash
+from vpnreg.core.feed.signing import (
+    DocumentType,
+    Header,
+    changes_digest,
+    key_id,
+    signing_bytes,
+)
+from vpnreg.core.feed.state import (
+    FeedState,
+    Freshness,
+    HeldState,
+    apply_delta,
+    check_not_older,
+)
+from vpnreg.core.feed.versions import FeedHistory, HistoryDelta, HistorySnapshot, merge_deltas
+
+__all__ = [
+    "NETWORK_SIZE",
+    "RECORD_DTYPE",
+    "RECORD_SIZE",
+    "AllowlistEntry",
+    "BadSignature",
+    "DocumentType",
+    "EnforcementMode",
+    "EntryTable",
+    "Expired",
+    "FeedError",
+    "FeedHistory",
+    "FeedState",
+    "Freshness",
+    "HashMismatch",
+    "Header",
+    "HeldState",
+    "HistoryDelta",
+    "HistorySnapshot",
+    "MalformedDocument",
+    "Mode",
+    "Network",
+    "NotApplicable",
+    "Rollback",
+    "SessionMismatch",
+    "TruncatedDocument",
+    "UnknownKey",
+    "UnsignedDocument",
+    "VerifiedDelta",
+    "VerifiedSnapshot",
+    "VpnProtocol",
+    "apply_delta",
+    "changes_digest",
+    "check_not_older",
+    "decode_network",
+    "dump_document",
+    "encode_network",
+    "format_time",
+    "key_id",
+    "merge_deltas",
+    "set_hash",
+    "sign_delta",
+    "sign_snapshot",
+    "sign_snapshot_bytes",
+    "signing_bytes",
+    "verify_document",
+]

@@ -1,0 +1,361 @@
+"""Signed snapshot and delta documents: building them and verifying them from raw bytes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from vpnreg.core.feed.entry import AllowlistEntry
+from vpnreg.core.feed.errors import (
+    Expired,
+    HashMismatch,
+    MalformedDocument,
+    TruncatedDocument,
+    UnsignedDocument,
+)
+from vpnreg.core.feed.mode import EnforcementMode
+from vpnreg.core.feed.sethash import EntryTable
+from vpnreg.core.feed.signing import (
+    DocumentType,
+    Header,
+    changes_digest,
+    sign_header,
+    verify_header,
+)
+from vpnreg.core.feed.state import FeedState, HeldState, check_not_older
+
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?Z")
+_MAX_SERIAL = 2**64 - 1
+#: What is left when input stops inside a literal or after a minus sign.
+_CUT_VALUE = re.compile(r"-|t|tr|tru|f|fa|fal|fals|n|nu|nul")
+_SIGNATURE_KEYS = frozenset({"key_id", "signature"})
+_HEADER_KEYS = frozenset(
+    {"type", "session_id", "serial", "previous_serial", "set_hash", "mode", "created", "expires"}
+)
+_KEYS = {
+    DocumentType.SNAPSHOT: _HEADER_KEYS | _SIGNATURE_KEYS | {"entries"},
+    DocumentType.DELTA: _HEADER_KEYS | _SIGNATURE_KEYS | {"added", "removed"},
+}
+
+
+@dataclass(frozen=True)
+class VerifiedSnapshot:
+    """A snapshot whose signature, expiry and set hash have all been checked."""
+
+    key_id: str
+    session_id: str
+    serial: int
+    set_hash: str
+    mode: EnforcementMode
+    created: dt.datetime
+    expires: dt.datetime
+    entries: EntryTable
+    #: A snapshot follows nothing: its previous serial is always 0.
+    previous_serial: int = 0
+
+    def state(self) -> FeedState:
+        return FeedState(
+            self.session_id,
+            self.serial,
+            self.set_hash,
+            self.mode,
+            self.created,
+            self.expires,
+            self.entries,
+        )
+
+    def held(self) -> HeldState:
+        return HeldState(self.session_id, self.serial, self.created, self.set_hash)
+
+
+@dataclass(frozen=True)
+class VerifiedDelta:
+    """A delta whose signature and expiry have been checked; apply_delta checks its result."""
+
+    key_id: str
+    session_id: str
+    serial: int
+    previous_serial: int
+    set_hash: str
+    mode: EnforcementMode
+    created: dt.datetime
+    expires: dt.datetime
+    added: EntryTable
+    removed: EntryTable
+
+
+# -- building ----------------------------------------------------------------------------------
+
+
+def format_time(moment: dt.datetime) -> str:
+    """Canonical JSON time: UTC with a Z, microseconds only when not zero."""
+    if moment.tzinfo is None:
+        raise ValueError("datetimes in the feed must be timezone-aware")
+    utc = moment.astimezone(dt.UTC).replace(tzinfo=None)
+    return utc.isoformat() + "Z"
+
+
+def _table(entries: EntryTable | Iterable[AllowlistEntry]) -> EntryTable:
+    return entries if isinstance(entries, EntryTable) else EntryTable.from_entries(entries)
+
+
+def _header_json(header: Header) -> dict[str, Any]:
+    return {
+        "type": str(header.type),
+        "session_id": header.session_id,
+        "serial": header.serial,
+        "previous_serial": header.previous_serial,
+        "set_hash": header.set_hash,
+        "mode": header.mode.to_json(),
+        "created": format_time(header.created),
+        "expires": format_time(header.expires),
+    }
+
+
+def _check_header(header: Header) -> None:
+    """Refuse to sign what verify_document would refuse to read."""
+    _session_id(header.session_id)
+    _set_hash(header.set_hash)
+    if header.created.tzinfo is None or header.expires.tzinfo is None:
+        raise ValueError("created and expires must be timezone-aware")
+    if not header.created < header.expires:
+        raise ValueError("expires must be after created")
+    if not 0 < header.serial <= _MAX_SERIAL:
+        raise ValueError("serial must be in 1..2**64-1")
+
+
+def sign_snapshot(
+    *,
+    session_id: str,
+    serial: int,
+    entries: EntryTable | Iterable[AllowlistEntry],
+    mode: EnforcementMode,
+    created: dt.datetime,
+    expires: dt.datetime,
+    private_key: Ed25519PrivateKey,
+) -> dict[str, Any]:
+    """The JSON document of a signed snapshot of the complete entry set."""
+    table = _table(entries)
+    header = Header(
+        DocumentType.SNAPSHOT, session_id, serial, 0, table.set_hash(), mode, created, expires
+    )
+    _check_header(header)
+    key, signature = sign_header(header, private_key)
+    return {
+        **_header_json(header),
+        "entries": table.to_json_list(),
+        "key_id": key,
+        "signature": signature,
+    }
+
+
+def sign_snapshot_bytes(
+    *,
+    session_id: str,
+    serial: int,
+    entries: EntryTable | Iterable[AllowlistEntry],
+    mode: EnforcementMode,
+    created: dt.datetime,
+    expires: dt.datetime,
+    private_key: Ed25519PrivateKey,
+) -> bytes:
+    """dump_document(sign_snapshot(...)) without building a dict per entry: the wire bytes of a
+    large snapshot, with the entry list written as text by EntryTable.to_json_text."""
+    table = _table(entries)
+    header = Header(
+        DocumentType.SNAPSHOT, session_id, serial, 0, table.set_hash(), mode, created, expires
+    )
+    _check_header(header)
+    key, signature = sign_header(header, private_key)
+    head = dump_document({**_header_json(header), "key_id": key, "signature": signature})
+    return head[:-1] + b',"entries":' + table.to_json_text().encode("ascii") + b"}"
+
+
+def sign_delta(
+    *,
+    session_id: str,
+    serial: int,
+    previous_serial: int,
+    added: EntryTable | Iterable[AllowlistEntry],
+    removed: EntryTable | Iterable[AllowlistEntry],
+    set_hash: str,
+    mode: EnforcementMode,
+    created: dt.datetime,
+    expires: dt.datetime,
+    private_key: Ed25519PrivateKey,
+) -> dict[str, Any]:
+    """The JSON document of a signed delta; `set_hash` is that of the complete resulting set."""
+    added_t, removed_t = _table(added), _table(removed)
+    if not 0 < previous_serial < serial:
+        raise ValueError("a delta needs 0 < previous_serial < serial")
+    header = Header(
+        DocumentType.DELTA,
+        session_id,
+        serial,
+        previous_serial,
+        set_hash,
+        mode,
+        created,
+        expires,
+        changes_digest(added=added_t, removed=removed_t),
+    )
+    _check_header(header)
+    key, signature = sign_header(header, private_key)
+    return {
+        **_header_json(header),
+        "added": added_t.to_json_list(),
+        "removed": removed_t.to_json_list(),
+        "key_id": key,
+        "signature": signature,
+    }
+
+
+def dump_document(document: Mapping[str, Any]) -> bytes:
+    """Serialise a document for the wire (compact JSON, UTF-8)."""
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+# -- verifying ---------------------------------------------------------------------------------
+
+
+def _load(raw: bytes) -> object:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedDocument("document is not UTF-8") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        if _ran_out(text, exc):
+            raise TruncatedDocument(f"document ends early: {exc.msg}") from None
+        raise MalformedDocument(f"document is not JSON: {exc.msg} at {exc.pos}") from None
+    except RecursionError:
+        raise MalformedDocument("document nests too deeply") from None
+
+
+def _ran_out(text: str, exc: json.JSONDecodeError) -> bool:
+    """Whether the parser failed because the input stopped, not because it was garbled: the
+    error is at the end, inside a string that never closes, or on a cut-off literal/number."""
+    tail = text[exc.pos :].rstrip()
+    if not tail or exc.msg.startswith("Unterminated string"):
+        return True
+    return exc.msg == "Expecting value" and bool(_CUT_VALUE.fullmatch(tail))
+
+
+def _session_id(value: object) -> str:
+    if not isinstance(value, str) or not _HEX32.fullmatch(value):
+        raise MalformedDocument("session_id must be 32 lowercase hex characters")
+    return value
+
+
+def _set_hash(value: object) -> str:
+    if not isinstance(value, str) or not _HEX64.fullmatch(value):
+        raise MalformedDocument("set_hash must be 64 lowercase hex characters")
+    return value
+
+
+def _serial(value: object, name: str, *, minimum: int) -> int:
+    if type(value) is not int or not minimum <= value <= _MAX_SERIAL:
+        raise MalformedDocument(f"{name} must be an integer in {minimum}..2**64-1")
+    return value
+
+
+def _time(value: object, name: str) -> dt.datetime:
+    if not isinstance(value, str) or not _TIME.fullmatch(value):
+        raise MalformedDocument(f"{name} must be a UTC time like 2026-01-15T09:00:00Z")
+    try:
+        return dt.datetime.fromisoformat(value[:-1]).replace(tzinfo=dt.UTC)
+    except ValueError:
+        raise MalformedDocument(f"{name} is not a valid time") from None
+
+
+def _entries(value: object, name: str) -> EntryTable:
+    if not isinstance(value, list):
+        raise MalformedDocument(f"{name} must be a list of entries")
+    table = EntryTable.from_json_list(value)
+    if len(table) != len(value):
+        raise MalformedDocument(f"{name} lists an entry twice")
+    return table
+
+
+def verify_document(
+    raw: bytes,
+    *,
+    trusted: Mapping[str, Ed25519PublicKey],
+    now: dt.datetime,
+    held: HeldState | None = None,
+) -> VerifiedSnapshot | VerifiedDelta:
+    """Parse and check a document completely: shape, key, signature, expiry, set hash for a
+    snapshot, and (with `held`) that it is not older than the held state. Raises a FeedError."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    doc = _load(raw)
+    if not isinstance(doc, dict):
+        raise MalformedDocument("document must be a JSON object")
+    try:
+        kind = DocumentType(str(doc.get("type")))
+    except ValueError:
+        raise MalformedDocument("type must be 'snapshot' or 'delta'") from None
+    if any(doc.get(k) in (None, "") for k in _SIGNATURE_KEYS):
+        raise UnsignedDocument("document carries no key_id or no signature")
+    if set(doc) != _KEYS[kind]:
+        missing = sorted(_KEYS[kind] - set(doc))
+        extra = sorted(set(doc) - _KEYS[kind])
+        raise MalformedDocument(f"{kind} fields: missing {missing}, unexpected {extra}")
+    key, signature = doc["key_id"], doc["signature"]
+    if not isinstance(key, str) or not isinstance(signature, str):
+        raise MalformedDocument("key_id and signature must be strings")
+
+    session_id = _session_id(doc["session_id"])
+    serial = _serial(doc["serial"], "serial", minimum=1)
+    set_hash = _set_hash(doc["set_hash"])
+    mode = EnforcementMode.from_json(doc["mode"])
+    created = _time(doc["created"], "created")
+    expires = _time(doc["expires"], "expires")
+    if not created < expires:
+        raise MalformedDocument("expires must be after created")
+
+    if kind is DocumentType.SNAPSHOT:
+        if doc["previous_serial"] != 0 or type(doc["previous_serial"]) is not int:
+            raise MalformedDocument("a snapshot's previous_serial must be 0")
+        header = Header(kind, session_id, serial, 0, set_hash, mode, created, expires)
+        verify_header(header, key=key, signature=signature, trusted=trusted)
+        _not_expired(expires, now)
+        entries = _entries(doc["entries"], "entries")
+        if entries.set_hash() != set_hash:
+            raise HashMismatch("the snapshot's entries do not hash to its set_hash")
+        result: VerifiedSnapshot | VerifiedDelta = VerifiedSnapshot(
+            key, session_id, serial, set_hash, mode, created, expires, entries
+        )
+    else:
+        previous = _serial(doc["previous_serial"], "previous_serial", minimum=1)
+        if not previous < serial:
+            raise MalformedDocument("a delta's previous_serial must be below its serial")
+        added = _entries(doc["added"], "added")
+        removed = _entries(doc["removed"], "removed")
+        if not added.isdisjoint(removed):
+            raise MalformedDocument("a delta adds and removes the same entry")
+        digest = changes_digest(added=added, removed=removed)
+        header = Header(
+            kind, session_id, serial, previous, set_hash, mode, created, expires, digest
+        )
+        verify_header(header, key=key, signature=signature, trusted=trusted)
+        _not_expired(expires, now)
+        result = VerifiedDelta(
+            key, session_id, serial, previous, set_hash, mode, created, expires, added, removed
+        )
+    check_not_older(held, result)
+    return result
+
+
+def _not_expired(expires: dt.datetime, now: dt.datetime) -> None:
+    if now >= expires:
+        raise Expired(f"document expired at {format_time(expires)}")
