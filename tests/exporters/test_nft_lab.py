@@ -1,0 +1,128 @@
+"""The nft export against the real nft, inside a network namespace the test makes."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vpnreg.core.exporters import NFT_SET_V4, NFT_SET_V6, NFT_TABLE, ExportFormat, render
+from vpnreg.core.feed import AllowlistEntry, Network
+
+from .conftest import Netns
+from .sample import GENERATED, SAMPLE, entry
+
+pytestmark = pytest.mark.lab
+
+#: The gateway agent's own table (a stand-in here): loading the export must leave it alone.
+AGENT_TABLE = """\
+table inet vpnreg {
+\tset registered4 {
+\t\ttype ipv4_addr
+\t\tflags interval
+\t\telements = { 198.51.100.0/24 }
+\t}
+\tchain forward {
+\t\ttype filter hook forward priority 0; policy accept;
+\t\tip daddr @registered4 counter accept
+\t}
+}
+"""
+
+V1 = [entry("192.0.2.0/24", 1), entry("2001:db8:a::/48", 2), entry("203.0.113.0/25", 3)]
+V2 = [entry("203.0.113.0/25", 3), entry("203.0.113.128/25", 4), entry("2001:db8:b::/48", 5)]
+
+
+def nft_text(entries: list[AllowlistEntry]) -> str:
+    return render(ExportFormat.NFT, entries, generated=GENERATED)[""]
+
+
+def _element(elem: Any) -> Network:
+    if isinstance(elem, str):
+        return ipaddress.ip_network(elem)
+    if "prefix" in elem:
+        return ipaddress.ip_network(f"{elem['prefix']['addr']}/{elem['prefix']['len']}")
+    raise AssertionError(f"unexpected set element {elem!r}")
+
+
+def set_elements(ns: Netns, name: str) -> list[Network]:
+    listing = json.loads(ns.run("nft", "-j", "list", "set", "inet", NFT_TABLE, name))
+    (found,) = [item["set"] for item in listing["nftables"] if "set" in item]
+    return sorted((_element(e) for e in found.get("elem", [])), key=str)
+
+
+def nets(*texts: str) -> list[Network]:
+    return sorted((ipaddress.ip_network(t) for t in texts), key=str)
+
+
+def test_nft_check_mode_accepts_sample_and_empty(netns: Netns, tmp_path: Path) -> None:
+    netns.nft_file(tmp_path, nft_text(list(SAMPLE)), "-c")
+    netns.nft_file(tmp_path, nft_text([]), "-c")
+    # Check mode changes nothing.
+    assert netns.run("nft", "list", "ruleset") == ""
+
+
+def test_nft_check_mode_rejects_a_broken_file(netns: Netns, tmp_path: Path) -> None:
+    broken = nft_text(list(SAMPLE)).replace("192.0.2.0/24", "192.0.2.0/33")
+    with pytest.raises(AssertionError, match="failed"):
+        netns.nft_file(tmp_path, broken, "-c")
+
+
+def test_empty_registry_loads_into_an_empty_ruleset(netns: Netns, tmp_path: Path) -> None:
+    netns.nft_file(tmp_path, nft_text([]))
+    assert set_elements(netns, NFT_SET_V4) == []
+    assert set_elements(netns, NFT_SET_V6) == []
+
+
+def test_sample_loads_merged(netns: Netns, tmp_path: Path) -> None:
+    netns.nft_file(tmp_path, nft_text(list(SAMPLE)))
+    assert set_elements(netns, NFT_SET_V4) == nets("192.0.2.0/24", "203.0.113.0/24")
+    assert set_elements(netns, NFT_SET_V6) == nets("2001:db8:1::/48")
+
+
+def test_v2_over_v1_replaces_the_elements_and_leaves_other_tables(
+    netns: Netns, tmp_path: Path
+) -> None:
+    netns.nft_file(tmp_path, AGENT_TABLE)
+    agent_before = netns.run("nft", "-j", "list", "table", "inet", "vpnreg")
+
+    netns.nft_file(tmp_path, nft_text(V1))
+    assert set_elements(netns, NFT_SET_V4) == nets("192.0.2.0/24", "203.0.113.0/25")
+    assert set_elements(netns, NFT_SET_V6) == nets("2001:db8:a::/48")
+
+    netns.nft_file(tmp_path, nft_text(V2))
+    # 203.0.113.0/25 and .128/25 are adjacent: one interval.
+    assert set_elements(netns, NFT_SET_V4) == nets("203.0.113.0/24")
+    assert set_elements(netns, NFT_SET_V6) == nets("2001:db8:b::/48")
+
+    assert netns.run("nft", "-j", "list", "table", "inet", "vpnreg") == agent_before
+    tables = json.loads(netns.run("nft", "-j", "list", "tables"))["nftables"]
+    names = sorted(t["table"]["name"] for t in tables if "table" in t)
+    assert names == ["vpnreg", NFT_TABLE]
+
+
+def test_reloading_the_same_version_and_then_an_empty_one(netns: Netns, tmp_path: Path) -> None:
+    netns.nft_file(tmp_path, nft_text(V1))
+    netns.nft_file(tmp_path, nft_text(V1))
+    assert set_elements(netns, NFT_SET_V4) == nets("192.0.2.0/24", "203.0.113.0/25")
+    netns.nft_file(tmp_path, nft_text([]))
+    assert set_elements(netns, NFT_SET_V4) == []
+    assert set_elements(netns, NFT_SET_V6) == []
+
+
+def test_a_chain_added_to_the_table_keeps_its_rule_across_reloads(
+    netns: Netns, tmp_path: Path
+) -> None:
+    netns.nft_file(tmp_path, nft_text(V1))
+    netns.run(
+        "nft", "add", "chain", "inet", NFT_TABLE, "input",
+        "{ type filter hook input priority 0; policy accept; }",
+    )  # fmt: skip
+    netns.run("nft", "add", "rule", "inet", NFT_TABLE, "input", "ip", "saddr", "@allow4", "accept")
+    netns.nft_file(tmp_path, nft_text(V2))
+    listing = netns.run("nft", "list", "chain", "inet", NFT_TABLE, "input")
+    assert "ip saddr @allow4 accept" in listing
+    assert set_elements(netns, NFT_SET_V4) == nets("203.0.113.0/24")
