@@ -9,6 +9,8 @@ import pytest
 
 from vpnreg.clock import FrozenClock
 
+pytest_plugins = ["tests.fixtures.postgres"]
+
 #: The shared material beside the checkout (captures, lab recipe); read-only.
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

@@ -1,0 +1,213 @@
+"""The append-only audit log: writing events into the hash chain and verifying it.
+
+Every change a service makes is recorded here in the same transaction as the change. The chain
+head (table audit_head, one row) is read with SELECT ... FOR UPDATE, so on PostgreSQL concurrent
+writers queue on that row lock; on SQLite BEGIN IMMEDIATE already serialises writers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from vpnreg.core.audit import GENESIS_HASH, AuditRecord, ChainProblem, next_record, verify_chain
+from vpnreg.registry.models import AuditHead, AuditLogRow
+
+#: Rows fetched per round trip when streaming the log for verification.
+VERIFY_BATCH = 2000
+
+
+_COLUMNS = (
+    AuditLogRow.seq,
+    AuditLogRow.time,
+    AuditLogRow.actor,
+    AuditLogRow.action,
+    AuditLogRow.object_type,
+    AuditLogRow.object_id,
+    AuditLogRow.before,
+    AuditLogRow.after,
+    AuditLogRow.prev_hash,
+    AuditLogRow.hash,
+)
+
+
+def _to_record(row: AuditLogRow) -> AuditRecord:
+    return AuditRecord(
+        seq=row.seq,
+        time=row.time,
+        actor=row.actor,
+        action=row.action,
+        object_type=row.object_type,
+        object_id=row.object_id,
+        before=row.before,
+        after=row.after,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+class AuditChain:
+    """Appends events after the current head; `write()` stores them and moves the head.
+
+    Creating it locks the head row until the transaction ends, so take it as late as possible
+    in a service and commit soon after. Events are kept in memory and inserted in one batch.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        head = session.execute(
+            select(AuditHead).where(AuditHead.id == 1).with_for_update()
+        ).scalar_one()
+        self._head = head
+        self._prev: AuditRecord | None = None
+        if head.seq > 0:
+            last = session.get(AuditLogRow, head.seq)
+            if last is None:
+                raise RuntimeError(f"audit head names event {head.seq}, which is missing")
+            self._prev = _to_record(last)
+        self._pending: list[AuditRecord] = []
+
+    @property
+    def last(self) -> AuditRecord | None:
+        return self._prev
+
+    def append(
+        self,
+        *,
+        time: dt.datetime,
+        actor: str,
+        action: str,
+        object_type: str,
+        object_id: str | int,
+        before: Any,
+        after: Any,
+    ) -> AuditRecord:
+        record = next_record(
+            self._prev,
+            time=time,
+            actor=actor,
+            action=action,
+            object_type=object_type,
+            object_id=str(object_id),
+            before=before,
+            after=after,
+        )
+        self._pending.append(record)
+        self._prev = record
+        return record
+
+    def write(self) -> None:
+        """Insert the pending events and move the head; nothing happens when none are pending."""
+        if not self._pending:
+            return
+        self._session.execute(
+            insert(AuditLogRow),
+            [
+                {
+                    "seq": r.seq,
+                    "time": r.time,
+                    "actor": r.actor,
+                    "action": r.action,
+                    "object_type": r.object_type,
+                    "object_id": r.object_id,
+                    "before": r.before,
+                    "after": r.after,
+                    "prev_hash": r.prev_hash,
+                    "hash": r.hash,
+                }
+                for r in self._pending
+            ],
+        )
+        last = self._pending[-1]
+        self._session.execute(
+            update(AuditHead)
+            .where(AuditHead.id == 1)
+            .values(seq=last.seq, hash=last.hash)
+            .execution_options(synchronize_session=False)
+        )
+        self._session.expire(self._head)
+        self._pending.clear()
+
+
+def append_event(
+    session: Session,
+    *,
+    time: dt.datetime,
+    actor: str,
+    action: str,
+    object_type: str,
+    object_id: str | int,
+    before: Any = None,
+    after: Any = None,
+) -> AuditRecord:
+    """Record one event in the caller's transaction (which the caller commits)."""
+    chain = AuditChain(session)
+    record = chain.append(
+        time=time,
+        actor=actor,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        before=before,
+        after=after,
+    )
+    chain.write()
+    return record
+
+
+def iter_records(session: Session, *, batch: int = VERIFY_BATCH) -> Iterator[AuditRecord]:
+    """Every stored event in seq order, fetched in batches (the whole log never sits in memory)."""
+    last_seq = -1
+    while True:
+        # Plain column rows, not ORM objects: nothing piles up in the session's identity map.
+        rows = session.execute(
+            select(*_COLUMNS)
+            .where(AuditLogRow.seq > last_seq)
+            .order_by(AuditLogRow.seq)
+            .limit(batch)
+        ).all()
+        if not rows:
+            return
+        for row in rows:
+            yield AuditRecord(**row._asdict())
+        last_seq = rows[-1].seq
+
+
+def verify_audit(session: Session) -> ChainProblem | None:
+    """The first problem in the stored chain, or None when it is intact.
+
+    Besides the links between rows (verify_chain), the head must name the last row, so that
+    deleting the newest events is noticed too.
+    """
+    last: AuditRecord | None = None
+
+    def tracked() -> Iterator[AuditRecord]:
+        nonlocal last
+        for record in iter_records(session):
+            last = record
+            yield record
+
+    problem = verify_chain(tracked())
+    if problem is not None:
+        return problem
+    head = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).one()
+    last_seq = last.seq if last is not None else 0
+    last_hash = last.hash if last is not None else ""
+    if (head.seq, head.hash) != (last_seq, last_hash):
+        return ChainProblem(
+            seq=last_seq + 1 if head.seq > last_seq else last_seq,
+            kind="head_mismatch",
+            message=(
+                f"the chain head names event {head.seq} but the log ends at event {last_seq}"
+                if head.seq != last_seq
+                else f"the chain head hash differs from the hash of event {last_seq}"
+            ),
+        )
+    return None
+
+
+__all__ = ["GENESIS_HASH", "AuditChain", "append_event", "iter_records", "verify_audit"]

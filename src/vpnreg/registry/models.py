@@ -1,0 +1,360 @@
+"""SQLAlchemy models of the registry: organisations, users, applications and their history."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Category(StrEnum):
+    """What kind of organisation registers a VPN endpoint."""
+
+    SOFTWARE_HOUSE = "software_house"
+    CALL_CENTRE = "call_centre"
+    FREELANCER = "freelancer"
+    BANK = "bank"
+    FOREIGN_MISSION = "foreign_mission"
+    OTHER = "other"
+
+
+class AmendmentState(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+
+
+class AppealOutcome(StrEnum):
+    UPHELD = "upheld"
+    OVERTURNED = "overturned"
+
+
+def _category_check(column: str) -> str:
+    values = ", ".join(f"'{c.value}'" for c in Category)
+    return f"{column} IN ({values})"
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """An aware UTC datetime on both backends (SQLite would otherwise drop the offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where an aware one is needed")
+        value = value.astimezone(dt.UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: dict[Any, Any] = {  # noqa: RUF012 - SQLAlchemy's documented hook
+        dt.datetime: UTCDateTime(),
+        dt.date: Date(),
+        str: String(),
+    }
+
+
+class Organisation(Base):
+    """An applicant organisation or individual; individuals give a national ID number."""
+
+    __tablename__ = "organisations"
+    __table_args__ = (CheckConstraint(_category_check("category"), name="category"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    category: Mapped[str] = mapped_column(String(32))
+    registration_number: Mapped[str | None] = mapped_column(String(64))
+    #: HMAC-SHA256 (hex) of the national ID number under a key kept outside the database.
+    national_id_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    national_id_last4: Mapped[str | None] = mapped_column(String(4))
+    created_at: Mapped[dt.datetime]
+
+
+class ISP(Base):
+    """An internet service provider that verifies its subscribers' prefixes."""
+
+    __tablename__ = "isps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[dt.datetime]
+
+
+class SectorBody(Base):
+    """A sector body (e.g. a software export board) that endorses applications of its categories."""
+
+    __tablename__ = "sector_bodies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[dt.datetime]
+    category_rows: Mapped[list[SectorBodyCategory]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        return tuple(sorted(row.category for row in self.category_rows))
+
+
+class SectorBodyCategory(Base):
+    __tablename__ = "sector_body_categories"
+    __table_args__ = (CheckConstraint(_category_check("category"), name="category"),)
+
+    sector_body_id: Mapped[int] = mapped_column(
+        ForeignKey("sector_bodies.id", ondelete="CASCADE"), primary_key=True
+    )
+    category: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class User(Base):
+    """A person or machine that logs in; the role decides what it may do."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    #: argon2id hash; the password itself is never stored.
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(32))
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
+    isp_id: Mapped[int | None] = mapped_column(ForeignKey("isps.id"))
+    sector_body_id: Mapped[int | None] = mapped_column(ForeignKey("sector_bodies.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime]
+
+
+class Application(Base):
+    """One registration request and, once approved, the registration itself."""
+
+    __tablename__ = "applications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tracking_number: Mapped[str | None] = mapped_column(String(32), unique=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    isp_id: Mapped[int] = mapped_column(ForeignKey("isps.id"), index=True)
+    category: Mapped[str] = mapped_column(String(32))
+    #: The ISP's own customer reference for the subscriber, when known (legacy imports).
+    subscriber_id: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    #: Bumped by every change; services refuse a caller's stale expected_version.
+    version: Mapped[int] = mapped_column(Integer)
+    valid_from: Mapped[dt.datetime | None]
+    #: The last day (in the regulator's time zone) on which the registration holds.
+    valid_until: Mapped[dt.date | None]
+    renews_id: Mapped[int | None] = mapped_column(ForeignKey("applications.id"))
+    rejected_from: Mapped[str | None] = mapped_column(String(32))
+    rejected_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+    organisation: Mapped[Organisation] = relationship(lazy="joined")
+    isp: Mapped[ISP] = relationship(lazy="joined")
+    prefixes: Mapped[list[ApplicationPrefix]] = relationship(
+        back_populates="application",
+        cascade="all, delete-orphan",
+        order_by="ApplicationPrefix.position",
+        lazy="selectin",
+    )
+
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}  # noqa: RUF012
+
+
+class ApplicationPrefix(Base):
+    """A public prefix an application claims; range columns make overlap a string comparison."""
+
+    __tablename__ = "application_prefixes"
+    __table_args__ = (UniqueConstraint("application_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    application_id: Mapped[int] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    prefix: Mapped[str] = mapped_column(String(64))
+    #: First and last address as 32 hex digits (IPv4 as ::ffff:a.b.c.d), comparable as text.
+    range_start: Mapped[str] = mapped_column(String(32), index=True)
+    range_end: Mapped[str] = mapped_column(String(32))
+
+    application: Mapped[Application] = relationship(back_populates="prefixes")
+    peers: Mapped[list[PrefixPeer]] = relationship(
+        cascade="all, delete-orphan", order_by="PrefixPeer.id", lazy="selectin"
+    )
+
+
+class PrefixPeer(Base):
+    """A remote prefix (VPN server or office) a registered prefix may talk to."""
+
+    __tablename__ = "prefix_peers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prefix_id: Mapped[int] = mapped_column(
+        ForeignKey("application_prefixes.id", ondelete="CASCADE"), index=True
+    )
+    peer: Mapped[str] = mapped_column(String(64))
+    range_start: Mapped[str] = mapped_column(String(32))
+    range_end: Mapped[str] = mapped_column(String(32))
+
+
+class PeerAmendment(Base):
+    """A requested change of a prefix's peers; the old peers hold until the regulator approves."""
+
+    __tablename__ = "peer_amendments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prefix_id: Mapped[int] = mapped_column(
+        ForeignKey("application_prefixes.id", ondelete="CASCADE"), index=True
+    )
+    peers: Mapped[list[str]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    requested_by: Mapped[str] = mapped_column(String(100))
+    requested_at: Mapped[dt.datetime]
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decided_at: Mapped[dt.datetime | None]
+
+
+class Review(Base):
+    """One step of the review: who did what to an application, and why."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    application_id: Mapped[int] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), index=True
+    )
+    actor: Mapped[str] = mapped_column(String(100))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    action: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[str] = mapped_column(String(32))
+    to_state: Mapped[str] = mapped_column(String(32))
+    reason_code: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime]
+
+
+class Appeal(Base):
+    """An applicant's appeal against a rejection and the regulator's decision on it."""
+
+    __tablename__ = "appeals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    application_id: Mapped[int] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), index=True
+    )
+    text: Mapped[str] = mapped_column(Text)
+    filed_by: Mapped[str] = mapped_column(String(100))
+    filed_at: Mapped[dt.datetime]
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decided_at: Mapped[dt.datetime | None]
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Document(Base):
+    """Metadata of an uploaded document; the file itself is stored by its sha256."""
+
+    __tablename__ = "documents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    application_id: Mapped[int] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(64))
+    filename: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    media_type: Mapped[str] = mapped_column(String(128))
+    uploaded_by: Mapped[str] = mapped_column(String(100))
+    uploaded_at: Mapped[dt.datetime]
+
+
+class AuditLogRow(Base):
+    """One audit event; rows are only ever appended (triggers refuse UPDATE and DELETE)."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    time: Mapped[dt.datetime]
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[str] = mapped_column(String(64))
+    before: Mapped[Any] = mapped_column(JSON, nullable=True)
+    after: Mapped[Any] = mapped_column(JSON, nullable=True)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditHead(Base):
+    """The one row naming the newest audit event; locking it serialises appends."""
+
+    __tablename__ = "audit_head"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class Claim(Base):
+    """Address space held by an approved, active or expiring registration over its validity.
+
+    On PostgreSQL the migration adds generated columns `prefix` (cidr) and `valid_during`
+    (tstzrange, half-open) and an exclusion constraint over them, so the database itself refuses
+    overlapping claims. On SQLite the service layer runs the same check under BEGIN IMMEDIATE.
+    """
+
+    __tablename__ = "claims"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    application_id: Mapped[int] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), index=True
+    )
+    prefix_text: Mapped[str] = mapped_column(String(64))
+    range_start: Mapped[str] = mapped_column(String(32), index=True)
+    range_end: Mapped[str] = mapped_column(String(32))
+    valid_from: Mapped[dt.datetime]
+    #: Exclusive end of validity (the start of the day after valid_until, in UTC).
+    valid_end: Mapped[dt.datetime]

@@ -1,0 +1,193 @@
+"""Creating applications: prefixes and peers validated all at once, tracking numbers, loading."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vpnreg.core.ipspace import (
+    Network,
+    PrefixError,
+    PrefixPolicy,
+    overlapping_pairs,
+    validate_prefix,
+)
+from vpnreg.core.review import Role, State
+from vpnreg.registry.audit_log import append_event
+from vpnreg.registry.claims import range_keys
+from vpnreg.registry.errors import FieldError, NotFound, StaleVersion, ValidationFailed
+from vpnreg.registry.models import ISP, Application, ApplicationPrefix, Organisation, PrefixPeer
+from vpnreg.registry.services.actors import Actor, actor_name, require_role
+from vpnreg.registry.services.config import ServiceConfig
+from vpnreg.registry.services.snapshots import application_snapshot
+from vpnreg.registry.services.transaction import service_transaction
+
+#: Prefix text and the peer prefixes it is limited to (empty: any peer).
+PrefixRequest = tuple[str, Sequence[str]]
+
+
+def tracking_number(year: int, application_id: int) -> str:
+    return f"VPN-{year}-{application_id:06d}"
+
+
+def peer_policy(policy: PrefixPolicy) -> PrefixPolicy:
+    """Peers are remote servers or offices: public space, but of any length."""
+    return dataclasses.replace(policy, max_v4=0, max_v6=0)
+
+
+def validate_peers(
+    peers: Sequence[str], policy: PrefixPolicy, field: str
+) -> tuple[list[Network], list[FieldError]]:
+    networks: list[Network] = []
+    errors: list[FieldError] = []
+    for j, text in enumerate(peers):
+        try:
+            networks.append(validate_prefix(text, peer_policy(policy)))
+        except PrefixError as exc:
+            errors.append(FieldError(f"{field}[{j}]", str(exc.code), exc.message, text))
+    return networks, errors
+
+
+def validate_prefixes(
+    prefixes: Sequence[PrefixRequest], policy: PrefixPolicy
+) -> list[tuple[Network, list[Network]]]:
+    """Every prefix and peer checked; all problems raised together as one ValidationFailed."""
+    errors: list[FieldError] = []
+    if not prefixes:
+        errors.append(FieldError("prefixes", "required", "at least one prefix is needed", []))
+    valid: list[tuple[int, Network, list[Network]]] = []
+    for i, (text, peers) in enumerate(prefixes):
+        network: Network | None = None
+        try:
+            network = validate_prefix(text, policy)
+        except PrefixError as exc:
+            errors.append(FieldError(f"prefixes[{i}]", str(exc.code), exc.message, text))
+        peer_networks, peer_errors = validate_peers(peers, policy, f"prefixes[{i}].peers")
+        errors.extend(peer_errors)
+        if network is not None:
+            valid.append((i, network, peer_networks))
+    for a, b in overlapping_pairs([n for _, n, _ in valid]):
+        (i, first, _), (j, second, _) = valid[a], valid[b]
+        errors.append(
+            FieldError(
+                f"prefixes[{j}]",
+                "overlap",
+                f"{second} overlaps prefixes[{i}] ({first}) of the same application",
+                prefixes[j][0],
+            )
+        )
+    if errors:
+        raise ValidationFailed(errors)
+    return [(network, peers) for _, network, peers in valid]
+
+
+def build_prefix(position: int, network: Network, peers: Sequence[Network]) -> ApplicationPrefix:
+    start, end = range_keys(network)
+    row = ApplicationPrefix(
+        position=position, prefix=str(network), range_start=start, range_end=end
+    )
+    row.peers = [build_peer(p) for p in peers]
+    return row
+
+
+def build_peer(network: Network) -> PrefixPeer:
+    start, end = range_keys(network)
+    return PrefixPeer(peer=str(network), range_start=start, range_end=end)
+
+
+def load_application(session: Session, application_id: int, *, lock: bool = True) -> Application:
+    """The application, locked for update (PostgreSQL) and refreshed from the database."""
+    query = select(Application).where(Application.id == application_id)
+    if lock:
+        query = query.with_for_update(of=Application)
+    app = (
+        session.execute(query.execution_options(populate_existing=True))
+        .unique()
+        .scalar_one_or_none()
+    )
+    if app is None:
+        raise NotFound("application", application_id)
+    return app
+
+
+def check_version(app: Application, expected_version: int | None) -> None:
+    if expected_version is not None and expected_version != app.version:
+        raise StaleVersion(expected_version, app.version)
+
+
+def create_application(
+    session: Session,
+    *,
+    organisation_id: int,
+    isp_id: int,
+    prefixes: Sequence[PrefixRequest],
+    actor: Actor,
+    now: dt.datetime,
+    config: ServiceConfig,
+) -> Application:
+    """A new draft application of `organisation_id` for prefixes reached through `isp_id`.
+
+    The category is the organisation's. Every prefix goes through validate_prefix; every
+    problem (bad prefix, bad peer, overlap inside the application) is reported at once.
+    """
+    require_role(actor, Role.APPLICANT, Role.ADMIN)
+    with service_transaction(session):
+        org = session.get(Organisation, organisation_id)
+        if org is None:
+            raise NotFound("organisation", organisation_id)
+        if (
+            not isinstance(actor, str)
+            and actor.role == Role.APPLICANT
+            and (actor.organisation_id != organisation_id)
+        ):
+            raise ValidationFailed(
+                [
+                    FieldError(
+                        "organisation_id", "forbidden", "not your organisation", organisation_id
+                    )
+                ]
+            )
+        if session.get(ISP, isp_id) is None:
+            raise NotFound("ISP", isp_id)
+        checked = validate_prefixes(prefixes, config.prefix_policy)
+        app = Application(
+            organisation_id=org.id,
+            isp_id=isp_id,
+            category=org.category,
+            state=State.DRAFT.value,
+            version=1,
+            created_by=actor_name(actor),
+            created_at=now,
+            updated_at=now,
+            prefixes=[build_prefix(i, n, peers) for i, (n, peers) in enumerate(checked)],
+        )
+        session.add(app)
+        session.flush()
+        app.tracking_number = tracking_number(now.astimezone(config.tz).year, app.id)
+        session.flush()
+        append_event(
+            session,
+            time=now,
+            actor=actor_name(actor),
+            action="create_application",
+            object_type="application",
+            object_id=app.id,
+            after=application_snapshot(app),
+        )
+    return app
+
+
+def get_application(session: Session, *, application_id: int) -> Application:
+    """Read one application (no lock, no change)."""
+    return load_application(session, application_id, lock=False)
+
+
+def find_application(session: Session, *, tracking_number: str) -> Application:
+    app = session.scalar(select(Application).where(Application.tracking_number == tracking_number))
+    if app is None:
+        raise NotFound("application", tracking_number)
+    return app

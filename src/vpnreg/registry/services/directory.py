@@ -1,0 +1,232 @@
+"""The directory: organisations, ISPs, sector bodies and users, and logging in."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vpnreg.core.review import Role
+from vpnreg.registry.audit_log import append_event
+from vpnreg.registry.errors import FieldError, ValidationFailed
+from vpnreg.registry.models import ISP, Category, Organisation, SectorBody, SectorBodyCategory, User
+from vpnreg.registry.services.actors import Actor, actor_name, require_role
+from vpnreg.registry.services.config import ServiceConfig
+from vpnreg.registry.services.passwords import hash_password, verify_password
+from vpnreg.registry.services.snapshots import (
+    isp_snapshot,
+    organisation_snapshot,
+    sector_body_snapshot,
+    user_snapshot,
+)
+from vpnreg.registry.services.transaction import service_transaction
+
+_ADMINS = (Role.ADMIN, Role.REGULATOR)
+_NATIONAL_ID = re.compile(r"^[0-9]{5}-?[0-9]{7}-?[0-9]$|^[0-9]{6,20}$")
+
+
+def national_id_hash(national_id: str, key: bytes) -> str:
+    """HMAC-SHA256 (hex) of the ID number's digits under `key`."""
+    digits = re.sub(r"[^0-9]", "", national_id)
+    return hmac.new(key, digits.encode(), hashlib.sha256).hexdigest()
+
+
+def _check_name(session: Session, model: type[Organisation | ISP | SectorBody], name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise ValidationFailed([FieldError("name", "required", "a name is required", name)])
+    if session.scalar(select(model.id).where(model.name == name)) is not None:
+        raise ValidationFailed(
+            [FieldError("name", "duplicate", f"{name!r} is already registered", name)]
+        )
+    return name
+
+
+def _check_category(category: str, field: str = "category") -> str:
+    if category not in set(Category):
+        allowed = ", ".join(Category)
+        raise ValidationFailed(
+            [
+                FieldError(
+                    field, "unknown_category", f"unknown category; use one of {allowed}", category
+                )
+            ]
+        )
+    return category
+
+
+def create_organisation(
+    session: Session,
+    *,
+    name: str,
+    category: str,
+    actor: Actor,
+    now: dt.datetime,
+    config: ServiceConfig,
+    registration_number: str | None = None,
+    national_id: str | None = None,
+) -> Organisation:
+    """Register an organisation; an individual gives a national ID number instead.
+
+    The ID number is stored only as a keyed hash plus its last four digits.
+    """
+    require_role(actor, *_ADMINS)
+    with service_transaction(session):
+        name = _check_name(session, Organisation, name)
+        _check_category(category)
+        id_hash = last4 = None
+        if national_id is not None:
+            if not _NATIONAL_ID.match(national_id.strip()):
+                raise ValidationFailed(
+                    [FieldError("national_id", "malformed", "not a national ID number", "****")]
+                )
+            id_hash = national_id_hash(national_id, config.id_hash_key)
+            last4 = re.sub(r"[^0-9]", "", national_id)[-4:]
+        org = Organisation(
+            name=name,
+            category=category,
+            registration_number=registration_number,
+            national_id_hash=id_hash,
+            national_id_last4=last4,
+            created_at=now,
+        )
+        session.add(org)
+        session.flush()
+        append_event(
+            session,
+            time=now,
+            actor=actor_name(actor),
+            action="create_organisation",
+            object_type="organisation",
+            object_id=org.id,
+            after=organisation_snapshot(org),
+        )
+    return org
+
+
+def create_isp(session: Session, *, name: str, actor: Actor, now: dt.datetime) -> ISP:
+    require_role(actor, *_ADMINS)
+    with service_transaction(session):
+        isp = ISP(name=_check_name(session, ISP, name), created_at=now)
+        session.add(isp)
+        session.flush()
+        append_event(
+            session,
+            time=now,
+            actor=actor_name(actor),
+            action="create_isp",
+            object_type="isp",
+            object_id=isp.id,
+            after=isp_snapshot(isp),
+        )
+    return isp
+
+
+def create_sector_body(
+    session: Session, *, name: str, categories: list[str], actor: Actor, now: dt.datetime
+) -> SectorBody:
+    require_role(actor, *_ADMINS)
+    with service_transaction(session):
+        name = _check_name(session, SectorBody, name)
+        for i, category in enumerate(categories):
+            _check_category(category, f"categories[{i}]")
+        body = SectorBody(
+            name=name,
+            created_at=now,
+            category_rows=[SectorBodyCategory(category=c) for c in sorted(set(categories))],
+        )
+        session.add(body)
+        session.flush()
+        append_event(
+            session,
+            time=now,
+            actor=actor_name(actor),
+            action="create_sector_body",
+            object_type="sector_body",
+            object_id=body.id,
+            after=sector_body_snapshot(body),
+        )
+    return body
+
+
+def create_user(
+    session: Session,
+    *,
+    username: str,
+    password: str,
+    role: Role | str,
+    actor: Actor,
+    now: dt.datetime,
+    organisation_id: int | None = None,
+    isp_id: int | None = None,
+    sector_body_id: int | None = None,
+) -> User:
+    """Create a login. An applicant needs an organisation, an ISP user an ISP, a sector user a
+    sector body; other roles take none of them."""
+    require_role(actor, Role.ADMIN)
+    with service_transaction(session):
+        errors: list[FieldError] = []
+        username = username.strip()
+        if not username:
+            errors.append(FieldError("username", "required", "a username is required", username))
+        elif session.scalar(select(User.id).where(User.username == username)) is not None:
+            errors.append(FieldError("username", "duplicate", "username taken", username))
+        if len(password) < 8:
+            errors.append(FieldError("password", "too_short", "at least 8 characters", None))
+        try:
+            role = Role(role)
+        except ValueError:
+            raise ValidationFailed(
+                [FieldError("role", "unknown_role", "unknown role", role)]
+            ) from None
+        links = {
+            "organisation_id": (organisation_id, Role.APPLICANT, Organisation),
+            "isp_id": (isp_id, Role.ISP, ISP),
+            "sector_body_id": (sector_body_id, Role.SECTOR_BODY, SectorBody),
+        }
+        for field, (value, needed_by, model) in links.items():
+            if role is needed_by and value is None:
+                errors.append(FieldError(field, "required", f"a {role} user needs {field}", None))
+            elif role is not needed_by and value is not None:
+                errors.append(
+                    FieldError(field, "not_allowed", f"a {role} user has no {field}", value)
+                )
+            elif value is not None and session.get(model, value) is None:
+                errors.append(FieldError(field, "not_found", f"no such {field}", value))
+        if errors:
+            raise ValidationFailed(errors)
+        user = User(
+            username=username,
+            password_hash=hash_password(password),
+            role=role.value,
+            organisation_id=organisation_id,
+            isp_id=isp_id,
+            sector_body_id=sector_body_id,
+            active=True,
+            created_at=now,
+        )
+        session.add(user)
+        session.flush()
+        append_event(
+            session,
+            time=now,
+            actor=actor_name(actor),
+            action="create_user",
+            object_type="user",
+            object_id=user.id,
+            after=user_snapshot(user),
+        )
+    return user
+
+
+def authenticate(session: Session, *, username: str, password: str) -> User | None:
+    """The active user with this username and password, or None (same cost either way)."""
+    user = session.scalar(select(User).where(User.username == username))
+    ok = verify_password(user.password_hash if user else None, password)
+    if user is None or not ok or not user.active:
+        return None
+    return user

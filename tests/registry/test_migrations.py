@@ -1,0 +1,69 @@
+"""The initial migration on an empty database, on both backends."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import DBAPIError
+
+from vpnreg.registry.db import current_revision, make_engine, upgrade
+from vpnreg.registry.models import Base
+
+EXPECTED_TABLES = {t.name for t in Base.metadata.sorted_tables}
+
+
+def test_upgrade_empty_database_creates_every_table(fresh_url: str) -> None:
+    assert current_revision(fresh_url) is None
+    upgrade(fresh_url)
+    engine = make_engine(fresh_url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+        assert tables >= EXPECTED_TABLES | {"alembic_version"}
+        with engine.connect() as conn:
+            head = conn.execute(text("SELECT id, seq, hash FROM audit_head")).all()
+        assert [tuple(r) for r in head] == [(1, 0, "")]
+    finally:
+        engine.dispose()
+    assert current_revision(fresh_url) == "0001"
+    upgrade(fresh_url)  # a second upgrade is a no-op
+    assert current_revision(fresh_url) == "0001"
+
+
+def test_postgresql_claims_have_generated_range_columns_and_exclusion(pg_url: str) -> None:
+    upgrade(pg_url)
+    engine = make_engine(pg_url)
+    try:
+        columns = {c["name"]: c for c in inspect(engine).get_columns("claims")}
+        assert str(columns["prefix"]["type"]).upper() == "CIDR"
+        assert str(columns["valid_during"]["type"]).upper() == "TSTZRANGE"
+        with engine.connect() as conn:
+            kinds = conn.execute(
+                text(
+                    "SELECT conname FROM pg_constraint WHERE conrelid = 'claims'::regclass "
+                    "AND contype = 'x'"
+                )
+            ).scalars()
+            assert list(kinds) == ["claims_no_overlap"]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("statement", ["UPDATE audit_log SET actor = 'x'", "DELETE FROM audit_log"])
+def test_audit_log_refuses_update_and_delete(fresh_url: str, statement: str) -> None:
+    upgrade(fresh_url)
+    engine = make_engine(fresh_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO audit_log (seq, time, actor, action, object_type, object_id, "
+                    "prev_hash, hash) VALUES (1, :t, 'a', 'b', 'c', '1', 'p', 'h')"
+                ),
+                {"t": "2026-01-15 09:00:00"},
+            )
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.execute(text(statement))
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT actor FROM audit_log")).scalars().all() == ["a"]
+    finally:
+        engine.dispose()
