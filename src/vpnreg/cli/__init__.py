@@ -2,41 +2,72 @@
 
 Exit codes: 0 ok, 1 refused (validation, state, conflict), 2 usage. Errors are one line on stderr,
 never a traceback.
+
+Each command lives in a small module with a `register(app)` function. `main()` imports only the
+module of the command being run, so a gateway running `vpnreg gateway` never loads the registry's
+SQLAlchemy stack, and `vpnreg lookup` never loads NFStream.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
+from typing import Any
 
 import typer
 from typer.exceptions import TyperException
 
 from vpnreg.cli.runtime import EXIT_REFUSED, EXIT_USAGE, CliError, say_error
 
-app = typer.Typer(
-    name="vpnreg",
-    help="Register VPN endpoints and enforce the signed allowlist at gateways.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
+#: Top-level command name -> the module (in vpnreg.cli) that registers it.
+COMMANDS = {
+    "db": "database",
+    "demo": "demo",
+    "users": "directory",
+    "orgs": "directory",
+    "isps": "directory",
+    "sector-bodies": "directory",
+    "apply": "workflow",
+    "review": "workflow",
+    "appeal": "workflow",
+    "withdraw": "workflow",
+    "renew": "workflow",
+    "amend": "workflow",
+    "lookup": "records",
+    "import": "records",
+    "audit": "records",
+    "feed": "feed",
+    "classify": "classify",
+    "gateway": "gateway",
+    "serve": "serve",
+}
 
 
-@app.callback()
-def _root() -> None:
-    """Register VPN endpoints and enforce the signed allowlist at gateways."""
+def build_app(command: str | None = None) -> typer.Typer:
+    """The Typer app with every command, or only with `command`'s module when it is known."""
+    app = typer.Typer(
+        name="vpnreg",
+        help="Register VPN endpoints and enforce the signed allowlist at gateways.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+
+    @app.callback()
+    def _root() -> None:
+        """Register VPN endpoints and enforce the signed allowlist at gateways."""
+
+    wanted = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for name in wanted:
+        importlib.import_module(f"vpnreg.cli.{name}").register(app)
+    return app
 
 
-def _register_commands() -> None:
-    # Each module adds its own commands; imports inside them stay lazy so that
-    # `vpnreg lookup` does not pay for NFStream or uvicorn.
-    from vpnreg.cli import classify, serve
-
-    for module in (classify, serve):
-        module.register(app)
-
-
-_register_commands()
+def __getattr__(name: str) -> Any:
+    # `from vpnreg.cli import app` gives the complete app (for tests and documentation).
+    if name == "app":
+        return build_app()
+    raise AttributeError(name)
 
 
 def _domain_errors() -> tuple[type[Exception], ...]:
@@ -44,13 +75,21 @@ def _domain_errors() -> tuple[type[Exception], ...]:
     from vpnreg.core.ipspace import PrefixError
     from vpnreg.core.review import PermissionDenied, TransitionError
 
-    return (PrefixError, TransitionError, PermissionDenied)
+    errors: tuple[type[Exception], ...] = (PrefixError, TransitionError, PermissionDenied)
+    if "vpnreg.registry.errors" in sys.modules:
+        errors += (sys.modules["vpnreg.registry.errors"].RegistryError,)
+    return errors
+
+
+def _command_of(argv: list[str]) -> str | None:
+    return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: runs the app and turns every error into one line on stderr."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        result = app(args=argv, standalone_mode=False)
+        result = build_app(_command_of(args))(args=args, prog_name="vpnreg", standalone_mode=False)
     except CliError as err:
         say_error(str(err))
         sys.exit(err.code)

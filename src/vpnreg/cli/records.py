@@ -1,0 +1,107 @@
+"""`vpnreg lookup`, `vpnreg import`, `vpnreg audit verify`: reading and bulk-loading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vpnreg.cli.registry_context import open_registry
+from vpnreg.cli.runtime import EXIT_REFUSED, EXIT_USAGE, fail, say_error
+from vpnreg.core.ipspace import PrefixError, parse_address
+from vpnreg.core.legacy_csv import decode, parse_legacy_csv
+
+#: The audit actor of a bulk import (an operator's action, not a user's).
+IMPORT_ACTOR = "cli:import"
+
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+
+
+def lookup(
+    ip: Annotated[str, typer.Argument(help="An IPv4 or IPv6 address.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Is this address registered now, and by which registration?"""
+    try:
+        parse_address(ip)
+    except PrefixError as err:
+        fail(f"{ip!r} is not an IP address: {err.message}", EXIT_USAGE)
+    from vpnreg.registry import services
+
+    with open_registry() as reg:
+        found = services.lookup(reg.session, address=ip, now=reg.now(), config=reg.config)
+    answer = {
+        "ip": found.ip,
+        "registered": found.registered,
+        "registration_id": found.registration_id,
+        "tracking_number": found.tracking_number,
+        "category": found.category,
+        "prefix": found.prefix,
+        "valid_until": found.valid_until.isoformat() if found.valid_until else None,
+    }
+    if as_json:
+        typer.echo(json.dumps(answer, sort_keys=True))
+    elif found.registered:
+        typer.echo(
+            f"{found.ip}: registered in {found.prefix} by {found.tracking_number} "
+            f"({found.category}), valid until {found.valid_until}"
+        )
+    else:
+        typer.echo(f"{found.ip}: not registered")
+
+
+def import_csv(
+    file: Annotated[Path, typer.Argument(help="Legacy registrations, CSV (see docs/cli.md).")],
+    dry_run: Annotated[bool, typer.Option(help="Check everything, write nothing.")] = False,
+) -> None:
+    """Import legacy registrations, all or nothing: any bad row aborts the whole file."""
+    try:
+        data = file.read_bytes()
+    except OSError as err:
+        fail(f"{file}: cannot read ({err.strerror})", EXIT_USAGE)
+    text, problem = decode(data)
+    if text is None:
+        assert problem is not None
+        fail(f"{file}:{problem.line}: {problem.message} (bytes {problem.value})")
+    rows, problems = parse_legacy_csv(text)
+    if problems:
+        for p in problems:
+            say_error(f"{file}:{p.line}: {p.message}: {p.value!r}")
+        raise typer.Exit(EXIT_REFUSED)
+    from vpnreg.registry import services
+
+    with open_registry() as reg:
+        report = services.import_legacy(
+            reg.session, rows=rows, now=reg.now(), config=reg.config, dry_run=dry_run
+        )
+    if not report.ok:
+        for q in report.problems:
+            say_error(f"{file}:{q.line}: {q.field}: {q.message} [{q.code}]: {q.value!r}")
+        say_error(f"{file}: {len(report.problems)} problems; nothing imported")
+        raise typer.Exit(EXIT_REFUSED)
+    verb = "would import" if dry_run else "imported"
+    typer.echo(
+        f"{file}: {verb} {report.created} registrations from {report.rows} rows "
+        f"({report.organisations_created} new organisations, {report.isps_created} new ISPs)"
+    )
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the whole audit log's hash chain; names the first bad event."""
+    from vpnreg.registry import services
+
+    with open_registry() as reg:
+        problem = services.verify_audit(reg.session)
+        if problem is not None:
+            fail(f"audit log broken at event {problem.seq}: {problem.kind}: {problem.message}")
+        count = reg.audit_count()
+    typer.echo(f"audit log intact: {count} events")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(lookup)
+    app.command("import")(import_csv)
+    app.add_typer(audit_app, name="audit")
