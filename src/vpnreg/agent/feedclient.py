@@ -1,0 +1,533 @@
+"""The gateway's feed client: fetch, verify and hold the signed allowlist (docs/feed-client.md).
+
+One FeedClient per feed source (an http(s) feed base URL, or a file holding a signed snapshot).
+Every document is verified completely before anything changes; what is held is persisted
+atomically in a state directory (vpnreg.agent.feedstore) and re-verified on load, and is never
+emptied because of errors or staleness. Timers follow RFC 8210 section 6 (refresh, retry, expire).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from vpnreg.agent.feedstore import FeedStore, StoredStateError
+from vpnreg.clock import Clock
+from vpnreg.core.feed import (
+    EnforcementMode,
+    FeedError,
+    FeedState,
+    Freshness,
+    MalformedDocument,
+    Mode,
+    TruncatedDocument,
+    VerifiedDelta,
+    VerifiedSnapshot,
+    apply_delta,
+    check_not_older,
+    dump_document,
+    key_id,
+    verify_document,
+)
+from vpnreg.feedkeys import load_public_key
+
+__all__ = [
+    "FeedClient",
+    "FeedMetrics",
+    "PollResult",
+    "PollStatus",
+    "StoredStateError",
+    "Timers",
+    "load_public_keys",
+]
+
+_LOG = logging.getLogger(__name__)
+#: Seconds added to a long poll's wait before the HTTP read times out.
+_READ_MARGIN_S = 10.0
+_CONNECT_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Timers:
+    """RFC 8210 section 6 timers, in seconds."""
+
+    #: How often to poll when nothing is pushed (for URLs: how long a long poll waits).
+    refresh_s: float = 60.0
+    #: How long to wait after a failed or refused fetch.
+    retry_s: float = 10.0
+    #: No fresh verified feed for this long (or the held copy's signed expiry passed): stale.
+    #: Also the renewal window: a URL client re-fetches the full snapshot when its held copy
+    #: expires within this time, to pick up a re-signed copy of an unchanged set.
+    expire_s: float = 7200.0
+    on_stale: Literal["keep", "dry-run"] = "keep"
+
+    def __post_init__(self) -> None:
+        if self.refresh_s <= 0 or self.retry_s <= 0 or self.expire_s <= 0:
+            raise ValueError("refresh, retry and expire timers must be positive")
+        if self.on_stale not in ("keep", "dry-run"):
+            raise ValueError("on_stale must be 'keep' or 'dry-run'")
+
+
+class PollStatus(StrEnum):
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    REFUSED = "refused"
+    UNREACHABLE = "unreachable"
+
+
+@dataclass(frozen=True)
+class PollResult:
+    status: PollStatus
+    #: The held state after the poll (never emptied by errors).
+    state: FeedState | None
+    #: One line, e.g. "refused feed document: BadSignature: signature does not verify ...".
+    error: str | None = None
+    #: Class name of the FeedError, or "http", "io".
+    error_kind: str | None = None
+
+
+class FeedMetrics:
+    """The client's Prometheus metrics, registered in the registry given (tests use their own)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.serial = Gauge(
+            "feed_serial", "Serial of the allowlist feed state held", registry=registry
+        )
+        self.age_seconds = Gauge(
+            "feed_age_seconds",
+            "Seconds since the held feed state was created by the registry",
+            registry=registry,
+        )
+        self.stale = Gauge(
+            "feed_stale", "1 when the expire timer ran out without a fresh feed", registry=registry
+        )
+        self.refused = Counter(
+            "feed_refused",
+            "Feed documents refused, by error kind",
+            ["kind"],
+            registry=registry,
+        )
+        self.unreachable = Counter(
+            "feed_unreachable",
+            "Polls that could not reach the feed (network, HTTP status, file I/O)",
+            ["kind"],
+            registry=registry,
+        )
+        self.updates = Counter("feed_updates", "Verified feed updates applied", registry=registry)
+        self.last_success = Gauge(
+            "feed_last_success_timestamp_seconds",
+            "Unix time the feed was last reached and verified",
+            registry=registry,
+        )
+
+
+class _Unreachable(Exception):
+    """The feed could not be reached (network, HTTP status, file system)."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def load_public_keys(paths: Iterable[Path]) -> dict[str, Ed25519PublicKey]:
+    """Key id -> public key of every feed.pub file given (PEM or raw base64)."""
+    keys: dict[str, Ed25519PublicKey] = {}
+    for path in paths:
+        key = load_public_key(path)
+        keys[key_id(key)] = key
+    return keys
+
+
+def _is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
+def _json_body(raw: bytes, what: str) -> Any:
+    """Parse an unsigned JSON envelope, telling a cut-off body from a garbled one."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        rest = exc.doc[exc.pos :].strip()
+        if not rest or exc.msg.startswith("Unterminated string"):
+            raise TruncatedDocument(f"{what} ends early: {exc.msg}") from None
+        raise MalformedDocument(f"{what} is not JSON: {exc.msg} at {exc.pos}") from None
+    except (UnicodeDecodeError, RecursionError):
+        raise MalformedDocument(f"{what} is not JSON") from None
+
+
+class FeedClient:
+    """Fetches, verifies and holds one allowlist feed (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        trusted: Mapping[str, Ed25519PublicKey],
+        state_dir: Path,
+        clock: Clock,
+        token: str | None = None,
+        timers: Timers | None = None,
+        transport: httpx.BaseTransport | None = None,
+        metrics: FeedMetrics | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if not trusted:
+            raise ValueError("a feed client needs at least one trusted public key")
+        self._source = source
+        self._trusted = dict(trusted)
+        self._store = FeedStore(state_dir)
+        self._clock = clock
+        self._timers = timers if timers is not None else Timers()
+        self._metrics = metrics
+        self._log = logger if logger is not None else _LOG
+        self._state: FeedState | None = None
+        self._verified_at: dt.datetime | None = None
+        self._loaded = False
+        self._was_stale: bool | None = None
+        #: (inode, mtime_ns, size) of the feed file last read; None until read.
+        self._file_id: tuple[int, int, int] | None = None
+        self._http: httpx.Client | None = None
+        if _is_url(source):
+            headers = {"Accept": "application/json"}
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
+            self._http = httpx.Client(
+                base_url=source.rstrip("/"),
+                headers=headers,
+                transport=transport,
+                timeout=httpx.Timeout(_CONNECT_TIMEOUT_S, read=self._timers.refresh_s),
+                follow_redirects=False,
+            )
+        elif source.startswith("file://"):
+            self._source = source.removeprefix("file://")
+
+    # -- held state --------------------------------------------------------------------------
+
+    @property
+    def state(self) -> FeedState | None:
+        return self._state
+
+    @property
+    def timers(self) -> Timers:
+        return self._timers
+
+    @property
+    def is_url(self) -> bool:
+        return self._http is not None
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+
+    def load(self) -> FeedState | None:
+        """The last good copy from the state directory, re-verified from scratch.
+
+        An expired copy is kept (and the client is stale). Raises StoredStateError when the
+        directory does not re-verify (edited, corrupted, older than its recorded floor, or
+        signed by a key no longer trusted): remove the directory to start over.
+        """
+        stored = self._store.load(trusted=self._trusted)
+        self._loaded = True
+        if stored is None:
+            self._state, self._verified_at = None, None
+        else:
+            now = self._clock.now()
+            self._state = stored.state
+            # A verification time in the future (clock stepped back, or an edit) counts as now.
+            seen = stored.verified_at
+            self._verified_at = min(seen, now) if seen is not None else None
+        self._update_metrics()
+        return self._state
+
+    def stale(self) -> bool:
+        """No fresh verified feed for expire_s, or the held copy's signed expiry has passed."""
+        if self._state is None or self._verified_at is None:
+            stale = True
+        else:
+            now = self._clock.now()
+            elapsed = (now - self._verified_at).total_seconds()
+            stale = elapsed >= self._timers.expire_s or now >= self._state.expires
+        if self._metrics is not None:
+            self._metrics.stale.set(1 if stale else 0)
+        return stale
+
+    def effective_mode(self) -> EnforcementMode | None:
+        """The signed mode, or dry-run everywhere when stale and on_stale is "dry-run"."""
+        if self._state is None:
+            return None
+        if self._timers.on_stale == "dry-run" and self.stale():
+            return EnforcementMode(Mode.DRY_RUN)
+        return self._state.mode
+
+    # -- polling -----------------------------------------------------------------------------
+
+    def poll(self, *, wait_s: float = 0.0) -> PollResult:
+        """One fetch and verification; never raises for feed, HTTP or file errors.
+
+        FILE: re-read when the file was replaced (inode, mtime or size changed). URL: with
+        wait_s > 0 and a held state, long-poll /notify first; then /delta since the held serial,
+        or /snapshot when nothing is held, on a reset, or when the held copy nears its expiry.
+        """
+        if not self._loaded:
+            try:
+                self.load()
+            except StoredStateError as exc:
+                return self._refused(
+                    exc,
+                    prefix="refused held state",
+                    hint=f" (remove {self._store.directory} to start over)",
+                )
+        try:
+            if self._http is not None:
+                status = self._poll_url(self._http, wait_s)
+            else:
+                status = self._poll_file(Path(self._source))
+        except FeedError as exc:
+            return self._refused(exc)
+        except _Unreachable as exc:
+            return self._unreachable(str(exc), exc.kind)
+        self._verified_at = self._clock.now()
+        if status is PollStatus.UPDATED and self._metrics is not None:
+            self._metrics.updates.inc()
+        self._update_metrics()
+        return PollResult(status, self._state)
+
+    def run(
+        self,
+        stop: threading.Event,
+        on_update: Callable[[FeedState], None],
+        *,
+        on_staleness: Callable[[bool], None] | None = None,
+    ) -> None:
+        """Poll until `stop` is set, calling on_update after each UPDATED poll.
+
+        URLs long-poll for refresh_s (a server that answers at once is polled every refresh_s);
+        files are re-checked every refresh_s; after a failure the next try is in retry_s.
+        `on_staleness(stale)` is called whenever staleness changes (and once at start).
+        Exceptions from the callbacks propagate: the caller decides what a failed apply means.
+        """
+        while not stop.is_set():
+            started = time.monotonic()
+            wait_s = self._timers.refresh_s if self._http is not None else 0.0
+            result = self.poll(wait_s=wait_s)
+            if result.status is PollStatus.UPDATED and result.state is not None:
+                on_update(result.state)
+            stale = self.stale()
+            if stale != self._was_stale:
+                if stale:
+                    self._log.warning(
+                        "feed: stale (no fresh verified feed for %ss); on_stale=%s, holding "
+                        "serial %s",
+                        self._timers.expire_s,
+                        self._timers.on_stale,
+                        self._state.serial if self._state else "none",
+                    )
+                if on_staleness is not None:
+                    on_staleness(stale)
+                self._was_stale = stale
+            if result.status is PollStatus.UPDATED:
+                delay = 0.0
+            elif result.status is PollStatus.UNCHANGED:
+                delay = max(0.0, self._timers.refresh_s - (time.monotonic() - started))
+                if self._http is None:
+                    delay = self._timers.refresh_s
+            else:
+                delay = self._timers.retry_s
+            stop.wait(delay)
+
+    # -- file source -------------------------------------------------------------------------
+
+    def _poll_file(self, path: Path) -> PollStatus:
+        try:
+            info = path.stat()
+        except OSError as exc:
+            raise _Unreachable(f"cannot read feed file {path}: {exc.strerror}", "io") from None
+        file_id = (info.st_ino, info.st_mtime_ns, info.st_size)
+        if file_id == self._file_id:
+            return PollStatus.UNCHANGED
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise _Unreachable(f"cannot read feed file {path}: {exc.strerror}", "io") from None
+        status = self._accept_snapshot(raw)
+        self._file_id = file_id
+        return status
+
+    # -- URL source --------------------------------------------------------------------------
+
+    def _get(
+        self,
+        http: httpx.Client,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        read_s: float | None = None,
+    ) -> httpx.Response:
+        timeout = httpx.Timeout(
+            _CONNECT_TIMEOUT_S,
+            read=(read_s if read_s is not None else self._timers.refresh_s) + _READ_MARGIN_S,
+        )
+        try:
+            response = http.get(path, params=params, headers=headers, timeout=timeout)
+        except httpx.HTTPError as exc:
+            raise _Unreachable(f"feed {path}: {type(exc).__name__}: {exc}", "http") from None
+        if response.status_code not in (200, 204, 304):
+            hint = " (check the gateway token)" if response.status_code in (401, 403) else ""
+            raise _Unreachable(
+                f"feed {path}: HTTP {response.status_code} {response.reason_phrase}{hint}", "http"
+            )
+        return response
+
+    def _renewal_due(self) -> bool:
+        if self._state is None:
+            return True
+        left = (self._state.expires - self._clock.now()).total_seconds()
+        return left < self._timers.expire_s
+
+    def _poll_url(self, http: httpx.Client, wait_s: float) -> PollStatus:
+        held = self._state
+        if held is None or self._renewal_due():
+            return self._fetch_snapshot(http, conditional=False)
+        if wait_s > 0:
+            response = self._get(
+                http,
+                "/notify",
+                params={
+                    "since": str(held.serial),
+                    "session": held.session_id,
+                    "wait": f"{wait_s:g}",
+                },
+                read_s=wait_s,
+            )
+            if response.status_code == 204:
+                return PollStatus.UNCHANGED
+        response = self._get(
+            http, "/delta", params={"since": str(held.serial), "session": held.session_id}
+        )
+        body = _json_body(response.content, "delta response")
+        if isinstance(body, dict) and body.get("reset") is True:
+            return self._fetch_snapshot(http, conditional=True)
+        if not isinstance(body, dict) or not isinstance(body.get("deltas"), list):
+            raise MalformedDocument('delta response must be {"deltas": [...]} or {"reset": true}')
+        return self._accept_deltas([dump_document(d) for d in body["deltas"]])
+
+    def _fetch_snapshot(self, http: httpx.Client, *, conditional: bool) -> PollStatus:
+        headers = {}
+        if conditional and self._state is not None:
+            headers["If-None-Match"] = f'"{self._state.session_id}-{self._state.serial}"'
+        response = self._get(http, "/snapshot", headers=headers)
+        if response.status_code == 304:
+            return PollStatus.UNCHANGED
+        if response.status_code != 200:
+            raise _Unreachable(f"feed /snapshot: unexpected HTTP {response.status_code}", "http")
+        return self._accept_snapshot(response.content)
+
+    # -- accepting documents -----------------------------------------------------------------
+
+    def _accept_snapshot(self, raw: bytes) -> PollStatus:
+        now = self._clock.now()
+        held = self._state.held() if self._state is not None else None
+        doc = verify_document(raw, trusted=self._trusted, now=now, held=held)
+        if not isinstance(doc, VerifiedSnapshot):
+            raise MalformedDocument("expected a snapshot document, got a delta")
+        state = doc.state()
+        if held is not None and check_not_older(held, doc) is Freshness.SAME:
+            assert self._state is not None
+            if doc.expires > self._state.expires:
+                # Same set, re-signed with a later expiry: keep the fresher proof.
+                self._persist(lambda: self._store.save_snapshot(raw, state, verified_at=now))
+                self._state = state
+            return PollStatus.UNCHANGED
+        self._persist(lambda: self._store.save_snapshot(raw, state, verified_at=now))
+        self._state = state
+        return PollStatus.UPDATED
+
+    def _accept_deltas(self, raws: list[bytes]) -> PollStatus:
+        """Verify every delta's signature and expiry, then apply them all in memory; persist
+        and switch only when the last one checks out (all or nothing)."""
+        if not raws:
+            return PollStatus.UNCHANGED
+        if self._state is None:
+            raise MalformedDocument("deltas offered but no state is held")
+        now = self._clock.now()
+        docs: list[VerifiedDelta] = []
+        for raw in raws:
+            doc = verify_document(raw, trusted=self._trusted, now=now)
+            if not isinstance(doc, VerifiedDelta):
+                raise MalformedDocument("the delta list holds a snapshot")
+            docs.append(doc)
+        state = self._state
+        for doc in docs:
+            check_not_older(state.held(), doc)
+            state = apply_delta(state, doc)
+        final = state
+        self._persist(lambda: self._store.save_rebuilt(raws[-1], final, verified_at=now))
+        self._state = final
+        return PollStatus.UPDATED
+
+    def _persist(self, write: Callable[[], None]) -> None:
+        try:
+            write()
+        except OSError as exc:
+            raise _Unreachable(
+                f"cannot write state directory {self._store.directory}: "
+                f"{exc.strerror or exc} ({getattr(exc, 'filename', '')})",
+                "io",
+            ) from None
+
+    # -- outcomes ----------------------------------------------------------------------------
+
+    def _refused(
+        self, exc: FeedError, *, prefix: str = "refused feed document", hint: str = ""
+    ) -> PollResult:
+        kind = type(exc).__name__
+        message = f"{prefix}: {kind}: {exc}; {self._holding()}{hint}"
+        self._log.warning("%s", message)
+        if self._metrics is not None:
+            self._metrics.refused.labels(kind=kind).inc()
+        self._update_metrics()
+        return PollResult(PollStatus.REFUSED, self._state, message, kind)
+
+    def _unreachable(self, detail: str, kind: str) -> PollResult:
+        message = f"feed unreachable: {detail}; {self._holding()}"
+        self._log.warning("%s", message)
+        if self._metrics is not None:
+            self._metrics.unreachable.labels(kind=kind).inc()
+        self._update_metrics()
+        return PollResult(PollStatus.UNREACHABLE, self._state, message, kind)
+
+    def _holding(self) -> str:
+        if self._state is None:
+            return "holding nothing"
+        return f"keeping serial {self._state.serial} of session {self._state.session_id}"
+
+    def _update_metrics(self) -> None:
+        metrics = self._metrics
+        if metrics is None:
+            return
+        self.stale()
+        if self._state is not None:
+            metrics.serial.set(self._state.serial)
+            age = (self._clock.now() - self._state.created).total_seconds()
+            metrics.age_seconds.set(max(0.0, age))
+        if self._verified_at is not None:
+            metrics.last_success.set(self._verified_at.timestamp())
+
+    def __enter__(self) -> FeedClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

@@ -1,0 +1,137 @@
+"""`vpnreg feed keygen` and `vpnreg feed pull`: CliRunner on a test app, and the real command."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner, Result
+
+from tests.agent_feed.fakefeed import KEY, new_history, snapshot_bytes
+from vpnreg.cli.feed_client import register
+from vpnreg.cli.runtime import CliError
+from vpnreg.feedkeys import public_key_bytes
+
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def app() -> typer.Typer:
+    root = typer.Typer()
+
+    @root.callback()
+    def _root() -> None:
+        """Test root."""
+
+    feed_app = typer.Typer()
+    register(feed_app)
+    root.add_typer(feed_app, name="feed")
+    return root
+
+
+@pytest.fixture
+def trust(tmp_path: Path) -> Path:
+    path = tmp_path / "feed.pub"
+    path.write_bytes(public_key_bytes(KEY.public_key()))
+    return path
+
+
+@pytest.fixture
+def feed(tmp_path: Path) -> Path:
+    # `feed pull` reads the real clock: sign around the current time.
+    path = tmp_path / "feed.json"
+    path.write_bytes(snapshot_bytes(new_history(NOW - dt.timedelta(minutes=5)), NOW))
+    return path
+
+
+def refusal(result: Result) -> str:
+    """The CliError the command raised (vpnreg.cli.main prints it as one line, exit 1)."""
+    assert isinstance(result.exception, CliError), result.output
+    assert result.exception.code == 1
+    message = str(result.exception)
+    assert "\n" not in message
+    return message
+
+
+def pull(app: typer.Typer, feed: Path, trust: Path, state: Path) -> Result:
+    return CliRunner().invoke(
+        app,
+        ["feed", "pull", "--feed", str(feed), "--trust", str(trust), "--state-dir", str(state)],
+    )
+
+
+def test_keygen_writes_the_pair_and_prints_the_key_id(app: typer.Typer, tmp_path: Path) -> None:
+    directory = tmp_path / "keys"
+    result = CliRunner().invoke(app, ["feed", "keygen", "--dir", str(directory)])
+    assert result.exit_code == 0, result.output
+    kid = result.stdout.strip()
+    assert len(kid) == 16 and int(kid, 16) >= 0
+    assert stat.S_IMODE((directory / "feed.key").stat().st_mode) == 0o600
+    again = CliRunner().invoke(app, ["feed", "keygen", "--dir", str(directory)])
+    assert "refusing to overwrite" in refusal(again)
+
+
+def test_pull_updates_then_is_unchanged(
+    app: typer.Typer, feed: Path, trust: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    first = pull(app, feed, trust, state)
+    assert first.exit_code == 0, first.output
+    doc = json.loads(feed.read_bytes())
+    assert first.stdout == (
+        f"feed: session {doc['session_id']} serial 1, 3 entries, "
+        f"set hash {doc['set_hash']} (updated)\n"
+    )
+    second = pull(app, feed, trust, state)
+    assert second.exit_code == 0
+    assert second.stdout.endswith("(unchanged)\n")
+
+
+def test_pull_refuses_a_tampered_feed_and_keeps_the_held_copy(
+    app: typer.Typer, feed: Path, trust: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    assert pull(app, feed, trust, state).exit_code == 0
+    held = (state / "snapshot.json").read_bytes()
+    doc = json.loads(feed.read_bytes())
+    doc["entries"] = doc["entries"][1:]
+    feed.write_text(json.dumps(doc))
+    message = refusal(pull(app, feed, trust, state))
+    assert "HashMismatch" in message and "keeping serial 1" in message
+    assert (state / "snapshot.json").read_bytes() == held
+
+
+def test_pull_with_a_missing_trust_file(app: typer.Typer, feed: Path, tmp_path: Path) -> None:
+    message = refusal(pull(app, feed, tmp_path / "none.pub", tmp_path / "state"))
+    assert "does not exist" in message
+
+
+def test_pull_without_trust_is_a_usage_error(app: typer.Typer, feed: Path) -> None:
+    result = CliRunner().invoke(app, ["feed", "pull", "--feed", str(feed)])
+    assert result.exit_code == 2
+
+
+def test_real_vpnreg_feed_pull_on_a_file(feed: Path, trust: Path, tmp_path: Path) -> None:
+    """The installed command, in a subprocess: output line, refusal line and exit codes."""
+    vpnreg = Path(sys.executable).parent / "vpnreg"
+    args = [str(vpnreg), "feed", "pull", "--feed", str(feed), "--trust", str(trust)]
+    args += ["--state-dir", str(tmp_path / "state")]
+    env = {**os.environ, "VPNREG_FEED_TOKEN": ""}
+    ok = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("feed: session ") and ok.stdout.endswith("(updated)\n")
+    assert ok.stderr == ""
+    # Same session and serial, signed as created earlier: a rollback.
+    feed.write_bytes(snapshot_bytes(new_history(NOW - dt.timedelta(minutes=10)), NOW))
+    bad = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert bad.returncode == 1
+    assert bad.stdout == ""
+    lines = bad.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vpnreg: refused feed document: Rollback")
