@@ -1,0 +1,202 @@
+"""The real `vpnreg gateway` live in the lab's gateway namespace, enforcing with nftables against
+real WireGuard and OpenVPN tunnels; the feed is a signed snapshot file replaced atomically.
+
+OpenVPN is only recognised from its handshake, so the OpenVPN clients are restarted after the
+agent starts (a tunnel already up is seen mid-stream and not recognised: see docs/gateway.md).
+WireGuard is recognised mid-stream too; its new flow is made by changing A's source port.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.agent_gateway.feeds import Signer, entry, replace_file
+from tests.lab.conftest import Tunnels
+from tests.lab.netlab import B_IP, Daemon, Lab, wait_until
+from tests.lab.test_nft_lab import time_to_first_failed_ping
+from vpnreg.agent.nft import NftablesBackend, SubprocessNft
+
+pytestmark = pytest.mark.lab
+
+#: The installed console script, as an operator runs it.
+VPNREG = str(Path(sys.executable).with_name("vpnreg"))
+HOME = ("198.51.100.0/24", "2001:db8:a::/48")
+
+
+class Agent:
+    def __init__(self, lab: Lab, tmp: Path, enforce: str) -> None:
+        self.lab, self.tmp = lab, tmp
+        self.signer = Signer(tmp)
+        self.feed = tmp / "feed.json"
+        self.verdicts = tmp / "verdicts.jsonl"
+        self.serial = 0
+        self.publish(registered=False)
+        argv = [VPNREG, "gateway", "--interface", lab.if_gw_a,
+                "--feed", str(self.feed), "--trust", str(self.signer.public_path),
+                "--state-dir", str(tmp / "state"), "--enforce", enforce,
+                "--verdicts", str(self.verdicts)]  # fmt: skip
+        for prefix in HOME:
+            argv += ["--home", prefix]
+        self.daemon: Daemon = lab.spawn(f"gateway-{enforce}", lab.ns_gw, argv)
+        # NFStream captures once its meter is up; the log says so before the first flow
+        assert wait_until(lambda: "started in" in self.log(), 15), self.log()
+        time.sleep(1.0)
+
+    def publish(self, *, registered: bool) -> None:
+        self.serial += 1
+        entries = [entry("192.0.2.0/24", 1)]
+        if registered:
+            entries.append(entry("198.51.100.0/24", 2, "203.0.113.0/24"))
+        created = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+        replace_file(self.feed, self.signer.snapshot(entries, serial=self.serial, created=created))
+
+    def log(self) -> str:
+        return self.daemon.log.read_text(errors="replace")
+
+    def lines(self) -> list[dict[str, object]]:
+        if not self.verdicts.exists():
+            return []
+        return [json.loads(x) for x in self.verdicts.read_text().splitlines()]
+
+    def stop(self) -> float:
+        started = time.monotonic()
+        self.daemon.process.send_signal(signal.SIGTERM)
+        code = self.daemon.process.wait(timeout=10)
+        took = time.monotonic() - started
+        assert code == 0, self.log()
+        return took
+
+
+def table_exists(lab: Lab) -> bool:
+    return "vpnreg" in lab.gw_nft("list", "tables")
+
+
+def set_elements(lab: Lab) -> int:
+    backend = NftablesBackend(SubprocessNft(prefix=lab.netns_exec(lab.ns_gw)))
+    return len(backend.active_blocks())
+
+
+def restart_openvpn_client(lab: Lab, proto: str) -> None:
+    """A new OpenVPN connection from A. OpenVPN in point-to-point UDP mode only talks to the
+    peer address it first saw, so for UDP the server in B is restarted too."""
+    sides = (("b", lab.ns_b), ("a", lab.ns_a)) if proto == "udp" else (("a", lab.ns_a),)
+    for side, ns in sides:
+        name = f"ovpn-{proto}-{side}"
+        old = next(d for d in reversed(lab.daemons) if d.name == name)
+        old.stop()
+        args = [str(a) for a in old.process.args]  # type: ignore[union-attr]
+        new = lab.spawn(name, ns, args[len(lab.netns_exec(ns)) :])
+        if side == "b":
+            assert wait_until(lambda log=new.log: "UDPv4 link local" in log.read_text("utf-8"), 5)
+
+
+def new_wireguard_flow(lab: Lab, port: int) -> None:
+    lab.inside(lab.ns_a, "wg", "set", f"wga{lab.tag}", "listen-port", str(port))
+
+
+class PlainPinger:
+    """Pings B from A every 100 ms for the whole test; every echo must be answered."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.process = subprocess.Popen(
+            [*lab.netns_exec(lab.ns_a), "ping", "-n", "-i", "0.1", "-W", "1", B_IP],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+
+    def finish(self) -> tuple[int, int]:
+        self.process.send_signal(signal.SIGINT)
+        out, _ = self.process.communicate(timeout=5)
+        m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+        assert m, out
+        return int(m.group(1)), int(m.group(2))
+
+
+@pytest.fixture
+def pinger(lab: Lab) -> Iterator[PlainPinger]:
+    p = PlainPinger(lab)
+    yield p
+    if p.process.poll() is None:
+        p.process.kill()
+        p.process.wait()
+
+
+def test_dry_run_blocks_nothing(lab: Lab, tunnels: Tunnels, tmp_path: Path) -> None:
+    agent = Agent(lab, tmp_path, "dry-run")
+    try:
+        new_wireguard_flow(lab, 51901)
+        restart_openvpn_client(lab, "udp")
+        assert lab.tunnel_works(tunnels.wireguard, within_s=5)
+        assert lab.tunnel_works(tunnels.openvpn_udp, within_s=15)
+        assert wait_until(lambda: len(agent.lines()) >= 2, 5), agent.log()
+        lines = agent.lines()
+        assert {x["vpn_protocol"] for x in lines} >= {"wireguard", "openvpn"}
+        assert {(x["verdict"], x["action"]) for x in lines} == {("unregistered", "report")}
+        assert not table_exists(lab)
+        assert lab.tunnel_works(tunnels.wireguard, within_s=2)
+    finally:
+        agent.stop()
+
+
+def test_enforcing_blocks_unregistered_tunnels_only_until_registered(
+    lab: Lab, tunnels: Tunnels, tmp_path: Path, pinger: PlainPinger
+) -> None:
+    agent = Agent(lab, tmp_path, "nftables")
+    stopped = False
+    try:
+        assert table_exists(lab)
+        # WireGuard: a new flow while pinging through the tunnel every 20 ms
+        _took, to_fail = time_to_first_failed_ping(
+            lab, tunnels.wireguard, lambda: new_wireguard_flow(lab, 51902)
+        )
+        print(f"\nwireguard: tunnel stopped {to_fail * 1000:.0f} ms after its new flow began")
+        assert to_fail < 10
+        assert lab.tunnel_blocked(tunnels.wireguard)
+        # OpenVPN over UDP and TCP: new connections are refused at their handshake
+        for proto in ("udp", "tcp"):
+            restart_openvpn_client(lab, proto)
+        wanted = {(17, 1194, "block"), (6, 1194, "block")}
+        assert wait_until(
+            lambda: (
+                wanted <= {(x["ip_protocol"], x["dst_port"], x["action"]) for x in agent.lines()}
+            ),
+            10,
+        ), agent.lines()
+        assert wait_until(lambda: set_elements(lab) >= 3, 5), agent.lines()
+        assert lab.tunnel_blocked(tunnels.openvpn_udp)
+        assert lab.tunnel_blocked(tunnels.openvpn_tcp)
+        assert lab.plain_traffic_works()  # ping v4/v6 and HTTP between the same hosts
+        # registering A lifts the blocks, and the tunnels come back
+        started = time.monotonic()
+        agent.publish(registered=True)
+        assert wait_until(lambda: set_elements(lab) == 0, 5, 0.02)
+        lifted = time.monotonic() - started
+        print(f"blocks lifted {lifted * 1000:.0f} ms after the feed file was replaced")
+        assert lab.tunnel_works(tunnels.wireguard, within_s=5)
+        assert lab.tunnel_works(tunnels.openvpn_udp, within_s=30)
+        assert lab.tunnel_works(tunnels.openvpn_tcp, within_s=30)
+        assert lab.plain_traffic_works()
+        took_stop = agent.stop()
+        stopped = True
+        print(f"agent stopped in {took_stop * 1000:.0f} ms")
+        assert took_stop < 5
+        assert not table_exists(lab)
+    finally:
+        if not stopped:
+            agent.stop()
+        # leave working tunnels to the next tests, whatever happened here
+        for proto, tunnel in (("udp", tunnels.openvpn_udp), ("tcp", tunnels.openvpn_tcp)):
+            if not lab.tunnel_works(tunnel, within_s=3):
+                restart_openvpn_client(lab, proto)
+                lab.tunnel_works(tunnel, within_s=15)
+    sent, received = pinger.finish()
+    assert sent > 20 and received == sent, (sent, received)
