@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     endorsed_categories: tuple[str, ...] = DEFAULT_ENDORSED_CATEGORIES
     #: Key for hashing national ID numbers; never stored next to the data it protects.
     id_hash_key: str = "development-id-hash-key"
-    #: Signs sessions and CSRF tokens. Unset in development: a random key per start (with a warning).
+    #: Signs sessions and CSRF tokens. Unset in development: a random key per start (warned).
     #: A production server refuses to start without a real one (see vpnreg.web.security).
     secret_key: str | None = None
     feed_key: Path = Path("./var/feed.key")

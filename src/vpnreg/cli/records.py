@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
 from vpnreg.cli.registry_context import open_registry
 from vpnreg.cli.runtime import EXIT_REFUSED, EXIT_USAGE, fail, say_error
 from vpnreg.core.ipspace import PrefixError, parse_address
 from vpnreg.core.legacy_csv import decode, parse_legacy_csv
 
-#: The audit actor of a bulk import (an operator's action, not a user's).
-IMPORT_ACTOR = "cli:import"
+#: Files shorter than this import too fast to need a progress bar.
+PROGRESS_MIN_ROWS = 1000
+
 
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
@@ -70,11 +73,34 @@ def import_csv(
         for p in problems:
             say_error(f"{file}:{p.line}: {p.message}: {p.value!r}")
         raise typer.Exit(EXIT_REFUSED)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     from vpnreg.registry import services
 
-    with open_registry() as reg:
+    # The bar shows only on a terminal; scripts and CI get the summary line alone.
+    with (
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=Console(stderr=True),
+            disable=not sys.stderr.isatty() or len(rows) < PROGRESS_MIN_ROWS,
+            transient=True,
+        ) as bar,
+        open_registry() as reg,
+    ):
+        task = bar.add_task("checking", total=len(rows))
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.update(task, description=stage, completed=done, total=total)
+
         report = services.import_legacy(
-            reg.session, rows=rows, now=reg.now(), config=reg.config, dry_run=dry_run
+            reg.session,
+            rows=rows,
+            now=reg.now(),
+            config=reg.config,
+            dry_run=dry_run,
+            progress=progress,
         )
     if not report.ok:
         for q in report.problems:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,16 @@ from vpnreg.registry.services.transaction import service_transaction
 
 ACTOR = "cli:import"
 _FIELDS = ("organisation", "category", "isp", "subscriber_id", "prefix", "valid_until")
+
+
+#: Called with (stage, rows done, rows in all) while an import runs.
+Progress = Callable[[str, int, int], None]
+#: How often (in rows) an import reports its progress.
+PROGRESS_EVERY = 500
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    """The default: nobody is watching."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,7 @@ def import_legacy(
     now: dt.datetime,
     config: ServiceConfig,
     dry_run: bool = False,
+    progress: Progress | None = None,
 ) -> ImportReport:
     """Create an ACTIVE registration, valid from `now` to its valid_until, for every row.
 
@@ -103,8 +114,10 @@ def import_legacy(
     organisation, category, isp, subscriber_id, prefix and valid_until (YYYY-MM-DD).
     Missing organisations and ISPs are created by exact name. Nothing is written unless every
     row is good; the report then lists every problem found. With `dry_run`, every check runs
-    and the report says what would be created, but nothing is written.
+    and the report says what would be created, but nothing is written. `progress(stage, done,
+    total)` is called as the rows are checked and written (for a progress bar on long files).
     """
+    report_progress: Progress = progress or _no_progress
     items = [_as_row(r) for r in rows]
     problems: list[ImportProblem] = []
     today = now.astimezone(config.tz).date()
@@ -113,7 +126,9 @@ def import_legacy(
     def problem(row: _Row, fld: str, code: str, message: str) -> None:
         problems.append(ImportProblem(row.line, fld, code, message, getattr(row, fld)))
 
-    for row in items:
+    for n, row in enumerate(items, 1):
+        if n % PROGRESS_EVERY == 0 or n == len(items):
+            report_progress("checking", n, len(items))
         if not row.organisation:
             problem(row, "organisation", "required", "organisation is empty")
         if not row.isp:
@@ -181,7 +196,7 @@ def import_legacy(
                 organisations_created=len({r.organisation for r in items} - orgs.keys()),
                 isps_created=len({r.isp for r in items} - isps.keys()),
             )
-        return _write(session, items, orgs, isps, now, config)
+        return _write(session, items, orgs, isps, now, config, report_progress)
 
 
 def _check_registry_overlaps(
@@ -217,6 +232,7 @@ def _write(
     isps: dict[str, int],
     now: dt.datetime,
     config: ServiceConfig,
+    report_progress: Progress,
 ) -> ImportReport:
     chain = AuditChain(session)
     org_ids = {name: o.id for name, o in orgs.items()}
@@ -311,7 +327,11 @@ def _write(
         )
     session.execute(insert(ApplicationPrefix), prefix_rows)
     session.execute(insert(Claim), claim_rows)
-    for app_id, number, row, app_row in zip(ids, numbers, items, app_rows, strict=True):
+    for n, (app_id, number, row, app_row) in enumerate(
+        zip(ids, numbers, items, app_rows, strict=True), 1
+    ):
+        if n % PROGRESS_EVERY == 0 or n == len(items):
+            report_progress("writing", n, len(items))
         chain.append(
             time=now,
             actor=ACTOR,
