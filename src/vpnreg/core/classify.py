@@ -25,8 +25,10 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from enum import IntEnum, StrEnum
+from enum import IntEnum
 from typing import TypeVar
+
+from vpnreg.core.protocols import VpnProtocol
 
 IPPROTO_ICMP = 1
 IPPROTO_IPIP = 4
@@ -36,17 +38,6 @@ IPPROTO_IPV6 = 41
 IPPROTO_GRE = 47
 IPPROTO_ESP = 50
 IPPROTO_AH = 51
-
-
-class VpnProtocol(StrEnum):
-    OPENVPN = "openvpn"
-    WIREGUARD = "wireguard"
-    IPSEC = "ipsec"
-    PPTP = "pptp"
-    L2TP = "l2tp"
-    SSTP = "sstp"
-    OTHER_VPN = "other-vpn"
-    NONE = "none"
 
 
 class Confidence(IntEnum):

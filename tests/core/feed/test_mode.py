@@ -34,6 +34,11 @@ def test_unknown_protocol_is_an_error() -> None:
         EnforcementMode.enforce_all().effective("gre")
 
 
+def test_not_a_vpn_has_no_mode_of_its_own() -> None:
+    with pytest.raises(ValueError, match="none"):
+        EnforcementMode(Mode.ENFORCE, {"none": Mode.DRY_RUN})
+
+
 def test_encoding_is_canonical_and_distinguishes_explicit_overrides() -> None:
     a = EnforcementMode(Mode.ENFORCE, {"sstp": Mode.DRY_RUN, "openvpn": Mode.DRY_RUN})
     b = EnforcementMode(Mode.ENFORCE, {"openvpn": Mode.DRY_RUN, "sstp": Mode.DRY_RUN})
@@ -52,6 +57,9 @@ def test_encoding_is_canonical_and_distinguishes_explicit_overrides() -> None:
         pytest.param({"default": "block", "per_protocol": {}}, id="unknown-mode"),
         pytest.param(
             {"default": "enforce", "per_protocol": {"gre": "enforce"}}, id="unknown-proto"
+        ),
+        pytest.param(
+            {"default": "enforce", "per_protocol": {"none": "dry-run"}}, id="not-a-vpn-proto"
         ),
         pytest.param({"default": "enforce", "per_protocol": []}, id="overrides-not-object"),
         pytest.param({"default": 1, "per_protocol": {}}, id="mode-not-text"),

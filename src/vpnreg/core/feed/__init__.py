@@ -36,7 +36,7 @@ from vpnreg.core.feed.errors import (
     UnknownKey,
     UnsignedDocument,
 )
-from vpnreg.core.feed.mode import EnforcementMode, Mode, VpnProtocol
+from vpnreg.core.feed.mode import EnforcementMode, Mode
 from vpnreg.core.feed.sethash import RECORD_DTYPE, EntryTable, set_hash
 from vpnreg.core.feed.signing import (
     DocumentType,
@@ -53,6 +53,7 @@ from vpnreg.core.feed.state import (
     check_not_older,
 )
 from vpnreg.core.feed.versions import FeedHistory, HistoryDelta, HistorySnapshot, merge_deltas
+from vpnreg.core.protocols import VpnProtocol
 
 __all__ = [
     "NETWORK_SIZE",

@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import Any
 
 from vpnreg.core.feed.errors import MalformedDocument
+from vpnreg.core.protocols import MODE_PROTOCOLS, VpnProtocol
 
 
 class Mode(StrEnum):
@@ -15,24 +16,12 @@ class Mode(StrEnum):
     DRY_RUN = "dry-run"
 
 
-class VpnProtocol(StrEnum):
-    """Protocols a mode may be overridden for; the member order is the signed byte order."""
-
-    OPENVPN = "openvpn"
-    WIREGUARD = "wireguard"
-    IPSEC = "ipsec"
-    PPTP = "pptp"
-    L2TP = "l2tp"
-    SSTP = "sstp"
-    OTHER_VPN = "other-vpn"
-
-
 #: Byte values of a mode in the signed encoding; 0 means "no override" for a protocol slot.
 _MODE_BYTE = {Mode.ENFORCE: 1, Mode.DRY_RUN: 2}
 _BYTE_MODE = {v: k for k, v in _MODE_BYTE.items()}
 
 #: Length of EnforcementMode.encode(): the default byte, then one byte per protocol.
-MODE_ENCODED_SIZE = 1 + len(VpnProtocol)
+MODE_ENCODED_SIZE = 1 + len(MODE_PROTOCOLS)
 
 
 class EnforcementMode:
@@ -43,8 +32,8 @@ class EnforcementMode:
     def __init__(self, default: Mode, per_protocol: Mapping[str, Mode] | None = None) -> None:
         overrides: dict[VpnProtocol, Mode] = {}
         for name, mode in (per_protocol or {}).items():
-            overrides[VpnProtocol(name)] = Mode(mode)
-        ordered = {p: overrides[p] for p in VpnProtocol if p in overrides}
+            overrides[mode_protocol(name)] = Mode(mode)
+        ordered = {p: overrides[p] for p in MODE_PROTOCOLS if p in overrides}
         self._default = Mode(default)
         self._per_protocol: Mapping[VpnProtocol, Mode] = MappingProxyType(ordered)
 
@@ -66,9 +55,10 @@ class EnforcementMode:
         return self._per_protocol.get(VpnProtocol(protocol), self._default)
 
     def encode(self) -> bytes:
-        """Canonical bytes: default mode, then one byte per protocol in VpnProtocol order."""
+        """Canonical bytes: default mode, then one byte per protocol in MODE_PROTOCOLS order."""
         slots = [
-            _MODE_BYTE[self._per_protocol[p]] if p in self._per_protocol else 0 for p in VpnProtocol
+            _MODE_BYTE[self._per_protocol[p]] if p in self._per_protocol else 0
+            for p in MODE_PROTOCOLS
         ]
         return bytes([_MODE_BYTE[self._default], *slots])
 
@@ -77,7 +67,7 @@ class EnforcementMode:
         if len(data) != MODE_ENCODED_SIZE or data[0] not in _BYTE_MODE:
             raise ValueError("not an encoded enforcement mode")
         overrides: dict[str, Mode] = {}
-        for proto, byte in zip(VpnProtocol, data[1:], strict=True):
+        for proto, byte in zip(MODE_PROTOCOLS, data[1:], strict=True):
             if byte == 0:
                 continue
             if byte not in _BYTE_MODE:
@@ -126,4 +116,12 @@ def _mode(value: object) -> Mode:
 def _proto(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError("a protocol must be a string")
-    return str(VpnProtocol(value))
+    return str(mode_protocol(value))
+
+
+def mode_protocol(name: str) -> VpnProtocol:
+    """The VPN protocol called `name`; "none" (not a VPN) has no mode of its own."""
+    protocol = VpnProtocol(name)
+    if protocol not in MODE_PROTOCOLS:
+        raise ValueError(f"{name!r} is not a VPN protocol a mode can be set for")
+    return protocol
