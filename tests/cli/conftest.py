@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -28,9 +29,7 @@ class Result:
 Run = Callable[..., Result]
 
 
-@pytest.fixture
-def run(tmp_path: Path) -> Run:
-    """`run("lookup", "192.0.2.1")` runs vpnreg in tmp_path with a fresh SQLite registry."""
+def _runner(tmp_path: Path) -> Run:
     env = {key: value for key, value in os.environ.items() if not key.startswith("VPNREG_")} | {
         "VPNREG_DATABASE_URL": f"sqlite:///{tmp_path / 'registry.db'}",
         "VPNREG_ALLOW_DOCUMENTATION_PREFIXES": "1",
@@ -55,8 +54,17 @@ def run(tmp_path: Path) -> Run:
 
 
 @pytest.fixture
-def registry(run: Run, tmp_path: Path) -> Run:
-    """A migrated registry with one ISP, one sector body and users for each role."""
+def run(tmp_path: Path) -> Run:
+    """`run("lookup", "192.0.2.1")` runs vpnreg in tmp_path with a fresh SQLite registry."""
+    return _runner(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def registry_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated registry with two ISPs, a sector body, two organisations and users for each
+    role, built once through the CLI; each test gets a copy of the file."""
+    where = tmp_path_factory.mktemp("registry-template")
+    run = _runner(where)
     steps = [
         ("db", "upgrade"),
         ("isps", "create", "--name", "Indus Fibre"),
@@ -80,4 +88,11 @@ def registry(run: Run, tmp_path: Path) -> Run:
     for step in steps:
         result = run(*step)
         assert result.code == 0, (step, result.err)
-    return run
+    return where / "registry.db"
+
+
+@pytest.fixture
+def registry(registry_template: Path, tmp_path: Path) -> Run:
+    """A copy of the template registry for this test alone."""
+    shutil.copyfile(registry_template, tmp_path / "registry.db")
+    return _runner(tmp_path)
