@@ -7,6 +7,7 @@ packages=(
     nftables ipset iproute2 iputils-ping         # enforcement and exporter tests in namespaces
     wireguard-go wireguard-tools openvpn openssl # real VPN peers in the lab
     procps                                       # pgrep/kill in the lab fixture
+    chromium                                     # the portal's end-to-end test (Playwright drives it)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -40,6 +40,8 @@ COMMANDS = {
     "classify": "classify",
     "gateway": "gateway",
     "serve": "serve",
+    "tokens": "tokens",
+    "outbox": "outbox",
 }
 
 

@@ -51,7 +51,8 @@ def export(
 
 
 def register(app: typer.Typer) -> None:
-    from vpnreg.cli import feed_client
+    from vpnreg.cli import feed_client, feed_server
 
     feed_client.register(feed_app)
+    feed_server.register(feed_app)
     app.add_typer(feed_app, name="feed")

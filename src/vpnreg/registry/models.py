@@ -15,7 +15,9 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     ForeignKey,
+    Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -358,3 +360,109 @@ class Claim(Base):
     valid_from: Mapped[dt.datetime]
     #: Exclusive end of validity (the start of the day after valid_until, in UTC).
     valid_end: Mapped[dt.datetime]
+
+
+# -- API tokens and the allowlist feed (migration 0002) -------------------------------------------
+
+
+class ApiToken(Base):
+    """A bearer token for machines (gateways, integrations); only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(32))
+    #: Hex SHA-256 of the whole token text; the token itself is shown once and never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime]
+    created_by: Mapped[str] = mapped_column(String(100))
+    last_used_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class FeedStateRow(Base):
+    """The one row naming the feed's session, serial, mode and state time (FeedHistory's head)."""
+
+    __tablename__ = "feed_state"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    session_id: Mapped[str] = mapped_column(String(64))
+    serial: Mapped[int] = mapped_column(BigInteger)
+    set_hash: Mapped[str] = mapped_column(String(64))
+    #: EnforcementMode.encode() bytes.
+    mode: Mapped[bytes] = mapped_column(LargeBinary)
+    created: Mapped[dt.datetime]
+    max_deltas: Mapped[int] = mapped_column(Integer)
+
+
+class FeedEntryRow(Base):
+    """One entry of the published set: its 64-byte record and its peer encodings (if any)."""
+
+    __tablename__ = "feed_entries"
+
+    record: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    peers: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class FeedDeltaRow(Base):
+    """One kept step of the feed history (previous_serial -> serial) of the current session."""
+
+    __tablename__ = "feed_deltas"
+
+    serial: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    session_id: Mapped[str] = mapped_column(String(64))
+    previous_serial: Mapped[int] = mapped_column(BigInteger)
+    #: Concatenated 64-byte records.
+    added: Mapped[bytes] = mapped_column(LargeBinary)
+    removed: Mapped[bytes] = mapped_column(LargeBinary)
+    #: The peer lists the records name (see services.feed for the layout).
+    peers: Mapped[bytes] = mapped_column(LargeBinary)
+    set_hash: Mapped[str] = mapped_column(String(64))
+    mode: Mapped[bytes] = mapped_column(LargeBinary)
+    created: Mapped[dt.datetime]
+
+
+class WebSession(Base):
+    """A signed-in browser: the cookie holds a random token, the database only its SHA-256."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime]
+    last_seen_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class LoginFailure(Base):
+    """One failed sign-in, kept for a while to throttle guessing per username and address."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_username_address", "username", "address"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(100))
+    address: Mapped[str] = mapped_column(String(64))
+    failed_at: Mapped[dt.datetime]
+
+
+class OutboxMessage(Base):
+    """A rendered notification e-mail waiting to be sent; written in the change's transaction."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[dt.datetime]
+    event: Mapped[str] = mapped_column(String(64))
+    application_id: Mapped[int | None] = mapped_column(
+        ForeignKey("applications.id", ondelete="SET NULL"), index=True
+    )
+    recipient: Mapped[str] = mapped_column(String(200))
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    sent_at: Mapped[dt.datetime | None]

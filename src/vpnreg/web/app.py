@@ -1,70 +1,148 @@
-"""The FastAPI application factory: `create_app(settings)` wires settings, templates and routes."""
+"""The FastAPI application factory: `create_app(settings)` wires settings, the registry, the
+policy table and every router (auth, the JSON API, the feed server, the portal pages)."""
 
 from __future__ import annotations
 
-import secrets
+import importlib
+from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from vpnreg import __version__
+from vpnreg.clock import Clock, SystemClock
+from vpnreg.registry.services import ServiceConfig
+from vpnreg.registry.services.documents import MAX_DOCUMENT_BYTES
+from vpnreg.registry.services.unit_of_work import Database
 from vpnreg.settings import Settings
-from vpnreg.web.security import csrf_token, signing_key
+from vpnreg.web.auth import SESSION_COOKIE, csrf_for, enforce_policy, ensure_session_cookie
+from vpnreg.web.feed import install_feed
+from vpnreg.web.policy import build_policy
+from vpnreg.web.problems import install_problem_handlers
+from vpnreg.web.security import signing_key
 
 HERE = Path(__file__).resolve().parent
-SESSION_COOKIE = "vpnreg_session"
+
+#: Modules whose `router` is included and whose `POLICY` joins the policy table, in this order.
+ROUTER_MODULES: tuple[str, ...] = (
+    "vpnreg.web.auth",
+    "vpnreg.web.api",
+    "vpnreg.web.portal",
+)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+__all__ = ["ROUTER_MODULES", "SESSION_COOKIE", "create_app"]
 
 
-def _session_id(request: Request) -> tuple[str, bool]:
-    """The visitor's session id from its cookie, or a new one (True when new)."""
-    current = request.cookies.get(SESSION_COOKIE)
-    if current and 16 <= len(current) <= 128:
-        return current, False
-    return secrets.token_urlsafe(32), True
+class FeedNotifier:
+    """After every successful state-changing request, ask the feed server to publish at once.
+
+    One place instead of a call in each route: the API and the portal forms both change the
+    registry through POSTs, and a gateway should see an approval within moments.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def watch(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        await self.app(scope, receive, watch)
+        feed = getattr(scope["app"].state, "feed", None) if "app" in scope else None
+        if status < 400 and feed is not None:
+            feed.notify_changed()
 
 
-def _remember(response: Response, session_id: str, *, secure: bool) -> None:
-    response.set_cookie(
-        SESSION_COOKIE, session_id, httponly=True, samesite="lax", secure=secure, path="/"
-    )
+def _router_modules(names: Sequence[str]) -> list[ModuleType]:
+    modules = []
+    for name in names:
+        try:
+            modules.append(importlib.import_module(name))
+        except ModuleNotFoundError as err:
+            # Only the router module itself may be absent (a part not built yet); a missing
+            # import inside it is a real error.
+            if err.name != name:
+                raise
+    return modules
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    database: Database | None = None,
+) -> FastAPI:
     """Build the web app. Refuses to build in production without a real secret key."""
     settings = settings or Settings()
     key = signing_key(settings)
     app = FastAPI(
         title="vpnreg",
         version=__version__,
+        summary="Register VPN endpoints (public IP prefixes) through one window.",
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
+        swagger_ui_oauth2_redirect_url=None,
         redoc_url=None,
+        dependencies=[Depends(enforce_policy)],
     )
+    templates = Jinja2Templates(directory=HERE / "templates")
     app.state.settings = settings
     app.state.signing_key = key
-    templates = Jinja2Templates(directory=HERE / "templates")
+    app.state.clock = clock or SystemClock()
+    app.state.database = database or Database(settings.database_url)
+    app.state.service_config = ServiceConfig.from_settings(settings)
+    app.state.templates = templates
+    app.state.document_dir = Path(settings.data_dir) / "documents"
+    app.state.max_document_bytes = MAX_DOCUMENT_BYTES
+    install_problem_handlers(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    secure_cookies = settings.is_production
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home(request: Request) -> Response:
-        return templates.TemplateResponse(request, "home.html", {})
+        return templates.TemplateResponse(
+            request,
+            "home.html",
+            {"current_user": getattr(request.state, "current_user", None)},
+        )
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
-    def login_form(request: Request) -> Response:
-        session_id, new = _session_id(request)
-        response = templates.TemplateResponse(
-            request, "login.html", {"csrf_token": csrf_token(key, session_id), "error": None}
+    def login_form(request: Request, next: str | None = None) -> Response:
+        response = HTMLResponse("")
+        ensure_session_cookie(request, response)
+        page = templates.TemplateResponse(
+            request,
+            "login.html",
+            {"csrf_token": csrf_for(request), "error": None, "next": next},
         )
-        if new:
-            _remember(response, session_id, secure=secure_cookies)
-        return response
+        for header, value in response.headers.items():
+            if header == "set-cookie":
+                page.headers.append(header, value)
+        return page
 
     @app.get("/healthz", include_in_schema=False)
     def health() -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__})
 
+    modules = _router_modules(ROUTER_MODULES)
+    for module in modules:
+        router = getattr(module, "router", None)
+        if router is not None:
+            app.include_router(router)
+    install_feed(app, settings, clock=app.state.clock)
+    app.add_middleware(FeedNotifier)
+    app.state.policy = build_policy(modules)
     return app

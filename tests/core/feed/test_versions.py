@@ -171,6 +171,23 @@ def test_history_rebuilds_from_its_parts() -> None:
     assert rebuilt.snapshot() == history.snapshot()
 
 
+@pytest.mark.parametrize(("given", "limit", "kept"), [(2, 3, 2), (3, 3, 3), (4, 3, 3), (2, 0, 0)])
+def test_rebuild_keeps_the_newest_deltas_up_to_the_limit(given: int, limit: int, kept: int) -> None:
+    history = FeedHistory.new(session_id=SESSION, now=T0, max_deltas=10)
+    for i in range(1, given + 1):
+        history.commit([_entry(i)], ENFORCE, T0 + dt.timedelta(seconds=i))
+    rebuilt = FeedHistory(
+        session_id=history.session_id,
+        serial=history.serial,
+        entries=history.entries,
+        mode=history.mode,
+        created=history.created,
+        deltas=history.deltas,
+        max_deltas=limit,
+    )
+    assert [d.serial for d in rebuilt.deltas] == [d.serial for d in history.deltas][given - kept :]
+
+
 def test_rebuild_refuses_gaps() -> None:
     step = HistoryDelta(2, 3, EntryTable.empty(), EntryTable.empty(), set_hash([]), ENFORCE, T0)
     with pytest.raises(ValueError, match="consecutive"):

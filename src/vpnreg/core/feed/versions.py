@@ -102,7 +102,7 @@ class FeedHistory:
         self._mode = mode
         self._created = created
         self._max_deltas = max_deltas
-        self._deltas = kept[len(kept) - max_deltas :] if max_deltas else []
+        self._deltas = kept[-max_deltas:] if max_deltas else []
 
     @classmethod
     def new(

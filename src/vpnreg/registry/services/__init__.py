@@ -14,6 +14,7 @@ from __future__ import annotations
 from vpnreg.registry.audit_log import verify_audit
 from vpnreg.registry.models import (
     ISP,
+    ApiToken,
     Application,
     ApplicationPrefix,
     Organisation,
@@ -36,12 +37,29 @@ from vpnreg.registry.services.directory import (
     create_sector_body,
     create_user,
     national_id_hash,
+    set_user_active,
+    set_user_role,
+)
+from vpnreg.registry.services.feed import (
+    FeedPublisher,
+    PublishResult,
+    current_feed,
+    publish,
+    reset_feed,
+    set_mode,
 )
 from vpnreg.registry.services.legacy_import import ImportProblem, ImportReport, import_legacy
 from vpnreg.registry.services.lookup import LookupResult, lookup, registered_entries
 from vpnreg.registry.services.peers import amend_peers, approve_amendment
+from vpnreg.registry.services.profile import SIGNUP_ACTOR, sign_up, update_organisation
 from vpnreg.registry.services.renewal import renew
 from vpnreg.registry.services.timeline import TimeChange, advance_time
+from vpnreg.registry.services.tokens import (
+    authenticate_token,
+    create_token,
+    list_tokens,
+    revoke_token,
+)
 from vpnreg.registry.services.workflow import (
     appeal,
     approve,
@@ -57,15 +75,19 @@ from vpnreg.registry.services.workflow import (
 
 __all__ = [
     "ISP",
+    "SIGNUP_ACTOR",
     "Actor",
+    "ApiToken",
     "Application",
     "ApplicationPrefix",
+    "FeedPublisher",
     "ImportProblem",
     "ImportReport",
     "LookupResult",
     "Organisation",
     "PeerAmendment",
     "PrefixRequest",
+    "PublishResult",
     "SectorBody",
     "ServiceConfig",
     "TimeChange",
@@ -76,23 +98,35 @@ __all__ = [
     "approve",
     "approve_amendment",
     "authenticate",
+    "authenticate_token",
     "create_application",
     "create_isp",
     "create_organisation",
     "create_sector_body",
+    "create_token",
     "create_user",
+    "current_feed",
     "endorse",
     "find_application",
     "get_application",
     "import_legacy",
+    "list_tokens",
     "lookup",
     "national_id_hash",
     "overturn",
+    "publish",
     "registered_entries",
     "reject",
     "renew",
+    "reset_feed",
     "revoke",
+    "revoke_token",
+    "set_mode",
+    "set_user_active",
+    "set_user_role",
+    "sign_up",
     "submit",
+    "update_organisation",
     "uphold",
     "verify",
     "verify_audit",

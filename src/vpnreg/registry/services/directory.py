@@ -12,7 +12,13 @@ from sqlalchemy.orm import Session
 
 from vpnreg.core.review import Role
 from vpnreg.registry.audit_log import append_event
-from vpnreg.registry.errors import FieldError, ValidationFailed
+from vpnreg.registry.errors import (
+    FieldError,
+    Forbidden,
+    NotFound,
+    StateConflict,
+    ValidationFailed,
+)
 from vpnreg.registry.models import ISP, Category, Organisation, SectorBody, SectorBodyCategory, User
 from vpnreg.registry.services.actors import Actor, actor_name, require_role
 from vpnreg.registry.services.config import ServiceConfig
@@ -76,35 +82,61 @@ def create_organisation(
     """
     require_role(actor, *_ADMINS)
     with service_transaction(session):
-        name = _check_name(session, Organisation, name)
-        _check_category(category)
-        id_hash = last4 = None
-        if national_id is not None:
-            if not _NATIONAL_ID.match(national_id.strip()):
-                raise ValidationFailed(
-                    [FieldError("national_id", "malformed", "not a national ID number", "****")]
-                )
-            id_hash = national_id_hash(national_id, config.id_hash_key)
-            last4 = re.sub(r"[^0-9]", "", national_id)[-4:]
-        org = Organisation(
+        org = add_organisation(
+            session,
             name=name,
             category=category,
+            actor=actor,
+            now=now,
+            config=config,
             registration_number=registration_number,
-            national_id_hash=id_hash,
-            national_id_last4=last4,
-            created_at=now,
+            national_id=national_id,
         )
-        session.add(org)
-        session.flush()
-        append_event(
-            session,
-            time=now,
-            actor=actor_name(actor),
-            action="create_organisation",
-            object_type="organisation",
-            object_id=org.id,
-            after=organisation_snapshot(org),
-        )
+    return org
+
+
+def add_organisation(
+    session: Session,
+    *,
+    name: str,
+    category: str,
+    actor: Actor,
+    now: dt.datetime,
+    config: ServiceConfig,
+    registration_number: str | None = None,
+    national_id: str | None = None,
+) -> Organisation:
+    """The body of create_organisation inside the caller's transaction (no role check, no
+    commit), so a sign-up can create the organisation and its first user atomically."""
+    name = _check_name(session, Organisation, name)
+    _check_category(category)
+    id_hash = last4 = None
+    if national_id is not None:
+        if not _NATIONAL_ID.match(national_id.strip()):
+            raise ValidationFailed(
+                [FieldError("national_id", "malformed", "not a national ID number", "****")]
+            )
+        id_hash = national_id_hash(national_id, config.id_hash_key)
+        last4 = re.sub(r"[^0-9]", "", national_id)[-4:]
+    org = Organisation(
+        name=name,
+        category=category,
+        registration_number=registration_number,
+        national_id_hash=id_hash,
+        national_id_last4=last4,
+        created_at=now,
+    )
+    session.add(org)
+    session.flush()
+    append_event(
+        session,
+        time=now,
+        actor=actor_name(actor),
+        action="create_organisation",
+        object_type="organisation",
+        object_id=org.id,
+        after=organisation_snapshot(org),
+    )
     return org
 
 
@@ -169,55 +201,184 @@ def create_user(
     sector body; other roles take none of them."""
     require_role(actor, Role.ADMIN)
     with service_transaction(session):
-        errors: list[FieldError] = []
-        username = username.strip()
-        if not username:
-            errors.append(FieldError("username", "required", "a username is required", username))
-        elif session.scalar(select(User.id).where(User.username == username)) is not None:
-            errors.append(FieldError("username", "duplicate", "username taken", username))
-        if len(password) < 8:
-            errors.append(FieldError("password", "too_short", "at least 8 characters", None))
-        try:
-            role = Role(role)
-        except ValueError:
-            raise ValidationFailed(
-                [FieldError("role", "unknown_role", "unknown role", role)]
-            ) from None
-        links = {
-            "organisation_id": (organisation_id, Role.APPLICANT, Organisation),
-            "isp_id": (isp_id, Role.ISP, ISP),
-            "sector_body_id": (sector_body_id, Role.SECTOR_BODY, SectorBody),
-        }
-        for field, (value, needed_by, model) in links.items():
-            if role is needed_by and value is None:
-                errors.append(FieldError(field, "required", f"a {role} user needs {field}", None))
-            elif role is not needed_by and value is not None:
-                errors.append(
-                    FieldError(field, "not_allowed", f"a {role} user has no {field}", value)
-                )
-            elif value is not None and session.get(model, value) is None:
-                errors.append(FieldError(field, "not_found", f"no such {field}", value))
-        if errors:
-            raise ValidationFailed(errors)
-        user = User(
+        user = add_user(
+            session,
             username=username,
-            password_hash=hash_password(password),
-            role=role.value,
+            password=password,
+            role=role,
+            actor=actor,
+            now=now,
             organisation_id=organisation_id,
             isp_id=isp_id,
             sector_body_id=sector_body_id,
-            active=True,
-            created_at=now,
         )
-        session.add(user)
+    return user
+
+
+def _link_errors(
+    session: Session,
+    role: Role,
+    organisation_id: int | None,
+    isp_id: int | None,
+    sector_body_id: int | None,
+) -> list[FieldError]:
+    """An applicant needs an organisation, an ISP user an ISP, a sector user a sector body."""
+    errors: list[FieldError] = []
+    links = {
+        "organisation_id": (organisation_id, Role.APPLICANT, Organisation),
+        "isp_id": (isp_id, Role.ISP, ISP),
+        "sector_body_id": (sector_body_id, Role.SECTOR_BODY, SectorBody),
+    }
+    for field, (value, needed_by, model) in links.items():
+        if role is needed_by and value is None:
+            errors.append(FieldError(field, "required", f"a {role} user needs {field}", None))
+        elif role is not needed_by and value is not None:
+            errors.append(FieldError(field, "not_allowed", f"a {role} user has no {field}", value))
+        elif value is not None and session.get(model, value) is None:
+            errors.append(FieldError(field, "not_found", f"no such {field}", value))
+    return errors
+
+
+def _parse_role(role: Role | str) -> Role:
+    try:
+        return Role(role)
+    except ValueError:
+        raise ValidationFailed([FieldError("role", "unknown_role", "unknown role", role)]) from None
+
+
+def user_field_errors(session: Session, *, username: str, password: str) -> list[FieldError]:
+    """What is wrong with a new login's username and password (empty list: nothing)."""
+    errors: list[FieldError] = []
+    username = username.strip()
+    if not username:
+        errors.append(FieldError("username", "required", "a username is required", username))
+    elif len(username) > 100:
+        errors.append(FieldError("username", "too_long", "at most 100 characters", username))
+    elif session.scalar(select(User.id).where(User.username == username)) is not None:
+        errors.append(FieldError("username", "duplicate", "username taken", username))
+    if len(password) < 8:
+        errors.append(FieldError("password", "too_short", "at least 8 characters", None))
+    return errors
+
+
+def add_user(
+    session: Session,
+    *,
+    username: str,
+    password: str,
+    role: Role | str,
+    actor: Actor,
+    now: dt.datetime,
+    organisation_id: int | None = None,
+    isp_id: int | None = None,
+    sector_body_id: int | None = None,
+) -> User:
+    """The body of create_user inside the caller's transaction (no role check, no commit)."""
+    errors = user_field_errors(session, username=username, password=password)
+    parsed = _parse_role(role)
+    errors += _link_errors(session, parsed, organisation_id, isp_id, sector_body_id)
+    if errors:
+        raise ValidationFailed(errors)
+    user = User(
+        username=username.strip(),
+        password_hash=hash_password(password),
+        role=parsed.value,
+        organisation_id=organisation_id,
+        isp_id=isp_id,
+        sector_body_id=sector_body_id,
+        active=True,
+        created_at=now,
+    )
+    session.add(user)
+    session.flush()
+    append_event(
+        session,
+        time=now,
+        actor=actor_name(actor),
+        action="create_user",
+        object_type="user",
+        object_id=user.id,
+        after=user_snapshot(user),
+    )
+    return user
+
+
+def _load_user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("user", user_id)
+    return user
+
+
+def set_user_role(
+    session: Session,
+    *,
+    user_id: int,
+    role: Role | str,
+    actor: Actor,
+    now: dt.datetime,
+    organisation_id: int | None = None,
+    isp_id: int | None = None,
+    sector_body_id: int | None = None,
+) -> User:
+    """Give a user another role (with the link that role needs). An admin cannot take the admin
+    role from itself, so the registry never loses its last way in by accident."""
+    require_role(actor, Role.ADMIN)
+    with service_transaction(session):
+        user = _load_user(session, user_id)
+        parsed = _parse_role(role)
+        if parsed in (Role.SYSTEM, Role.GATEWAY):
+            raise ValidationFailed(
+                [FieldError("role", "not_allowed", "machines use API tokens, not logins", role)]
+            )
+        if isinstance(actor, User) and actor.id == user.id and parsed is not Role.ADMIN:
+            raise Forbidden("an admin cannot take the admin role from itself")
+        errors = _link_errors(session, parsed, organisation_id, isp_id, sector_body_id)
+        if errors:
+            raise ValidationFailed(errors)
+        before = user_snapshot(user)
+        user.role = parsed.value
+        user.organisation_id = organisation_id
+        user.isp_id = isp_id
+        user.sector_body_id = sector_body_id
         session.flush()
         append_event(
             session,
             time=now,
             actor=actor_name(actor),
-            action="create_user",
+            action="set_user_role",
             object_type="user",
             object_id=user.id,
+            before=before,
+            after=user_snapshot(user),
+        )
+    return user
+
+
+def set_user_active(
+    session: Session, *, user_id: int, active: bool, actor: Actor, now: dt.datetime
+) -> User:
+    """Deactivate (no sign-in, running sessions end at their next request) or reactivate a
+    user. An admin cannot deactivate itself."""
+    require_role(actor, Role.ADMIN)
+    with service_transaction(session):
+        user = _load_user(session, user_id)
+        if isinstance(actor, User) and actor.id == user.id and not active:
+            raise Forbidden("an admin cannot deactivate itself")
+        if user.active == active:
+            state = "active" if active else "inactive"
+            raise StateConflict(f"user {user.username} is already {state}")
+        before = user_snapshot(user)
+        user.active = active
+        session.flush()
+        append_event(
+            session,
+            time=now,
+            actor=actor_name(actor),
+            action="activate_user" if active else "deactivate_user",
+            object_type="user",
+            object_id=user.id,
+            before=before,
             after=user_snapshot(user),
         )
     return user

@@ -14,6 +14,7 @@ from vpnreg.registry.models import Application, ApplicationPrefix, PrefixPeer, R
 from vpnreg.registry.services.actors import actor_role, require_role, require_scope
 from vpnreg.registry.services.applications import check_version, load_application, tracking_number
 from vpnreg.registry.services.config import ServiceConfig
+from vpnreg.registry.services.outbox import notify_state_change
 from vpnreg.registry.services.snapshots import application_snapshot
 from vpnreg.registry.services.transaction import service_transaction
 
@@ -101,5 +102,15 @@ def renew(
             object_type="application",
             object_id=new.id,
             after={**application_snapshot(new), "renews": old.tracking_number},
+        )
+        notify_state_change(
+            session,
+            new,
+            action=Action.SUBMIT.value,
+            from_state=State.DRAFT.value,
+            to_state=State.SUBMITTED.value,
+            actor=actor.username,
+            now=now,
+            reason="renewal of " + (old.tracking_number or str(old.id)),
         )
     return new

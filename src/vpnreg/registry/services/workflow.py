@@ -31,6 +31,7 @@ from vpnreg.registry.models import Appeal, AppealOutcome, Application, Review, U
 from vpnreg.registry.services.actors import actor_name, actor_role, require_scope
 from vpnreg.registry.services.applications import check_version, load_application
 from vpnreg.registry.services.config import ServiceConfig
+from vpnreg.registry.services.outbox import notify_state_change
 from vpnreg.registry.services.snapshots import application_snapshot
 from vpnreg.registry.services.transaction import service_transaction
 
@@ -81,6 +82,17 @@ def record_step(
         object_id=app.id,
         before=before,
         after=after,
+    )
+    # Every state change queues its notice in the same transaction (the outbox).
+    notify_state_change(
+        session,
+        app,
+        action=action.value,
+        from_state=from_state,
+        to_state=target.value,
+        actor=actor_name(actor),
+        now=now,
+        reason=reason,
     )
 
 

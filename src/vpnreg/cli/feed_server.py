@@ -1,0 +1,161 @@
+"""`vpnreg feed publish|snapshot|mode`: the registry's side of the signed allowlist feed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from vpnreg.cli.runtime import EXIT_USAGE, fail
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from vpnreg.registry.services import PublishResult
+    from vpnreg.settings import Settings
+
+_DURATION = re.compile(r"([1-9]\d{0,6})([smhd])")
+_UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+DEFAULT_SNAPSHOT_EXPIRY = "7d"
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """ "30s", "15m", "12h" or "7d" as a timedelta; anything else is a ValueError."""
+    found = _DURATION.fullmatch(text.strip())
+    if found is None:
+        raise ValueError(f"{text!r} is not a duration like 30s, 15m, 12h or 7d")
+    return dt.timedelta(**{_UNIT[found.group(2)]: int(found.group(1))})
+
+
+def feed_signing_key(settings: Settings) -> Ed25519PrivateKey:
+    """The key VPNREG_FEED_KEY names; created when missing in development mode only."""
+    from vpnreg.feedkeys import FeedKeyError, ensure_dev_key, load_private_key
+
+    try:
+        if settings.is_production:
+            return load_private_key(settings.feed_key)
+        return ensure_dev_key(settings.feed_key)
+    except FeedKeyError as err:
+        fail(str(err))
+
+
+def _summary(result: PublishResult) -> str:
+    if result.previous_serial == 0:
+        how = "created"
+    elif result.changed:
+        how = f"+{result.added} -{result.removed}"
+    else:
+        how = "unchanged"
+    mode = result.mode.to_json()
+    overrides = ",".join(f"{p}={m}" for p, m in mode["per_protocol"].items())
+    return (
+        f"feed: session {result.session_id} serial {result.serial} ({how}), "
+        f"{result.entries} entries, set hash {result.set_hash[:16]}, "
+        f"mode {mode['default']}{' ' + overrides if overrides else ''}"
+    )
+
+
+def publish() -> None:
+    """Publish pending changes now (for cron): expiry and activation due by now, then any
+    difference between the registered set and the published one, as a new serial."""
+    from vpnreg.cli.registry_context import open_registry
+    from vpnreg.registry import services
+
+    with open_registry() as reg:
+        result = services.publish(reg.session, now=reg.now(), config=reg.config)
+        for change in result.time_changes:
+            typer.echo(
+                f"{change.tracking_number}: {change.from_state} -> {change.to_state}", err=True
+            )
+        typer.echo(_summary(result))
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    tmp.replace(path)
+
+
+def snapshot(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the signed snapshot.")],
+    expires: Annotated[
+        str, typer.Option("--expires", help="Validity from now: 30s, 15m, 12h, 7d.")
+    ] = DEFAULT_SNAPSHOT_EXPIRY,
+) -> None:
+    """Publish pending changes, then write the current signed snapshot (for offline gateways:
+    `vpnreg feed pull --feed FILE` or a gateway's feed file)."""
+    from vpnreg.cli.registry_context import open_registry
+    from vpnreg.core.feed import sign_snapshot_bytes
+    from vpnreg.registry import services
+
+    try:
+        validity = parse_duration(expires)
+    except ValueError as err:
+        fail(str(err), EXIT_USAGE)
+    with open_registry() as reg:
+        key = feed_signing_key(reg.settings)
+        now = reg.now()
+        services.publish(reg.session, now=now, config=reg.config)
+        history = services.current_feed(reg.session)
+        if history is None:  # pragma: no cover - publish always stores a feed
+            fail("the feed was not published")
+        snap = history.snapshot()
+        until = max(now, snap.created) + validity
+        body = sign_snapshot_bytes(
+            session_id=snap.session_id,
+            serial=snap.serial,
+            entries=snap.entries,
+            mode=snap.mode,
+            created=snap.created,
+            expires=until,
+            private_key=key,
+        )
+    try:
+        _write_atomically(out, body)
+    except OSError as err:
+        fail(f"cannot write {out}: {err.strerror}")
+    typer.echo(
+        f"snapshot: session {snap.session_id} serial {snap.serial}, {len(snap.entries)} entries, "
+        f"set hash {snap.set_hash[:16]}, expires {until:%Y-%m-%dT%H:%M:%SZ} -> {out}"
+    )
+
+
+def mode(
+    value: Annotated[str, typer.Argument(metavar="{enforce,dry-run}", help="The mode to sign.")],
+    actor: Annotated[str, typer.Option("--actor", help="The regulator acting (audited).")],
+    protocol: Annotated[
+        str | None,
+        typer.Option(help="Only this VPN protocol (openvpn, wireguard, ipsec, ...); default all."),
+    ] = None,
+) -> None:
+    """Set the signed enforcement mode: the national switch between enforce and dry-run
+    (without --protocol every per-protocol override is dropped). Regulators only."""
+    from vpnreg.cli.registry_context import open_registry
+    from vpnreg.core.feed import Mode
+    from vpnreg.registry import services
+
+    if value not in {m.value for m in Mode}:
+        fail(f"mode must be enforce or dry-run, not {value!r}", EXIT_USAGE)
+    with open_registry() as reg:
+        result = services.set_mode(
+            reg.session,
+            mode=value,
+            protocol=protocol,
+            actor=reg.user(actor),
+            now=reg.now(),
+            config=reg.config,
+        )
+        typer.echo(_summary(result))
+
+
+def register(feed_app: typer.Typer) -> None:
+    feed_app.command("publish")(publish)
+    feed_app.command("snapshot")(snapshot)
+    feed_app.command("mode")(mode)

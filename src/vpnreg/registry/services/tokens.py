@@ -1,0 +1,152 @@
+"""API tokens for machines: created once and shown once, stored only as a SHA-256, revocable.
+
+A token is "vpnreg_" + 32 random bytes, URL-safe base64. Its SHA-256 (hex, of the whole text) is
+what the table holds, so a leaked database does not leak usable tokens. A fast hash suffices:
+the secret has 256 bits of entropy, unlike a password.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vpnreg.core.review import Role
+from vpnreg.registry.audit_log import append_event
+from vpnreg.registry.errors import FieldError, NotFound, StateConflict, ValidationFailed
+from vpnreg.registry.models import ApiToken
+from vpnreg.registry.services.actors import Actor, actor_name, require_role
+from vpnreg.registry.services.transaction import service_transaction
+
+__all__ = [
+    "TOKEN_PREFIX",
+    "authenticate_token",
+    "create_token",
+    "list_tokens",
+    "revoke_token",
+    "token_hash",
+]
+
+TOKEN_PREFIX = "vpnreg_"  # noqa: S105 - a label, not a secret
+#: Roles a token may carry: people log in; "system" is the registry itself, never a caller.
+TOKEN_ROLES = tuple(r for r in Role if r is not Role.SYSTEM)
+#: last_used_at is written at most this often, so busy tokens do not write on every request.
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
+_MAX_NAME = 100
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _token_snapshot(token: ApiToken) -> dict[str, object]:
+    return {
+        "id": token.id,
+        "name": token.name,
+        "role": token.role,
+        "revoked_at": token.revoked_at.isoformat() if token.revoked_at else None,
+    }
+
+
+def _check(name: str, role: Role | str) -> Role:
+    problems: list[FieldError] = []
+    clean = name.strip()
+    if not clean or len(clean) > _MAX_NAME:
+        problems.append(
+            FieldError(
+                "name", "bad_name", f"a token needs a name of 1 to {_MAX_NAME} characters", name
+            )
+        )
+    chosen = Role(role) if role in {r.value for r in Role} else None
+    if chosen is None or chosen not in TOKEN_ROLES:
+        names = ", ".join(r.value for r in TOKEN_ROLES)
+        problems.append(FieldError("role", "bad_role", f"role must be one of {names}", str(role)))
+    if problems or chosen is None:
+        raise ValidationFailed(problems)
+    return chosen
+
+
+def create_token(
+    session: Session, *, name: str, role: Role | str, actor: Actor, now: dt.datetime
+) -> tuple[ApiToken, str]:
+    """A new token (admin only); returns the row and the token text, which is not kept."""
+    require_role(actor, Role.ADMIN)
+    chosen = _check(name, role)
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with service_transaction(session):
+        token = ApiToken(
+            name=name.strip(),
+            role=chosen.value,
+            token_hash=token_hash(secret),
+            created_at=now,
+            created_by=actor_name(actor),
+            last_used_at=None,
+            revoked_at=None,
+        )
+        session.add(token)
+        session.flush()
+        append_event(
+            session,
+            time=now,
+            actor=actor_name(actor),
+            action="token.create",
+            object_type="api_token",
+            object_id=token.id,
+            after=_token_snapshot(token),
+        )
+    return token, secret
+
+
+def authenticate_token(session: Session, *, token: str, now: dt.datetime) -> ApiToken | None:
+    """The live token `token` names, or None when it is unknown or revoked."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        return None
+    wanted = token_hash(token)
+    with service_transaction(session):
+        found = session.scalar(select(ApiToken).where(ApiToken.token_hash == wanted))
+        # The lookup is by hash, so its timing says nothing about the secret; compare anyway.
+        if (
+            found is None
+            or found.revoked_at is not None
+            or not hmac.compare_digest(found.token_hash, wanted)
+        ):
+            return None
+        if found.last_used_at is None or now - found.last_used_at >= LAST_USED_RESOLUTION:
+            found.last_used_at = now
+    return found
+
+
+def revoke_token(session: Session, *, token_id: int, actor: Actor, now: dt.datetime) -> ApiToken:
+    """Revoke a token (admin only); it stops working at once. Revoking twice is a conflict."""
+    require_role(actor, Role.ADMIN)
+    with service_transaction(session):
+        token = session.get(ApiToken, token_id)
+        if token is None:
+            raise NotFound("API token", token_id)
+        if token.revoked_at is not None:
+            raise StateConflict(f"API token {token_id} ({token.name}) is already revoked")
+        before = _token_snapshot(token)
+        token.revoked_at = now
+        session.flush()
+        append_event(
+            session,
+            time=now,
+            actor=actor_name(actor),
+            action="token.revoke",
+            object_type="api_token",
+            object_id=token.id,
+            before=before,
+            after=_token_snapshot(token),
+        )
+    return token
+
+
+def list_tokens(session: Session, *, include_revoked: bool = True) -> list[ApiToken]:
+    query = select(ApiToken).order_by(ApiToken.id)
+    if not include_revoked:
+        query = query.where(ApiToken.revoked_at.is_(None))
+    return list(session.scalars(query).all())

@@ -1,0 +1,590 @@
+"""/api/v1/applications: create, read, list, timeline, and one literal path per transition.
+
+Every transition needs `If-Match` with the ETag of the version it acts on: missing gives 428,
+stale gives 412 (the service refuses it; nothing changes). Each calls the same registry service as
+the CLI. An application the caller may not see answers 404, as if it did not exist.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Header, Query, Request, Response, UploadFile
+from fastapi.responses import JSONResponse
+
+from vpnreg.registry import services
+from vpnreg.registry.services import Application, User, queries
+from vpnreg.registry.services import documents as document_service
+from vpnreg.web.auth import AppClock, Config, CurrentUser, DbSession, OptionalUser
+from vpnreg.web.policy import (
+    ADMIN,
+    APPLICANT,
+    ISP,
+    OVERSIGHT,
+    READERS,
+    REGULATOR,
+    SECTOR_BODY,
+    Access,
+    RouteKey,
+    only,
+)
+from vpnreg.web.problems import Problem
+from vpnreg.web.schemas import (
+    AmendmentPublic,
+    AmendPeersBody,
+    AppealBody,
+    ApplicationCreate,
+    ApplicationPage,
+    ApplicationPublic,
+    DecisionBody,
+    DocumentPublic,
+    RejectBody,
+    RevokeBody,
+    TimelineEntryPublic,
+)
+
+router = APIRouter(prefix="/applications", tags=["applications"])
+BASE = "/api/v1/applications"
+ONE = BASE + "/{application_id}"
+
+POLICY: dict[RouteKey, Access] = {
+    ("GET", BASE): READERS,
+    ("POST", BASE): only(APPLICANT, ADMIN),
+    ("GET", ONE): READERS,
+    ("GET", ONE + "/timeline"): READERS,
+    ("GET", ONE + "/documents"): READERS,
+    ("POST", ONE + "/documents"): only(APPLICANT),
+    ("GET", ONE + "/documents/{document_id}"): READERS,
+    ("POST", ONE + "/submit"): only(APPLICANT),
+    ("POST", ONE + "/verify"): only(ISP),
+    ("POST", ONE + "/endorse"): only(SECTOR_BODY),
+    ("POST", ONE + "/approve"): only(REGULATOR),
+    ("POST", ONE + "/reject"): only(ISP, SECTOR_BODY, REGULATOR),
+    ("POST", ONE + "/revoke"): only(REGULATOR),
+    ("POST", ONE + "/withdraw"): only(APPLICANT),
+    ("POST", ONE + "/appeal"): only(APPLICANT),
+    ("POST", ONE + "/uphold"): only(REGULATOR),
+    ("POST", ONE + "/overturn"): only(REGULATOR),
+    ("POST", ONE + "/renew"): only(APPLICANT),
+    ("POST", ONE + "/amend-peers"): only(APPLICANT),
+    ("GET", ONE + "/amendments"): READERS,
+    ("POST", ONE + "/amendments/{amendment_id}/approve"): only(REGULATOR),
+}
+assert OVERSIGHT <= READERS
+
+_ETAG = re.compile(r'^\s*(?:W/)?"(\d{1,12})"\s*$')
+
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        description='The ETag of the version acted on, e.g. "3" (required: 428 without it)',
+    ),
+]
+
+
+def etag(app: Application) -> str:
+    return f'"{app.version}"'
+
+
+def expected_version(if_match: str | None) -> int:
+    if if_match is None:
+        raise Problem(
+            428,
+            "if-match-required",
+            "send If-Match with the application's ETag (GET it first) so that a change made "
+            "meanwhile is not overwritten",
+        )
+    match = _ETAG.match(if_match)
+    if match is None:
+        raise Problem(412, "stale-version", f"If-Match {if_match!r} is not an ETag of this API")
+    return int(match.group(1))
+
+
+def _answer(app: Application, status: int = 200, location: bool = False) -> JSONResponse:
+    headers = {"ETag": etag(app)}
+    if location:
+        headers["Location"] = f"{BASE}/{app.id}"
+    body = ApplicationPublic.of(app).model_dump(mode="json")
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _visible(db: DbSession, application_id: int, viewer: User | None) -> Application:
+    return queries.visible_application(db, application_id=application_id, viewer=viewer)
+
+
+@router.get("", response_model=ApplicationPage, summary="List applications")
+def list_applications(
+    db: DbSession,
+    viewer: OptionalUser,
+    state: str | None = None,
+    category: str | None = None,
+    organisation_id: int | None = None,
+    isp_id: int | None = None,
+    q: Annotated[str | None, Query(max_length=64, description="tracking number or prefix")] = None,
+    limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> ApplicationPage:
+    page = queries.list_applications(
+        db,
+        viewer=viewer,
+        state=state,
+        category=category,
+        organisation_id=organisation_id,
+        isp_id=isp_id,
+        search=q,
+        limit=limit,
+        offset=offset,
+    )
+    return ApplicationPage(
+        items=[ApplicationPublic.of(a) for a in page.items],
+        total=page.total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=ApplicationPublic,
+    summary="Create a draft application",
+)
+def create_application(
+    body: ApplicationCreate, db: DbSession, user: CurrentUser, clock: AppClock, config: Config
+) -> JSONResponse:
+    organisation_id = body.organisation_id or user.organisation_id
+    if organisation_id is None:
+        raise Problem(
+            422,
+            "validation-failed",
+            "organisation_id: name the organisation",
+            extra={
+                "errors": [{"field": "organisation_id", "code": "required", "message": "required"}]
+            },
+        )
+    app = services.create_application(
+        db,
+        organisation_id=organisation_id,
+        isp_id=body.isp_id,
+        prefixes=[(p.prefix, p.peers) for p in body.prefixes],
+        actor=user,
+        now=clock.now(),
+        config=config,
+    )
+    return _answer(app, 201, location=True)
+
+
+@router.get("/{application_id}", response_model=ApplicationPublic, summary="Read one application")
+def read_application(application_id: int, db: DbSession, viewer: OptionalUser) -> JSONResponse:
+    return _answer(_visible(db, application_id, viewer))
+
+
+@router.get(
+    "/{application_id}/timeline",
+    response_model=list[TimelineEntryPublic],
+    summary="The review steps of one application",
+)
+def timeline(application_id: int, db: DbSession, viewer: OptionalUser) -> list[TimelineEntryPublic]:
+    _visible(db, application_id, viewer)
+    return [
+        TimelineEntryPublic(**vars(entry))
+        for entry in queries.application_timeline(db, application_id=application_id)
+    ]
+
+
+@router.get(
+    "/{application_id}/amendments",
+    response_model=list[AmendmentPublic],
+    summary="Pending peer amendments",
+)
+def amendments(application_id: int, db: DbSession, viewer: OptionalUser) -> list[AmendmentPublic]:
+    _visible(db, application_id, viewer)
+    return [
+        AmendmentPublic(
+            id=a.id,
+            prefix_id=a.prefix_id,
+            peers=list(a.peers),
+            state=a.state,
+            requested_by=a.requested_by,
+            requested_at=a.requested_at,
+        )
+        for a in queries.pending_amendments(db, application_id=application_id)
+    ]
+
+
+# --- transitions -------------------------------------------------------------------------------
+
+Step = Callable[..., Application]
+
+
+def _transition(
+    service: Step,
+    application_id: int,
+    if_match: str | None,
+    db: DbSession,
+    user: User,
+    clock: AppClock,
+    config: Config,
+    status: int = 200,
+    **arguments: Any,
+) -> JSONResponse:
+    _visible(db, application_id, user)
+    version = expected_version(if_match)
+    app = service(
+        db,
+        application_id=application_id,
+        actor=user,
+        now=clock.now(),
+        config=config,
+        expected_version=version,
+        **arguments,
+    )
+    return _answer(app, status, location=status == 201)
+
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    403: {"description": "Not this caller's business, or the role may not take this step"},
+    404: {"description": "No such application visible to the caller"},
+    409: {"description": "Not possible in the application's state, or the space is taken"},
+    412: {"description": "If-Match names an older version"},
+    428: {"description": "If-Match is missing"},
+}
+
+
+def _doc(action: str) -> dict[str, Any]:
+    return {
+        "response_model": ApplicationPublic,
+        "responses": _RESPONSES,
+        "summary": f"{action.capitalize()} an application",
+    }
+
+
+@router.post("/{application_id}/submit", **_doc("submit"))
+def submit(
+    application_id: int,
+    db: DbSession,
+    user: CurrentUser,
+    clock: AppClock,
+    config: Config,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    return _transition(services.submit, application_id, if_match, db, user, clock, config)
+
+
+@router.post("/{application_id}/verify", **_doc("verify"))
+def verify(
+    application_id: int,
+    db: DbSession,
+    user: CurrentUser,
+    clock: AppClock,
+    config: Config,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    return _transition(services.verify, application_id, if_match, db, user, clock, config)
+
+
+@router.post("/{application_id}/endorse", **_doc("endorse"))
+def endorse(
+    application_id: int,
+    db: DbSession,
+    user: CurrentUser,
+    clock: AppClock,
+    config: Config,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    return _transition(services.endorse, application_id, if_match, db, user, clock, config)
+
+
+@router.post("/{application_id}/approve", **_doc("approve"))
+def approve(
+    application_id: int,
+    db: DbSession,
+    user: CurrentUser,
+    clock: AppClock,
+    config: Config,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    return _transition(services.approve, application_id, if_match, db, user, clock, config)
+
+
+@router.post("/{application_id}/reject", **_doc("reject"))
+def reject(
+    application_id: int,
+    body: RejectBody,
+    db: DbSession,
+    user: CurrentUser,
+    clock: AppClock,
+    config: Config,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    return _transition(
+        services.reject,
+        application_id,
+        if_match,
+        db,
+        user,
+        clock,
+        config,
+        reason_code=body.reason_code,
+        reason=body.reason,
+    )
+
+
+@router.post("/{application_id}/revoke", **_doc("revoke"))
+def revoke(
+    application_id: int,
+    body: RevokeBody,
+    db: DbSession,
+    user: CurrentUser,
+    clock: AppClock,
+    config: Config,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    return _transition(
+        services.revoke,
+        application_id,
+        if_match,
+        db,
+        user,
+        clock,
+        config,
+        reason=body.reason,
+        reason_code=body.reason_code,
+    )
+
+
+@router.post("/{application_id}/withdraw", **_doc("withdraw"))
+def withdraw(
+    application_id: int,
+    db: DbSession,
+    user: CurrentUser,
+    clock: AppClock,
+    config: Config,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    return _transition(services.withdraw, application_id, if_match, db, user, clock, config)
+
+
+@router.post("/{application_id}/appeal", **_doc("appeal"))
+def appeal(
+    application_id: int,
+    body: AppealBody,
+    db: DbSession,
+    user: CurrentUser,
+    clock: AppClock,
+    config: Config,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    return _transition(
+        services.appeal, application_id, if_match, db, user, clock, config, text=body.text
+    )
+
+
+@router.post("/{application_id}/uphold", **_doc("uphold (an appeal against)"))
+def uphold(
+    application_id: int,
+    body: DecisionBody,
+    db: DbSession,
+    user: CurrentUser,
+    clock: AppClock,
+    config: Config,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    return _transition(
+        services.uphold, application_id, if_match, db, user, clock, config, reason=body.reason
+    )
+
+
+@router.post("/{application_id}/overturn", **_doc("overturn (the rejection of)"))
+def overturn(
+    application_id: int,
+    body: DecisionBody,
+    db: DbSession,
+    user: CurrentUser,
+    clock: AppClock,
+    config: Config,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    return _transition(
+        services.overturn, application_id, if_match, db, user, clock, config, reason=body.reason
+    )
+
+
+@router.post(
+    "/{application_id}/renew",
+    status_code=201,
+    response_model=ApplicationPublic,
+    responses=_RESPONSES,
+    summary="Renew a registration (creates the renewal application)",
+)
+def renew(
+    application_id: int,
+    db: DbSession,
+    user: CurrentUser,
+    clock: AppClock,
+    config: Config,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    return _transition(services.renew, application_id, if_match, db, user, clock, config, 201)
+
+
+@router.post(
+    "/{application_id}/amend-peers",
+    status_code=202,
+    response_model=AmendmentPublic,
+    responses=_RESPONSES,
+    summary="Ask for a prefix's peers to change (in force once a regulator approves)",
+)
+def amend_peers(
+    application_id: int,
+    body: AmendPeersBody,
+    db: DbSession,
+    user: CurrentUser,
+    clock: AppClock,
+    config: Config,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    _visible(db, application_id, user)
+    amendment = services.amend_peers(
+        db,
+        application_id=application_id,
+        prefix=body.prefix,
+        peers=body.peers,
+        actor=user,
+        now=clock.now(),
+        config=config,
+        expected_version=expected_version(if_match),
+    )
+    app = queries.visible_application(db, application_id=application_id, viewer=user)
+    out = AmendmentPublic(
+        id=amendment.id,
+        prefix_id=amendment.prefix_id,
+        peers=list(amendment.peers),
+        state=amendment.state,
+        requested_by=amendment.requested_by,
+        requested_at=amendment.requested_at,
+    )
+    return JSONResponse(out.model_dump(mode="json"), status_code=202, headers={"ETag": etag(app)})
+
+
+@router.post(
+    "/{application_id}/amendments/{amendment_id}/approve",
+    response_model=ApplicationPublic,
+    responses=_RESPONSES,
+    summary="Approve a pending peer amendment",
+)
+def approve_amendment(
+    application_id: int,
+    amendment_id: int,
+    db: DbSession,
+    user: CurrentUser,
+    clock: AppClock,
+    config: Config,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    _visible(db, application_id, user)
+    if amendment_id not in {
+        a.id for a in queries.pending_amendments(db, application_id=application_id)
+    }:
+        raise Problem(404, "not-found", f"no pending amendment {amendment_id} on this application")
+    app = services.approve_amendment(
+        db,
+        amendment_id=amendment_id,
+        actor=user,
+        now=clock.now(),
+        config=config,
+        expected_version=expected_version(if_match),
+    )
+    return _answer(app)
+
+
+# --- documents ---------------------------------------------------------------------------------
+
+
+def _storage(request: Request) -> Any:
+    return request.app.state.document_dir
+
+
+def _document_public(doc: Any) -> DocumentPublic:
+    return DocumentPublic(
+        id=doc.id,
+        application_id=doc.application_id,
+        kind=doc.kind,
+        filename=doc.filename,
+        sha256=doc.sha256,
+        size=doc.size,
+        media_type=doc.media_type,
+        uploaded_by=doc.uploaded_by,
+        uploaded_at=doc.uploaded_at,
+    )
+
+
+@router.get(
+    "/{application_id}/documents",
+    response_model=list[DocumentPublic],
+    summary="Documents of an application",
+)
+def list_documents(
+    application_id: int, db: DbSession, viewer: OptionalUser
+) -> list[DocumentPublic]:
+    _visible(db, application_id, viewer)
+    return [
+        _document_public(d)
+        for d in document_service.list_documents(db, application_id=application_id)
+    ]
+
+
+@router.post(
+    "/{application_id}/documents",
+    status_code=201,
+    response_model=DocumentPublic,
+    summary="Attach a PDF or PNG (multipart: kind, file)",
+)
+def upload_document(
+    request: Request,
+    application_id: int,
+    file: UploadFile,
+    db: DbSession,
+    user: CurrentUser,
+    clock: AppClock,
+    kind: Annotated[str, Form(max_length=64)] = "supporting",
+) -> DocumentPublic:
+    limit: int = request.app.state.max_document_bytes
+    # One byte past the limit is enough to know the file is too large.
+    content = file.file.read(limit + 1)
+    _visible(db, application_id, user)
+    doc = document_service.store_document(
+        db,
+        application_id=application_id,
+        kind=kind,
+        filename=file.filename or "document",
+        content=content,
+        actor=user,
+        now=clock.now(),
+        storage_dir=_storage(request),
+        max_bytes=limit,
+    )
+    return _document_public(doc)
+
+
+@router.get("/{application_id}/documents/{document_id}", summary="Download one document")
+def download_document(
+    request: Request, application_id: int, document_id: int, db: DbSession, viewer: OptionalUser
+) -> Response:
+    _visible(db, application_id, viewer)
+    doc, content = document_service.read_document(
+        db, document_id=document_id, storage_dir=_storage(request)
+    )
+    if doc.application_id != application_id:
+        raise Problem(404, "not-found", f"document {document_id} not found")
+    return Response(
+        content,
+        media_type=doc.media_type,
+        headers={
+            "Content-Disposition": f'attachment; filename="document-{doc.id}"',
+            "X-Content-Type-Options": "nosniff",
+        },
+    )

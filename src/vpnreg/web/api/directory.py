@@ -1,0 +1,69 @@
+"""/api/v1/organisations and /api/v1/isps: the directory, as each caller may see it."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from vpnreg.registry import services
+from vpnreg.registry.services import queries
+from vpnreg.web.auth import AppClock, Config, CurrentUser, DbSession, OptionalUser
+from vpnreg.web.policy import ADMIN, PEOPLE, READERS, REGULATOR, Access, RouteKey, only
+from vpnreg.web.schemas import ISPPublic, OrganisationCreate, OrganisationPublic
+
+router = APIRouter(tags=["directory"])
+
+POLICY: dict[RouteKey, Access] = {
+    ("GET", "/api/v1/organisations"): READERS,
+    ("POST", "/api/v1/organisations"): only(ADMIN, REGULATOR),
+    ("GET", "/api/v1/organisations/{organisation_id}"): READERS,
+    ("GET", "/api/v1/isps"): PEOPLE,
+}
+
+
+@router.get(
+    "/organisations",
+    response_model=list[OrganisationPublic],
+    summary="Organisations (an applicant sees its own)",
+)
+def list_organisations(db: DbSession, viewer: OptionalUser) -> list[OrganisationPublic]:
+    return [OrganisationPublic.of(o) for o in queries.list_organisations(db, viewer=viewer)]
+
+
+@router.post(
+    "/organisations",
+    status_code=201,
+    response_model=OrganisationPublic,
+    summary="Register an organisation",
+)
+def create_organisation(
+    body: OrganisationCreate, db: DbSession, user: CurrentUser, clock: AppClock, config: Config
+) -> OrganisationPublic:
+    org = services.create_organisation(
+        db,
+        name=body.name,
+        category=body.category,
+        actor=user,
+        now=clock.now(),
+        config=config,
+        registration_number=body.registration_number,
+        national_id=body.national_id,
+    )
+    return OrganisationPublic.of(org)
+
+
+@router.get(
+    "/organisations/{organisation_id}",
+    response_model=OrganisationPublic,
+    summary="One organisation",
+)
+def read_organisation(
+    organisation_id: int, db: DbSession, viewer: OptionalUser
+) -> OrganisationPublic:
+    return OrganisationPublic.of(
+        queries.get_organisation(db, organisation_id=organisation_id, viewer=viewer)
+    )
+
+
+@router.get("/isps", response_model=list[ISPPublic], summary="ISPs an application may name")
+def list_isps(db: DbSession) -> list[ISPPublic]:
+    return [ISPPublic.of(i) for i in queries.list_isps(db)]

@@ -1,0 +1,186 @@
+"""/api/v1: prefixes, lookup, the public per-address answer, audit events, stats, and `me`."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from vpnreg.registry import services
+from vpnreg.registry.errors import ValidationFailed
+from vpnreg.registry.services import queries
+from vpnreg.registry.services.stats import registry_stats
+from vpnreg.web.auth import AppClock, Config, CurrentCaller, DbSession, OptionalUser, csrf_for
+from vpnreg.web.policy import (
+    AUDITOR,
+    EVERYONE,
+    OVERSIGHT,
+    READERS,
+    Access,
+    RouteKey,
+    only,
+)
+from vpnreg.web.schemas import (
+    AuditEventPublic,
+    AuditPage,
+    LookupPublic,
+    MePublic,
+    PrefixPage,
+    PrefixRowPublic,
+    StatsPublic,
+)
+
+router = APIRouter(tags=["records"])
+
+POLICY: dict[RouteKey, Access] = {
+    ("GET", "/api/v1/me"): EVERYONE,
+    ("GET", "/api/v1/prefixes"): READERS,
+    ("GET", "/api/v1/lookup"): OVERSIGHT,
+    ("GET", "/api/v1/ip/{address}"): EVERYONE,
+    ("GET", "/api/v1/audit/events"): only(AUDITOR),
+    ("GET", "/api/v1/stats"): OVERSIGHT,
+}
+
+RDAP_MEDIA_TYPE = "application/rdap+json"
+#: rdap_level_0 (RFC 9083), cidr0 (the NRO RDAP CIDR extension, which defines "cidr0_cidrs"),
+#: and our own extension for the registry's members.
+RDAP_CONFORMANCE = ["rdap_level_0", "cidr0", "vpnreg"]
+
+
+@router.get("/me", response_model=MePublic, summary="Who the API thinks is calling")
+def me(request: Request, caller: CurrentCaller) -> MePublic:
+    user = caller.user
+    return MePublic(
+        name=caller.name,
+        role=caller.role,
+        via=caller.via,
+        organisation_id=user.organisation_id if user else None,
+        isp_id=user.isp_id if user else None,
+        sector_body_id=user.sector_body_id if user else None,
+        csrf_token=csrf_for(request) if caller.via == "session" else None,
+    )
+
+
+@router.get("/prefixes", response_model=PrefixPage, summary="Prefixes the caller may see")
+def list_prefixes(
+    db: DbSession,
+    viewer: OptionalUser,
+    state: Annotated[list[str] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> PrefixPage:
+    page = queries.list_prefixes(db, viewer=viewer, states=state or (), limit=limit, offset=offset)
+    return PrefixPage(
+        items=[
+            PrefixRowPublic(
+                prefix=r.prefix,
+                application_id=r.application_id,
+                tracking_number=r.tracking_number,
+                state=r.state,
+                category=r.category,
+                valid_until=r.valid_until,
+                peers=list(r.peers),
+            )
+            for r in page.items
+        ],
+        total=page.total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+@router.get(
+    "/lookup",
+    response_model=LookupPublic,
+    summary="Is an address registered now, and by which registration",
+)
+def lookup(
+    db: DbSession,
+    clock: AppClock,
+    config: Config,
+    ip: Annotated[str, Query(max_length=64)],
+) -> LookupPublic:
+    result = services.lookup(db, address=ip, now=clock.now(), config=config)
+    return LookupPublic(**vars(result))
+
+
+def _rdap_error(status: int, title: str, description: str, **extra: Any) -> JSONResponse:
+    body = {
+        "rdapConformance": RDAP_CONFORMANCE,
+        "errorCode": status,
+        "title": title,
+        "description": [description],
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=RDAP_MEDIA_TYPE)
+
+
+@router.get(
+    "/ip/{address}",
+    summary="Public: is this address registered (an RDAP-flavoured ip network object)",
+    responses={
+        200: {"description": "The registered network covering the address"},
+        400: {"description": "Not an IP address"},
+        404: {"description": "No registration covers the address (registered: false)"},
+    },
+)
+def ip_network(address: str, db: DbSession, clock: AppClock, config: Config) -> JSONResponse:
+    """RFC 9083 section 5.4, reduced to what the public may see: the network, its category and
+    validity. It names neither the organisation nor the subscriber."""
+    try:
+        result = services.lookup(db, address=address, now=clock.now(), config=config)
+    except ValidationFailed as err:
+        return _rdap_error(400, "Not an IP address", err.errors[0].message, registered=False)
+    if not result.registered or result.prefix is None:
+        return _rdap_error(
+            404,
+            "Not registered",
+            f"no registration covers {result.ip}",
+            registered=False,
+            ip=result.ip,
+        )
+    network = ipaddress.ip_network(result.prefix)
+    version = "v4" if network.version == 4 else "v6"
+    cidr: dict[str, Any] = {f"{version}prefix": str(network.network_address)}
+    cidr["length"] = network.prefixlen
+    body = {
+        "rdapConformance": RDAP_CONFORMANCE,
+        "objectClassName": "ip network",
+        "startAddress": str(network.network_address),
+        "endAddress": str(network.broadcast_address),
+        "ipVersion": version,
+        "cidr0_cidrs": [cidr],
+        "status": ["active"],
+        "registered": True,
+        "vpnreg_category": result.category,
+        "vpnreg_validUntil": result.valid_until.isoformat() if result.valid_until else None,
+        "vpnreg_query": result.ip,
+    }
+    return JSONResponse(body, media_type=RDAP_MEDIA_TYPE)
+
+
+@router.get("/audit/events", response_model=AuditPage, summary="The audit log (auditor only)")
+def audit_events(
+    db: DbSession,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    actor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> AuditPage:
+    page = queries.list_audit_events(
+        db, object_type=object_type, object_id=object_id, actor=actor, limit=limit, offset=offset
+    )
+    return AuditPage(
+        items=[AuditEventPublic(**vars(e)) for e in page.items],
+        total=page.total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+@router.get("/stats", response_model=StatsPublic, summary="Counts by state and category")
+def stats(db: DbSession) -> StatsPublic:
+    return StatsPublic(**vars(registry_stats(db)))

@@ -1,0 +1,365 @@
+"""Who is calling, and whether the policy table lets them: sessions, tokens, CSRF, sign-in.
+
+Browsers sign in with a form (POST /login) and carry an HttpOnly, SameSite=Lax session cookie; the
+server keeps the session (only a hash of the cookie's token is stored). Machines send
+`Authorization: Bearer <token>` (API tokens, scoped by role). Every state-changing request that
+does not come with a bearer token must carry the CSRF token of its cookie, in the form field
+`csrf_token` or the header `X-CSRF-Token`; without it the answer is 403.
+
+Dependencies for routes (use the Annotated aliases):
+  DbSession       a registry session for this request (the same one all dependencies share)
+  AppClock        the app's Clock (app.state.clock)
+  Config          the ServiceConfig (app.state.service_config)
+  CurrentCaller   the Principal: a user, a token, or the public
+  CurrentUser     the signed-in User (401 without one; 403 for a bearer token)
+  OptionalUser    the signed-in User or None
+  require_roles(*roles)  a dependency refusing other roles (the policy table already does this
+                  for whole routes; use it for finer choices inside a router if ever needed)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from vpnreg.clock import Clock, SystemClock
+from vpnreg.registry.services import ServiceConfig, User, authenticate
+from vpnreg.registry.services.sessions import (
+    SESSION_LIFETIME,
+    clear_login_failures,
+    end_web_session,
+    login_throttle,
+    record_login_failure,
+    resolve_web_session,
+    start_web_session,
+)
+from vpnreg.registry.services.tokens import authenticate_token
+from vpnreg.registry.services.unit_of_work import DbSession as Session
+from vpnreg.web.policy import PUBLIC, RouteKey, access_for, allows, route_path_of
+from vpnreg.web.problems import Problem
+from vpnreg.web.security import csrf_token, csrf_valid
+
+SESSION_COOKIE = "vpnreg_session"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Sign-in throttling: this many failures per username and address within the window.
+LOGIN_FAILURE_LIMIT = 5
+LOGIN_FAILURE_WINDOW = dt.timedelta(minutes=15)
+
+
+# --- request-scoped resources ---------------------------------------------------------------
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    with request.app.state.database.session() as session:
+        yield session
+
+
+def get_clock(request: Request) -> Clock:
+    clock: Clock = getattr(request.app.state, "clock", None) or SystemClock()
+    return clock
+
+
+def get_config(request: Request) -> ServiceConfig:
+    config: ServiceConfig = request.app.state.service_config
+    return config
+
+
+DbSession = Annotated[Session, Depends(get_db)]
+AppClock = Annotated[Clock, Depends(get_clock)]
+Config = Annotated[ServiceConfig, Depends(get_config)]
+
+
+# --- who is calling ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: a signed-in user, a machine with a token, or the public."""
+
+    via: Literal["session", "token", "public"]
+    role: str | None = None
+    user: User | None = None
+    token_name: str | None = None
+
+    @property
+    def name(self) -> str:
+        if self.user is not None:
+            return self.user.username
+        if self.token_name is not None:
+            return f"token:{self.token_name}"
+        return PUBLIC
+
+
+PUBLIC_CALLER = Principal(via="public")
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Problem(401, "not-signed-in", "the Authorization header must be 'Bearer <token>'")
+    return value.strip()
+
+
+def session_cookie(request: Request) -> str | None:
+    value = request.cookies.get(SESSION_COOKIE)
+    if value and 16 <= len(value) <= 128:
+        return value
+    return None
+
+
+def resolve_user(request: Request, session: Session, clock: Clock) -> User | None:
+    """The user signed in with this request's cookie, or None."""
+    token = session_cookie(request)
+    if token is None:
+        return None
+    return resolve_web_session(session, token=token, now=clock.now())
+
+
+def get_principal(request: Request, db: DbSession, clock: AppClock) -> Principal:
+    cached = getattr(request.state, "principal", None)
+    if isinstance(cached, Principal):
+        return cached
+    token = _bearer(request)
+    if token is not None:
+        api_token = authenticate_token(db, token=token, now=clock.now())
+        if api_token is None:
+            raise Problem(
+                401,
+                "not-signed-in",
+                "unknown or revoked API token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        principal = Principal(via="token", role=api_token.role, token_name=api_token.name)
+    else:
+        user = resolve_user(request, db, clock)
+        principal = (
+            PUBLIC_CALLER if user is None else Principal(via="session", role=user.role, user=user)
+        )
+    request.state.principal = principal
+    request.state.current_user = principal.user
+    return principal
+
+
+CurrentCaller = Annotated[Principal, Depends(get_principal)]
+
+
+def optional_user(principal: CurrentCaller) -> User | None:
+    return principal.user
+
+
+def current_user(principal: CurrentCaller) -> User:
+    if principal.user is not None:
+        return principal.user
+    if principal.via == "token":
+        raise Problem(403, "forbidden", "this needs a signed-in user; API tokens cannot do it")
+    raise Problem(401, "not-signed-in", "sign in first")
+
+
+OptionalUser = Annotated[User | None, Depends(optional_user)]
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def require_roles(*roles: str) -> Any:
+    """A dependency that lets only callers with one of `roles` through."""
+
+    def check(principal: CurrentCaller) -> Principal:
+        if principal.role not in roles:
+            raise Problem(
+                403, "role-not-allowed", f"{principal.name} may not do this (needs {roles})"
+            )
+        return principal
+
+    return Depends(check)
+
+
+# --- CSRF --------------------------------------------------------------------------------------
+
+
+def csrf_for(request: Request) -> str:
+    """The CSRF token for forms rendered in this request ("" when the visitor has no cookie)."""
+    cookie = session_cookie(request) or getattr(request.state, "new_session_cookie", None)
+    if cookie is None:
+        return ""
+    return csrf_token(request.app.state.signing_key, cookie)
+
+
+def ensure_session_cookie(request: Request, response: Response) -> str:
+    """Give a visitor without a cookie an anonymous one (forms need it for their CSRF token)."""
+    cookie = session_cookie(request) or getattr(request.state, "new_session_cookie", None)
+    if cookie is None:
+        cookie = secrets.token_urlsafe(32)
+        request.state.new_session_cookie = cookie
+    if session_cookie(request) is None:
+        set_session_cookie(request, response, cookie)
+    return cookie
+
+
+def set_session_cookie(request: Request, response: Response, value: str) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        value,
+        httponly=True,
+        samesite="lax",
+        secure=request.app.state.settings.is_production,
+        path="/",
+        max_age=int(SESSION_LIFETIME.total_seconds()),
+    )
+
+
+async def _submitted_csrf(request: Request) -> str | None:
+    header = request.headers.get(CSRF_HEADER)
+    if header:
+        return header
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        return value if isinstance(value, str) else None
+    return None
+
+
+async def check_csrf(request: Request) -> None:
+    """403 unless the request carries the CSRF token of its session cookie."""
+    cookie = session_cookie(request)
+    submitted = await _submitted_csrf(request)
+    if cookie is None or not csrf_valid(request.app.state.signing_key, cookie, submitted):
+        raise Problem(
+            403,
+            "csrf-failed",
+            "the form or request lacks a valid CSRF token; reload the page and try again",
+        )
+
+
+# --- the one enforcement point ---------------------------------------------------------------
+
+
+def route_key(request: Request) -> RouteKey:
+    """The request's method and the full path template of the route serving it."""
+    route = request.scope.get("route")
+    path = route_path_of(request.app, route, request.url.path) if route is not None else None
+    return request.method.upper(), path or request.url.path
+
+
+async def enforce_policy(request: Request, principal: CurrentCaller) -> None:
+    """Applied to every route: the policy table first, then CSRF for state changes."""
+    method, path = route_key(request)
+    access = access_for(request.app.state.policy, method, path)
+    if access is None:
+        raise Problem(403, "no-policy", f"{method} {path} has no entry in the policy table")
+    if not allows(access, principal.role):
+        if principal.role is None:
+            raise Problem(401, "not-signed-in", "sign in first, or send an API token")
+        raise Problem(
+            403,
+            "role-not-allowed",
+            f"{principal.name} ({principal.role}) may not call {method} {path}",
+        )
+    if method not in SAFE_METHODS and principal.via != "token":
+        await check_csrf(request)
+
+
+# --- sign-in and sign-out ----------------------------------------------------------------------
+
+router = APIRouter(include_in_schema=False)
+
+POLICY: dict[RouteKey, frozenset[str]] = {
+    ("POST", "/login"): frozenset({PUBLIC}),
+    ("POST", "/logout"): frozenset({PUBLIC}),
+}
+
+
+def _client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site: never an absolute or scheme-relative URL (open redirects)."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or "\\" in target:
+        return "/"
+    return target
+
+
+def _login_page(
+    request: Request, *, error: str, status: int, headers: dict[str, str] | None = None
+) -> HTMLResponse:
+    templates = request.app.state.templates
+    response: HTMLResponse = templates.TemplateResponse(
+        request,
+        "login.html",
+        {"csrf_token": csrf_for(request), "error": error},
+        status_code=status,
+        headers=headers,
+    )
+    return response
+
+
+def sign_in(request: Request, response: Response, db: Session, user: User, clock: Clock) -> None:
+    """Start a server-side session for `user` and put its token in the response's cookie.
+
+    A new token each time: a cookie planted before sign-in never becomes a signed-in session.
+    """
+    _, token = start_web_session(db, user=user, now=clock.now())
+    set_session_cookie(request, response, token)
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(
+    request: Request,
+    db: DbSession,
+    clock: AppClock,
+    username: Annotated[str, Form(max_length=100)],
+    password: Annotated[str, Form(max_length=1000)],
+    next: Annotated[str | None, Form()] = None,
+) -> Response:
+    address = _client_address(request)
+    now = clock.now()
+    throttle = login_throttle(
+        db,
+        username=username,
+        address=address,
+        now=now,
+        limit=LOGIN_FAILURE_LIMIT,
+        window=LOGIN_FAILURE_WINDOW,
+    )
+    if throttle.blocked:
+        minutes = max(1, (throttle.retry_after + 59) // 60)
+        return _login_page(
+            request,
+            error=f"Too many failed sign-ins. Try again in {minutes} minutes.",
+            status=429,
+            headers={"Retry-After": str(throttle.retry_after)},
+        )
+    user = authenticate(db, username=username, password=password)
+    if user is None:
+        record_login_failure(db, username=username, address=address, now=now)
+        return _login_page(request, error="Wrong username or password.", status=401)
+    clear_login_failures(db, username=username, address=address)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    sign_in(request, response, db, user, clock)
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, db: DbSession) -> Response:
+    token = session_cookie(request)
+    if token is not None:
+        end_web_session(db, token=token)
+    response = RedirectResponse("/", status_code=303)
+    # A fresh anonymous cookie, so the next form has a token that is not the old session's.
+    set_session_cookie(request, response, secrets.token_urlsafe(32))
+    return response

@@ -1,0 +1,30 @@
+"""The portal's HTML pages: public lookup/status/statistics, applicant pages, reviewer queues.
+
+The app (web.app.ROUTER_MODULES) includes `router` and merges `POLICY` into the one policy table;
+its app-wide enforce_policy dependency checks roles and, for every POST, the CSRF token.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from fastapi import APIRouter
+
+from vpnreg.web.policy import Access, RouteKey, merge_policies
+from vpnreg.web.portal import admin, applicant, public, review, signup
+
+PAGE_MODULES: tuple[ModuleType, ...] = (public, signup, applicant, review, admin)
+
+
+def portal_router() -> APIRouter:
+    """Every portal page in one router."""
+    router = APIRouter(include_in_schema=False)
+    for module in PAGE_MODULES:
+        router.include_router(module.router)
+    return router
+
+
+router = portal_router()
+POLICY: dict[RouteKey, Access] = merge_policies(module.POLICY for module in PAGE_MODULES)
+
+__all__ = ["PAGE_MODULES", "POLICY", "portal_router", "router"]

@@ -1,0 +1,68 @@
+"""What a reviewer sees beside the decision buttons: is each prefix valid under today's policy,
+and exactly which registrations or claims still in review overlap it (larger ones covering it,
+equal ones, and smaller ones strictly inside it), from registry.services.queries.overlapping_claims.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from vpnreg.core.ipspace import PrefixError, validate_prefix
+from vpnreg.registry.services import Application, ServiceConfig
+from vpnreg.registry.services.queries import Overlap, overlapping_claims
+from vpnreg.registry.services.unit_of_work import DbSession
+
+#: How an overlapping prefix relates to the one under review, as a reviewer reads it.
+RELATIONS = {
+    "same": "is also claimed as",
+    "inside": "contains",
+    "covers": "lies inside",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    prefix: str
+    ok: bool
+    text: str
+
+
+def overlap_text(overlap: Overlap) -> str:
+    kind = "registered" if overlap.registered else "in review"
+    tracking = overlap.tracking_number or f"application {overlap.application_id}"
+    verb = RELATIONS.get(overlap.relation, "overlaps")
+    return (
+        f"{verb} {overlap.other_prefix} of {tracking} ({kind}, {overlap.state.replace('_', ' ')})"
+    )
+
+
+def prefix_findings(
+    session: DbSession, app: Application, *, now: dt.datetime, config: ServiceConfig
+) -> list[Finding]:
+    """Per prefix: one validation finding, then one finding per overlapping registration or
+    pending claim of another application (or one saying there is none)."""
+    findings: list[Finding] = []
+    valid: list[str] = []
+    for row in app.prefixes:
+        try:
+            validate_prefix(row.prefix, config.prefix_policy)
+        except PrefixError as exc:
+            findings.append(Finding(row.prefix, False, f"invalid: {exc.message}"))
+            continue
+        findings.append(Finding(row.prefix, True, "valid public prefix"))
+        valid.append(row.prefix)
+    overlaps = overlapping_claims(
+        session, prefix_texts=valid, now=now, exclude_application_id=app.id
+    )
+    for prefix in valid:
+        hits = overlaps.get(prefix, [])
+        for hit in hits:
+            findings.append(Finding(prefix, False, overlap_text(hit)))
+        if not hits:
+            findings.append(
+                Finding(prefix, True, "no overlap with registered space or claims in review")
+            )
+    # Keep each prefix's findings together, in the application's order.
+    order = {row.prefix: i for i, row in enumerate(app.prefixes)}
+    return sorted(findings, key=lambda f: order.get(f.prefix, 0))

@@ -1,0 +1,124 @@
+"""Public pages: is this IP registered, status by tracking number, aggregate statistics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from vpnreg.registry import services
+from vpnreg.registry.errors import NotFound, ValidationFailed
+from vpnreg.registry.services.stats import registry_stats
+from vpnreg.web.policy import EVERYONE, Access, RouteKey
+from vpnreg.web.portal.deps import Config, DbSession, PortalClock
+from vpnreg.web.portal.pages import is_htmx, local_time, render
+from vpnreg.web.portal.steps import timeline_steps
+
+router = APIRouter(include_in_schema=False)
+
+POLICY: dict[RouteKey, Access] = {
+    ("GET", "/lookup"): EVERYONE,
+    ("GET", "/status"): EVERYONE,
+    ("GET", "/stats"): EVERYONE,
+}
+
+
+@router.get("/lookup", response_class=HTMLResponse, name="portal.lookup")
+def lookup_page(
+    request: Request, session: DbSession, clock: PortalClock, config: Config, ip: str = ""
+) -> HTMLResponse:
+    """Registered or not, category and validity; never who holds the address."""
+    result = None
+    errors: list[object] = []
+    ip = ip.strip()
+    if ip:
+        try:
+            result = services.lookup(session, address=ip, now=clock.now(), config=config)
+        except ValidationFailed as exc:
+            errors = list(exc.errors)
+    status = 422 if errors and not is_htmx(request) else 200
+    # HTMX asks for the answer alone, to show it under the box without reloading the page
+    # (with 200 even for a bad address: HTMX swaps no 4xx answer by default).
+    return render(
+        request,
+        "_lookup_result.html" if is_htmx(request) else "lookup.html",
+        {"ip": ip, "result": result, "errors": errors, "tz_name": str(config.tz)},
+        status_code=status,
+    )
+
+
+@router.get("/status", response_class=HTMLResponse, name="portal.status")
+def status_page(
+    request: Request, session: DbSession, config: Config, tracking_number: str = ""
+) -> HTMLResponse:
+    """State and the dated steps of one application; no organisation, no reviewer names."""
+    tracking_number = tracking_number.strip().upper()
+    app = None
+    steps: list[object] = []
+    errors: list[object] = []
+    if tracking_number:
+        try:
+            found = services.find_application(session, tracking_number=tracking_number)
+        except NotFound:
+            errors = [_Missing(f"no application has tracking number {tracking_number}")]
+        else:
+            app = {
+                "tracking_number": found.tracking_number,
+                "state": found.state,
+                "category": found.category,
+                "prefix_count": len(found.prefixes),
+                "valid_until": found.valid_until,
+            }
+            steps = list(timeline_steps(session, application_id=found.id, tz=config.tz))
+    return render(
+        request,
+        "status.html",
+        {"tracking_number": tracking_number, "app": app, "steps": steps, "errors": errors},
+        status_code=404 if errors else 200,
+    )
+
+
+class _Missing:
+    """A page-level problem shaped like a FieldError for the problem macro."""
+
+    field = ""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+@router.get("/stats", response_class=HTMLResponse, name="portal.stats")
+def stats_page(
+    request: Request, session: DbSession, clock: PortalClock, config: Config
+) -> HTMLResponse:
+    """Counts only: by state and by category, never names."""
+    stats = registry_stats(session)
+    registered = sum(n for state, n in stats.by_state.items() if state in ("active", "expiring"))
+    pending = sum(
+        n
+        for state, n in stats.by_state.items()
+        if state in ("submitted", "isp_verified", "sector_endorsed", "appealed")
+    )
+    headline = [
+        ("Applications", stats.applications),
+        ("Registered now", registered),
+        ("In review", pending),
+        ("Registered prefixes", stats.registered_prefixes),
+        ("Organisations", stats.organisations),
+    ]
+    tables = [
+        {
+            "title": "Applications by state",
+            "headers": ["State", "Applications"],
+            "rows": [(s.replace("_", " "), n) for s, n in stats.by_state.items()],
+        },
+        {
+            "title": "Applications by category",
+            "headers": ["Category", "Applications"],
+            "rows": [(c.replace("_", " "), n) for c, n in stats.by_category.items()],
+        },
+    ]
+    return render(
+        request,
+        "stats.html",
+        {"headline": headline, "tables": tables, "as_of": local_time(clock.now(), config.tz)},
+    )

@@ -1,0 +1,472 @@
+"""Reviewer queues for the ISP, the sector body and the regulator: filters, ages, findings,
+decisions one at a time or in bulk (after a confirmation page), reasons where the rules ask.
+
+Each decision calls the same registry service as the CLI with the version the reviewer saw as
+expected_version, so acting on a stale page gives a clear error instead of a silent overwrite.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from vpnreg.core.review import Role, State
+from vpnreg.registry import services
+from vpnreg.registry.errors import FieldError, NotFound, RegistryError, ValidationFailed
+from vpnreg.registry.services import Application, ServiceConfig, User, queries
+from vpnreg.registry.services.unit_of_work import DbSession as Session
+from vpnreg.web.policy import ISP, REGULATOR, SECTOR_BODY, Access, RouteKey, only
+from vpnreg.web.portal.deps import (
+    Config,
+    DbSession,
+    PortalClock,
+    PortalUser,
+    forbid_unless,
+)
+from vpnreg.web.portal.findings import prefix_findings
+from vpnreg.web.portal.pages import age_text, local_time, render
+from vpnreg.web.portal.steps import timeline_steps
+
+router = APIRouter(include_in_schema=False)
+REVIEWERS = only(ISP, SECTOR_BODY, REGULATOR)
+POLICY: dict[RouteKey, Access] = {
+    ("GET", "/queue"): REVIEWERS,
+    ("GET", "/queue/{application_id}"): REVIEWERS,
+    ("POST", "/queue/{application_id}/decide"): REVIEWERS,
+    ("POST", "/queue/bulk"): REVIEWERS,
+    ("POST", "/queue/amendments/{amendment_id}/approve"): only(REGULATOR),
+}
+
+#: Decisions that need a written reason (and, for rejection, a reason code).
+NEEDS_REASON = frozenset({"reject", "revoke", "uphold", "overturn"})
+LABELS = {
+    "verify": "Verify (prefixes are this subscriber's)",
+    "endorse": "Endorse",
+    "approve": "Approve",
+    "reject": "Reject",
+    "revoke": "Revoke",
+    "uphold": "Uphold rejection",
+    "overturn": "Overturn rejection",
+}
+#: The registry's categories (vpnreg.registry.models.Category, which the web may not import).
+CATEGORIES = ("software_house", "call_centre", "freelancer", "bank", "foreign_mission", "other")
+REASON_CODES = ("not_subscriber", "incomplete_documents", "not_eligible", "policy", "other")
+
+
+def queue_states(role: str) -> tuple[str, ...]:
+    """What waits for each reviewer; further narrowed per category by `waits_for`."""
+    if role == Role.ISP:
+        return (State.SUBMITTED.value,)
+    if role == Role.SECTOR_BODY:
+        return (State.ISP_VERIFIED.value,)
+    if role == Role.REGULATOR:
+        return (State.ISP_VERIFIED.value, State.SECTOR_ENDORSED.value, State.APPEALED.value)
+    return ()
+
+
+def waits_for(app: Application, role: str, config: ServiceConfig) -> bool:
+    """An ISP-verified application waits for the sector body if its category needs endorsement,
+    and for the regulator otherwise."""
+    if app.state == State.ISP_VERIFIED:
+        endorsed = config.needs_endorsement(app.category)
+        return endorsed if role == Role.SECTOR_BODY else not endorsed
+    return True
+
+
+def decisions(app: Application, role: str, config: ServiceConfig) -> list[str]:
+    """The buttons a reviewer of `role` gets for `app` (the service still has the last word)."""
+    state = app.state
+    endorsed = config.needs_endorsement(app.category)
+    if role == Role.ISP and state == State.SUBMITTED:
+        return ["verify", "reject"]
+    if role == Role.SECTOR_BODY and state == State.ISP_VERIFIED and endorsed:
+        return ["endorse", "reject"]
+    if role == Role.REGULATOR:
+        if state == State.SUBMITTED:
+            return ["reject"]
+        if state == State.ISP_VERIFIED:
+            return ["reject"] if endorsed else ["approve", "reject"]
+        if state == State.SECTOR_ENDORSED:
+            return ["approve", "reject"]
+        if state == State.APPEALED:
+            return ["uphold", "overturn"]
+        if state in (State.APPROVED, State.ACTIVE, State.EXPIRING):
+            return ["revoke"]
+    return []
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    id: int
+    version: int
+    tracking_number: str
+    organisation: str
+    category: str
+    state: str
+    prefixes: str
+    age: str
+    waiting_since: dt.datetime
+
+
+def _queue(
+    session: Session,
+    user: User,
+    config: ServiceConfig,
+    now: dt.datetime,
+    *,
+    category: str,
+    search: str,
+) -> list[QueueItem]:
+    items: list[QueueItem] = []
+    for state in queue_states(user.role):
+        page = queries.list_applications(
+            session,
+            viewer=user,
+            state=state,
+            category=category or None,
+            search=search or None,
+            limit=queries.MAX_PAGE,
+        )
+        for app in page.items:
+            if not waits_for(app, user.role, config):
+                continue
+            items.append(
+                QueueItem(
+                    id=app.id,
+                    version=app.version,
+                    tracking_number=app.tracking_number or str(app.id),
+                    organisation=app.organisation.name,
+                    category=app.category,
+                    state=app.state,
+                    prefixes=", ".join(p.prefix for p in app.prefixes),
+                    age=age_text(app.updated_at, now),
+                    waiting_since=app.updated_at,
+                )
+            )
+    # Oldest first: the longest wait is the most urgent.
+    return sorted(items, key=lambda i: i.waiting_since)
+
+
+@router.get("/queue", response_class=HTMLResponse, name="portal.queue")
+def queue_page(
+    request: Request,
+    session: DbSession,
+    user: PortalUser,
+    clock: PortalClock,
+    config: Config,
+    category: str = "",
+    q: str = "",
+) -> Response:
+    forbid_unless(user, Role.ISP, Role.SECTOR_BODY, Role.REGULATOR)
+    items = _queue(session, user, config, clock.now(), category=category, search=q.strip())
+    offered = {d for i in items for d in _bulk_decisions(user.role, i.state, config, i)}
+    # The positive decision first, so the default is never a rejection.
+    bulk = [a for a in LABELS if a in offered]
+    return render(
+        request,
+        "queue.html",
+        {
+            "items": items,
+            "categories": CATEGORIES,
+            "category": category,
+            "q": q,
+            "bulk_actions": [(a, LABELS[a]) for a in bulk],
+            "reason_codes": REASON_CODES,
+            "role_label": user.role.replace("_", " "),
+            "amendments": (
+                queries.open_amendments(session, viewer=user) if user.role == Role.REGULATOR else []
+            ),
+        },
+    )
+
+
+def _bulk_decisions(role: str, state: str, config: ServiceConfig, item: QueueItem) -> list[str]:
+    fake = _StateView(state=state, category=item.category)
+    return decisions(fake, role, config)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class _StateView:
+    state: str
+    category: str
+
+
+def _item_page(
+    request: Request,
+    session: Session,
+    user: User,
+    config: ServiceConfig,
+    now: dt.datetime,
+    application_id: int,
+    *,
+    errors: list[FieldError] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    app = queries.visible_application(session, application_id=application_id, viewer=user)
+    return render(
+        request,
+        "review.html",
+        {
+            "app": app,
+            "age": age_text(app.updated_at, now),
+            "findings": prefix_findings(session, app, now=now, config=config),
+            "steps": timeline_steps(session, application_id=app.id, tz=config.tz),
+            "decisions": [
+                (d, LABELS[d], d in NEEDS_REASON) for d in decisions(app, user.role, config)
+            ],
+            "appeals": queries.application_appeals(session, application_id=app.id),
+            "reason_codes": REASON_CODES,
+            "errors": errors or [],
+            "valid_from_local": local_time(app.valid_from, config.tz) if app.valid_from else "",
+            "amendments": queries.open_amendments(session, viewer=user, application_id=app.id),
+            "may_approve_amendments": user.role == Role.REGULATOR,
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/queue/{application_id}", response_class=HTMLResponse, name="portal.queue_item")
+def queue_item(
+    request: Request,
+    session: DbSession,
+    user: PortalUser,
+    clock: PortalClock,
+    config: Config,
+    application_id: int,
+) -> Response:
+    forbid_unless(user, Role.ISP, Role.SECTOR_BODY, Role.REGULATOR)
+    return _item_page(request, session, user, config, clock.now(), application_id)
+
+
+def decide(
+    session: Session,
+    *,
+    action: str,
+    application_id: int,
+    version: int,
+    user: User,
+    now: dt.datetime,
+    config: ServiceConfig,
+    reason_code: str,
+    reason: str,
+) -> Application:
+    """One decision through the registry's own service for it."""
+    common: dict[str, Any] = {
+        "application_id": application_id,
+        "actor": user,
+        "now": now,
+        "config": config,
+        "expected_version": version,
+    }
+    plain: dict[str, Callable[..., Application]] = {
+        "verify": services.verify,
+        "endorse": services.endorse,
+        "approve": services.approve,
+    }
+    if action in plain:
+        return plain[action](session, **common)
+    if action == "reject":
+        return services.reject(session, reason_code=reason_code, reason=reason, **common)
+    if action == "revoke":
+        return services.revoke(session, reason=_required(reason), **common)
+    if action == "uphold":
+        return services.uphold(session, reason=_required(reason), **common)
+    if action == "overturn":
+        return services.overturn(session, reason=_required(reason), **common)
+    raise NotFound("decision", action)
+
+
+def _required(reason: str) -> str:
+    if not reason.strip():
+        raise ValidationFailed([FieldError("reason", "required", "a reason is needed", reason)])
+    return reason
+
+
+def _status_of(exc: RegistryError) -> int:
+    return {"not_found": 404, "validation_failed": 422, "forbidden": 403}.get(exc.code, 409)
+
+
+def _errors_of(exc: RegistryError) -> list[FieldError]:
+    if isinstance(exc, ValidationFailed):
+        return exc.errors
+    return [FieldError("", exc.code, str(exc))]
+
+
+@router.post("/queue/bulk", response_class=HTMLResponse, name="portal.queue_bulk")
+async def queue_bulk(
+    request: Request, session: DbSession, user: PortalUser, clock: PortalClock, config: Config
+) -> Response:
+    """First post: a confirmation page listing what will happen. Second (confirm=yes): do it,
+    item by item, and show what happened to each."""
+    form = await request.form()
+    try:
+        forbid_unless(user, Role.ISP, Role.SECTOR_BODY, Role.REGULATOR)
+        action = str(form.get("action") or "")
+        reason_code = str(form.get("reason_code") or "")
+        reason = str(form.get("reason") or "")
+        picked: list[tuple[int, int]] = []
+        for value in form.getlist("item"):
+            id_text, _, version_text = str(value).partition(":")
+            if id_text.isdigit() and version_text.isdigit():
+                picked.append((int(id_text), int(version_text)))
+        problems: list[FieldError] = []
+        if action not in LABELS:
+            problems.append(FieldError("decision", "required", "choose a decision"))
+        if not picked:
+            problems.append(FieldError("applications", "required", "tick at least one application"))
+        if action in NEEDS_REASON and not reason.strip():
+            problems.append(FieldError("reason", "required", "this decision needs a reason"))
+        if action == "reject" and not reason_code:
+            problems.append(FieldError("reason_code", "required", "choose a reason code"))
+        if problems:
+            return render(
+                request,
+                "error.html",
+                {"title": "Nothing decided", "message": "", "errors": problems, "back": "/queue"},
+                status_code=422,
+            )
+        apps = [
+            queries.visible_application(session, application_id=i, viewer=user) for i, _ in picked
+        ]
+        if form.get("confirm") != "yes":
+            return render(
+                request,
+                "bulk_confirm.html",
+                {
+                    "action": action,
+                    "label": LABELS[action],
+                    "picked": list(zip(picked, apps, strict=True)),
+                    "reason_code": reason_code,
+                    "reason": reason,
+                },
+            )
+        results = []
+        for (app_id, version), app in zip(picked, apps, strict=True):
+            try:
+                decide(
+                    session,
+                    action=action,
+                    application_id=app_id,
+                    version=version,
+                    user=user,
+                    now=clock.now(),
+                    config=config,
+                    reason_code=reason_code,
+                    reason=reason,
+                )
+                results.append((app.tracking_number, True, LABELS[action]))
+            except RegistryError as exc:
+                results.append((app.tracking_number, False, str(exc)))
+        return render(request, "bulk_done.html", {"results": results, "label": LABELS[action]})
+
+    finally:
+        await form.close()
+
+
+@router.post("/queue/{application_id}/decide", response_class=HTMLResponse, name="portal.decide")
+async def queue_decide(
+    request: Request,
+    session: DbSession,
+    user: PortalUser,
+    clock: PortalClock,
+    config: Config,
+    application_id: int,
+) -> Response:
+    form = await request.form()
+    try:
+        forbid_unless(user, Role.ISP, Role.SECTOR_BODY, Role.REGULATOR)
+        version = str(form.get("version") or "")
+        try:
+            if not version.isdigit():
+                raise ValidationFailed([FieldError("version", "required", "the page's version")])
+            decide(
+                session,
+                action=str(form.get("action") or ""),
+                application_id=application_id,
+                version=int(version),
+                user=user,
+                now=clock.now(),
+                config=config,
+                reason_code=str(form.get("reason_code") or ""),
+                reason=str(form.get("reason") or ""),
+            )
+        except RegistryError as exc:
+            return _item_page(
+                request,
+                session,
+                user,
+                config,
+                clock.now(),
+                application_id,
+                errors=_errors_of(exc),
+                status_code=_status_of(exc),
+            )
+        return RedirectResponse("/queue?done=decided", status_code=303)
+
+    finally:
+        await form.close()
+
+
+@router.post(
+    "/queue/amendments/{amendment_id}/approve",
+    response_class=HTMLResponse,
+    name="portal.approve_amendment",
+)
+async def approve_amendment(
+    request: Request,
+    session: DbSession,
+    user: PortalUser,
+    clock: PortalClock,
+    config: Config,
+    amendment_id: int,
+) -> Response:
+    """The regulator puts a requested peer change in force, with the application's version as
+    seen on the page (a change since then gives a clear error, not a silent approval)."""
+    form = await request.form()
+    try:
+        version = str(form.get("version") or "")
+        back = str(form.get("application_id") or "")
+    finally:
+        await form.close()
+    forbid_unless(user, Role.REGULATOR)
+    try:
+        if not version.isdigit():
+            raise ValidationFailed([FieldError("version", "required", "the page's version")])
+        app = services.approve_amendment(
+            session,
+            amendment_id=amendment_id,
+            actor=user,
+            now=clock.now(),
+            config=config,
+            expected_version=int(version),
+        )
+    except RegistryError as exc:
+        if back.isdigit():
+            return _item_page(
+                request,
+                session,
+                user,
+                config,
+                clock.now(),
+                int(back),
+                errors=_errors_of(exc),
+                status_code=_status_of(exc),
+            )
+        return render(
+            request,
+            "error.html",
+            {
+                "title": "Peer change not approved",
+                "message": "",
+                "errors": _errors_of(exc),
+                "back": "/queue",
+            },
+            status_code=_status_of(exc),
+        )
+    target = f"/queue/{app.id}" if back.isdigit() else "/queue"
+    return RedirectResponse(f"{target}?done=amendment_approved", status_code=303)

@@ -1,0 +1,200 @@
+"""Errors as RFC 9457 problem details (application/problem+json), one place for every route.
+
+A problem's `type` is a URN naming its kind (`urn:vpnreg:problem:<code>`); `code` repeats the
+kind for clients that prefer a plain field. Validation problems list every field in `errors`,
+each with the field, a reason code and a message. Authorization refusals by the policy table
+are `not-signed-in` (401) and `role-not-allowed` (403), so tests can tell them from object-level
+refusals such as `forbidden`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from vpnreg.registry.errors import (
+    FieldError,
+    Forbidden,
+    NotFound,
+    OverlapConflict,
+    RegistryError,
+    StaleVersion,
+    StateConflict,
+    ValidationFailed,
+)
+
+MEDIA_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:vpnreg:problem:"
+
+#: Codes the policy table answers with; anything else is decided further in.
+POLICY_CODES = frozenset({"not-signed-in", "role-not-allowed", "no-policy"})
+
+_STATUS_OF: dict[type[RegistryError], int] = {
+    NotFound: 404,
+    ValidationFailed: 422,
+    StateConflict: 409,
+    OverlapConflict: 409,
+    StaleVersion: 412,
+    Forbidden: 403,
+}
+
+_TITLES = {
+    400: "Bad request",
+    401: "Sign-in needed",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    412: "Precondition failed",
+    413: "Content too large",
+    422: "Invalid input",
+    428: "Precondition required",
+    429: "Too many requests",
+}
+
+
+class Problem(Exception):
+    """Raise anywhere in a request to answer with this problem."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        title: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.title = title or _TITLES.get(status, "Error")
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+
+def problem_response(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    title: str | None = None,
+    instance: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": TYPE_PREFIX + code,
+        "title": title or _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(extra or {})
+    return JSONResponse(
+        jsonable_encoder(body), status_code=status, media_type=MEDIA_TYPE, headers=headers
+    )
+
+
+def field_errors(errors: Sequence[FieldError]) -> list[dict[str, Any]]:
+    return [
+        {"field": e.field, "code": e.code, "message": e.message, "value": e.value} for e in errors
+    ]
+
+
+def registry_problem(err: RegistryError, instance: str | None = None) -> JSONResponse:
+    status = next((s for kind, s in _STATUS_OF.items() if isinstance(err, kind)), 400)
+    extra: dict[str, Any] = {}
+    if isinstance(err, ValidationFailed):
+        extra["errors"] = field_errors(err.errors)
+    elif isinstance(err, StaleVersion):
+        extra.update(expected_version=err.expected, current_version=err.actual)
+    elif isinstance(err, OverlapConflict):
+        extra.update(prefix=err.prefix, other_prefix=err.other_prefix)
+    code = err.code.replace("_", "-")
+    return problem_response(status, code, err.message, instance=instance, extra=extra)
+
+
+def _field_name(loc: Sequence[Any]) -> str:
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie", "form"):
+        parts = parts[1:]
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or "body"
+
+
+def _wants_page(request: Request) -> bool:
+    path = request.url.path
+    if path.startswith(("/api/", "/feed/")) or request.headers.get("authorization"):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Every error leaves as problem+json, whichever layer raised it."""
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> Response:
+        if exc.code == "not-signed-in" and _wants_page(request):
+            # A person following a link to a page: send them to sign in and back.
+            target = quote(
+                request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            )
+            return RedirectResponse(f"/login?next={target}", status_code=303)
+        return problem_response(
+            exc.status,
+            exc.code,
+            exc.detail,
+            title=exc.title,
+            instance=request.url.path,
+            headers=exc.headers,
+            extra=exc.extra,
+        )
+
+    @app.exception_handler(RegistryError)
+    async def _registry(request: Request, exc: RegistryError) -> JSONResponse:
+        return registry_problem(exc, request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "field": _field_name(e.get("loc", ())),
+                "code": str(e.get("type", "invalid")),
+                "message": str(e.get("msg", "invalid value")),
+            }
+            for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"field": "body", "message": "invalid"}
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        return problem_response(
+            422,
+            "validation-failed",
+            f"{first['field']}: {first['message']}{more}",
+            instance=request.url.path,
+            extra={"errors": errors},
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        return problem_response(
+            exc.status_code,
+            code,
+            str(exc.detail),
+            instance=request.url.path,
+            headers=dict(exc.headers or {}),
+        )

@@ -1,0 +1,252 @@
+"""JSON shapes of the API, one per use (Create, Public, ...), built from registry objects."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from vpnreg.registry.services import ISP, Application, Organisation
+
+
+class PrefixIn(BaseModel):
+    """One prefix to register and the peers it is limited to (empty: any peer)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prefix: str = Field(max_length=64, examples=["203.0.113.0/24"])
+    peers: list[str] = Field(default_factory=list, max_length=64)
+
+
+class ApplicationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: The applicant's own organisation when left out.
+    organisation_id: int | None = None
+    isp_id: int
+    prefixes: list[PrefixIn] = Field(max_length=256)
+
+
+class PrefixPublic(BaseModel):
+    prefix: str
+    peers: list[str]
+
+
+class ApplicationPublic(BaseModel):
+    id: int
+    tracking_number: str | None
+    organisation_id: int
+    organisation_name: str
+    isp_id: int
+    isp_name: str
+    category: str
+    state: str
+    version: int
+    valid_from: dt.datetime | None
+    valid_until: dt.date | None
+    renews_id: int | None
+    rejected_from: str | None
+    created_by: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    prefixes: list[PrefixPublic]
+
+    @classmethod
+    def of(cls, app: Application) -> ApplicationPublic:
+        return cls(
+            id=app.id,
+            tracking_number=app.tracking_number,
+            organisation_id=app.organisation_id,
+            organisation_name=app.organisation.name,
+            isp_id=app.isp_id,
+            isp_name=app.isp.name,
+            category=app.category,
+            state=app.state,
+            version=app.version,
+            valid_from=app.valid_from,
+            valid_until=app.valid_until,
+            renews_id=app.renews_id,
+            rejected_from=app.rejected_from,
+            created_by=app.created_by,
+            created_at=app.created_at,
+            updated_at=app.updated_at,
+            prefixes=[
+                PrefixPublic(prefix=p.prefix, peers=[q.peer for q in p.peers]) for p in app.prefixes
+            ],
+        )
+
+
+class ApplicationPage(BaseModel):
+    items: list[ApplicationPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class TimelineEntryPublic(BaseModel):
+    at: dt.datetime
+    actor: str
+    action: str
+    from_state: str
+    to_state: str
+    reason_code: str | None
+    reason: str | None
+
+
+class RejectBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason_code: str = Field(max_length=64)
+    reason: str = Field(max_length=4000)
+
+
+class RevokeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(max_length=4000)
+    reason_code: str = Field(default="revoked", max_length=64)
+
+
+class AppealBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(max_length=8000)
+
+
+class DecisionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(max_length=4000)
+
+
+class AmendPeersBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prefix: str = Field(max_length=64)
+    peers: list[str] = Field(default_factory=list, max_length=64)
+
+
+class AmendmentPublic(BaseModel):
+    id: int
+    prefix_id: int
+    peers: list[str]
+    state: str
+    requested_by: str
+    requested_at: dt.datetime
+
+
+class OrganisationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(max_length=200)
+    category: str = Field(max_length=32)
+    registration_number: str | None = Field(default=None, max_length=64)
+    national_id: str | None = Field(default=None, max_length=32)
+
+
+class OrganisationPublic(BaseModel):
+    id: int
+    name: str
+    category: str
+    registration_number: str | None
+    national_id_last4: str | None
+    created_at: dt.datetime
+
+    @classmethod
+    def of(cls, org: Organisation) -> OrganisationPublic:
+        return cls(
+            id=org.id,
+            name=org.name,
+            category=org.category,
+            registration_number=org.registration_number,
+            national_id_last4=org.national_id_last4,
+            created_at=org.created_at,
+        )
+
+
+class ISPPublic(BaseModel):
+    id: int
+    name: str
+
+    @classmethod
+    def of(cls, isp: ISP) -> ISPPublic:
+        return cls(id=isp.id, name=isp.name)
+
+
+class PrefixRowPublic(BaseModel):
+    prefix: str
+    application_id: int
+    tracking_number: str | None
+    state: str
+    category: str
+    valid_until: dt.date | None
+    peers: list[str]
+
+
+class PrefixPage(BaseModel):
+    items: list[PrefixRowPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class LookupPublic(BaseModel):
+    ip: str
+    registered: bool
+    registration_id: int | None
+    tracking_number: str | None
+    category: str | None
+    valid_until: dt.date | None
+    prefix: str | None
+
+
+class AuditEventPublic(BaseModel):
+    seq: int
+    time: dt.datetime
+    actor: str
+    action: str
+    object_type: str
+    object_id: str
+    before: Any
+    after: Any
+    hash: str
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEventPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class StatsPublic(BaseModel):
+    applications: int
+    organisations: int
+    registered_prefixes: int
+    by_state: dict[str, int]
+    by_category: dict[str, int]
+
+
+class MePublic(BaseModel):
+    """Who the API thinks is calling."""
+
+    name: str
+    role: str | None
+    via: str
+    organisation_id: int | None = None
+    isp_id: int | None = None
+    sector_body_id: int | None = None
+    csrf_token: str | None = None
+
+
+class DocumentPublic(BaseModel):
+    id: int
+    application_id: int
+    kind: str
+    filename: str
+    sha256: str
+    size: int
+    media_type: str
+    uploaded_by: str
+    uploaded_at: dt.datetime

@@ -1,0 +1,262 @@
+"""The /feed/v1 endpoints over a committed registry (SQLite and PostgreSQL): tokens, ETag/304,
+gzip, deltas and resets, long polls, the scheduler, and the real FeedClient over uvicorn."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from fastapi.testclient import TestClient
+
+from tests.feed_server.conftest import Committed
+from tests.feed_server.flow import bank_registration, registered_table, texts
+from tests.feed_server.server import feed_app, serving, trusted
+from vpnreg.agent.feedclient import FeedClient, PollStatus, Timers
+from vpnreg.clock import FrozenClock, SystemClock
+from vpnreg.core.feed import (
+    EntryTable,
+    VerifiedDelta,
+    VerifiedSnapshot,
+    apply_delta,
+    verify_document,
+)
+from vpnreg.registry import services
+from vpnreg.web.feed import FeedServer
+
+
+@dataclass
+class Feed:
+    client: TestClient
+    server: FeedServer
+    reg: Committed
+    clock: FrozenClock
+    gateway: dict[str, str]
+    regulator: dict[str, str]
+    trusted: dict[str, Ed25519PublicKey]
+
+    def approve(self, prefix: str) -> int:
+        app = bank_registration(
+            self.reg.session, self.reg.world, self.reg.config, self.clock.now(), prefix
+        )
+        return app.id
+
+    def registered(self) -> EntryTable:
+        table = registered_table(self.reg.session, self.reg.config, self.clock.now())
+        self.reg.session.rollback()  # end the read: SQLite writers would wait for it
+        return table
+
+    def settle(self) -> tuple[str, int]:
+        """Ask for a publish and wait until the feed holds the registered set."""
+        expected = self.registered().set_hash()
+        self.server.notify_changed()
+        deadline = time.monotonic() + 10
+        while (held := self.server.publisher.history()) is None or (
+            held.entries.set_hash() != expected
+        ):
+            assert time.monotonic() < deadline, "the feed did not catch up"
+            time.sleep(0.01)
+        return self.serial()
+
+    def serial(self) -> tuple[str, int]:
+        held = self.server.publisher.history()
+        assert held is not None
+        return held.session_id, held.serial
+
+    def get(self, path: str, **params: object) -> httpx.Response:
+        return self.client.get(f"/feed/v1/{path}", params=params, headers=self.gateway)
+
+
+def token(reg: Committed, role: str, clock: FrozenClock) -> dict[str, str]:
+    _, secret = services.create_token(
+        reg.session, name=f"{role}-token", role=role, actor="cli:admin", now=clock.now()
+    )
+    return {"Authorization": f"Bearer {secret}"}
+
+
+@pytest.fixture
+def feed(committed: Committed, tmp_path: Path, clock: FrozenClock) -> Iterator[Feed]:
+    gateway = token(committed, "gateway", clock)
+    regulator = token(committed, "regulator", clock)
+    app, server = feed_app(committed.url, tmp_path / "keys", clock)
+    with TestClient(app) as client:
+        yield Feed(client, server, committed, clock, gateway, regulator, trusted(server))
+
+
+def test_only_gateway_tokens_read_the_feed(feed: Feed) -> None:
+    session_id, serial = feed.serial()
+    paths = [
+        ("snapshot", {}),
+        ("delta", {"since": serial, "session": session_id}),
+        ("notify", {"since": serial, "session": session_id, "wait": 0}),
+    ]
+    for path, params in paths:
+        url = f"/feed/v1/{path}"
+        anonymous = feed.client.get(url, params=params)
+        assert anonymous.status_code == 401
+        assert anonymous.headers["www-authenticate"].startswith("Bearer")
+        junk = feed.client.get(url, params=params, headers={"Authorization": "Bearer vpnreg_x"})
+        assert junk.status_code == 401
+        assert feed.client.get(url, params=params, headers=feed.regulator).status_code == 403
+        assert feed.get(path, **params).status_code in (200, 204)
+    revoked_id = services.list_tokens(feed.reg.session)[0].id
+    services.revoke_token(
+        feed.reg.session, token_id=revoked_id, actor="cli:admin", now=feed.clock.now()
+    )
+    assert feed.get("snapshot").status_code == 401
+
+
+def test_snapshot_has_etag_304_and_gzip_and_verifies(feed: Feed) -> None:
+    for i in range(8):
+        feed.approve(f"192.0.2.{i * 16}/28")
+    session_id, serial = feed.settle()
+
+    zipped = feed.client.get(
+        "/feed/v1/snapshot", headers={**feed.gateway, "Accept-Encoding": "gzip"}
+    )
+    assert zipped.status_code == 200
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert zipped.headers["etag"] == f'"{session_id}-{serial}"'
+    doc = verify_document(zipped.content, trusted=feed.trusted, now=feed.clock.now())
+    assert isinstance(doc, VerifiedSnapshot)
+    assert (doc.session_id, doc.serial) == (session_id, serial)
+    assert doc.entries == feed.registered() and len(doc.entries) == 8
+    assert doc.expires == feed.clock.now() + dt.timedelta(days=1)
+
+    plain = feed.client.get(
+        "/feed/v1/snapshot", headers={**feed.gateway, "Accept-Encoding": "identity"}
+    )
+    assert "content-encoding" not in plain.headers
+    assert plain.content == zipped.content
+
+    same = feed.client.get(
+        "/feed/v1/snapshot", headers={**feed.gateway, "If-None-Match": zipped.headers["etag"]}
+    )
+    assert (same.status_code, same.content, same.headers["etag"]) == (
+        304,
+        b"",
+        zipped.headers["etag"],
+    )
+    stale = feed.client.get(
+        "/feed/v1/snapshot", headers={**feed.gateway, "If-None-Match": f'"{session_id}-1"'}
+    )
+    assert stale.status_code == 200
+
+
+def test_delta_brings_an_old_serial_to_the_registered_set_or_answers_reset(feed: Feed) -> None:
+    session_id, first = feed.serial()
+    snap = verify_document(feed.get("snapshot").content, trusted=feed.trusted, now=feed.clock.now())
+    assert isinstance(snap, VerifiedSnapshot)
+    assert feed.get("delta", since=first, session=session_id).json() == {"deltas": []}
+
+    gone = feed.approve("198.51.100.0/24")
+    feed.approve("203.0.113.0/24")
+    _, mid = feed.settle()
+    services.revoke(
+        feed.reg.session, application_id=gone, actor=feed.reg.world.regulator,
+        reason="closed", now=feed.clock.now(), config=feed.reg.config,
+    )  # fmt: skip
+    _, last = feed.settle()
+    assert first < mid < last
+
+    body = feed.get("delta", since=first, session=session_id).json()
+    print("DEBUG", body, feed.server.publisher.history().deltas)
+    assert len(body["deltas"]) == 1  # merged: one signature for the whole way
+    raw = httpx.Response(200, json=body["deltas"][0]).content
+    delta = verify_document(raw, trusted=feed.trusted, now=feed.clock.now())
+    assert isinstance(delta, VerifiedDelta)
+    assert (delta.previous_serial, delta.serial) == (first, last)
+    # Added then removed within the range never travels.
+    assert texts(delta.added) == [("203.0.113.0/24", (), gone + 1)]
+    assert len(delta.removed) == 0
+    after = apply_delta(snap.state(), delta)
+    assert after.entries == feed.registered()
+
+    for params in ({"since": first, "session": "0" * 32}, {"since": last + 5}, {"since": 0}):
+        params.setdefault("session", session_id)
+        assert feed.get("delta", **params).json() == {
+            "reset": True,
+            "session_id": session_id,
+            "serial": last,
+        }
+    # Beyond the kept deltas (max_deltas=3) a client must take a snapshot.
+    for i in range(3):
+        feed.approve(f"192.0.2.{i * 64}/26")
+        feed.settle()
+    assert feed.get("delta", since=first, session=session_id).json()["reset"] is True
+    assert len(feed.get("delta", since=last, session=session_id).json()["deltas"]) == 1
+
+
+def test_notify_returns_as_soon_as_a_publish_moves_the_serial(feed: Feed) -> None:
+    session_id, serial = feed.serial()
+
+    def approve_later() -> None:
+        time.sleep(0.3)
+        feed.approve("192.0.2.0/24")
+        feed.server.notify_changed()
+
+    worker = threading.Thread(target=approve_later)
+    started = time.monotonic()
+    worker.start()
+    answer = feed.get("notify", since=serial, session=session_id, wait=8)
+    elapsed = time.monotonic() - started
+    worker.join()
+    assert answer.status_code == 200
+    assert answer.json() == {"session_id": session_id, "serial": serial + 1}
+    assert 0.25 <= elapsed < 6
+
+    started = time.monotonic()
+    quiet = feed.get("notify", since=serial + 1, session=session_id, wait=0.3)
+    assert quiet.status_code == 204
+    assert time.monotonic() - started >= 0.28
+    other = feed.get("notify", since=serial + 1, session="f" * 32, wait=5)
+    assert other.json() == {"session_id": session_id, "serial": serial + 1}
+
+
+def test_the_scheduler_publishes_changes_made_elsewhere_without_a_hint(feed: Feed) -> None:
+    session_id, serial = feed.serial()
+    feed.approve("203.0.113.0/24")  # as a CLI in another process would: no notify_changed
+    answer = feed.get("notify", since=serial, session=session_id, wait=8)
+    assert answer.status_code == 200 and answer.json()["serial"] == serial + 1
+
+
+def test_the_real_feed_client_over_uvicorn_holds_the_registry_set(
+    committed: Committed, tmp_path: Path
+) -> None:
+    clock = SystemClock()
+    gateway = token(committed, "gateway", FrozenClock(clock.now()))["Authorization"].split()[1]
+    bank_registration(committed.session, committed.world, committed.config, clock.now(),
+                      "192.0.2.0/24", ["198.51.100.7/32"])  # fmt: skip
+    app, server = feed_app(committed.url, tmp_path / "keys", clock)
+    with serving(app) as base:
+        client = FeedClient(
+            source=f"{base}/feed/v1",
+            trusted=trusted(server),
+            state_dir=tmp_path / "state",
+            clock=clock,
+            token=gateway,
+            timers=Timers(refresh_s=5),
+        )
+        with client:
+            first = client.poll()
+            assert first.status is PollStatus.UPDATED, first.error
+            assert client.state is not None
+            expected = registered_table(committed.session, committed.config, clock.now())
+            committed.session.rollback()
+            assert client.state.set_hash == expected.set_hash()
+
+            bank_registration(committed.session, committed.world, committed.config,
+                              clock.now(), "2001:db8::/48")  # fmt: skip
+            second = client.poll(wait_s=5)
+            assert second.status is PollStatus.UPDATED, second.error
+            expected = registered_table(committed.session, committed.config, clock.now())
+            committed.session.rollback()
+            assert client.state.set_hash == expected.set_hash()
+            assert client.state.serial == first.state.serial + 1 if first.state else False
+            assert texts(client.state.entries) == texts(expected)
