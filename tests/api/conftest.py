@@ -19,6 +19,7 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         yield built
     finally:
         built.app.state.database.dispose()
+        built.app.state.feed.close()
         for client in {id(c): c for c in built.clients.values()}.values():
             client.close()
         next(urls, None)

@@ -188,6 +188,13 @@ class FeedServer:
                 self._publisher.close()
                 self._publisher = None
 
+    def close(self) -> None:
+        """Release the publisher's database connections (the lifespan does this on shutdown)."""
+        with self._setup_lock:
+            if self._publisher is not None:
+                self._publisher.close()
+                self._publisher = None
+
     # -- publishing --------------------------------------------------------------------------
 
     def notify_changed(self) -> None:
