@@ -32,6 +32,14 @@ class Settings(BaseSettings):
     #: A production server refuses to start without a real one (see vpnreg.web.security).
     secret_key: str | None = None
     feed_key: Path = Path("./var/feed.key")
+    #: How long a served feed document stays valid; gateways refuse it after that.
+    feed_validity_s: float = Field(default=86_400.0, gt=0)
+    #: The server publishes at least this often, so expiry and activation happen on time.
+    feed_publish_interval_s: float = Field(default=30.0, gt=0)
+    #: The longest long poll a gateway may ask for.
+    feed_max_wait_s: float = Field(default=60.0, gt=0)
+    #: How many deltas the server keeps; older clients get a reset and fetch the snapshot.
+    feed_max_deltas: int = Field(default=256, ge=1)
 
     @property
     def is_production(self) -> bool:

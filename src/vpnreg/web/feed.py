@@ -70,6 +70,15 @@ class FeedOptions:
     snapshot_cache_s: float = 300.0
     max_deltas: int = DEFAULT_MAX_DELTAS
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FeedOptions:
+        return cls(
+            validity=dt.timedelta(seconds=settings.feed_validity_s),
+            max_wait_s=settings.feed_max_wait_s,
+            publish_interval_s=settings.feed_publish_interval_s,
+            max_deltas=settings.feed_max_deltas,
+        )
+
 
 @dataclass(frozen=True)
 class _SignedSnapshot:
@@ -125,7 +134,7 @@ class FeedServer:
     ) -> None:
         self._settings = settings
         self._clock = clock if clock is not None else SystemClock()
-        self._options = options if options is not None else FeedOptions()
+        self._options = options if options is not None else FeedOptions.from_settings(settings)
         self._publisher = publisher
         self._key = key
         self._setup_lock = threading.Lock()
