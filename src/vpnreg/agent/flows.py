@@ -116,7 +116,8 @@ class VpnFeaturePlugin(NFPlugin):  # type: ignore[misc]
     def __init__(self, idle_timeout_ms: int = IDLE_TIMEOUT_S * 1000) -> None:
         super().__init__()
         self.idle_timeout_ms = idle_timeout_ms
-        # direction-agnostic flow key -> time (ms) of its hand-over or last continuation packet
+        # direction-agnostic flow key -> time (ms) of its hand-over, or of the last packet of a
+        # continuation cut by the active timeout
         self.handed: OrderedDict[tuple[Any, ...], int] = OrderedDict()
 
     @staticmethod
@@ -158,8 +159,9 @@ class VpnFeaturePlugin(NFPlugin):  # type: ignore[misc]
     def on_update(self, packet: Any, flow: Any) -> None:
         u = flow.udps
         if u.continuation:
-            self.handed[self._key(flow)] = packet.time
-            self.handed.move_to_end(self._key(flow))
+            # Most packets of a long connection land here. Its key needs no refresh while the
+            # continuation is in the meter's cache (no new flow of that key can start then);
+            # on_expire puts it back if an active timeout cuts the continuation.
             return
         if u.inspected < INSPECT_PACKETS:
             self._inspect(packet, flow)
