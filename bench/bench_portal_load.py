@@ -1,0 +1,368 @@
+"""Portal and API under load: 50 locust clients (headless, 127.0.0.1 only) mixing lookups, list
+pages and submissions against `vpnreg`'s app served by uvicorn in a subprocess, first over a
+SQLite registry, then over a throwaway PostgreSQL cluster, both filled by `vpnreg demo`.
+
+The scenario is bench/locustfile.py. Figures (throughput, p50/p99 per request kind) come from
+locust's CSV statistics. Target from the spec: p99 < 50 ms for lookups on PostgreSQL.
+Environment: BENCH_PORTAL_SECONDS (default 60) for the length of each run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from bench.report import write_section
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+USERS = 50
+SPAWN_RATE = 25
+SECONDS = int(os.environ.get("BENCH_PORTAL_SECONDS", "60"))
+TARGET_LOOKUP_P99_MS = 50.0
+SECRET = "bench-portal-load-secret-" + "k" * 24
+PASSWORD = "demo-password"  # noqa: S105 (the demo loader's published password)
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
+#: Mean seconds per sign-in measured before each run, by backend.
+SIGN_IN_SECONDS: dict[str, float] = {}
+
+
+def _free_port() -> int:
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _env(url: str, data_dir: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "VPNREG_DATABASE_URL": url,
+        "VPNREG_DATA_DIR": str(data_dir),
+        "VPNREG_SECRET_KEY": SECRET,
+        "VPNREG_ALLOW_DOCUMENTATION_PREFIXES": "1",
+        "VPNREG_FEED_KEY": str(data_dir / "feed.key"),
+    }
+
+
+def _vpnreg(env: dict[str, str], *args: str, cwd: Path) -> None:
+    subprocess.run(
+        [str(VENV_BIN / "vpnreg"), *args],
+        env=env,
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+
+
+# --- a throwaway PostgreSQL cluster (as tests/fixtures/postgres.py does it) --------------------
+
+
+@dataclass(frozen=True)
+class Cluster:
+    base: Path
+    port: int
+    database: str
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@/{self.database}?host={self.base}&port={self.port}"
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+
+
+@contextlib.contextmanager
+def postgres_cluster() -> Iterator[Cluster]:
+    bin_dir = Path(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))[-1]).parent
+    base = Path(tempfile.mkdtemp(prefix="vpnreg-bench-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(base, user="postgres", group="postgres")
+    os.chmod(base, 0o700)
+    data, port = base / "data", _free_port()
+    subprocess.run(
+        _as_postgres(
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    options = (
+        f"-c listen_addresses='' -c unix_socket_directories='{base}' -p {port} "
+        "-c max_connections=200"
+    )
+    pg_ctl = str(bin_dir / "pg_ctl")
+    subprocess.run(
+        [
+            *_as_postgres([pg_ctl, "-D", str(data), "-l", str(base / "log"), "-o", options, "-w"]),
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        name = f"bench_{uuid.uuid4().hex[:8]}"
+        subprocess.run(
+            _as_postgres(
+                [
+                    str(bin_dir / "createdb"),
+                    "-h",
+                    str(base),
+                    "-p",
+                    str(port),
+                    "-U",
+                    "postgres",
+                    name,
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+        yield Cluster(base, port, name)
+    finally:
+        subprocess.run(
+            _as_postgres([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]),
+            capture_output=True,
+            check=False,
+        )
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# --- one run ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    requests: int
+    failures: int
+    rps: float
+    p50: float
+    p99: float
+
+
+@contextlib.contextmanager
+def server(env: dict[str, str], cwd: Path) -> Iterator[str]:
+    port = _free_port()
+    log = (cwd / "server.log").open("w")
+    process = subprocess.Popen(
+        [
+            str(VENV_BIN / "python"),
+            "-m",
+            "uvicorn",
+            "vpnreg.web.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=cwd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"server did not start; see {cwd / 'server.log'}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def sign_in_all(base: str, path: Path) -> float:
+    """Sign in the demo applicants one after another; write {username, cookie, csrf} for the
+    locustfile. Returns the mean seconds per sign-in (argon2 verification dominates it)."""
+    found: list[dict[str, str]] = []
+    started = time.perf_counter()
+    for i in range(1, USERS + 1):
+        username = f"applicant{i}"
+        with httpx.Client(base_url=base, timeout=30) as client:
+            page = client.get("/login").text
+            match = CSRF_FIELD.search(page)
+            if match is None:
+                raise RuntimeError("no CSRF token on /login")
+            response = client.post(
+                "/login",
+                data={"username": username, "password": PASSWORD, "csrf_token": match.group(1)},
+            )
+            if response.status_code != 303:
+                raise RuntimeError(f"sign-in as {username}: {response.status_code}")
+            me = client.get("/api/v1/me").json()
+            cookie = client.cookies.get("vpnreg_session")
+            if me.get("name") != username or cookie is None:
+                raise RuntimeError(f"sign-in as {username} failed")
+            found.append({"username": username, "cookie": cookie, "csrf": me["csrf_token"]})
+    elapsed = time.perf_counter() - started
+    path.write_text(json.dumps(found))
+    return elapsed / USERS
+
+
+def run_locust(base: str, workdir: Path, sessions: Path) -> list[Row]:
+    prefix = workdir / "locust"
+    subprocess.run(
+        [
+            str(VENV_BIN / "locust"),
+            "-f",
+            str(ROOT / "bench" / "locustfile.py"),
+            "--headless",
+            "-u",
+            str(USERS),
+            "-r",
+            str(SPAWN_RATE),
+            "-t",
+            f"{SECONDS}s",
+            "--host",
+            base,
+            "--csv",
+            str(prefix),
+            "--only-summary",
+            "--loglevel",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "VPNREG_BENCH_SESSIONS": str(sessions)},
+        check=False,
+        capture_output=True,
+        timeout=SECONDS + 120,
+    )
+    rows: list[Row] = []
+    with (workdir / "locust_stats.csv").open() as handle:
+        for record in csv.DictReader(handle):
+            rows.append(
+                Row(
+                    name=record["Name"],
+                    requests=int(record["Request Count"]),
+                    failures=int(record["Failure Count"]),
+                    rps=float(record["Requests/s"]),
+                    p50=float(record["50%"]),
+                    p99=float(record["99%"]),
+                )
+            )
+    return rows
+
+
+def measure(backend: str, url: str, workdir: Path) -> list[Row]:
+    data_dir = workdir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = _env(url, data_dir)
+    _vpnreg(env, "db", "upgrade", cwd=workdir)
+    _vpnreg(env, "demo", cwd=workdir)
+    with server(env, workdir) as base:
+        sessions = workdir / "sessions.json"
+        per_login = sign_in_all(base, sessions)
+        rows = run_locust(base, workdir, sessions)
+    SIGN_IN_SECONDS[backend] = per_login
+    print(f"\n{backend}: (sign-in before the run: {per_login * 1000:.0f} ms each)")
+    for row in rows:
+        print(
+            f"  {row.name:55} {row.requests:7d} req {row.failures:4d} fail "
+            f"{row.rps:7.1f}/s p50 {row.p50:6.0f} ms p99 {row.p99:6.0f} ms"
+        )
+    return rows
+
+
+def lookup_p99(rows: list[Row]) -> float:
+    return max((r.p99 for r in rows if r.name.startswith("lookup:")), default=float("nan"))
+
+
+def table(backend: str, rows: list[Row]) -> str:
+    lines = [
+        f"**{backend}**",
+        "",
+        "| request | count | failures | req/s | p50 ms | p99 ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        name = "**all**" if r.name == "Aggregated" else f"`{r.name}`"
+        lines.append(
+            f"| {name} | {r.requests} | {r.failures} | {r.rps:.1f} | {r.p50:.0f} | {r.p99:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    results: dict[str, list[Row]] = {}
+    with tempfile.TemporaryDirectory(prefix="vpnreg-bench-load-") as tmp:
+        sqlite_dir = Path(tmp) / "sqlite"
+        sqlite_dir.mkdir()
+        results["SQLite"] = measure("SQLite", f"sqlite:///{sqlite_dir / 'registry.db'}", sqlite_dir)
+        with postgres_cluster() as cluster:
+            pg_dir = Path(tmp) / "pg"
+            pg_dir.mkdir()
+            results["PostgreSQL"] = measure("PostgreSQL", cluster.url, pg_dir)
+    pg_p99 = lookup_p99(results["PostgreSQL"])
+    met = pg_p99 < TARGET_LOOKUP_P99_MS
+    verdict = (
+        f"Target (lookups p99 < {TARGET_LOOKUP_P99_MS:.0f} ms on PostgreSQL): "
+        f"{'met' if met else 'NOT met'} (worst lookup p99 {pg_p99:.0f} ms; "
+        f"SQLite {lookup_p99(results['SQLite']):.0f} ms)."
+    )
+    print("\n" + verdict)
+    body = "\n\n".join(
+        [
+            f"{USERS} locust clients (FastHttpUser, think time 0.5-1.5 s, spawn {SPAWN_RATE}/s, "
+            f"{SECONDS} s per backend), each signed in as one demo applicant, against one "
+            "uvicorn worker on 127.0.0.1 serving `create_app` over a registry filled by "
+            "`vpnreg demo` (50 organisations, 206 applications). Task weights: lookups 6 "
+            "(public `/api/v1/ip/{address}` 4, HTMX `/lookup` fragment 2), list pages 3, "
+            "submissions 1 (create + submit through the API, 2 requests). Client and server "
+            "share the machine's cores. The 50 sign-ins happen before the run (argon2 "
+            "verification is slow on purpose: "
+            + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in SIGN_IN_SECONDS.items())
+            + " per sign-in, sequential) and are not in the figures. "
+            "Run: `python -m bench.all bench_portal_load`.",
+            verdict,
+            table("SQLite", results["SQLite"]),
+            table("PostgreSQL", results["PostgreSQL"]),
+        ]
+    )
+    write_section("portal_load", "Portal and API under load", body)
+
+
+if __name__ == "__main__":
+    main()
