@@ -166,7 +166,6 @@ def test_delta_brings_an_old_serial_to_the_registered_set_or_answers_reset(feed:
     assert first < mid < last
 
     body = feed.get("delta", since=first, session=session_id).json()
-    print("DEBUG", body, feed.server.publisher.history().deltas)
     assert len(body["deltas"]) == 1  # merged: one signature for the whole way
     raw = httpx.Response(200, json=body["deltas"][0]).content
     delta = verify_document(raw, trusted=feed.trusted, now=feed.clock.now())

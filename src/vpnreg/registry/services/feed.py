@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from vpnreg.clock import Clock
 from vpnreg.core.feed import (
@@ -572,9 +573,11 @@ class FeedPublisher:
     ) -> FeedPublisher:
         from vpnreg.registry.db import make_engine
 
-        return cls(
-            engine=make_engine(database_url), config=config, clock=clock, max_deltas=max_deltas
-        )
+        # No pool: the publisher works in a thread that a server shutdown does not wait for, and
+        # a pooled connection it still held would outlive close() until the garbage collector.
+        # Without a pool every connection closes when its session does (once a second: cheap).
+        engine = make_engine(database_url, poolclass=NullPool)
+        return cls(engine=engine, config=config, clock=clock, max_deltas=max_deltas)
 
     @property
     def clock(self) -> Clock:
