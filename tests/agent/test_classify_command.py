@@ -46,6 +46,9 @@ def test_jsonl_one_object_per_flow(app: typer.Typer, corpus: Path) -> None:
         (17, True, "ipsec"),
         (50, True, "ipsec"),
     }
+    # The classifier's rule has its own name; `rule` is left to the verdict log's policy rule.
+    assert {r["classification_rule"] for r in rows} == {"ike-header", "ip-esp-ah"}
+    assert not any("rule" in r or "policy_rule" in r for r in rows)
 
 
 def test_table_format(app: typer.Typer, corpus: Path) -> None:

@@ -37,11 +37,11 @@ CLIENT, SERVER = "198.51.100.2", "203.0.113.2"
 #: The jsonl fields of `vpnreg classify` (cli/classify.py verdict_rows), in order.
 CLASSIFY_FIELDS = [
     "file", "src_ip", "src_port", "dst_ip", "dst_port", "ip_protocol", "application", "category",
-    "confidence", "vpn", "vpn_protocol", "basis", "rule", "handover", "packets_to_verdict",
-    "ms_to_verdict",
+    "confidence", "vpn", "vpn_protocol", "basis", "classification_rule", "handover",
+    "packets_to_verdict", "ms_to_verdict",
 ]  # fmt: skip
 LOG_FIELDS = [
-    *CLASSIFY_FIELDS, "time", "verdict", "action", "policy_rule", "registration_id", "feed_serial",
+    *CLASSIFY_FIELDS, "time", "verdict", "action", "rule", "registration_id", "feed_serial",
 ]  # fmt: skip
 
 
@@ -110,10 +110,10 @@ def test_verdict_log_fields_exact_and_only_vpn_flows(made: Made) -> None:
     (line,) = made.lines()
     assert list(line) == LOG_FIELDS
     assert line["time"] == "2026-01-15T09:00:00.000Z"
-    assert (line["verdict"], line["action"], line["policy_rule"]) == (
+    assert (line["verdict"], line["action"], line["rule"]) == (
         "unregistered", "block", "not-registered",
     )  # fmt: skip
-    assert (line["rule"], line["vpn_protocol"], line["feed_serial"]) == (
+    assert (line["classification_rule"], line["vpn_protocol"], line["feed_serial"]) == (
         "wireguard-msg", "wireguard", 4,
     )  # fmt: skip
     assert line["registration_id"] is None and line["file"] == "test"

@@ -97,7 +97,7 @@ def test_no_vpn_flow_in_non_vpn_captures(
 
 def test_disputed_gre_capture_is_pptp(corpus_rows: list[dict[str, Any]]) -> None:
     rows = [r for r in corpus_rows if r["file"] == "gre.pcapng"]
-    assert [(r["vpn_protocol"], r["rule"]) for r in rows] == [("pptp", "gre-ppp")]
+    assert [(r["vpn_protocol"], r["classification_rule"]) for r in rows] == [("pptp", "gre-ppp")]
 
 
 def test_vpn_captures_detected_as_listed(
@@ -118,19 +118,19 @@ def test_port_guessed_vpn_labels_are_refused(corpus_rows: list[dict[str, Any]]) 
         if r["file"] == "synscan.pcap" and r["category"] == "VPN" and r["confidence"] == 1
     ]
     assert guessed
-    assert all(not r["vpn"] and r["rule"] == "guess-refused" for r in guessed)
+    assert all(not r["vpn"] and r["classification_rule"] == "guess-refused" for r in guessed)
 
 
 def test_vendor_web_visits_are_not_vpn(corpus_rows: list[dict[str, Any]]) -> None:
     vendor = [r for r in corpus_rows if r["file"] == "sites.pcapng" and r["category"] == "VPN"]
     assert {r["application"] for r in vendor} >= {"TLS.NordVPN", "TLS.SurfShark"}
-    assert all(r["rule"] == "vendor-web" for r in vendor)
+    assert all(r["classification_rule"] == "vendor-web" for r in vendor)
 
 
 def test_anyconnect_dtls_joins_its_tls_channel(corpus_rows: list[dict[str, Any]]) -> None:
     rows = [r for r in corpus_rows if r["file"] == "anyconnect-vpn.pcap" and r["vpn"]]
     # The TLS (CSTP) flows were handed over before the DTLS channel existed; DTLS joins them.
-    assert [(r["ip_protocol"], r["application"], r["rule"]) for r in rows] == [
+    assert [(r["ip_protocol"], r["application"], r["classification_rule"]) for r in rows] == [
         (17, "DTLS", "ssl-vpn-pair")
     ]
 

@@ -1,8 +1,8 @@
 """The verdict log: one JSON line per VPN flow verdict, flushed when written, rotated, pruned.
 
 Only VPN flows are written, and only metadata: the fields of `vpnreg classify --format jsonl` plus
-the time, the verdict, the action, the policy rule, the registration id and the feed serial.
-(`rule` keeps its classify meaning, the classification rule; the policy's rule is `policy_rule`.)
+the time, the verdict, the action, the policy rule that matched (`rule`), the registration id and
+the feed serial. The classifier's rule is `classification_rule`, as in classify's output.
 Nothing of the payload exists here to be written (the flow plugin keeps none).
 
 Rotation: the live file `NAME.jsonl` is renamed to `NAME.YYYYMMDDTHHMMSSZ.jsonl` (the rotation
@@ -62,14 +62,14 @@ def verdict_line(
         "vpn": classification.vpn,
         "vpn_protocol": classification.vpn_protocol.value,
         "basis": classification.basis,
-        "rule": classification.rule,
+        "classification_rule": classification.rule,
         "handover": record.handover.value,
         "packets_to_verdict": record.packets_to_verdict,
         "ms_to_verdict": record.ms_to_verdict,
         "time": format_time(time),
         "verdict": decision.verdict.value,
         "action": decision.action.value,
-        "policy_rule": decision.rule.value,
+        "rule": decision.rule.value,
         "registration_id": decision.registration_id,
         "feed_serial": decision.feed_serial,
     }

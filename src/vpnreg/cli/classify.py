@@ -60,7 +60,7 @@ def verdict_rows(path: Path, *, label: str) -> Iterator[dict[str, Any]]:
             "vpn": verdict.vpn,
             "vpn_protocol": verdict.vpn_protocol.value,
             "basis": verdict.basis,
-            "rule": verdict.rule,
+            "classification_rule": verdict.rule,
             "handover": record.handover.value,
             "packets_to_verdict": record.packets_to_verdict,
             "ms_to_verdict": record.ms_to_verdict,
