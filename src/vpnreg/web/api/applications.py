@@ -262,52 +262,26 @@ def _doc(action: str) -> dict[str, Any]:
     }
 
 
-@router.post("/{application_id}/submit", **_doc("submit"))
-def submit(
-    application_id: int,
-    db: DbSession,
-    user: CurrentUser,
-    clock: AppClock,
-    config: Config,
-    if_match: IfMatch = None,
-) -> JSONResponse:
-    return _transition(services.submit, application_id, if_match, db, user, clock, config)
+def _plain_transition(action: str) -> None:
+    """One literal POST path for a transition that takes no body (each listed in OpenAPI)."""
+    service = getattr(services, action)
+
+    def endpoint(
+        application_id: int,
+        db: DbSession,
+        user: CurrentUser,
+        clock: AppClock,
+        config: Config,
+        if_match: IfMatch = None,
+    ) -> JSONResponse:
+        return _transition(service, application_id, if_match, db, user, clock, config)
+
+    endpoint.__name__ = endpoint.__qualname__ = action
+    router.post(f"/{{application_id}}/{action}", **_doc(action))(endpoint)
 
 
-@router.post("/{application_id}/verify", **_doc("verify"))
-def verify(
-    application_id: int,
-    db: DbSession,
-    user: CurrentUser,
-    clock: AppClock,
-    config: Config,
-    if_match: IfMatch = None,
-) -> JSONResponse:
-    return _transition(services.verify, application_id, if_match, db, user, clock, config)
-
-
-@router.post("/{application_id}/endorse", **_doc("endorse"))
-def endorse(
-    application_id: int,
-    db: DbSession,
-    user: CurrentUser,
-    clock: AppClock,
-    config: Config,
-    if_match: IfMatch = None,
-) -> JSONResponse:
-    return _transition(services.endorse, application_id, if_match, db, user, clock, config)
-
-
-@router.post("/{application_id}/approve", **_doc("approve"))
-def approve(
-    application_id: int,
-    db: DbSession,
-    user: CurrentUser,
-    clock: AppClock,
-    config: Config,
-    if_match: IfMatch = None,
-) -> JSONResponse:
-    return _transition(services.approve, application_id, if_match, db, user, clock, config)
+for _action in ("submit", "verify", "endorse", "approve", "withdraw"):
+    _plain_transition(_action)
 
 
 @router.post("/{application_id}/reject", **_doc("reject"))
@@ -354,18 +328,6 @@ def revoke(
         reason=body.reason,
         reason_code=body.reason_code,
     )
-
-
-@router.post("/{application_id}/withdraw", **_doc("withdraw"))
-def withdraw(
-    application_id: int,
-    db: DbSession,
-    user: CurrentUser,
-    clock: AppClock,
-    config: Config,
-    if_match: IfMatch = None,
-) -> JSONResponse:
-    return _transition(services.withdraw, application_id, if_match, db, user, clock, config)
 
 
 @router.post("/{application_id}/appeal", **_doc("appeal"))
