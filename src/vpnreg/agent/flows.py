@@ -14,6 +14,7 @@ asked for them.
 
 from __future__ import annotations
 
+import os.path
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any
 
 from nfstream import NFPlugin, NFStreamer
 
+from vpnreg.agent.livecapture import install_immediate_mode
 from vpnreg.core.classify import FlowFeatures
 
 IDLE_TIMEOUT_S = 120
@@ -310,8 +312,11 @@ def iter_flows(
     """Flow records from a capture file or a live interface name, in hand-over order.
 
     One meter (the default) keeps the order deterministic for files; a live source may use more
-    (0 lets NFStream pick one per core).
+    (0 lets NFStream pick one per core). A live source gets its packets without libpcap's
+    batching (see vpnreg.agent.livecapture); a file is read as NFStream reads it.
     """
+    if not os.path.isfile(source):  # NFStream's own test: anything else is an interface name
+        install_immediate_mode()
     streamer = NFStreamer(
         source=str(source),
         bpf_filter=bpf_filter,
