@@ -7,6 +7,8 @@ from GET /api/v1/me for its POSTs. Task weights: lookups 6 (public RDAP-style JS
 lookup fragment 2), list pages 3 (my applications page, API list, statistics page), submissions
 1 (create through the JSON API, then submit it with If-Match).
 
+The lookup tasks carry the tag "lookup" (`--tags lookup` runs them alone).
+
 Run by bench/bench_portal_load.py; by hand:
     locust -f bench/locustfile.py --headless -u 50 -r 25 -t 60s --host http://127.0.0.1:PORT
 """
@@ -22,7 +24,7 @@ import re
 import threading
 from pathlib import Path
 
-from locust import between, task
+from locust import between, tag, task
 from locust.contrib.fasthttp import FastHttpUser
 
 PASSWORD = "demo-password"  # noqa: S105 (the demo loader's published password)
@@ -94,6 +96,7 @@ class Applicant(FastHttpUser):
 
     # --- lookups ---
 
+    @tag("lookup")
     @task(4)
     def lookup_api(self) -> None:
         address = _random_address(self.rng)
@@ -106,6 +109,7 @@ class Applicant(FastHttpUser):
             if response.status_code in (200, 404):
                 response.success()
 
+    @tag("lookup")
     @task(2)
     def lookup_fragment(self) -> None:
         self.client.get(

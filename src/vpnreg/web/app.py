@@ -3,13 +3,15 @@ policy table and every router (auth, the JSON API, the feed server, the portal p
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import importlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -65,6 +67,23 @@ class FeedNotifier:
         feed = getattr(scope["app"].state, "feed", None) if "app" in scope else None
         if status < 400 and feed is not None:
             feed.notify_changed()
+
+
+@contextlib.asynccontextmanager
+async def _frozen_heap(_app: Any) -> AsyncIterator[None]:
+    """Once started, move everything alive to the collector's permanent generation.
+
+    What start-up leaves (modules, the app, mappers, compiled templates: most of the heap) is
+    never garbage, yet every full collection walked it: about 100 ms on the loop's thread,
+    stalling every request in flight, a few times a minute under load. Frozen, it is skipped;
+    the shutdown unfreezes it, so an app started and stopped in a test leaves nothing pinned.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _router_modules(names: Sequence[str]) -> list[ModuleType]:
@@ -143,6 +162,8 @@ def create_app(
         if router is not None:
             app.include_router(router)
     install_feed(app, settings, clock=app.state.clock)
+    # Last, so it runs after the other start-up steps (the feed's first publish included).
+    app.include_router(APIRouter(lifespan=_frozen_heap))
     app.add_middleware(FeedNotifier)
     app.state.policy = build_policy(modules)
     return app

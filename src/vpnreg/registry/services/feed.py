@@ -42,14 +42,21 @@ from vpnreg.core.feed import (
     VpnProtocol,
 )
 from vpnreg.core.feed.versions import DEFAULT_MAX_DELTAS
-from vpnreg.core.review import Role
+from vpnreg.core.review import Role, State, time_transition
 from vpnreg.registry.audit_log import append_event
 from vpnreg.registry.errors import FieldError, ValidationFailed
-from vpnreg.registry.models import ApiToken, AuditHead, FeedDeltaRow, FeedEntryRow, FeedStateRow
+from vpnreg.registry.models import (
+    ApiToken,
+    Application,
+    AuditHead,
+    FeedDeltaRow,
+    FeedEntryRow,
+    FeedStateRow,
+)
 from vpnreg.registry.services.actors import Actor, actor_name, require_role
 from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.lookup import registered_entries
-from vpnreg.registry.services.timeline import TimeChange, advance_time
+from vpnreg.registry.services.timeline import _TIMED_STATES, TimeChange, advance_time
 from vpnreg.registry.services.transaction import service_transaction
 
 __all__ = [
@@ -374,6 +381,26 @@ def _commit(
     return history, previous
 
 
+def _time_due(session: Session, now: dt.datetime, config: ServiceConfig) -> bool:
+    """Whether advance_time would move any registration at `now` (its own first test)."""
+    # Its own short transaction, ended as advance_time ends its (on SQLite each holds the lock).
+    with service_transaction(session):
+        rows = session.execute(
+            select(Application.state, Application.valid_from, Application.valid_until).where(
+                Application.state.in_(_TIMED_STATES)
+            )
+        ).all()
+    return any(
+        valid_from is not None
+        and valid_until is not None
+        and time_transition(
+            state=State(state), valid_from=valid_from, valid_until=valid_until, at=now, tz=config.tz
+        )
+        is not None
+        for state, valid_from, valid_until in rows
+    )
+
+
 def _publish(
     session: Session,
     *,
@@ -381,7 +408,12 @@ def _publish(
     config: ServiceConfig,
     max_deltas: int = DEFAULT_MAX_DELTAS,
 ) -> tuple[PublishResult, FeedHistory, int | None]:
-    changes = advance_time(session, now=now, config=config)
+    # advance_time locks every timed registration and loads it with its prefixes and peers;
+    # the web server publishes after every change, so look first (plain columns, no lock)
+    # whether any step is due at all. It decides again under its lock.
+    changes = (
+        advance_time(session, now=now, config=config) if _time_due(session, now, config) else []
+    )
     with service_transaction(session):
         # Read before the set: a change committed in between is published now and again
         # noticed later (harmless), never missed.

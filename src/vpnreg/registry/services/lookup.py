@@ -14,7 +14,7 @@ from vpnreg.core.ipspace import Network, PrefixError, parse_address
 from vpnreg.core.review import REGISTERED_STATES, State, is_registered
 from vpnreg.registry.claims import address_key
 from vpnreg.registry.errors import FieldError, ValidationFailed
-from vpnreg.registry.models import Application, ApplicationPrefix
+from vpnreg.registry.models import Application, ApplicationPrefix, PrefixPeer
 from vpnreg.registry.services.config import ServiceConfig
 
 _REGISTERED = tuple(s.value for s in REGISTERED_STATES)
@@ -33,15 +33,17 @@ class LookupResult:
     prefix: str | None = None
 
 
-def _registered(app: Application, now: dt.datetime, tz: dt.tzinfo) -> bool:
-    if app.valid_from is None or app.valid_until is None:
+def _registered(
+    state: str,
+    valid_from: dt.datetime | None,
+    valid_until: dt.date | None,
+    now: dt.datetime,
+    tz: dt.tzinfo,
+) -> bool:
+    if valid_from is None or valid_until is None:
         return False
     return is_registered(
-        state=State(app.state),
-        valid_from=app.valid_from,
-        valid_until=app.valid_until,
-        at=now,
-        tz=tz,
+        state=State(state), valid_from=valid_from, valid_until=valid_until, at=now, tz=tz
     )
 
 
@@ -56,8 +58,20 @@ def lookup(
             [FieldError("address", str(exc.code), exc.message, address)]
         ) from None
     key = address_key(ip)
+    # Plain columns in one query: loading ORM objects would also load each registration's
+    # organisation, ISP, prefixes and peers (their relationships load eagerly), four queries
+    # for a public lookup that shows none of them.
     rows = session.execute(
-        select(ApplicationPrefix, Application)
+        select(
+            Application.id,
+            Application.state,
+            Application.valid_from,
+            Application.valid_until,
+            Application.tracking_number,
+            Application.category,
+            ApplicationPrefix.prefix,
+        )
+        .select_from(ApplicationPrefix)
         .join(Application, Application.id == ApplicationPrefix.application_id)
         .where(
             ApplicationPrefix.range_start <= key,
@@ -66,16 +80,16 @@ def lookup(
         )
         .order_by(ApplicationPrefix.range_start.desc(), Application.id)
     ).all()
-    for prefix, app in rows:
-        if _registered(app, now, config.tz):
+    for app_id, state, valid_from, valid_until, tracking_number, category, prefix in rows:
+        if _registered(state, valid_from, valid_until, now, config.tz):
             return LookupResult(
                 ip=str(ip),
                 registered=True,
-                registration_id=app.id,
-                tracking_number=app.tracking_number,
-                category=app.category,
-                valid_until=app.valid_until,
-                prefix=prefix.prefix,
+                registration_id=app_id,
+                tracking_number=tracking_number,
+                category=category,
+                valid_until=valid_until,
+                prefix=prefix,
             )
     return LookupResult(ip=str(ip), registered=False)
 
@@ -83,22 +97,46 @@ def lookup(
 def registered_entries(
     session: Session, *, now: dt.datetime, config: ServiceConfig
 ) -> list[AllowlistEntry]:
-    """The allowlist at `now`: one entry per prefix of every registered registration."""
-    apps = session.scalars(
-        select(Application).where(Application.state.in_(_REGISTERED)).order_by(Application.id)
+    """The allowlist at `now`: one entry per prefix of every registered registration.
+
+    Plain column reads (two queries), not ORM objects: the feed publishes after every change
+    the portal makes, and loading every registration with its organisation, ISP, prefixes and
+    peers held the GIL long enough to stall the requests served meanwhile.
+    """
+    rows = session.execute(
+        select(
+            Application.id,
+            Application.state,
+            Application.valid_from,
+            Application.valid_until,
+            ApplicationPrefix.id,
+            ApplicationPrefix.prefix,
+        )
+        .join(ApplicationPrefix, ApplicationPrefix.application_id == Application.id)
+        .where(Application.state.in_(_REGISTERED))
+        .order_by(Application.id, ApplicationPrefix.position)
     ).all()
-    entries: list[AllowlistEntry] = []
-    for app in apps:
-        if not _registered(app, now, config.tz) or app.valid_until is None:
-            continue
-        for prefix in app.prefixes:
-            peers: tuple[Network, ...] = tuple(ipaddress.ip_network(p.peer) for p in prefix.peers)
-            entries.append(
-                AllowlistEntry(
-                    prefix=ipaddress.ip_network(prefix.prefix),
-                    peers=peers,
-                    registration_id=app.id,
-                    valid_until=app.valid_until,
-                )
-            )
-    return entries
+    kept = [
+        (app_id, valid_until, prefix_id, prefix)
+        for app_id, state, valid_from, valid_until, prefix_id, prefix in rows
+        if valid_until is not None and _registered(state, valid_from, valid_until, now, config.tz)
+    ]
+    peers: dict[int, list[Network]] = {}
+    if kept:
+        for prefix_id, peer in session.execute(
+            select(PrefixPeer.prefix_id, PrefixPeer.peer)
+            .join(ApplicationPrefix, ApplicationPrefix.id == PrefixPeer.prefix_id)
+            .join(Application, Application.id == ApplicationPrefix.application_id)
+            .where(Application.state.in_(_REGISTERED))
+            .order_by(PrefixPeer.id)
+        ):
+            peers.setdefault(prefix_id, []).append(ipaddress.ip_network(peer))
+    return [
+        AllowlistEntry(
+            prefix=ipaddress.ip_network(prefix),
+            peers=tuple(peers.get(prefix_id, ())),
+            registration_id=app_id,
+            valid_until=valid_until,
+        )
+        for app_id, valid_until, prefix_id, prefix in kept
+    ]
