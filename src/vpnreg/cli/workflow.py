@@ -6,6 +6,7 @@ Each runs as `--actor USER`, whose role the service checks and the audit log rec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -115,28 +116,38 @@ def _reason_required(reason: str | None, verb: str) -> str:
     return reason
 
 
-@review_app.command("verify")
-def review_verify(ref: AppRef, actor: Actor, expect_version: ExpectVersion = None) -> None:
-    """The ISP attests that the subscriber holds the addresses."""
-    with open_registry() as reg:
-        app = _act(reg, ref, "verify", actor=reg.user(actor), expected_version=expect_version)
-        _report(app, "verified")
+def _plain_step(verb: str, done: str, summary: str) -> Callable[..., None]:
+    """A command that takes one step the service needs nothing more for than who acts."""
+
+    def command(ref: AppRef, actor: Actor, expect_version: ExpectVersion = None) -> None:
+        with open_registry() as reg:
+            app = _act(reg, ref, verb, actor=reg.user(actor), expected_version=expect_version)
+            _report(app, done)
+
+    command.__doc__ = summary
+    command.__name__ = command.__qualname__ = verb
+    return command
 
 
-@review_app.command("endorse")
-def review_endorse(ref: AppRef, actor: Actor, expect_version: ExpectVersion = None) -> None:
-    """The sector body endorses (for the categories that need it)."""
-    with open_registry() as reg:
-        app = _act(reg, ref, "endorse", actor=reg.user(actor), expected_version=expect_version)
-        _report(app, "endorsed")
+for _verb, _done, _summary in (
+    ("verify", "verified", "The ISP attests that the subscriber holds the addresses."),
+    ("endorse", "endorsed", "The sector body endorses (for the categories that need it)."),
+    (
+        "approve",
+        "approved",
+        "The regulator approves; the registration starts when its validity begins.",
+    ),
+):
+    review_app.command(_verb)(_plain_step(_verb, _done, _summary))
 
-
-@review_app.command("approve")
-def review_approve(ref: AppRef, actor: Actor, expect_version: ExpectVersion = None) -> None:
-    """The regulator approves; the registration starts when its validity begins."""
-    with open_registry() as reg:
-        app = _act(reg, ref, "approve", actor=reg.user(actor), expected_version=expect_version)
-        _report(app, "approved")
+withdraw = _plain_step(
+    "withdraw", "withdrawn", "The applicant withdraws an application before a decision."
+)
+renew = _plain_step(
+    "renew",
+    "renewal created",
+    "Ask for another year: a new application linked to this one, valid from its end.",
+)
 
 
 @review_app.command("reject")
@@ -236,20 +247,6 @@ def appeal_overturn(
             expected_version=expect_version,
         )
         _report(app, "overturned")
-
-
-def withdraw(ref: AppRef, actor: Actor, expect_version: ExpectVersion = None) -> None:
-    """The applicant withdraws an application before a decision."""
-    with open_registry() as reg:
-        app = _act(reg, ref, "withdraw", actor=reg.user(actor), expected_version=expect_version)
-        _report(app, "withdrawn")
-
-
-def renew(ref: AppRef, actor: Actor, expect_version: ExpectVersion = None) -> None:
-    """Ask for another year: a new application linked to this one, valid from its end."""
-    with open_registry() as reg:
-        app = _act(reg, ref, "renew", actor=reg.user(actor), expected_version=expect_version)
-        _report(app, "renewal created")
 
 
 def amend(
