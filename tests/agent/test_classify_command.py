@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
+from tests.console import VPNREG
 from vpnreg.cli.classify import register
 
 REQUIRED = {
@@ -82,10 +82,6 @@ def test_bad_files_get_one_line_each_and_the_rest_are_processed(
 def test_unknown_format_is_a_usage_error(app: typer.Typer, corpus: Path) -> None:
     result = CliRunner().invoke(app, ["classify", "--format", "xml", str(corpus / "pptp.pcap")])
     assert result.exit_code == 2
-
-
-#: The installed console script, as a user runs it.
-VPNREG = Path(sys.executable).with_name("vpnreg")
 
 
 def test_real_process(corpus: Path, tmp_path: Path) -> None:

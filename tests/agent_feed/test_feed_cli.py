@@ -7,7 +7,6 @@ import json
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ import typer
 from typer.testing import CliRunner, Result
 
 from tests.agent_feed.fakefeed import KEY, new_history, snapshot_bytes
+from tests.console import VPNREG
 from vpnreg.cli.feed_client import register
 from vpnreg.cli.runtime import CliError
 from vpnreg.feedkeys import public_key_bytes
@@ -120,7 +120,7 @@ def test_pull_without_trust_is_a_usage_error(app: typer.Typer, feed: Path) -> No
 
 def test_real_vpnreg_feed_pull_on_a_file(feed: Path, trust: Path, tmp_path: Path) -> None:
     """The installed command, in a subprocess: output line, refusal line and exit codes."""
-    vpnreg = Path(sys.executable).parent / "vpnreg"
+    vpnreg = VPNREG
     args = [str(vpnreg), "feed", "pull", "--feed", str(feed), "--trust", str(trust)]
     args += ["--state-dir", str(tmp_path / "state")]
     env = {**os.environ, "VPNREG_FEED_TOKEN": ""}

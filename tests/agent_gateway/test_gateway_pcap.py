@@ -6,19 +6,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from tests.agent_gateway.feeds import Signer, entry
-
-#: The root app with `gateway` registered, until the lead wires it into the console script.
-#: The installed console script, as an operator runs it.
-VPNREG = str(Path(sys.executable).with_name("vpnreg"))
+from tests.console import VPNREG
 
 
 def gateway(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [VPNREG, "gateway", *args],
+        [str(VPNREG), "gateway", *args],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-VPNREG = Path(sys.executable).with_name("vpnreg")
+from tests.console import VPNREG
 
 
 @dataclass

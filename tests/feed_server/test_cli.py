@@ -5,20 +5,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from tests.console import VPNREG
 from tests.feed_server.flow import bank_registration
 from tests.registry.conftest import build_world, make_config
 from vpnreg.clock import SystemClock
 from vpnreg.registry.db import make_engine, make_session_factory, upgrade
 from vpnreg.registry.models import AuditLogRow
-
-VPNREG = Path(sys.executable).with_name("vpnreg")
 
 
 @dataclass

@@ -13,7 +13,6 @@ import json
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.agent_gateway.feeds import Signer, entry, replace_file
+from tests.console import VPNREG
 from tests.lab.conftest import Tunnels
 from tests.lab.netlab import B_IP, Daemon, Lab, wait_until
 from tests.lab.test_nft_lab import time_to_first_failed_ping
@@ -28,8 +28,6 @@ from vpnreg.agent.nft import NftablesBackend, SubprocessNft
 
 pytestmark = pytest.mark.lab
 
-#: The installed console script, as an operator runs it.
-VPNREG = str(Path(sys.executable).with_name("vpnreg"))
 HOME = ("198.51.100.0/24", "2001:db8:a::/48")
 
 
@@ -41,7 +39,7 @@ class Agent:
         self.verdicts = tmp / "verdicts.jsonl"
         self.serial = 0
         self.publish(registered=False)
-        argv = [VPNREG, "gateway", "--interface", lab.if_gw_a,
+        argv = [str(VPNREG), "gateway", "--interface", lab.if_gw_a,
                 "--feed", str(self.feed), "--trust", str(self.signer.public_path),
                 "--state-dir", str(tmp / "state"), "--enforce", enforce,
                 "--verdicts", str(self.verdicts)]  # fmt: skip
