@@ -3,6 +3,7 @@ gzip, deltas and resets, long polls, the scheduler, and the real FeedClient over
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import threading
 import time
@@ -28,7 +29,7 @@ from vpnreg.core.feed import (
     verify_document,
 )
 from vpnreg.registry import services
-from vpnreg.web.feed import FeedServer
+from vpnreg.web.feed import FeedOptions, FeedServer
 
 
 @dataclass
@@ -259,3 +260,24 @@ def test_the_real_feed_client_over_uvicorn_holds_the_registry_set(
             assert client.state.set_hash == expected.set_hash()
             assert client.state.serial == first.state.serial + 1 if first.state else False
             assert texts(client.state.entries) == texts(expected)
+
+
+@pytest.mark.parametrize("yields", range(5))
+def test_shutdown_right_after_a_notify_stops_the_scheduler(
+    committed: Committed, tmp_path: Path, clock: FrozenClock, yields: int
+) -> None:
+    """A POST's notify just before shutdown once made the shutdown wait forever (Python 3.11's
+    wait_for swallowed the cancel); the window is a few loop turns wide, so try each."""
+    quiet = FeedOptions(check_interval_s=3600, publish_interval_s=3600, max_wait_s=10, max_deltas=3)
+    _, server = feed_app(committed.url, tmp_path / "keys", clock, quiet)
+
+    async def start_notify_stop() -> None:
+        async with server.lifespan(None):
+            await asyncio.sleep(0.05)  # the scheduler now waits for a wake-up
+            server.notify_changed()
+            for _ in range(yields):
+                await asyncio.sleep(0)
+
+    started = time.monotonic()
+    asyncio.run(asyncio.wait_for(start_notify_stop(), timeout=10))
+    assert time.monotonic() - started < 5, "the shutdown waited for the scheduler"

@@ -245,8 +245,12 @@ class FeedServer:
         assert wake is not None
         while True:
             woken = False
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
+            # arrives as the event is set (a POST's notify just before shutdown), and the
+            # shutdown then waited for this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=options.check_interval_s)
+                async with asyncio.timeout(options.check_interval_s):
+                    await wake.wait()
                 woken = True
             wake.clear()
             try:
@@ -343,7 +347,8 @@ class FeedServer:
             if left <= 0:
                 return None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout=left)
+                async with asyncio.timeout(left):  # not wait_for: see _schedule
+                    await changed.wait()
 
     # -- authentication ----------------------------------------------------------------------
 
