@@ -24,6 +24,7 @@ from typing import Any
 
 from nfstream import NFPlugin, NFStreamer
 
+from vpnreg.agent import leanflow
 from vpnreg.agent.livecapture import install_immediate_mode
 from vpnreg.core.classify import FlowFeatures
 
@@ -169,6 +170,15 @@ class VpnFeaturePlugin(NFPlugin):  # type: ignore[misc]
             self._inspect(packet, flow)
         self._maybe_hand_over(packet, flow)
 
+    def lean_update(self, flow: Any, time_ms: int, detection_completed: int) -> bool:
+        """`vpnreg.agent.leanflow`'s per-packet call (no Python packet made, flow fields not
+        copied but the packet count): True when the packet's bytes are wanted (`on_update`
+        follows); otherwise the hand-over test runs here."""
+        if flow.udps.inspected < INSPECT_PACKETS:
+            return True
+        self._hand_over_if_done(flow, time_ms, detected=detection_completed >= 1)
+        return False
+
     def on_expire(self, flow: Any) -> None:
         u = flow.udps
         # Only plain values cross back to the consuming process.
@@ -200,17 +210,21 @@ class VpnFeaturePlugin(NFPlugin):  # type: ignore[misc]
         )
 
     def _maybe_hand_over(self, packet: Any, flow: Any) -> None:
+        c = getattr(flow, "_C", None)
+        self._hand_over_if_done(
+            flow, packet.time, detected=c is not None and c.detection_completed >= 1
+        )
+
+    def _hand_over_if_done(self, flow: Any, time_ms: int, *, detected: bool) -> None:
         u = flow.udps
         if u.handover:
             return
-        c = getattr(flow, "_C", None)
-        detected = c is not None and c.detection_completed >= 1
         if detected or self._conclusive(flow):
             u.handover = Handover.DETECTION.value
             u.packets_to_verdict = flow.bidirectional_packets
-            u.ms_to_verdict = packet.time - flow.bidirectional_first_seen_ms
+            u.ms_to_verdict = time_ms - flow.bidirectional_first_seen_ms
             key = self._key(flow)
-            self.handed[key] = packet.time
+            self.handed[key] = time_ms
             self.handed.move_to_end(key)
             flow.expiration_id = -1
 
@@ -308,13 +322,20 @@ def iter_flows(
     idle_timeout_s: int = IDLE_TIMEOUT_S,
     active_timeout_s: int = ACTIVE_TIMEOUT_S,
     include_continuations: bool = False,
+    lean: bool = True,
 ) -> Iterator[FlowRecord]:
     """Flow records from a capture file or a live interface name, in hand-over order.
 
     One meter (the default) keeps the order deterministic for files; a live source may use more
     (0 lets NFStream pick one per core). A live source gets its packets without libpcap's
-    batching (see vpnreg.agent.livecapture); a file is read as NFStream reads it.
+    batching (see vpnreg.agent.livecapture); a file is read as NFStream reads it. `lean` (the
+    default) runs the meters with `vpnreg.agent.leanflow` (the same records with fewer copies);
+    False gives NFStream's plain plugin mode.
     """
+    if lean:
+        leanflow.install()
+    else:
+        leanflow.uninstall()
     if not os.path.isfile(source):  # NFStream's own test: anything else is an interface name
         install_immediate_mode()
     streamer = NFStreamer(
