@@ -49,6 +49,7 @@ unit: install
 test: system-deps install lint typecheck unit
 
 bench: install
+	bash scripts/system-deps.sh --bench
 	$(UV) sync --locked --quiet --group bench
 	$(BIN)/python -m bench.all
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests need, only those that are missing.
+# Installs the Debian packages the tests need (with --bench: and the benchmarks), only those
+# that are missing.
 # --no-install-recommends matters: without it wireguard-tools pulls in a kernel image.
 set -euo pipefail
 packages=(
@@ -9,6 +10,14 @@ packages=(
     procps                                       # pgrep/kill in the lab fixture
     chromium                                     # the portal's end-to-end test (Playwright drives it)
 )
+if [ "${1:-}" = "--bench" ]; then  # what only the benchmarks use (make bench)
+    packages+=(
+        tcpdump                                  # time to block, and the lab captures
+        strongswan-charon strongswan-swanctl     # IKEv2 peers for the lab captures
+        ocserv openconnect                       # an SSL VPN (AnyConnect protocol) for them
+        openssh-server openssh-client            # an SSH session as ordinary traffic
+    )
+fi
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
