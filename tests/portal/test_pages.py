@@ -7,6 +7,7 @@ import datetime as dt
 import re
 
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from tests.portal.forms import apply, csrf, sign_in
 from tests.portal.world import PortalWorld
@@ -170,3 +171,29 @@ def test_admin_creates_a_user_and_sees_it_listed(client: TestClient, world: Port
 def test_an_applicant_may_not_open_the_admin_page(client: TestClient) -> None:
     sign_in(client, "ali")
     assert client.get("/admin/users").status_code == 403
+
+
+def test_public_pages_know_who_is_signed_in_and_public_api_reads_skip_the_session(
+    client: TestClient,
+) -> None:
+    database = client.app.state.database  # type: ignore[attr-defined]
+    database.session().__enter__().close()  # the engine exists from here on
+    statements: list[str] = []
+    event.listen(database._engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+
+    def statements_for(path: str, **headers: str) -> int:
+        statements.clear()
+        response = client.get(path, headers=headers)
+        assert response.status_code in (200, 404), response.text
+        return len(statements)
+
+    anonymous = statements_for("/api/v1/ip/192.0.2.9")
+    sign_in(client, "ali")
+    assert "Sign out (ali)" in client.get("/").text
+    assert "Sign out (ali)" in client.get("/lookup", params={"ip": "192.0.2.9"}).text
+    assert statements_for("/api/v1/ip/192.0.2.9") == anonymous
+    fragment = client.get("/lookup", params={"ip": "192.0.2.9"}, headers={"HX-Request": "true"})
+    assert "Not registered" in fragment.text and "Sign out" not in fragment.text
+    assert statements_for("/lookup?ip=192.0.2.9", **{"HX-Request": "true"}) == anonymous
+    bad_token = client.get("/api/v1/ip/192.0.2.9", headers={"Authorization": "Bearer nope-nope"})
+    assert bad_token.status_code == 401

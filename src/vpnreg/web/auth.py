@@ -43,6 +43,7 @@ from vpnreg.registry.services.sessions import (
 )
 from vpnreg.registry.services.tokens import authenticate_token
 from vpnreg.registry.services.unit_of_work import DbSession as Session
+from vpnreg.web.htmx import is_htmx
 from vpnreg.web.policy import PUBLIC, RouteKey, access_for, allows, route_path_of
 from vpnreg.web.problems import Problem
 from vpnreg.web.security import csrf_token, csrf_valid
@@ -72,7 +73,10 @@ async def get_db(request: Request) -> AsyncIterator[Session]:
     try:
         yield session
     finally:
-        await run_in_threadpool(unit.__exit__, None, None, None)
+        if session.in_transaction():
+            await run_in_threadpool(unit.__exit__, None, None, None)
+        else:
+            unit.__exit__(None, None, None)  # never connected: nothing to roll back or return
 
 
 async def get_clock(request: Request) -> Clock:
@@ -264,12 +268,28 @@ def route_key(request: Request) -> RouteKey:
     return request.method.upper(), path or request.url.path
 
 
-async def enforce_policy(request: Request, principal: CurrentCaller) -> None:
+def _open_and_anonymous(request: Request, method: str, access: frozenset[str]) -> bool:
+    """A read open to everyone whose answer shows nobody's name (the JSON API, an HTMX part):
+    who calls changes nothing, so the session is not looked up and a public lookup costs one
+    query, not two. A bearer token is still checked (a bad one gets its 401), and whole pages
+    still resolve the user for their navigation bar."""
+    return (
+        PUBLIC in access
+        and method in SAFE_METHODS
+        and "authorization" not in request.headers
+        and (request.url.path.startswith("/api/") or is_htmx(request))
+    )
+
+
+async def enforce_policy(request: Request, db: DbSession, clock: AppClock) -> None:
     """Applied to every route: the policy table first, then CSRF for state changes."""
     method, path = route_key(request)
     access = access_for(request.app.state.policy, method, path)
     if access is None:
         raise Problem(403, "no-policy", f"{method} {path} has no entry in the policy table")
+    if _open_and_anonymous(request, method, access):
+        return
+    principal = await run_in_threadpool(get_principal, request, db, clock)
     if not allows(access, principal.role):
         if principal.role is None:
             raise Problem(401, "not-signed-in", "sign in first, or send an API token")

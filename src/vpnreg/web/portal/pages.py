@@ -66,12 +66,6 @@ def render(
     return templates.TemplateResponse(request, name, {**shared, **context}, status_code=status_code)
 
 
-def is_htmx(request: Request) -> bool:
-    """A request HTMX made to swap part of a page (not a history restore, which wants it all)."""
-    headers = request.headers
-    return headers.get("hx-request") == "true" and headers.get("hx-history-restore-request") is None
-
-
 def render_with_cookie(
     request: Request, name: str, context: dict[str, Any], *, status_code: int = 200
 ) -> HTMLResponse:

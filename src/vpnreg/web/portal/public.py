@@ -8,9 +8,10 @@ from fastapi.responses import HTMLResponse
 from vpnreg.registry import services
 from vpnreg.registry.errors import NotFound, ValidationFailed
 from vpnreg.registry.services.stats import registry_stats
+from vpnreg.web.htmx import is_htmx
 from vpnreg.web.policy import EVERYONE, Access, RouteKey
 from vpnreg.web.portal.deps import Config, DbSession, PortalClock
-from vpnreg.web.portal.pages import is_htmx, local_time, render
+from vpnreg.web.portal.pages import local_time, render
 from vpnreg.web.portal.steps import timeline_steps
 
 router = APIRouter(include_in_schema=False)
