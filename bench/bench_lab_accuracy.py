@@ -128,9 +128,10 @@ def report(made: Sequence[Made], scores: Sequence[CaptureScore], elapsed_s: floa
         "real software in network namespaces A -- GW -- B (`tests/lab/netlab.py`, a fresh lab "
         "per capture; `bench/labcaptures.py` holds the scenarios), tcpdump in GW on the "
         "interface toward A, classified by `vpnreg.cli.classify.verdict_rows` (NFStream plugin "
-        "plus `vpnreg.core.classify`, unchanged). A capture is detected when at least one of "
+        "plus `vpnreg.core.classify`). A capture is detected when at least one of "
         "its flows is a VPN flow. Every VPN starts inside the capture (handshake included) "
-        "except the WireGuard mid-session one. Targets (issue 11): precision "
+        "except the mid-session ones (the tunnel is up before the capture starts, as when the "
+        "agent starts on a busy gateway). Targets (issue 11): precision "
         f"{TARGET_PRECISION:.2f}, recall >= {TARGET_RECALL:.2f} over current protocols; "
         "OpenVPN static-key mode is reported apart and not counted.",
         "",

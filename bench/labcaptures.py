@@ -143,6 +143,24 @@ def _openvpn_tls(proto: str) -> Callable[[Lab], str]:
     return traffic
 
 
+def _openvpn_prepare(proto: str) -> Callable[[Lab], None]:
+    def prepare(lab: Lab) -> None:
+        tunnel = lab.openvpn_up(proto)
+        if not lab.tunnel_works(tunnel):
+            raise LabError(f"openvpn {proto} tunnel did not come up: " + _tails(lab))
+
+    return prepare
+
+
+def _openvpn_mid(proto: str) -> Callable[[Lab], str]:
+    inner = {"udp": "10.98.0.2", "tcp": "10.97.0.2"}[proto]
+
+    def traffic(lab: Lab) -> str:
+        return "tunnel up before the capture (no handshake in it), " + _ping(lab, inner)
+
+    return traffic
+
+
 def _openvpn_static(proto: str) -> Callable[[Lab], str]:
     def traffic(lab: Lab) -> str:
         key = lab.dir / "static.key"
@@ -332,11 +350,15 @@ def _ssl_vpn(lab: Lab) -> str:
     del key
     lab.spawn("ocserv", lab.ns_b, ["ocserv", "-f", "-c", str(d / "ocserv.conf")])
     _listening(lab, lab.ns_b, "tcp", OC_PORT)
+    password = d / "password"
+    password.write_text("labpass\n")
+    # a redirection, not a pipe: sh then execs openconnect itself, so the lab's child is
+    # openconnect and stopping it leaves nothing behind
     client = lab.spawn(
         "openconnect", lab.ns_a,
-        ["sh", "-c", f"echo labpass | exec openconnect --protocol=anyconnect --user lab "
+        ["sh", "-c", f"exec openconnect --protocol=anyconnect --user lab "
          f"--passwd-on-stdin --non-inter --servercert pin-sha256:{digest} "
-         f"--script {script} https://{B_IP}:{OC_PORT}/"],
+         f"--script {script} https://{B_IP}:{OC_PORT}/ < {password}"],
     )  # fmt: skip
     if not wait_until(lambda: "DTLS connected" in client.tail(40) or not client.alive(), 10):
         raise LabError(f"openconnect made no DTLS session: {client.tail(4)}")
@@ -592,6 +614,10 @@ SCENARIOS: tuple[Scenario, ...] = (
              _nothing, _openvpn_tls("udp")),
     Scenario("openvpn tls tcp", "openvpn", Role.VPN, _requires("openvpn", "openssl"),
              _nothing, _openvpn_tls("tcp")),
+    Scenario("openvpn tls udp mid-session", "openvpn", Role.VPN,
+             _requires("openvpn", "openssl"), _openvpn_prepare("udp"), _openvpn_mid("udp")),
+    Scenario("openvpn tls tcp mid-session", "openvpn", Role.VPN,
+             _requires("openvpn", "openssl"), _openvpn_prepare("tcp"), _openvpn_mid("tcp")),
     Scenario("ipsec ikev2", "ipsec", Role.VPN, _requires("swanctl", "nsenter"),
              _nothing, _ipsec),
     Scenario("openconnect ocserv", "other-vpn", Role.VPN,

@@ -30,6 +30,12 @@ def udp(src: str, sport: int, dst: str, dport: int, payload: bytes) -> bytes:
     return ETH_IPV4 + ipv4(src, dst, 17, seg)
 
 
+def tcp(src: str, sport: int, dst: str, dport: int, payload: bytes, *, seq: int = 1) -> bytes:
+    """A PSH+ACK segment of an established connection (no checksum: NFStream does not check)."""
+    seg = struct.pack("!HHIIBBHHH", sport, dport, seq, 1, 5 << 4, 0x18, 65535, 0, 0) + payload
+    return ETH_IPV4 + ipv4(src, dst, 6, seg)
+
+
 def gre(src: str, dst: str, payload: bytes) -> bytes:
     return ETH_IPV4 + ipv4(src, dst, 47, payload)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent.pcapbuild import gre, pcap, udp
+from tests.agent.pcapbuild import gre, pcap, tcp, udp
 from vpnreg.agent.flows import FlowRecord, Handover, iter_flows
 from vpnreg.core.classify import VpnProtocol, classify
 
@@ -91,6 +91,48 @@ def test_wireguard_handshake_and_continuation(tmp_path: Path) -> None:
     everything = records(tmp_path, wireguard(), include_continuations=True)
     assert [r.continuation for r in everything] == [False, True]
     assert everything[1].features.src2dst_packets + everything[1].features.dst2src_packets == 12
+
+
+def openvpn_data(transport: str, *, counting: bool = True) -> list[tuple[float, bytes]]:
+    """P_DATA_V2 packets (AEAD) of a tunnel already up: no handshake, packet ids in clear."""
+    frames = []
+    seq = {0: 1, 1: 1}
+    for i in range(8):
+        direction = i % 2
+        packet_id = 5000 + 7 * direction + (i // 2 if counting else 13 * i)
+        body = bytes([0x48]) + (b"\x00\x00\x01" if direction == 0 else b"\xff\xff\xff")
+        body += (
+            packet_id.to_bytes(4, "big") + bytes(16) + bytes((i * 37 + k) % 256 for k in range(60))
+        )
+        src, sp, dst, dp = (C, 43000, S, 1194) if direction == 0 else (S, 1194, C, 43000)
+        if transport == "udp":
+            frame = udp(src, sp, dst, dp, body)
+        else:
+            framed = len(body).to_bytes(2, "big") + body
+            frame = tcp(src, sp, dst, dp, framed, seq=seq[direction])
+            seq[direction] += len(framed)
+        frames.append((T0 + i * 0.01, frame))
+    return frames
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_openvpn_data_channel_mid_session_is_openvpn(tmp_path: Path, transport: str) -> None:
+    [rec] = records(tmp_path, openvpn_data(transport))
+    assert rec.features.openvpn_data
+    assert not rec.features.openvpn_handshake
+    assert rec.handover is Handover.DETECTION
+    assert rec.packets_to_verdict == 4  # two packets each way show both counters
+    verdict = classify(rec.features)
+    assert (verdict.vpn_protocol, verdict.rule) == (VpnProtocol.OPENVPN, "openvpn-data")
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_openvpn_data_shape_without_a_counter_is_not_openvpn(
+    tmp_path: Path, transport: str
+) -> None:
+    [rec] = records(tmp_path, openvpn_data(transport, counting=False))
+    assert not rec.features.openvpn_data
+    assert not classify(rec.features).vpn
 
 
 def test_flow_ending_before_detection_is_handed_over_at_expiry(tmp_path: Path) -> None:

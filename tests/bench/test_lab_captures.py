@@ -154,6 +154,7 @@ def test_scenarios_cover_the_brief() -> None:
     by_role = {role: {s.name for s in SCENARIOS if s.role is role} for role in Role}
     assert by_role[Role.APART] == {"openvpn static-key udp", "openvpn static-key tcp"}
     assert {"wireguard", "wireguard mid-session", "openvpn tls udp", "openvpn tls tcp",
+            "openvpn tls udp mid-session", "openvpn tls tcp mid-session",
             "ipsec ikev2", "openconnect ocserv"} == by_role[Role.VPN]  # fmt: skip
     assert {"ping", "http", "dns-like udp", "tls", "ssh", "bulk tcp", "port-scan"} == by_role[
         Role.NOT_VPN

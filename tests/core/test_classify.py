@@ -59,6 +59,29 @@ CASES = [
         "openvpn-reset",
     ),
     (
+        "openvpn-data-channel-mid-session",
+        flow(
+            protocol=17,
+            application_name="Unknown",
+            confidence=Confidence.UNKNOWN,
+            openvpn_data=True,
+        ),
+        VpnProtocol.OPENVPN,
+        "openvpn-data",
+    ),
+    (
+        "openvpn-data-channel-over-tcp-port-guess",
+        flow(
+            protocol=6,
+            application_name="OpenVPN",
+            category_name="VPN",
+            confidence=PORT,
+            openvpn_data=True,
+        ),
+        VpnProtocol.OPENVPN,
+        "openvpn-data",
+    ),
+    (
         "wireguard-dpi",
         flow(protocol=17, application_name="WireGuard", category_name="VPN"),
         VpnProtocol.WIREGUARD,

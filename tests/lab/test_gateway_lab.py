@@ -1,9 +1,9 @@
 """The real `vpnreg gateway` live in the lab's gateway namespace, enforcing with nftables against
 real WireGuard and OpenVPN tunnels; the feed is a signed snapshot file replaced atomically.
 
-OpenVPN is only recognised from its handshake, so the OpenVPN clients are restarted after the
-agent starts (a tunnel already up is seen mid-stream and not recognised: see docs/gateway.md).
-WireGuard is recognised mid-stream too; its new flow is made by changing A's source port.
+New OpenVPN connections are made by restarting the clients after the agent starts (recognised
+at their handshake); tunnels already up when the agent starts are recognised mid-stream from
+their data channel, as are WireGuard's, whose new flow is made by changing A's source port.
 """
 
 from __future__ import annotations
@@ -159,16 +159,22 @@ def test_enforcing_blocks_unregistered_tunnels_only_until_registered(
         print(f"\nwireguard: tunnel stopped {to_fail * 1000:.0f} ms after its new flow began")
         assert to_fail < 10
         assert lab.tunnel_blocked(tunnels.wireguard)
-        # OpenVPN over UDP and TCP: new connections are refused at their handshake
+        # OpenVPN over UDP and TCP: new connections are refused at their handshake (or already
+        # at their data channel, when the running tunnel's keepalives reached the agent first;
+        # then B's packet may have opened the flow, so port 1194 is on either side)
         for proto in ("udp", "tcp"):
             restart_openvpn_client(lab, proto)
-        wanted = {(17, 1194, "block"), (6, 1194, "block")}
-        assert wait_until(
-            lambda: (
-                wanted <= {(x["ip_protocol"], x["dst_port"], x["action"]) for x in agent.lines()}
-            ),
-            10,
-        ), agent.lines()
+
+        def openvpn_blocks() -> set[tuple[object, object]]:
+            return {
+                (x["ip_protocol"], x["action"])
+                for x in agent.lines()
+                if 1194 in (x["src_port"], x["dst_port"])
+            }
+
+        assert wait_until(lambda: {(17, "block"), (6, "block")} <= openvpn_blocks(), 10), (
+            agent.lines()
+        )
         assert wait_until(lambda: set_elements(lab) >= 3, 5), agent.lines()
         assert lab.tunnel_blocked(tunnels.openvpn_udp)
         assert lab.tunnel_blocked(tunnels.openvpn_tcp)
@@ -192,6 +198,31 @@ def test_enforcing_blocks_unregistered_tunnels_only_until_registered(
         if not stopped:
             agent.stop()
         # leave working tunnels to the next tests, whatever happened here
+        for proto, tunnel in (("udp", tunnels.openvpn_udp), ("tcp", tunnels.openvpn_tcp)):
+            if not lab.tunnel_works(tunnel, within_s=3):
+                restart_openvpn_client(lab, proto)
+                lab.tunnel_works(tunnel, within_s=15)
+    sent, received = pinger.finish()
+    assert sent > 20 and received == sent, (sent, received)
+
+
+def test_openvpn_tunnels_up_before_the_agent_started_are_blocked_mid_session(
+    lab: Lab, tunnels: Tunnels, tmp_path: Path, pinger: PlainPinger
+) -> None:
+    for tunnel in (tunnels.openvpn_udp, tunnels.openvpn_tcp):
+        assert lab.tunnel_works(tunnel, within_s=30)
+    agent = Agent(lab, tmp_path, "nftables")
+    try:
+        for tunnel in (tunnels.openvpn_udp, tunnels.openvpn_tcp):
+            started = time.monotonic()
+            # traffic through the tunnel is what the agent sees: data packets, no handshake
+            assert wait_until(lambda t=tunnel: lab.tunnel_blocked(t), 10, 0), agent.lines()
+            print(f"\n{tunnel.name}: blocked {time.monotonic() - started:.1f} s into its traffic")
+        rules = {(x["ip_protocol"], x["classification_rule"], x["action"]) for x in agent.lines()}
+        assert {(17, "openvpn-data", "block"), (6, "openvpn-data", "block")} <= rules
+        assert lab.plain_traffic_works()
+    finally:
+        agent.stop()
         for proto, tunnel in (("udp", tunnels.openvpn_udp), ("tcp", tunnels.openvpn_tcp)):
             if not lab.tunnel_works(tunnel, within_s=3):
                 restart_openvpn_client(lab, proto)

@@ -37,6 +37,7 @@ _IKE_V1_EXCHANGES = frozenset({1, 2, 4, 5, 6, 32})
 _IKE_V2_EXCHANGES = frozenset({34, 35, 36, 37})
 _OPENVPN_CLIENT_RESET = frozenset({1, 7, 10})
 _OPENVPN_SERVER_RESET = frozenset({2, 8})
+_OPENVPN_DATA_V2 = 9
 _WIREGUARD_SIZES = {1: 148, 2: 92, 3: 64}
 _ESP_IN_UDP_PORT = 4500
 
@@ -102,6 +103,19 @@ def _wireguard_type(p: bytes) -> int:
     return p[0] if len(p) == _WIREGUARD_SIZES[p[0]] else 0
 
 
+def _openvpn_data_id(protocol: int, p: bytes) -> tuple[bytes, int] | None:
+    """(opcode/key id byte + peer id, packet id) of an OpenVPN P_DATA_V2 packet with an AEAD
+    cipher, whose packet id travels in clear; None if the payload does not look like one."""
+    if protocol == 6:
+        if len(p) < 2 or int.from_bytes(p[:2], "big") != len(p) - 2:
+            return None
+        p = p[2:]
+    # opcode 9 (P_DATA_V2), 3-byte peer id, 4-byte packet id, 16-byte tag, some ciphertext
+    if len(p) < 28 or p[0] >> 3 != _OPENVPN_DATA_V2:
+        return None
+    return p[:4], int.from_bytes(p[4:8], "big")
+
+
 def _openvpn_opcode(protocol: int, p: bytes, first: bool) -> int:
     """The opcode of an OpenVPN control packet (0 if it does not look like one)."""
     if protocol == 6:
@@ -153,6 +167,8 @@ class VpnFeaturePlugin(NFPlugin):  # type: ignore[misc]
         u.wg_resp = -1
         u.wg_data_dirs = 0
         u.esp_last = [None, None]
+        u.ovpn_data_last = [None, None]
+        u.ovpn_data_dirs = 0
         u.payload_packets = [0, 0]
         u.inspected = 0
         if not u.continuation:
@@ -183,7 +199,16 @@ class VpnFeaturePlugin(NFPlugin):  # type: ignore[misc]
         u = flow.udps
         # Only plain values cross back to the consuming process.
         u.wireguard_handshake = not u.continuation and _wg_handshake(u)
-        for name in ("esp_last", "payload_packets", "wg_init", "wg_resp", "wg_data_dirs"):
+        u.openvpn_data = not u.continuation and u.ovpn_data_dirs == 3
+        for name in (
+            "esp_last",
+            "ovpn_data_last",
+            "ovpn_data_dirs",
+            "payload_packets",
+            "wg_init",
+            "wg_resp",
+            "wg_data_dirs",
+        ):
             delattr(u, name)
         if u.continuation:
             key = self._key(flow)
@@ -206,6 +231,7 @@ class VpnFeaturePlugin(NFPlugin):  # type: ignore[misc]
             or u.esp_in_udp
             or u.l2tp_control
             or (u.ovpn_client_reset and u.ovpn_server_reset)
+            or u.ovpn_data_dirs == 3
             or _wg_handshake(u)
         )
 
@@ -245,6 +271,12 @@ class VpnFeaturePlugin(NFPlugin):  # type: ignore[misc]
             u.ovpn_client_reset = True
         elif direction == 1 and opcode in _OPENVPN_SERVER_RESET and u.ovpn_client_reset:
             u.ovpn_server_reset = True
+        data = _openvpn_data_id(proto, p)
+        if data is not None:
+            last = u.ovpn_data_last[direction]
+            if last is not None and last[0] == data[0] and data[1] == last[1] + 1:
+                u.ovpn_data_dirs |= 1 << direction
+            u.ovpn_data_last[direction] = data
         if proto != 17:
             return
         if _is_ike(p):
@@ -301,6 +333,7 @@ def _record(flow: Any) -> FlowRecord:
         ike_header=u.ike_header,
         esp_in_udp=u.esp_in_udp,
         openvpn_handshake=u.ovpn_client_reset and u.ovpn_server_reset,
+        openvpn_data=u.openvpn_data,
         wireguard_handshake=u.wireguard_handshake,
         l2tp_control=u.l2tp_control,
     )

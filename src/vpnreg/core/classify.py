@@ -119,6 +119,10 @@ class FlowFeatures:
     esp_in_udp: bool = False
     #: OpenVPN hard-reset from the client answered by a hard-reset from the server.
     openvpn_handshake: bool = False
+    #: OpenVPN data channel (P_DATA_V2, AEAD ciphers) in both directions: per direction a
+    #: constant opcode/key id and peer id with a clear packet id counting up by one. Seen on a
+    #: tunnel that was up before the agent started, where no handshake passes.
+    openvpn_data: bool = False
     #: WireGuard initiation (148 bytes) answered by a response (92 bytes), or transport messages
     #: of WireGuard's shape flowing in both directions.
     wireguard_handshake: bool = False
@@ -220,6 +224,12 @@ def classify(flow: FlowFeatures, context: FlowContext | None = None) -> Classifi
     if flow.openvpn_handshake:
         return _vpn(
             VpnProtocol.OPENVPN, "OpenVPN hard-reset opcodes, client and server", "openvpn-reset"
+        )
+    if flow.openvpn_data:
+        return _vpn(
+            VpnProtocol.OPENVPN,
+            "OpenVPN data channel: peer id constant, packet id counting up, both directions",
+            "openvpn-data",
         )
     if flow.protocol == IPPROTO_UDP and flow.wireguard_handshake:
         return _vpn(VpnProtocol.WIREGUARD, "WireGuard message types and sizes", "wireguard-msg")
