@@ -1,4 +1,9 @@
-"""Migration 0002 creates exactly what the token and feed models describe (both backends)."""
+"""The migrations create exactly what the models describe (both backends).
+
+At 0002 the feed tables are compared (api_tokens gained columns in 0004); at the head api_tokens
+is. (Other tables are compared by their owners' tests: on PostgreSQL `claims` has generated
+columns the models leave out on purpose.)
+"""
 
 from __future__ import annotations
 
@@ -8,18 +13,27 @@ from alembic.runtime.migration import MigrationContext
 from vpnreg.registry.db import make_engine, upgrade
 from vpnreg.registry.models import Base
 
-TABLES = {"api_tokens", "feed_state", "feed_entries", "feed_deltas"}
+FEED_TABLES = {"feed_state", "feed_entries", "feed_deltas"}
 
 
-def test_migration_0002_matches_the_models(fresh_url: str) -> None:
-    upgrade(fresh_url, "0002")
-    engine = make_engine(fresh_url)
+def _diffs(url: str) -> list[object]:
+    engine = make_engine(url)
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
-            diffs = compare_metadata(context, Base.metadata)
+            return list(compare_metadata(context, Base.metadata))
     finally:
         engine.dispose()
+
+
+def test_migration_0002_matches_the_feed_models(fresh_url: str) -> None:
+    upgrade(fresh_url, "0002")
     # Other helpers' tables (0003) are not there yet at 0002; only ours must match exactly.
-    ours = [d for d in diffs if any(f"'{table}'" in repr(d) for table in TABLES)]
+    ours = [d for d in _diffs(fresh_url) if any(f"'{t}'" in repr(d) for t in FEED_TABLES)]
+    assert ours == []
+
+
+def test_migrations_at_head_match_the_token_model(fresh_url: str) -> None:
+    upgrade(fresh_url)
+    ours = [d for d in _diffs(fresh_url) if "api_tokens" in repr(d)]
     assert ours == []

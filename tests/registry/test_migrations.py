@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import pytest
+from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
 
-from vpnreg.registry.db import alembic_config, current_revision, make_engine, upgrade
-from vpnreg.registry.models import Base
+from vpnreg.clock import FrozenClock
+from vpnreg.registry.db import (
+    alembic_config,
+    current_revision,
+    make_engine,
+    make_session_factory,
+    upgrade,
+)
+from vpnreg.registry.models import Base, User
+from vpnreg.registry.services.tokens import authenticate_token, create_token, token_hash
 
 EXPECTED_TABLES = {t.name for t in Base.metadata.sorted_tables}
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
@@ -75,3 +84,42 @@ def test_audit_log_refuses_update_and_delete(fresh_url: str, statement: str) -> 
             assert conn.execute(text("SELECT actor FROM audit_log")).scalars().all() == ["a"]
     finally:
         engine.dispose()
+
+
+def test_0004_keeps_existing_tokens_and_its_downgrade_drops_user_bound_ones(
+    fresh_url: str, clock: FrozenClock
+) -> None:
+    secret = "vpnreg_" + "a" * 43
+    upgrade(fresh_url, "0003")
+    engine = make_engine(fresh_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO api_tokens (name, role, token_hash, created_at, created_by) "
+                    "VALUES ('gw', 'gateway', :h, :t, 'cli:admin')"
+                ),
+                {"h": token_hash(secret), "t": clock.now()},
+            )
+        upgrade(fresh_url)
+        with make_session_factory(engine)() as session:
+            found = authenticate_token(session, token=secret, now=clock.now())
+            assert found is not None
+            assert (found.role, found.user_id, found.expires_at) == ("gateway", None, None)
+            user = User(
+                username="noc", password_hash="x", role="isp", active=True, created_at=clock.now()
+            )
+            session.add(user)
+            session.commit()
+            create_token(session, name="noc", user_id=user.id, actor="cli:admin", now=clock.now())
+        with engine.begin() as conn:
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0003")
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT name, role FROM api_tokens")).all()
+        assert [tuple(r) for r in rows] == [("gw", "gateway")]
+        assert "user_id" not in {c["name"] for c in inspect(engine).get_columns("api_tokens")}
+    finally:
+        engine.dispose()
+    assert current_revision(fresh_url) == "0003"

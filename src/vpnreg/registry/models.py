@@ -366,19 +366,33 @@ class Claim(Base):
 
 
 class ApiToken(Base):
-    """A bearer token for machines (gateways, integrations); only its SHA-256 is stored."""
+    """A bearer token for machines (gateways, integrations); only its SHA-256 is stored.
+
+    A token either carries a role of its own, or is bound to a user and acts as that user (with
+    the user's current role and scope, like a personal access token).
+    """
 
     __tablename__ = "api_tokens"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
+    #: The token's role; for a user-bound token, the user's role when it was created (a record
+    #: only: the token acts with the user's role of the moment).
     role: Mapped[str] = mapped_column(String(32))
     #: Hex SHA-256 of the whole token text; the token itself is shown once and never stored.
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The user the token acts for. Deleting the user deletes its tokens: a token left without
+    #: its user must never fall back to acting with the stored role alone.
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
     created_at: Mapped[dt.datetime]
     created_by: Mapped[str] = mapped_column(String(100))
     last_used_at: Mapped[dt.datetime | None]
+    expires_at: Mapped[dt.datetime | None]
     revoked_at: Mapped[dt.datetime | None]
+
+    user: Mapped[User | None] = relationship(lazy="joined")
 
 
 class FeedStateRow(Base):

@@ -2,7 +2,8 @@
 
 Browsers sign in with a form (POST /login) and carry an HttpOnly, SameSite=Lax session cookie; the
 server keeps the session (only a hash of the cookie's token is stored). Machines send
-`Authorization: Bearer <token>` (API tokens, scoped by role). Every state-changing request that
+`Authorization: Bearer <token>`: an API token scoped by a role, or one bound to a user, which acts
+as that user (its current role and scope). Every state-changing request that
 does not come with a bearer token must carry the CSRF token of its cookie, in the form field
 `csrf_token` or the header `X-CSRF-Token`; without it the answer is 403.
 
@@ -11,7 +12,8 @@ Dependencies for routes (use the Annotated aliases):
   AppClock        the app's Clock (app.state.clock)
   Config          the ServiceConfig (app.state.service_config)
   CurrentCaller   the Principal: a user, a token, or the public
-  CurrentUser     the signed-in User (401 without one; 403 for a bearer token)
+  CurrentUser     the acting User: signed in, or named by a user-bound token (401 without one;
+                  403 for a role-only token)
   OptionalUser    the signed-in User or None
   require_roles(*roles)  a dependency refusing other roles (the policy table already does this
                   for whole routes; use it for finer choices inside a router if ever needed)
@@ -41,7 +43,7 @@ from vpnreg.registry.services.sessions import (
     resolve_web_session,
     start_web_session,
 )
-from vpnreg.registry.services.tokens import authenticate_token
+from vpnreg.registry.services.tokens import authenticate_token, effective_role
 from vpnreg.registry.services.unit_of_work import DbSession as Session
 from vpnreg.web.htmx import is_htmx
 from vpnreg.web.policy import PUBLIC, RouteKey, access_for, allows, route_path_of
@@ -99,7 +101,10 @@ Config = Annotated[ServiceConfig, Depends(get_config)]
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller: a signed-in user, a machine with a token, or the public."""
+    """The caller: a signed-in user, a machine with a token, or the public.
+
+    A user-bound token gives via="token" with both `user` and `token_name` set.
+    """
 
     via: Literal["session", "token", "public"]
     role: str | None = None
@@ -154,10 +159,15 @@ def get_principal(request: Request, db: DbSession, clock: AppClock) -> Principal
             raise Problem(
                 401,
                 "not-signed-in",
-                "unknown or revoked API token",
+                "unknown, revoked or expired API token",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        principal = Principal(via="token", role=api_token.role, token_name=api_token.name)
+        principal = Principal(
+            via="token",
+            role=effective_role(api_token),
+            user=api_token.user,
+            token_name=api_token.name,
+        )
     else:
         user = resolve_user(request, db, clock)
         principal = (
@@ -179,7 +189,11 @@ async def current_user(principal: CurrentCaller) -> User:
     if principal.user is not None:
         return principal.user
     if principal.via == "token":
-        raise Problem(403, "forbidden", "this needs a signed-in user; API tokens cannot do it")
+        raise Problem(
+            403,
+            "forbidden",
+            "this needs a user; a role-only API token cannot do it (use a user-bound token)",
+        )
     raise Problem(401, "not-signed-in", "sign in first")
 
 

@@ -57,6 +57,7 @@ from vpnreg.registry.services.timeline import TimeChange, advance_time
 from vpnreg.registry.services.tokens import (
     authenticate_token,
     create_token,
+    effective_role,
     list_tokens,
     revoke_token,
 )
@@ -106,6 +107,7 @@ __all__ = [
     "create_token",
     "create_user",
     "current_feed",
+    "effective_role",
     "endorse",
     "find_application",
     "get_application",

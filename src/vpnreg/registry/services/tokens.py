@@ -3,6 +3,10 @@
 A token is "vpnreg_" + 32 random bytes, URL-safe base64. Its SHA-256 (hex, of the whole text) is
 what the table holds, so a leaked database does not leak usable tokens. A fast hash suffices:
 the secret has 256 bits of entropy, unlike a password.
+
+A token carries either a role of its own (a gateway reading the feed) or a user: a user-bound
+token acts as that user, with the user's role and scope of the moment, and stops working when the
+user is disabled or deleted. Any token may have an expiry, after which it is refused.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from sqlalchemy.orm import Session
 from vpnreg.core.review import Role
 from vpnreg.registry.audit_log import append_event
 from vpnreg.registry.errors import FieldError, NotFound, StateConflict, ValidationFailed
-from vpnreg.registry.models import ApiToken
+from vpnreg.registry.models import ApiToken, User
 from vpnreg.registry.services.actors import Actor, actor_name, require_role
 from vpnreg.registry.services.transaction import service_transaction
 
@@ -26,6 +30,7 @@ __all__ = [
     "TOKEN_PREFIX",
     "authenticate_token",
     "create_token",
+    "effective_role",
     "list_tokens",
     "revoke_token",
     "token_hash",
@@ -43,16 +48,33 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
 def _token_snapshot(token: ApiToken) -> dict[str, object]:
     return {
         "id": token.id,
         "name": token.name,
         "role": token.role,
-        "revoked_at": token.revoked_at.isoformat() if token.revoked_at else None,
+        "user_id": token.user_id,
+        "expires_at": _iso(token.expires_at),
+        "revoked_at": _iso(token.revoked_at),
     }
 
 
-def _check(name: str, role: Role | str) -> Role:
+def effective_role(token: ApiToken) -> str:
+    """The role the token acts with: its user's current role when bound, else its own."""
+    return token.user.role if token.user is not None else token.role
+
+
+def _check(
+    name: str,
+    role: Role | str | None,
+    user: User | None,
+    expires_at: dt.datetime | None,
+    now: dt.datetime,
+) -> Role:
     problems: list[FieldError] = []
     clean = name.strip()
     if not clean or len(clean) > _MAX_NAME:
@@ -61,30 +83,68 @@ def _check(name: str, role: Role | str) -> Role:
                 "name", "bad_name", f"a token needs a name of 1 to {_MAX_NAME} characters", name
             )
         )
-    chosen = Role(role) if role in {r.value for r in Role} else None
-    if chosen is None or chosen not in TOKEN_ROLES:
+    wanted = role if user is None else user.role
+    chosen = Role(wanted) if wanted in {r.value for r in Role} else None
+    if user is not None and not user.active:
+        problems.append(FieldError("user", "user_disabled", "the user is disabled", user.username))
+    elif chosen is None or chosen not in TOKEN_ROLES:
         names = ", ".join(r.value for r in TOKEN_ROLES)
-        problems.append(FieldError("role", "bad_role", f"role must be one of {names}", str(role)))
+        problems.append(FieldError("role", "bad_role", f"role must be one of {names}", str(wanted)))
+    if expires_at is not None and expires_at <= now:
+        problems.append(
+            FieldError(
+                "expires_at", "in_the_past", "a token must expire after now", expires_at.isoformat()
+            )
+        )
     if problems or chosen is None:
         raise ValidationFailed(problems)
     return chosen
 
 
 def create_token(
-    session: Session, *, name: str, role: Role | str, actor: Actor, now: dt.datetime
+    session: Session,
+    *,
+    name: str,
+    role: Role | str | None = None,
+    user_id: int | None = None,
+    expires_at: dt.datetime | None = None,
+    actor: Actor,
+    now: dt.datetime,
 ) -> tuple[ApiToken, str]:
-    """A new token (admin only); returns the row and the token text, which is not kept."""
+    """A new token (admin only); returns the row and the token text, which is not kept.
+
+    Exactly one of `role` (a machine's token) and `user_id` (a token acting as that user) is
+    given; an unknown user is NotFound. `expires_at`, if given, must be after `now`.
+    """
     require_role(actor, Role.ADMIN)
-    chosen = _check(name, role)
+    if (role is None) == (user_id is None):
+        raise ValidationFailed(
+            [
+                FieldError(
+                    "role",
+                    "role_or_user",
+                    "a token has either a role or a user (it then takes the user's role)",
+                )
+            ]
+        )
+    user = None
+    if user_id is not None:
+        user = session.get(User, user_id)
+        if user is None:
+            raise NotFound("user", user_id)
+    chosen = _check(name, role, user, expires_at, now)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with service_transaction(session):
         token = ApiToken(
             name=name.strip(),
             role=chosen.value,
             token_hash=token_hash(secret),
+            user_id=user_id,
+            user=user,
             created_at=now,
             created_by=actor_name(actor),
             last_used_at=None,
+            expires_at=expires_at,
             revoked_at=None,
         )
         session.add(token)
@@ -101,8 +161,19 @@ def create_token(
     return token, secret
 
 
+def _live(found: ApiToken, now: dt.datetime) -> bool:
+    if found.revoked_at is not None:
+        return False
+    if found.expires_at is not None and found.expires_at <= now:
+        return False
+    # A bound token whose user is gone cannot happen (the row is deleted with the user), but it
+    # must never fall back to its stored role: refuse it all the same.
+    return found.user_id is None or (found.user is not None and found.user.active)
+
+
 def authenticate_token(session: Session, *, token: str, now: dt.datetime) -> ApiToken | None:
-    """The live token `token` names, or None when it is unknown or revoked."""
+    """The live token `token` names, or None when it is unknown, revoked, expired, or bound to a
+    disabled user. A bound token's `user` is loaded with it: the caller acts as that user."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
     wanted = token_hash(token)
@@ -111,8 +182,8 @@ def authenticate_token(session: Session, *, token: str, now: dt.datetime) -> Api
         # The lookup is by hash, so its timing says nothing about the secret; compare anyway.
         if (
             found is None
-            or found.revoked_at is not None
             or not hmac.compare_digest(found.token_hash, wanted)
+            or not _live(found, now)
         ):
             return None
         if found.last_used_at is None or now - found.last_used_at >= LAST_USED_RESOLUTION:
