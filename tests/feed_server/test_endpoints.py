@@ -281,3 +281,32 @@ def test_shutdown_right_after_a_notify_stops_the_scheduler(
     started = time.monotonic()
     asyncio.run(asyncio.wait_for(start_notify_stop(), timeout=10))
     assert time.monotonic() - started < 5, "the shutdown waited for the scheduler"
+
+
+def test_a_burst_of_notifies_is_one_publish(
+    committed: Committed, tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    options = FeedOptions(
+        check_interval_s=3600, publish_interval_s=3600, max_wait_s=10, max_deltas=3,
+        notify_gap_s=0.3,
+    )  # fmt: skip
+    _, server = feed_app(committed.url, tmp_path / "keys", clock, options)
+    publishes: list[float] = []
+    publish = server._publish_blocking
+
+    def counted() -> bool:
+        publishes.append(time.monotonic())
+        return publish()
+
+    monkeypatch.setattr(server, "_publish_blocking", counted)
+
+    async def burst() -> None:
+        async with server.lifespan(None):
+            publishes.clear()  # the one at start
+            for _ in range(20):  # 20 changes within 0.2 s
+                server.notify_changed()
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.8)
+
+    asyncio.run(burst())
+    assert len(publishes) == 1

@@ -6,9 +6,9 @@ lifespan task publishes at start, then keeps the feed current: every `check_inte
 whether anything audited happened (one small read) or whether another process moved the feed,
 and every `publish_interval_s` it publishes regardless, so expiry and activation happen on time
 with nobody touching the registry. `notify_changed()` (thread-safe, non-blocking) asks for a
-publish at once: the API calls it after every state-changing service, so an approval reaches
-long-polling gateways within milliseconds. Long polls wait on an asyncio.Event that each new
-serial replaces, so they never block the event loop.
+publish at once (at most one per `notify_gap_s`): the API calls it after every state-changing
+request, so an approval reaches long-polling gateways within a fraction of a second. Long polls
+wait on an asyncio.Event that each new serial replaces, so they never block the event loop.
 
 Install with `install_feed(app, settings)` (includes the router, whose lifespan FastAPI merges
 into the app's, and sets `app.state.feed`).
@@ -66,6 +66,11 @@ class FeedOptions:
     publish_interval_s: float = 30.0
     #: How often to look for changes made elsewhere (CLI, cron, other workers).
     check_interval_s: float = 1.0
+    #: Publishes asked for by `notify_changed` start at least this long after the previous one:
+    #: a burst of changes (a reviewer's bulk approval, many submissions) is one publish, not one
+    #: per request competing with the requests being served; approval to feed stays well under
+    #: a second.
+    notify_gap_s: float = 0.2
     #: A signed snapshot is reused for at most this long (signing 1M entries takes a second).
     snapshot_cache_s: float = 300.0
     max_deltas: int = DEFAULT_MAX_DELTAS
@@ -254,6 +259,9 @@ class FeedServer:
                 woken = True
             wake.clear()
             try:
+                if woken and (gap := last_publish + options.notify_gap_s - time.monotonic()) > 0:
+                    await asyncio.sleep(gap)  # changes asked for meanwhile join this publish
+                    wake.clear()
                 due = woken or time.monotonic() - last_publish >= options.publish_interval_s
                 if not due:
                     changed, moved = await run_in_threadpool(self._check_blocking)
@@ -362,8 +370,9 @@ class FeedServer:
         found = await run_in_threadpool(self.publisher.authenticate, token.strip())
         if found is None:
             raise HTTPException(401, "unknown or revoked token", headers=challenge)
-        if found.role != Role.GATEWAY.value:
-            raise HTTPException(403, f"a {found.role} token may not read the feed")
+        role = services.effective_role(found)  # a user's token has the user's current role
+        if role != Role.GATEWAY.value:
+            raise HTTPException(403, f"a {role} token may not read the feed")
         return found
 
 
