@@ -229,3 +229,44 @@ def test_openvpn_tunnels_up_before_the_agent_started_are_blocked_mid_session(
                 lab.tunnel_works(tunnel, within_s=15)
     sent, received = pinger.finish()
     assert sent > 20 and received == sent, (sent, received)
+
+
+def test_sighup_rereads_the_configuration_file(lab: Lab, tunnels: Tunnels, tmp_path: Path) -> None:
+    """A real SIGHUP to the running agent: dry-run -> nftables from the file, a broken file
+    refused with the running configuration kept, then SIGTERM removes the table."""
+    signer = Signer(tmp_path)
+    feed = tmp_path / "feed.json"
+    created = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+    replace_file(feed, signer.snapshot([entry("192.0.2.0/24", 1)], serial=1, created=created))
+    conf = tmp_path / "gateway.toml"
+
+    def write(enforce: str) -> None:
+        conf.write_text(
+            f'feed = "{feed}"\ntrust = ["{signer.public_path}"]\n'
+            f'home = ["{HOME[0]}"]\nenforce = "{enforce}"\n'
+            f'state_dir = "{tmp_path / "state"}"\nverdicts = "{tmp_path / "verdicts.jsonl"}"\n'
+        )
+
+    write("dry-run")
+    argv = [str(VPNREG), "gateway", "--interface", lab.if_gw_a, "--config", str(conf)]
+    daemon = lab.spawn("gateway-sighup", lab.ns_gw, argv)
+    log = lambda: daemon.log.read_text(errors="replace")  # noqa: E731
+    try:
+        assert wait_until(lambda: "started in" in log(), 15), log()
+        assert not table_exists(lab)
+        write("nftables")
+        daemon.process.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: "configuration reloaded" in log() and table_exists(lab), 5), log()
+        time.sleep(1.0)
+        new_wireguard_flow(lab, 51903)
+        assert wait_until(lambda: lab.tunnel_blocked(tunnels.wireguard), 10, 0), log()
+        conf.write_text("home = [")
+        daemon.process.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: "reload refused, configuration kept" in log(), 5), log()
+        assert daemon.alive() and table_exists(lab)
+    finally:
+        daemon.process.send_signal(signal.SIGTERM)
+        code = daemon.process.wait(timeout=10)
+    assert code == 0, log()
+    assert not table_exists(lab)
+    assert lab.tunnel_works(tunnels.wireguard, within_s=10)
