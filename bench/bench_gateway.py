@@ -376,14 +376,14 @@ class Block:
 
 
 class ElementWatch:
-    """`nft monitor` in the gateway namespace; notes the wall time of the first added element."""
+    """`nft monitor` in the gateway namespace; notes the wall time of each added element."""
 
     def __init__(self, netns: Sequence[str]) -> None:
         self.process = subprocess.Popen(
             [*netns, "stdbuf", "-oL", "nft", "monitor"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
         )  # fmt: skip
-        self.added: float | None = None
+        self.added: list[tuple[float, str]] = []
         self.lines: list[str] = []
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -394,8 +394,13 @@ class ElementWatch:
         for line in self.process.stdout:
             stamp = time.time()
             self.lines.append(line.strip())
-            if self.added is None and line.startswith("add element inet vpnreg"):
-                self.added = stamp
+            if line.startswith("add element inet vpnreg"):
+                self.added.append((stamp, line))
+
+    def first(self, port: int) -> float | None:
+        """When the first element naming `port` (the block key's remote port) was added."""
+        pattern = re.compile(rf"\b{port}\b")
+        return next((stamp for stamp, line in list(self.added) if pattern.search(line)), None)
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -439,9 +444,15 @@ class LabRun:
         time.sleep(1.0)  # NFStream opens the capture after the back end has started
         return daemon, verdicts
 
-    def measure(self, name: str, bpf: str, start: Callable[[], None], *, busy: bool) -> Block:
-        """Start an agent, then the tunnel (`start`); time its block. `busy`: with a flood ping
-        between A and B meanwhile, so the capture's buffer blocks fill before their timeout."""
+    def measure(
+        self, name: str, port: int, key_port: int, start: Callable[[], None], *, busy: bool
+    ) -> Block:
+        """Start an agent, then the tunnel (`start`) whose flow has `port` on A's or B's side
+        and whose block key names `key_port` (B's port); time its block from the flow's first
+        packet, whichever way it went. `busy`: with a flood ping between A and B meanwhile."""
+        from tests.lab.netlab import A_IP
+
+        bpf = f"udp and host {A_IP} and port {port}"
         from tests.lab.netlab import B_IP
 
         lab = self.lab
@@ -460,24 +471,31 @@ class LabRun:
             if not self.wait_until(lambda: "listening on" in tcpdump.log.read_text(), 5):
                 raise RuntimeError(f"tcpdump did not start: {tcpdump.tail()}")
             start()
+
+            def verdict() -> dict[str, Any] | None:
+                if not verdicts.exists():
+                    return None
+                lines = [json.loads(text) for text in verdicts.read_text().splitlines()]
+                return next((v for v in lines if port in (v["src_port"], v["dst_port"])), None)
+
             ok = self.wait_until(
-                lambda: watch.added is not None and verdicts.exists() and verdicts.stat().st_size,
-                15, 0.01,
-            )  # fmt: skip
+                lambda: verdict() is not None and watch.first(key_port) is not None, 15, 0.01
+            )
             # tcpdump prints when its own capture buffer hands the packet over: wait for it
             self.wait_until(lambda: _first_packet_time(tcpdump.log) is not None, 3, 0.01)
             first = _first_packet_time(tcpdump.log)
-            if not ok or first is None or watch.added is None:
+            added = watch.first(key_port)
+            line = verdict()
+            if not ok or first is None or added is None or line is None:
                 seen = verdicts.read_text() if verdicts.exists() else ""
                 raise RuntimeError(
                     f"{name}: no block seen (first packet {first}, monitor {watch.lines[-3:]}, "
                     f"agent: {daemon.tail()}, verdicts {seen[:600]}, tcpdump {tcpdump.tail()})"
                 )
-            line = json.loads(verdicts.read_text().splitlines()[0])
             if line["action"] != "block":
                 raise RuntimeError(f"{name}: verdict {line}")
             return Block(
-                to_element_ms=(watch.added - first) * 1000,
+                to_element_ms=(added - first) * 1000,
                 detection_ms=int(line["ms_to_verdict"]),
                 packets=int(line["packets_to_verdict"]),
             )
@@ -511,7 +529,7 @@ LabResults = dict[tuple[str, str], list[Block]]
 
 def lab_latency(work: Path) -> LabResults | str:
     """Time to block per tunnel kind and link condition, or why the lab could not run."""
-    from tests.lab.netlab import A_IP, B_IP, WG_PORT, Lab, missing_requirements
+    from tests.lab.netlab import B_IP, WG_PORT, Lab, missing_requirements
 
     missing = missing_requirements() + [p for p in ("tcpdump", "stdbuf") if not shutil.which(p)]
     if missing:
@@ -526,7 +544,7 @@ def lab_latency(work: Path) -> LabResults | str:
         wg_if, peer = f"wga{lab.tag}", _wireguard_peer(lab)
         ports = iter(range(52000, 53000))
 
-        def wireguard() -> tuple[str, Callable[[], None]]:
+        def wireguard() -> tuple[int, Callable[[], None]]:
             # no tunnel traffic while the agent starts: it would recognise the old flow mid-stream
             lab.inside(lab.ns_a, "wg", "set", wg_if, "peer", peer, "remove")
             port = next(ports)
@@ -537,9 +555,9 @@ def lab_latency(work: Path) -> LabResults | str:
                            "endpoint", f"{B_IP}:{WG_PORT}", "allowed-ips", "10.99.0.2/32",
                            "persistent-keepalive", "25")  # fmt: skip
 
-            return f"udp and src port {port} and dst port {WG_PORT}", start
+            return port, start
 
-        def openvpn() -> tuple[str, Callable[[], None]]:
+        def openvpn() -> tuple[int, Callable[[], None]]:
             for name in ("ovpn-udp-a", "ovpn-udp-b"):
                 next(d for d in reversed(lab.daemons) if d.name == name).stop()
 
@@ -551,14 +569,23 @@ def lab_latency(work: Path) -> LabResults | str:
                     raise RuntimeError(f"openvpn server did not start: {server.tail()}")
                 _respawn(lab, "ovpn-udp-a", lab.ns_a)
 
-            return f"udp and src host {A_IP} and dst port 1194", start
+            return 1194, start
 
+        # One tunnel at a time: the agent recognises a running tunnel mid-stream too (OpenVPN's
+        # data channel, WireGuard's transport messages), and its block would land in the other
+        # tunnel's measurement. The OpenVPN rows restart their daemons; the WireGuard peer goes
+        # after its rows.
+        for name in ("ovpn-udp-a", "ovpn-udp-b"):
+            next(d for d in reversed(lab.daemons) if d.name == name).stop()
         for tunnel, prepare in (("WireGuard", wireguard), ("OpenVPN (UDP)", openvpn)):
+            if tunnel != "WireGuard":
+                lab.inside(lab.ns_a, "wg", "set", wg_if, "peer", peer, "remove")
             for condition, busy in CONDITIONS:
                 blocks = results.setdefault((tunnel, condition), [])
                 for i in range(LAB_REPEATS):
-                    bpf, start = prepare()
-                    block = run.measure(tunnel, bpf, start, busy=busy)
+                    port, start = prepare()
+                    key_port = WG_PORT if tunnel == "WireGuard" else 1194
+                    block = run.measure(tunnel, port, key_port, start, busy=busy)
                     blocks.append(block)
                     print(f"  {tunnel}, {condition}, {i + 1}: {block.to_element_ms:.1f} ms "
                           f"({block.packets} packets, detection {block.detection_ms} ms)",
@@ -580,9 +607,11 @@ def latency_markdown(results: LabResults | str) -> str:
         "nftables`, one NFStream meter) with a signed snapshot that does not register A. For each "
         f"of {LAB_REPEATS} runs per row a fresh agent starts (empty table), then a new tunnel: "
         "WireGuard from a new source port with a fresh handshake (wireguard-go); OpenVPN over "
-        "UDP by restarting its server and client (TLS mode). Measured from the tunnel's first "
-        "packet (tcpdump's kernel time stamp on GW) to the drop element appearing in "
-        "`table inet vpnreg` (`nft monitor` on GW). Detection: first packet to the packet that "
+        "UDP by restarting its server and client (TLS mode). Only the tunnel measured runs (the "
+        "agent also blocks a running tunnel mid-stream, which would land in the other's row). "
+        "Measured from the first packet of the tunnel's flow, either way (tcpdump's kernel time "
+        "stamp on GW), to its drop element appearing in `table inet vpnreg` (`nft monitor` on "
+        "GW), with the verdict taken from the log line of that flow. Detection: first packet to the packet that "
         "completed detection (the verdict log's `ms_to_verdict`, capture time stamps); the rest "
         "is capture buffering, the meter's hand-over, classification, decision and `nft -f -`. "
         "Busy link: `ping -i 0.001 -s 1000` from A to B meanwhile (about 2,000 packets/s "
