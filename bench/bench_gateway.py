@@ -611,9 +611,10 @@ def latency_markdown(results: LabResults | str) -> str:
         "agent also blocks a running tunnel mid-stream, which would land in the other's row). "
         "Measured from the first packet of the tunnel's flow, either way (tcpdump's kernel time "
         "stamp on GW), to its drop element appearing in `table inet vpnreg` (`nft monitor` on "
-        "GW), with the verdict taken from the log line of that flow. Detection: first packet to the packet that "
-        "completed detection (the verdict log's `ms_to_verdict`, capture time stamps); the rest "
-        "is capture buffering, the meter's hand-over, classification, decision and `nft -f -`. "
+        "GW), with the verdict taken from the log line of that flow. Detection: first packet "
+        "to the packet that completed detection (the verdict log's `ms_to_verdict`, capture "
+        "time stamps); the rest is capture buffering, the meter's hand-over, classification, "
+        "decision and `nft -f -`. "
         "Busy link: `ping -i 0.001 -s 1000` from A to B meanwhile (about 2,000 packets/s "
         "through the captured interface).",
         "",
