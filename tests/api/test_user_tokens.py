@@ -121,24 +121,21 @@ def test_a_token_stops_when_revoked_or_when_its_user_is_disabled(api: Api) -> No
     robot = _bearer(api, secret)
     assert robot.get("/api/v1/me").json()["name"] == "reg2"
     database = Database(api.url)
+
+    def set_active(active: bool) -> None:
+        with database.session() as session:
+            set_user_active(
+                session,
+                user_id=api.world.regulator2.id,
+                active=active,
+                actor="cli:admin",
+                now=api.clock.now(),
+            )
+
     try:
-        with database.session() as session:
-            set_user_active(
-                session,
-                user_id=api.world.regulator2.id,
-                active=False,
-                actor="cli:admin",
-                now=api.clock.now(),
-            )
+        set_active(False)
         assert robot.get("/api/v1/me").status_code == 401
-        with database.session() as session:
-            set_user_active(
-                session,
-                user_id=api.world.regulator2.id,
-                active=True,
-                actor="cli:admin",
-                now=api.clock.now(),
-            )
+        set_active(True)
         assert robot.get("/api/v1/me").status_code == 200
         with database.session() as session:
             revoke_token(session, token_id=token_id, actor="cli:admin", now=api.clock.now())

@@ -98,6 +98,14 @@ def restart_openvpn_client(lab: Lab, proto: str) -> None:
             assert wait_until(lambda log=new.log: "UDPv4 link local" in log.read_text("utf-8"), 5)
 
 
+def restore_openvpn_tunnels(lab: Lab, tunnels: Tunnels) -> None:
+    """Leave working OpenVPN tunnels to the next tests, whatever happened in this one."""
+    for proto, tunnel in (("udp", tunnels.openvpn_udp), ("tcp", tunnels.openvpn_tcp)):
+        if not lab.tunnel_works(tunnel, within_s=3):
+            restart_openvpn_client(lab, proto)
+            lab.tunnel_works(tunnel, within_s=15)
+
+
 def new_wireguard_flow(lab: Lab, port: int) -> None:
     lab.inside(lab.ns_a, "wg", "set", f"wga{lab.tag}", "listen-port", str(port))
 
@@ -197,11 +205,7 @@ def test_enforcing_blocks_unregistered_tunnels_only_until_registered(
     finally:
         if not stopped:
             agent.stop()
-        # leave working tunnels to the next tests, whatever happened here
-        for proto, tunnel in (("udp", tunnels.openvpn_udp), ("tcp", tunnels.openvpn_tcp)):
-            if not lab.tunnel_works(tunnel, within_s=3):
-                restart_openvpn_client(lab, proto)
-                lab.tunnel_works(tunnel, within_s=15)
+        restore_openvpn_tunnels(lab, tunnels)
     sent, received = pinger.finish()
     assert sent > 20 and received == sent, (sent, received)
 
@@ -223,10 +227,7 @@ def test_openvpn_tunnels_up_before_the_agent_started_are_blocked_mid_session(
         assert lab.plain_traffic_works()
     finally:
         agent.stop()
-        for proto, tunnel in (("udp", tunnels.openvpn_udp), ("tcp", tunnels.openvpn_tcp)):
-            if not lab.tunnel_works(tunnel, within_s=3):
-                restart_openvpn_client(lab, proto)
-                lab.tunnel_works(tunnel, within_s=15)
+        restore_openvpn_tunnels(lab, tunnels)
     sent, received = pinger.finish()
     assert sent > 20 and received == sent, (sent, received)
 
