@@ -188,8 +188,11 @@ def test_public_pages_know_who_is_signed_in_and_public_api_reads_skip_the_sessio
         return len(statements)
 
     anonymous = statements_for("/api/v1/ip/192.0.2.9")
+    assert 'href="/login">Sign in' in client.get("/").text
     sign_in(client, "ali")
-    assert "Sign out (ali)" in client.get("/").text
+    home = client.get("/").text
+    assert "Sign out (ali)" in home and 'href="/login">Sign in' not in home
+    assert 'href="/apply">New application' in home
     assert "Sign out (ali)" in client.get("/lookup", params={"ip": "192.0.2.9"}).text
     assert statements_for("/api/v1/ip/192.0.2.9") == anonymous
     fragment = client.get("/lookup", params={"ip": "192.0.2.9"}, headers={"HX-Request": "true"})
