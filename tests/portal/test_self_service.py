@@ -201,7 +201,8 @@ def test_peer_amendment_waits_for_the_regulator_then_is_in_force(
 
     sign_in(client, "reg1")
     queue = client.get("/queue").text
-    assert 'id="amendment-queue"' in queue
+    assert queue.count('id="amendment-queue"') == 1
+    assert "<title>Review queue · vpnreg</title>" in queue
     match = re.search(r"/queue/amendments/(\d+)/approve", queue)
     assert match is not None
     token = csrf(client, "/queue")
