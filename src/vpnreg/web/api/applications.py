@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Header, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from vpnreg.registry import services
 from vpnreg.registry.services import Application, User, queries
@@ -284,95 +285,34 @@ for _action in ("submit", "verify", "endorse", "approve", "withdraw"):
     _plain_transition(_action)
 
 
-@router.post("/{application_id}/reject", **_doc("reject"))
-def reject(
-    application_id: int,
-    body: RejectBody,
-    db: DbSession,
-    user: CurrentUser,
-    clock: AppClock,
-    config: Config,
-    if_match: IfMatch = None,
-) -> JSONResponse:
-    return _transition(
-        services.reject,
-        application_id,
-        if_match,
-        db,
-        user,
-        clock,
-        config,
-        reason_code=body.reason_code,
-        reason=body.reason,
-    )
+def _body_transition(action: str, body_model: type[BaseModel], summary: str) -> None:
+    """One literal POST path for a transition whose JSON body's fields are the service's
+    keyword arguments (reason, reason_code, text)."""
+    service = getattr(services, action)
+
+    def endpoint(
+        application_id: int,
+        body: BaseModel,
+        db: DbSession,
+        user: CurrentUser,
+        clock: AppClock,
+        config: Config,
+        if_match: IfMatch = None,
+    ) -> JSONResponse:
+        return _transition(
+            service, application_id, if_match, db, user, clock, config, **body.model_dump()
+        )
+
+    endpoint.__annotations__["body"] = body_model  # FastAPI reads the body's schema from here
+    endpoint.__name__ = endpoint.__qualname__ = action
+    router.post(f"/{{application_id}}/{action}", **_doc(summary))(endpoint)
 
 
-@router.post("/{application_id}/revoke", **_doc("revoke"))
-def revoke(
-    application_id: int,
-    body: RevokeBody,
-    db: DbSession,
-    user: CurrentUser,
-    clock: AppClock,
-    config: Config,
-    if_match: IfMatch = None,
-) -> JSONResponse:
-    return _transition(
-        services.revoke,
-        application_id,
-        if_match,
-        db,
-        user,
-        clock,
-        config,
-        reason=body.reason,
-        reason_code=body.reason_code,
-    )
-
-
-@router.post("/{application_id}/appeal", **_doc("appeal"))
-def appeal(
-    application_id: int,
-    body: AppealBody,
-    db: DbSession,
-    user: CurrentUser,
-    clock: AppClock,
-    config: Config,
-    if_match: IfMatch = None,
-) -> JSONResponse:
-    return _transition(
-        services.appeal, application_id, if_match, db, user, clock, config, text=body.text
-    )
-
-
-@router.post("/{application_id}/uphold", **_doc("uphold (an appeal against)"))
-def uphold(
-    application_id: int,
-    body: DecisionBody,
-    db: DbSession,
-    user: CurrentUser,
-    clock: AppClock,
-    config: Config,
-    if_match: IfMatch = None,
-) -> JSONResponse:
-    return _transition(
-        services.uphold, application_id, if_match, db, user, clock, config, reason=body.reason
-    )
-
-
-@router.post("/{application_id}/overturn", **_doc("overturn (the rejection of)"))
-def overturn(
-    application_id: int,
-    body: DecisionBody,
-    db: DbSession,
-    user: CurrentUser,
-    clock: AppClock,
-    config: Config,
-    if_match: IfMatch = None,
-) -> JSONResponse:
-    return _transition(
-        services.overturn, application_id, if_match, db, user, clock, config, reason=body.reason
-    )
+_body_transition("reject", RejectBody, "reject")
+_body_transition("revoke", RevokeBody, "revoke")
+_body_transition("appeal", AppealBody, "appeal")
+_body_transition("uphold", DecisionBody, "uphold (an appeal against)")
+_body_transition("overturn", DecisionBody, "overturn (the rejection of)")
 
 
 @router.post(
