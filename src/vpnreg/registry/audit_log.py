@@ -8,8 +8,8 @@ writers queue on that row lock; on SQLite BEGIN IMMEDIATE already serialises wri
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
@@ -157,6 +157,40 @@ def append_event(
     )
     chain.write()
     return record
+
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+_Row = TypeVar("_Row", bound=_Identified)
+
+
+def add_audited(
+    session: Session,
+    row: _Row,
+    *,
+    time: dt.datetime,
+    actor: str,
+    action: str,
+    object_type: str,
+    snapshot: Callable[[_Row], Any],
+) -> _Row:
+    """Insert `row` and record its creation (`after` = its snapshot, taken once the insert gave
+    it an id) in the caller's transaction."""
+    session.add(row)
+    session.flush()
+    append_event(
+        session,
+        time=time,
+        actor=actor,
+        action=action,
+        object_type=object_type,
+        object_id=row.id,
+        after=snapshot(row),
+    )
+    return row
 
 
 def iter_records(session: Session, *, batch: int = VERIFY_BATCH) -> Iterator[AuditRecord]:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vpnreg.core.review import Role
-from vpnreg.registry.audit_log import append_event
+from vpnreg.registry.audit_log import add_audited, append_event
 from vpnreg.registry.errors import (
     FieldError,
     Forbidden,
@@ -126,34 +126,29 @@ def add_organisation(
         national_id_last4=last4,
         created_at=now,
     )
-    session.add(org)
-    session.flush()
-    append_event(
+    return add_audited(
         session,
+        org,
         time=now,
         actor=actor_name(actor),
         action="create_organisation",
         object_type="organisation",
-        object_id=org.id,
-        after=organisation_snapshot(org),
+        snapshot=organisation_snapshot,
     )
-    return org
 
 
 def create_isp(session: Session, *, name: str, actor: Actor, now: dt.datetime) -> ISP:
     require_role(actor, *_ADMINS)
     with service_transaction(session):
         isp = ISP(name=_check_name(session, ISP, name), created_at=now)
-        session.add(isp)
-        session.flush()
-        append_event(
+        add_audited(
             session,
+            isp,
             time=now,
             actor=actor_name(actor),
             action="create_isp",
             object_type="isp",
-            object_id=isp.id,
-            after=isp_snapshot(isp),
+            snapshot=isp_snapshot,
         )
     return isp
 
@@ -171,16 +166,14 @@ def create_sector_body(
             created_at=now,
             category_rows=[SectorBodyCategory(category=c) for c in sorted(set(categories))],
         )
-        session.add(body)
-        session.flush()
-        append_event(
+        add_audited(
             session,
+            body,
             time=now,
             actor=actor_name(actor),
             action="create_sector_body",
             object_type="sector_body",
-            object_id=body.id,
-            after=sector_body_snapshot(body),
+            snapshot=sector_body_snapshot,
         )
     return body
 
@@ -289,18 +282,15 @@ def add_user(
         active=True,
         created_at=now,
     )
-    session.add(user)
-    session.flush()
-    append_event(
+    return add_audited(
         session,
+        user,
         time=now,
         actor=actor_name(actor),
         action="create_user",
         object_type="user",
-        object_id=user.id,
-        after=user_snapshot(user),
+        snapshot=user_snapshot,
     )
-    return user
 
 
 def _load_user(session: Session, user_id: int) -> User:

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vpnreg.core.review import Role
-from vpnreg.registry.audit_log import append_event
+from vpnreg.registry.audit_log import add_audited, append_event
 from vpnreg.registry.errors import FieldError, NotFound, StateConflict, ValidationFailed
 from vpnreg.registry.models import ApiToken, User
 from vpnreg.registry.services.actors import Actor, actor_name, require_role
@@ -147,16 +147,14 @@ def create_token(
             expires_at=expires_at,
             revoked_at=None,
         )
-        session.add(token)
-        session.flush()
-        append_event(
+        add_audited(
             session,
+            token,
             time=now,
             actor=actor_name(actor),
             action="token.create",
             object_type="api_token",
-            object_id=token.id,
-            after=_token_snapshot(token),
+            snapshot=_token_snapshot,
         )
     return token, secret
 
