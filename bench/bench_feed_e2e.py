@@ -266,8 +266,8 @@ def main() -> None:
         (work / "sqlite").mkdir()
         results["SQLite"] = measure(f"sqlite:///{work / 'sqlite' / 'registry.db'}", work / "sqlite")
         (work / "pg").mkdir()
-        with postgres_cluster() as cluster:
-            results["PostgreSQL"] = measure(cluster.url, work / "pg")
+        with postgres_cluster() as pg_url:
+            results["PostgreSQL"] = measure(pg_url, work / "pg")
     rows = []
     for backend, fig in results.items():
         lines = (

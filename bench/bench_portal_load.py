@@ -24,12 +24,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from tests.fixtures.postgres import throwaway_cluster
 
 from bench.report import write_section
 
@@ -78,89 +78,14 @@ def _vpnreg(env: dict[str, str], *args: str, cwd: Path) -> None:
     )
 
 
-# --- a throwaway PostgreSQL cluster (as tests/fixtures/postgres.py does it) --------------------
-
-
-@dataclass(frozen=True)
-class Cluster:
-    base: Path
-    port: int
-    database: str
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+psycopg://postgres@/{self.database}?host={self.base}&port={self.port}"
-
-
-def _as_postgres(argv: list[str]) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+# --- a throwaway PostgreSQL cluster (the tests' own, with PostgreSQL's fsync settings) -------
 
 
 @contextlib.contextmanager
-def postgres_cluster() -> Iterator[Cluster]:
-    bin_dir = Path(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))[-1]).parent
-    base = Path(tempfile.mkdtemp(prefix="vpnreg-bench-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(base, user="postgres", group="postgres")
-    os.chmod(base, 0o700)
-    data, port = base / "data", _free_port()
-    subprocess.run(
-        _as_postgres(
-            [
-                str(bin_dir / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-                "--no-instructions",
-            ]
-        ),
-        check=True,
-        capture_output=True,
-    )
-    options = (
-        f"-c listen_addresses='' -c unix_socket_directories='{base}' -p {port} "
-        "-c max_connections=200"
-    )
-    pg_ctl = str(bin_dir / "pg_ctl")
-    subprocess.run(
-        [
-            *_as_postgres([pg_ctl, "-D", str(data), "-l", str(base / "log"), "-o", options, "-w"]),
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        name = f"bench_{uuid.uuid4().hex[:8]}"
-        subprocess.run(
-            _as_postgres(
-                [
-                    str(bin_dir / "createdb"),
-                    "-h",
-                    str(base),
-                    "-p",
-                    str(port),
-                    "-U",
-                    "postgres",
-                    name,
-                ]
-            ),
-            check=True,
-            capture_output=True,
-        )
-        yield Cluster(base, port, name)
-    finally:
-        subprocess.run(
-            _as_postgres([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]),
-            capture_output=True,
-            check=False,
-        )
-        shutil.rmtree(base, ignore_errors=True)
+def postgres_cluster() -> Iterator[str]:
+    """The URL of an empty database in a throwaway cluster, removed after."""
+    with throwaway_cluster(durable=True) as server:
+        yield server.url(server.create_database("bench"))
 
 
 # --- one run ----------------------------------------------------------------------------------
@@ -377,10 +302,10 @@ def main() -> None:
         sqlite_dir = Path(tmp) / "sqlite"
         sqlite_dir.mkdir()
         results |= measure("SQLite", f"sqlite:///{sqlite_dir / 'registry.db'}", sqlite_dir)
-        with postgres_cluster() as cluster:
+        with postgres_cluster() as pg_url:
             pg_dir = Path(tmp) / "pg"
             pg_dir.mkdir()
-            results |= measure("PostgreSQL", cluster.url, pg_dir, lookups_alone=True)
+            results |= measure("PostgreSQL", pg_url, pg_dir, lookups_alone=True)
     pg_p99 = lookup_p99(results["PostgreSQL"])
     met = pg_p99 < TARGET_LOOKUP_P99_MS
     verdict = (
