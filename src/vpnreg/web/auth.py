@@ -148,10 +148,7 @@ def resolve_user(request: Request, session: Session, clock: Clock) -> User | Non
     return resolve_web_session(session, token=token, now=clock.now())
 
 
-def get_principal(request: Request, db: DbSession, clock: AppClock) -> Principal:
-    cached = getattr(request.state, "principal", None)
-    if isinstance(cached, Principal):
-        return cached
+def _resolve_principal(request: Request, db: Session, clock: Clock) -> Principal:
     token = _bearer(request)
     if token is not None:
         api_token = authenticate_token(db, token=token, now=clock.now())
@@ -176,6 +173,15 @@ def get_principal(request: Request, db: DbSession, clock: AppClock) -> Principal
     request.state.principal = principal
     request.state.current_user = principal.user
     return principal
+
+
+async def get_principal(request: Request, db: DbSession, clock: AppClock) -> Principal:
+    """The caller, resolved once per request (enforce_policy usually does it first); only the
+    first call goes to a thread for the session or token lookup."""
+    cached = getattr(request.state, "principal", None)
+    if isinstance(cached, Principal):
+        return cached
+    return await run_in_threadpool(_resolve_principal, request, db, clock)
 
 
 CurrentCaller = Annotated[Principal, Depends(get_principal)]
@@ -303,7 +309,7 @@ async def enforce_policy(request: Request, db: DbSession, clock: AppClock) -> No
         raise Problem(403, "no-policy", f"{method} {path} has no entry in the policy table")
     if _open_and_anonymous(request, method, access):
         return
-    principal = await run_in_threadpool(get_principal, request, db, clock)
+    principal = await get_principal(request, db, clock)
     if not allows(access, principal.role):
         if principal.role is None:
             raise Problem(401, "not-signed-in", "sign in first, or send an API token")
