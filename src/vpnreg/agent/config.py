@@ -3,23 +3,36 @@
 The file takes the command-line options (same names, snake_case) plus what only a file sets:
 retention and rotation of the verdict log, the block timeout, fail-open on stop, the feed timers.
 Options given on the command line win over the file; SIGHUP re-reads the file and applies the
-command-line options over it again. Unknown keys and wrong types are refused with a one-line
-ConfigError naming the key.
+command-line options over it again. GatewayConfig, a pydantic model, checks the merged values:
+unknown keys and wrong types are refused with a one-line ConfigError naming where the value came
+from (the file, or the option) and the key, e.g. "gateway.toml: enforce: must be one of dry-run,
+nftables (got 'drop')".
 """
 
 from __future__ import annotations
 
 import ipaddress
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Container, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from vpnreg.agent.enforce import DEFAULT_TIMEOUT_S
 from vpnreg.agent.verdictlog import DEFAULT_RETENTION_DAYS, DEFAULT_ROTATE_BYTES
 from vpnreg.core.policy import Network
+from vpnreg.validation import location, problem
 
 _E = TypeVar("_E", bound=StrEnum)
 
@@ -43,27 +56,86 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the key and the problem."""
 
 
-@dataclass(frozen=True)
-class GatewayConfig:
-    pcap: Path | None
-    interface: str | None
-    feed: str
-    trust: tuple[Path, ...]
-    home: tuple[Network, ...]
-    enforce: EnforceKind
-    token: str | None = None
-    state_dir: Path = DEFAULT_STATE_DIR
-    verdicts: Path | None = None
-    metrics_port: int | None = None
-    metrics_address: str = "127.0.0.1"
-    retention_days: int = DEFAULT_RETENTION_DAYS
-    rotate_bytes: int = DEFAULT_ROTATE_BYTES
-    block_timeout_s: int = DEFAULT_TIMEOUT_S
-    fail_open_on_stop: bool = True
-    on_stale: OnStale = OnStale.KEEP
-    feed_refresh_s: float | None = None  # None: FILE_REFRESH_S for a file, URL_REFRESH_S for a URL
-    feed_retry_s: float = 10.0
-    feed_expire_s: float = 7200.0
+def _path_text(value: object) -> object:
+    # Path("") is ".", so an empty string would otherwise pass as the current directory.
+    if isinstance(value, Path) or (isinstance(value, str) and value):
+        return value
+    raise PydanticCustomError("path", "must be a non-empty path")
+
+
+def _one_or_many(value: object) -> object:
+    """`trust = "k.pub"` is the list of that one key; likewise one home prefix."""
+    return [value] if isinstance(value, str | Path) else value
+
+
+def _network(value: object) -> Network:
+    if not isinstance(value, str):
+        raise PydanticCustomError("prefix", "must be a prefix such as 198.51.100.0/24")
+    try:
+        return ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise PydanticCustomError("prefix", "bad prefix: {reason}", {"reason": str(exc)}) from None
+
+
+def _member_of(kind: type[_E]) -> Callable[[object], object]:
+    values = [member.value for member in kind]
+
+    def check(value: object) -> object:
+        if isinstance(value, kind) or (isinstance(value, str) and value in values):
+            return value
+        raise PydanticCustomError(
+            "choice",
+            "must be one of {choices} (got {got})",
+            {"choices": ", ".join(values), "got": repr(value)},
+        )
+
+    return check
+
+
+_Text = Annotated[str, Field(strict=True, min_length=1)]
+_FilePath = Annotated[Path, BeforeValidator(_path_text)]
+_Prefix = Annotated[Network, PlainValidator(_network)]
+_Count = Annotated[int, Field(strict=True)]
+_Seconds = Annotated[float, Field(strict=True, gt=0)]
+
+
+class GatewayConfig(BaseModel):
+    """The effective configuration; built by `load` (or `resolve`), never edited afterwards."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pcap: _FilePath | None = None
+    interface: _Text | None = None
+    feed: _Text
+    trust: Annotated[tuple[_FilePath, ...], BeforeValidator(_one_or_many), Field(min_length=1)]
+    home: Annotated[tuple[_Prefix, ...], BeforeValidator(_one_or_many), Field(min_length=1)]
+    enforce: Annotated[EnforceKind, BeforeValidator(_member_of(EnforceKind))]
+    token: _Text | None = None
+    state_dir: _FilePath = DEFAULT_STATE_DIR
+    verdicts: _FilePath | None = None
+    metrics_port: Annotated[_Count, Field(ge=0, le=65535)] | None = None
+    metrics_address: _Text = "127.0.0.1"
+    retention_days: Annotated[_Count, Field(ge=1)] = DEFAULT_RETENTION_DAYS
+    rotate_bytes: Annotated[_Count, Field(ge=1024)] = DEFAULT_ROTATE_BYTES
+    block_timeout_s: Annotated[_Count, Field(ge=1)] = DEFAULT_TIMEOUT_S
+    fail_open_on_stop: Annotated[bool, Field(strict=True)] = True
+    on_stale: Annotated[OnStale, BeforeValidator(_member_of(OnStale))] = OnStale.KEEP
+    #: None: FILE_REFRESH_S for a file, URL_REFRESH_S for a URL (see refresh_s).
+    feed_refresh_s: _Seconds | None = None
+    feed_retry_s: _Seconds = 10.0
+    feed_expire_s: _Seconds = 7200.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_source(cls, data: Any) -> Any:
+        # Checked first: without a source nothing else matters, and the fix is on the command line.
+        if isinstance(data, Mapping) and (data.get("pcap") is None) is (
+            data.get("interface") is None
+        ):
+            raise PydanticCustomError(
+                "source", "give exactly one of --pcap FILE and --interface IF"
+            )
+        return data
 
     @property
     def feed_is_url(self) -> bool:
@@ -80,118 +152,50 @@ class GatewayConfig:
         return str(self.pcap) if self.pcap is not None else f"interface:{self.interface}"
 
 
-KEYS = frozenset(f.name for f in fields(GatewayConfig))
+KEYS = frozenset(GatewayConfig.model_fields)
 
 
 def read_file(path: Path) -> dict[str, Any]:
-    """The raw keys of a TOML configuration file (checked against the known keys)."""
+    """The raw keys of a TOML configuration file (checked when resolved, naming the file)."""
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    unknown = sorted(set(data) - KEYS)
-    if unknown:
-        raise ConfigError(f"{path}: unknown keys: {', '.join(unknown)}")
-    return data
 
 
-def resolve(file_values: Mapping[str, Any], overrides: Mapping[str, Any]) -> GatewayConfig:
-    """The effective configuration: the file's values, then the given command-line options."""
-    merged = dict(file_values)
-    merged.update({k: v for k, v in overrides.items() if v is not None and v != ()})
-    unknown = sorted(set(merged) - KEYS)
-    if unknown:
-        raise ConfigError(f"unknown options: {', '.join(unknown)}")
-    pcap, interface = merged.get("pcap"), merged.get("interface")
-    if (pcap is None) == (interface is None):
-        raise ConfigError("give exactly one of --pcap FILE and --interface IF")
-    for required in ("feed", "trust", "home", "enforce"):
-        if merged.get(required) in (None, "", [], ()):
-            raise ConfigError(f"{required} is required (--{required} or the configuration file)")
-    m = merged
-    return GatewayConfig(
-        pcap=None if pcap is None else Path(_str(pcap, "pcap")),
-        interface=None if interface is None else _str(interface, "interface"),
-        feed=_str(merged["feed"], "feed"),
-        trust=tuple(Path(_str(p, "trust")) for p in _list(merged["trust"], "trust")),
-        home=tuple(_network(p) for p in _list(merged["home"], "home")),
-        enforce=_enum(EnforceKind, merged["enforce"], "enforce"),
-        token=None if merged.get("token") is None else _str(merged["token"], "token"),
-        state_dir=Path(_str(merged.get("state_dir", DEFAULT_STATE_DIR), "state_dir")),
-        verdicts=None if m.get("verdicts") is None else Path(_str(m["verdicts"], "verdicts")),
-        metrics_port=_port(merged.get("metrics_port")),
-        metrics_address=_str(merged.get("metrics_address", "127.0.0.1"), "metrics_address"),
-        retention_days=_int(m.get("retention_days", DEFAULT_RETENTION_DAYS), "retention_days", 1),
-        rotate_bytes=_int(merged.get("rotate_bytes", DEFAULT_ROTATE_BYTES), "rotate_bytes", 1024),
-        block_timeout_s=_int(m.get("block_timeout_s", DEFAULT_TIMEOUT_S), "block_timeout_s", 1),
-        fail_open_on_stop=_bool(merged.get("fail_open_on_stop", True), "fail_open_on_stop"),
-        on_stale=_enum(OnStale, merged.get("on_stale", OnStale.KEEP), "on_stale"),
-        feed_refresh_s=None if merged.get("feed_refresh_s") is None
-        else _seconds(merged["feed_refresh_s"], "feed_refresh_s"),
-        feed_retry_s=_seconds(merged.get("feed_retry_s", 10.0), "feed_retry_s"),
-        feed_expire_s=_seconds(merged.get("feed_expire_s", 7200.0), "feed_expire_s"),
-    )  # fmt: skip
+def resolve(
+    file_values: Mapping[str, Any], overrides: Mapping[str, Any], *, source: Path | None = None
+) -> GatewayConfig:
+    """The effective configuration: the file's values, then the given command-line options.
+
+    An option left out (None, or an empty tuple for a repeatable one) keeps the file's value.
+    `source` names the file in error messages.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None and v != ()}
+    try:
+        return GatewayConfig.model_validate({**file_values, **given})
+    except ValidationError as exc:
+        origin = str(source) if source is not None else "configuration file"
+        raise ConfigError(
+            "; ".join(_describe(e, from_options=given.keys(), origin=origin) for e in exc.errors())
+        ) from None
 
 
 def load(path: Path | None, overrides: Mapping[str, Any]) -> GatewayConfig:
-    return resolve(read_file(path) if path is not None else {}, overrides)
+    """The configuration from the file at `path` (if any) with `overrides` over it."""
+    return resolve(read_file(path) if path is not None else {}, overrides, source=path)
 
 
-def _str(value: object, key: str) -> str:
-    if isinstance(value, Path):
-        return str(value)
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{key} must be a non-empty string")
-    return value
-
-
-def _list(value: object, key: str) -> list[object]:
-    if isinstance(value, str | Path):
-        return [value]
-    if not isinstance(value, list | tuple) or not value:
-        raise ConfigError(f"{key} must be a non-empty list")
-    return list(value)
-
-
-def _network(value: object) -> Network:
-    text = _str(value, "home")
-    try:
-        return ipaddress.ip_network(text, strict=True)
-    except ValueError as exc:
-        raise ConfigError(f"home: bad prefix {text!r}: {exc}") from None
-
-
-def _int(value: object, key: str, minimum: int) -> int:
-    if type(value) is not int or value < minimum:
-        raise ConfigError(f"{key} must be an integer >= {minimum}")
-    return value
-
-
-def _port(value: object) -> int | None:
-    if value is None:
-        return None
-    if type(value) is not int or not 0 <= value <= 65535:
-        raise ConfigError("metrics_port must be an integer in 0..65535")
-    return value
-
-
-def _bool(value: object, key: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{key} must be true or false")
-    return value
-
-
-def _seconds(value: object, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(f"{key} must be a positive number of seconds")
-    return float(value)
-
-
-def _enum(kind: type[_E], value: object, key: str) -> _E:
-    try:
-        return kind(str(value))
-    except ValueError:
-        choices = ", ".join(m.value for m in kind)
-        raise ConfigError(f"{key} must be one of {choices}, not {value!r}") from None
+def _describe(error: ErrorDetails, *, from_options: Container[str], origin: str) -> str:
+    loc = error["loc"]
+    if not loc:
+        return problem(error)
+    key = str(loc[0])
+    option = "--" + key.replace("_", "-")
+    if error["type"] == "missing":
+        return f"{key}: required ({option} or the configuration file)"
+    if key in from_options:  # "--home[1]: bad prefix ...": the option names the key already
+        return f"{option}{location(loc)[len(key) :]}: {problem(error)}"
+    return f"{origin}: {location(loc)}: {problem(error)}"
