@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +40,7 @@ from vpnreg.core.feed import (
     dump_document,
     verify_document,
 )
+from vpnreg.files import write_atomic
 
 SNAPSHOT_FILE = "snapshot.json"
 STATE_FILE = "state.json"
@@ -49,6 +48,8 @@ STATE_FORMAT = 1
 #: Re-verifying a held copy checks signature and hashes but not expiry (an expired copy is
 #: kept and marked stale): verify_document only compares `now` with the expiry time.
 _BEFORE_ANY_EXPIRY = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+#: Only the agent reads its state directory, so its files stay private (as mkstemp made them).
+_FILE_MODE = 0o600
 
 
 class StoredStateError(FeedError):
@@ -61,26 +62,6 @@ class StoredFeed:
 
     state: FeedState
     verified_at: dt.datetime | None
-
-
-def write_atomic(path: Path, chunks: Iterable[bytes]) -> None:
-    """Replace `path` with `chunks`: temporary file in the same directory, fsync, rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in chunks:
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _time_text(moment: dt.datetime) -> str:
@@ -110,7 +91,7 @@ class FeedStore:
     def save_snapshot(self, raw: bytes, state: FeedState, *, verified_at: dt.datetime) -> None:
         """Hold a verified snapshot document, `raw` exactly as received."""
         self._dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.snapshot_path, [raw])
+        write_atomic(self.snapshot_path, raw, mode=_FILE_MODE)
         self.save_verified_at(state, verified_at=verified_at)
 
     def save_rebuilt(self, proof: bytes, state: FeedState, *, verified_at: dt.datetime) -> None:
@@ -125,6 +106,7 @@ class FeedStore:
                 state.entries.to_json_text().encode("ascii"),
                 b"}",
             ],
+            mode=_FILE_MODE,
         )
         self.save_verified_at(state, verified_at=verified_at)
 
@@ -136,7 +118,11 @@ class FeedStore:
             "held": state.held().to_json(),
             "verified_at": _time_text(verified_at),
         }
-        write_atomic(self.state_path, [json.dumps(body, indent=1).encode("ascii"), b"\n"])
+        write_atomic(
+            self.state_path,
+            [json.dumps(body, indent=1).encode("ascii"), b"\n"],
+            mode=_FILE_MODE,
+        )
 
     # -- reading -----------------------------------------------------------------------------
 
