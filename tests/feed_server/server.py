@@ -16,19 +16,19 @@ from fastapi import FastAPI
 from vpnreg.clock import Clock
 from vpnreg.core.feed import key_id
 from vpnreg.settings import Settings
-from vpnreg.web.feed import FeedOptions, FeedServer, install_feed
+from vpnreg.web.feed import FeedOptions, FeedServer, Timer, install_feed
 
 FAST = FeedOptions(check_interval_s=0.05, publish_interval_s=3600.0, max_wait_s=10.0, max_deltas=3)
 
 
 def feed_app(
-    url: str, key_dir: Path, clock: Clock, options: FeedOptions = FAST
+    url: str, key_dir: Path, clock: Clock, options: FeedOptions = FAST, timer: Timer | None = None
 ) -> tuple[FastAPI, FeedServer]:
     settings = Settings(
         database_url=url, feed_key=key_dir / "feed.key", allow_documentation_prefixes=True
     )
     app = FastAPI()
-    return app, install_feed(app, settings, clock=clock, options=options)
+    return app, install_feed(app, settings, clock=clock, options=options, timer=timer)
 
 
 def trusted(server: FeedServer) -> dict[str, Ed25519PublicKey]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +18,9 @@ from fastapi.testclient import TestClient
 from tests.feed_server.conftest import Committed
 from tests.feed_server.flow import bank_registration, registered_table, texts
 from tests.feed_server.server import feed_app, serving, trusted
+from tests.feed_server.timers import ReportingTimer
+from tests.registry.conftest import add_user
+from tests.registry.flow import act
 from vpnreg.agent.feedclient import FeedClient, PollStatus, Timers
 from vpnreg.clock import FrozenClock, SystemClock
 from vpnreg.core.feed import (
@@ -28,6 +30,7 @@ from vpnreg.core.feed import (
     apply_delta,
     verify_document,
 )
+from vpnreg.core.review import Role
 from vpnreg.registry import services
 from vpnreg.web.feed import FeedOptions, FeedServer
 
@@ -159,8 +162,7 @@ def test_delta_brings_an_old_serial_to_the_registered_set_or_answers_reset(feed:
     gone = feed.approve("198.51.100.0/24")
     feed.approve("203.0.113.0/24")
     _, mid = feed.settle()
-    services.revoke(
-        feed.reg.session, application_id=gone, actor=feed.reg.world.regulator,
+    act("revoke", feed.reg.session, application_id=gone, actor=feed.reg.world.regulator,
         reason="closed", now=feed.clock.now(), config=feed.reg.config,
     )  # fmt: skip
     _, last = feed.settle()
@@ -193,37 +195,91 @@ def test_delta_brings_an_old_serial_to_the_registered_set_or_answers_reset(feed:
     assert len(feed.get("delta", since=last, session=session_id).json()["deltas"]) == 1
 
 
-def test_notify_returns_as_soon_as_a_publish_moves_the_serial(feed: Feed) -> None:
-    session_id, serial = feed.serial()
+def test_a_user_bound_token_reads_the_feed_only_while_its_user_is_a_gateway(feed: Feed) -> None:
+    session, now = feed.reg.session, feed.clock.now()
+    owner = add_user(session, "gw-operator", Role.GATEWAY, now)
+    token_row, secret = services.create_token(
+        session, name="gw-robot", user_id=owner.id, actor="cli:admin", now=now
+    )
+    assert token_row.role == "gateway"
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert feed.client.get("/feed/v1/snapshot", headers=headers).status_code == 200
 
-    def approve_later() -> None:
-        time.sleep(0.3)
-        feed.approve("192.0.2.0/24")
-        feed.server.notify_changed()
+    # The token row still says "gateway"; what counts is its user's role now.
+    services.set_user_role(
+        session, user_id=owner.id, role="isp", isp_id=feed.reg.world.isp, actor="cli:admin",
+        now=now,
+    )  # fmt: skip
+    refused = feed.client.get("/feed/v1/snapshot", headers=headers)
+    assert refused.status_code == 403 and "isp" in refused.json()["detail"]
 
-    worker = threading.Thread(target=approve_later)
-    started = time.monotonic()
-    worker.start()
-    answer = feed.get("notify", since=serial, session=session_id, wait=8)
-    elapsed = time.monotonic() - started
-    worker.join()
-    assert answer.status_code == 200
-    assert answer.json() == {"session_id": session_id, "serial": serial + 1}
-    assert 0.25 <= elapsed < 6
-
-    started = time.monotonic()
-    quiet = feed.get("notify", since=serial + 1, session=session_id, wait=0.3)
-    assert quiet.status_code == 204
-    assert time.monotonic() - started >= 0.28
-    other = feed.get("notify", since=serial + 1, session="f" * 32, wait=5)
-    assert other.json() == {"session_id": session_id, "serial": serial + 1}
+    services.set_user_active(session, user_id=owner.id, active=False, actor="cli:admin", now=now)
+    assert feed.client.get("/feed/v1/snapshot", headers=headers).status_code == 401
 
 
-def test_the_scheduler_publishes_changes_made_elsewhere_without_a_hint(feed: Feed) -> None:
-    session_id, serial = feed.serial()
-    feed.approve("203.0.113.0/24")  # as a CLI in another process would: no notify_changed
-    answer = feed.get("notify", since=serial, session=session_id, wait=8)
-    assert answer.status_code == 200 and answer.json()["serial"] == serial + 1
+def signed(
+    feed: Feed, path: str, **params: object
+) -> tuple[bytes, VerifiedSnapshot | VerifiedDelta]:
+    """The body served at `path` (a snapshot, or the one delta of a delta answer), verified."""
+    response = feed.get(path, **params)
+    assert response.status_code == 200, response.text
+    raw = response.content
+    if path == "delta":
+        raw = httpx.Response(200, json=response.json()["deltas"][0]).content
+    return response.content, verify_document(raw, trusted=feed.trusted, now=feed.clock.now())
+
+
+def test_a_signed_snapshot_is_reused_until_half_its_validity_is_gone(feed: Feed) -> None:
+    feed.approve("192.0.2.0/24")
+    session_id, serial = feed.settle()
+    first_at = feed.clock.now()
+    body, doc = signed(feed, "snapshot")
+    assert doc.expires == first_at + dt.timedelta(days=1)
+
+    feed.clock.advance(dt.timedelta(hours=12) - dt.timedelta(seconds=1))
+    again, _ = signed(feed, "snapshot")
+    assert again == body  # not signed again: the same expiry, the same bytes
+
+    feed.clock.advance(dt.timedelta(seconds=1))  # half of the day's validity has gone
+    renewed, doc = signed(feed, "snapshot")
+    assert renewed != body
+    assert (doc.session_id, doc.serial) == (session_id, serial)
+    assert doc.expires == feed.clock.now() + dt.timedelta(days=1)
+    assert signed(feed, "snapshot")[0] == renewed
+
+    feed.approve("198.51.100.0/24")
+    feed.settle()
+    _, doc = signed(feed, "snapshot")  # a new serial is signed at once
+    assert isinstance(doc, VerifiedSnapshot)
+    assert doc.serial == serial + 1 and len(doc.entries) == 2
+    assert doc.expires == feed.clock.now() + dt.timedelta(days=1)
+
+
+def test_a_signed_delta_is_reused_per_since_until_half_its_validity_is_gone(feed: Feed) -> None:
+    session_id, first = feed.serial()
+    feed.approve("192.0.2.0/24")
+    _, second = feed.settle()
+    body, doc = signed(feed, "delta", since=first, session=session_id)
+    assert isinstance(doc, VerifiedDelta) and (doc.previous_serial, doc.serial) == (first, second)
+
+    feed.clock.advance(dt.timedelta(hours=1))
+    assert signed(feed, "delta", since=first, session=session_id)[0] == body
+
+    feed.approve("198.51.100.0/24")
+    _, third = feed.settle()
+    from_first, doc = signed(feed, "delta", since=first, session=session_id)
+    assert isinstance(doc, VerifiedDelta) and (doc.previous_serial, doc.serial) == (first, third)
+    assert doc.expires == feed.clock.now() + dt.timedelta(days=1)
+    from_second, doc = signed(feed, "delta", since=second, session=session_id)
+    assert isinstance(doc, VerifiedDelta) and (doc.previous_serial, doc.serial) == (second, third)
+    assert len(doc.added) == 1 and from_second != from_first
+
+    feed.clock.advance(dt.timedelta(hours=11))
+    assert signed(feed, "delta", since=second, session=session_id)[0] == from_second
+    feed.clock.advance(dt.timedelta(hours=1))
+    renewed, doc = signed(feed, "delta", since=second, session=session_id)
+    assert renewed != from_second
+    assert doc.expires == feed.clock.now() + dt.timedelta(days=1)
 
 
 def test_the_real_feed_client_over_uvicorn_holds_the_registry_set(
@@ -269,11 +325,12 @@ def test_shutdown_right_after_a_notify_stops_the_scheduler(
     """A POST's notify just before shutdown once made the shutdown wait forever (Python 3.11's
     wait_for swallowed the cancel); the window is a few loop turns wide, so try each."""
     quiet = FeedOptions(check_interval_s=3600, publish_interval_s=3600, max_wait_s=10, max_deltas=3)
-    _, server = feed_app(committed.url, tmp_path / "keys", clock, quiet)
+    timer = ReportingTimer()
+    _, server = feed_app(committed.url, tmp_path / "keys", clock, quiet, timer=timer)
 
     async def start_notify_stop() -> None:
         async with server.lifespan(None):
-            await asyncio.sleep(0.05)  # the scheduler now waits for a wake-up
+            await timer.waiting.wait()  # the scheduler now waits for a wake-up
             server.notify_changed()
             for _ in range(yields):
                 await asyncio.sleep(0)
@@ -281,32 +338,3 @@ def test_shutdown_right_after_a_notify_stops_the_scheduler(
     started = time.monotonic()
     asyncio.run(asyncio.wait_for(start_notify_stop(), timeout=10))
     assert time.monotonic() - started < 5, "the shutdown waited for the scheduler"
-
-
-def test_a_burst_of_notifies_is_one_publish(
-    committed: Committed, tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    options = FeedOptions(
-        check_interval_s=3600, publish_interval_s=3600, max_wait_s=10, max_deltas=3,
-        notify_gap_s=0.3,
-    )  # fmt: skip
-    _, server = feed_app(committed.url, tmp_path / "keys", clock, options)
-    publishes: list[float] = []
-    publish = server._publish_blocking
-
-    def counted() -> bool:
-        publishes.append(time.monotonic())
-        return publish()
-
-    monkeypatch.setattr(server, "_publish_blocking", counted)
-
-    async def burst() -> None:
-        async with server.lifespan(None):
-            publishes.clear()  # the one at start
-            for _ in range(20):  # 20 changes within 0.2 s
-                server.notify_changed()
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(0.8)
-
-    asyncio.run(burst())
-    assert len(publishes) == 1

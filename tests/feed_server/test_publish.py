@@ -12,13 +12,14 @@ from sqlalchemy.orm import Session
 
 from tests.feed_server.flow import bank_registration, registered_table, texts
 from tests.registry.conftest import KARACHI, World
+from tests.registry.flow import act
 from vpnreg.clock import FrozenClock
 from vpnreg.core.feed import EnforcementMode, EntryTable, Mode, VpnProtocol
 from vpnreg.core.review import State, validity_end
 from vpnreg.registry import services
 from vpnreg.registry.errors import Forbidden, ValidationFailed
 from vpnreg.registry.models import AuditLogRow, FeedDeltaRow, FeedEntryRow
-from vpnreg.registry.services import feed as feed_service
+from vpnreg.registry.services import feed_store
 
 
 def held(session: Session) -> EntryTable:
@@ -97,7 +98,8 @@ def test_revocation_removes_the_entries_of_the_registration(
     keep = bank_registration(session, world, config, clock.now(), "198.51.100.0/24")
     gone = bank_registration(session, world, config, clock.now(), "192.0.2.0/25")
     services.publish(session, now=clock.now(), config=config)
-    services.revoke(
+    act(
+        "revoke",
         session,
         application_id=gone.id,
         actor=world.regulator,
@@ -116,12 +118,17 @@ def test_renewal_hands_over_in_one_serial_without_gap_or_flap(
     session: Session, world: World, config: services.ServiceConfig, clock: FrozenClock
 ) -> None:
     first = bank_registration(session, world, config, clock.now(), "198.51.100.0/24")
-    renewal = services.renew(
-        session, application_id=first.id, actor=world.bank_applicant, now=clock.now(), config=config
+    renewal = act(
+        "renew",
+        session,
+        application_id=first.id,
+        actor=world.bank_applicant,
+        now=clock.now(),
+        config=config,
     )
     kw = {"application_id": renewal.id, "now": clock.now(), "config": config}
-    services.verify(session, actor=world.isp_user, **kw)  # type: ignore[arg-type]
-    services.approve(session, actor=world.regulator, **kw)  # type: ignore[arg-type]
+    act("verify", session, actor=world.isp_user, **kw)  # type: ignore[arg-type]
+    act("approve", session, actor=world.regulator, **kw)  # type: ignore[arg-type]
     start = services.publish(session, now=clock.now(), config=config)
     assert texts(held(session)) == [("198.51.100.0/24", (), first.id)]
     assert first.valid_until is not None
@@ -197,13 +204,12 @@ def test_a_history_rebuilt_from_rows_equals_the_published_one(
     )
     bank_registration(session, world, config, clock.now(), "192.0.2.0/24")
     services.publish(session, now=clock.now(), config=config)
-    services.revoke(
-        session, application_id=app.id, actor=world.regulator, reason="closed",
+    act("revoke", session, application_id=app.id, actor=world.regulator, reason="closed",
         now=clock.now(), config=config,
     )  # fmt: skip
     services.publish(session, now=clock.now(), config=config)
     published = services.current_feed(session)
-    feed_service._cache.clear()
+    feed_store.forget_histories()
     rebuilt = services.current_feed(session)
     assert published is not None and rebuilt is not None
     assert rebuilt is not published

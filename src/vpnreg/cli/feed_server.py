@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -74,15 +73,6 @@ def publish() -> None:
         typer.echo(_summary(result))
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    tmp.replace(path)
-
-
 def snapshot(
     out: Annotated[Path, typer.Option("--out", help="Where to write the signed snapshot.")],
     expires: Annotated[
@@ -92,7 +82,8 @@ def snapshot(
     """Publish pending changes, then write the current signed snapshot (for offline gateways:
     `vpnreg feed pull --feed FILE` or a gateway's feed file)."""
     from vpnreg.cli.registry_context import open_registry
-    from vpnreg.core.feed import sign_snapshot_bytes
+    from vpnreg.core.feed.document import expires_after, sign_history_snapshot
+    from vpnreg.files import write_atomic
     from vpnreg.registry import services
 
     try:
@@ -107,18 +98,10 @@ def snapshot(
         if history is None:  # pragma: no cover - publish always stores a feed
             fail("the feed was not published")
         snap = history.snapshot()
-        until = max(now, snap.created) + validity
-        body = sign_snapshot_bytes(
-            session_id=snap.session_id,
-            serial=snap.serial,
-            entries=snap.entries,
-            mode=snap.mode,
-            created=snap.created,
-            expires=until,
-            private_key=key,
-        )
+        until = expires_after(snap.created, now=now, validity=validity)
+        body = sign_history_snapshot(snap, expires=until, private_key=key)
     try:
-        _write_atomically(out, body)
+        write_atomic(out, body)
     except OSError as err:
         fail(f"cannot write {out}: {err.strerror}")
     typer.echo(

@@ -1,17 +1,25 @@
 """The signed allowlist feed over HTTP (/feed/v1/*, contract in docs/feed-client.md), and the
-scheduler that publishes it.
+scheduler that keeps it current.
 
-`FeedServer` holds one `services.FeedPublisher` (the database side) and the signing key. Its
-lifespan task publishes at start, then keeps the feed current: every `check_interval_s` it looks
-whether anything audited happened (one small read) or whether another process moved the feed,
-and every `publish_interval_s` it publishes regardless, so expiry and activation happen on time
-with nobody touching the registry. `notify_changed()` (thread-safe, non-blocking) asks for a
-publish at once (at most one per `notify_gap_s`): the API calls it after every state-changing
-request, so an approval reaches long-polling gateways within a fraction of a second. Long polls
-wait on an asyncio.Event that each new serial replaces, so they never block the event loop.
+`FeedServer` holds one `services.FeedPublisher` (the database side), the signing key and a
+`Timer`. Its lifespan task publishes at start, then wakes every `check_interval_s`, or at once
+when `notify_changed()` asks (thread-safe, non-blocking; at most one publish per `notify_gap_s`,
+so a burst of changes is one publish). A wake-up calls `FeedPublisher.catch_up`, which runs the
+full publish only when something audited happened or, every `publish_interval_s`, when a
+time-driven step (activation, expiry) is due; otherwise it costs a couple of small reads. Long
+polls wait on an asyncio.Event that each new serial replaces, so they never block the loop.
+
+Signed bodies are cached per state: the snapshot, and the merged delta from each `since`. A body
+is signed on first request and re-signed once `resign_after` (by default half) of its validity
+has gone, so a gateway always receives a document with the rest of the validity ahead of it,
+and a thousand gateways asking for the same serial cost one signature.
+
+All waiting goes through the `Timer` (`monotonic()` and `wait(event, timeout)`): the real one is
+`AsyncioTimer`; tests pass a timer they advance by hand.
 
 Install with `install_feed(app, settings)` (includes the router, whose lifespan FastAPI merges
-into the app's, and sets `app.state.feed`).
+into the app's, and sets `app.state.feed`). Gateway tokens are checked through the registry's
+token service in a short-lived session of the app's `Database` (or the server's own).
 """
 
 from __future__ import annotations
@@ -23,9 +31,9 @@ import gzip
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TypeAlias
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
@@ -33,25 +41,61 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from vpnreg.clock import Clock, SystemClock
-from vpnreg.core.feed import (
-    FeedHistory,
-    dump_document,
-    merge_deltas,
-    sign_delta,
-    sign_snapshot_bytes,
-)
+from vpnreg.core.feed import FeedHistory, dump_document, merge_deltas, sign_delta
+from vpnreg.core.feed.document import expires_after, sign_history_snapshot
 from vpnreg.core.feed.versions import DEFAULT_MAX_DELTAS
 from vpnreg.core.review import Role
 from vpnreg.feedkeys import ensure_dev_key, load_private_key
 from vpnreg.registry import services
+from vpnreg.registry.services.feed_publisher import CatchUp
+from vpnreg.registry.services.unit_of_work import Database
 from vpnreg.settings import Settings
+from vpnreg.web.policy import GATEWAY, allow, only
 
-__all__ = ["FeedOptions", "FeedServer", "feed_router", "install_feed"]
+__all__ = [
+    "AsyncioTimer",
+    "FeedOptions",
+    "FeedServer",
+    "SignedDocument",
+    "Timer",
+    "feed_router",
+    "install_feed",
+]
 
 _LOG = logging.getLogger(__name__)
 #: Bodies smaller than this are sent as they are (gzip would not pay for its header).
 _GZIP_MIN = 512
 _JSON = "application/json"
+_EMPTY_DELTAS = b'{"deltas":[]}'
+
+
+class Timer(Protocol):
+    """How the scheduler and the long polls tell time and wait."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back."""
+        ...
+
+    async def wait(self, event: asyncio.Event, timeout: float) -> bool:
+        """Wait until `event` is set (True) or `timeout` seconds have passed (False). A
+        cancellation of the caller must always propagate."""
+        ...
+
+
+class AsyncioTimer:
+    """The real timer: time.monotonic and the running loop."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def wait(self, event: asyncio.Event, timeout: float) -> bool:
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that arrives
+        # as the event is set (a POST's notify just before shutdown), and the shutdown then
+        # waited for the scheduler forever.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(timeout, 0.0)):
+                await event.wait()
+        return event.is_set()
 
 
 @dataclass(frozen=True)
@@ -62,17 +106,19 @@ class FeedOptions:
     validity: dt.timedelta = dt.timedelta(days=1)
     #: Longest long poll; a client asking for more waits this long.
     max_wait_s: float = 60.0
-    #: Publish at least this often, for time-driven changes (expiry, activation).
+    #: Look at least this often whether time alone made a step due (expiry, activation), and
+    #: publish if so.
     publish_interval_s: float = 30.0
-    #: How often to look for changes made elsewhere (CLI, cron, other workers).
+    #: How often to look for changes made elsewhere (CLI, cron, other workers): one small read.
     check_interval_s: float = 1.0
     #: Publishes asked for by `notify_changed` start at least this long after the previous one:
     #: a burst of changes (a reviewer's bulk approval, many submissions) is one publish, not one
     #: per request competing with the requests being served; approval to feed stays well under
     #: a second.
     notify_gap_s: float = 0.2
-    #: A signed snapshot is reused for at most this long (signing 1M entries takes a second).
-    snapshot_cache_s: float = 300.0
+    #: A signed body is re-signed once this fraction of its validity has gone (signing a 1M
+    #: snapshot takes about a second, so it is not done per request).
+    resign_after: float = 0.5
     max_deltas: int = DEFAULT_MAX_DELTAS
 
     @classmethod
@@ -86,12 +132,65 @@ class FeedOptions:
 
 
 @dataclass(frozen=True)
-class _SignedSnapshot:
-    session_id: str
-    serial: int
-    signed_at: float
+class SignedDocument:
+    """A signed body as served: the bytes, their gzip form when worth it, and when signed."""
+
     body: bytes
-    gzipped: bytes
+    gzipped: bytes | None
+    signed_at: dt.datetime
+
+
+#: (session id, serial) of a published state.
+_State: TypeAlias = tuple[str, int]
+#: Which body of a state: None for the snapshot, else the `since` of a delta.
+_Which: TypeAlias = int | None
+
+
+class _SignedDocuments:
+    """The signed bodies of one state, each signed once and re-signed when it gets old.
+
+    Only the newest state's bodies are kept (a new state clears the rest). Requests for a body
+    being signed wait for that signature instead of starting their own.
+    """
+
+    def __init__(self, clock: Clock, fresh_for: dt.timedelta) -> None:
+        self._clock = clock
+        self._fresh_for = fresh_for
+        self._state: _State | None = None
+        self._docs: dict[_Which, SignedDocument] = {}
+        self._pending: dict[tuple[_State, _Which], asyncio.Future[SignedDocument]] = {}
+
+    async def get(
+        self, state: _State, which: _Which, sign: Callable[[dt.datetime], bytes]
+    ) -> SignedDocument:
+        """The cached body, or the one `sign(now)` makes (in a worker thread)."""
+        found = self._docs.get(which) if state == self._state else None
+        if found is not None and self._clock.now() - found.signed_at < self._fresh_for:
+            return found
+        key = (state, which)
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._sign(state, which, sign))
+            self._pending[key] = pending
+            pending.add_done_callback(lambda _: self._pending.pop(key, None))
+        # Shielded: a gateway hanging up must not cancel a signature others are waiting for.
+        return await asyncio.shield(pending)
+
+    async def _sign(
+        self, state: _State, which: _Which, sign: Callable[[dt.datetime], bytes]
+    ) -> SignedDocument:
+        now = self._clock.now()
+
+        def work() -> SignedDocument:
+            body = sign(now)
+            zipped = gzip.compress(body, compresslevel=6) if len(body) >= _GZIP_MIN else None
+            return SignedDocument(body, zipped, now)
+
+        signed = await run_in_threadpool(work)
+        if state != self._state:
+            self._state, self._docs = state, {}
+        self._docs[which] = signed
+        return signed
 
 
 def _etag(history: FeedHistory) -> str:
@@ -136,15 +235,21 @@ class FeedServer:
         options: FeedOptions | None = None,
         publisher: services.FeedPublisher | None = None,
         key: Ed25519PrivateKey | None = None,
+        timer: Timer | None = None,
+        database: Database | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock if clock is not None else SystemClock()
         self._options = options if options is not None else FeedOptions.from_settings(settings)
         self._publisher = publisher
         self._key = key
+        self._timer: Timer = timer if timer is not None else AsyncioTimer()
+        self._database = database
+        self._own_database: Database | None = None
         self._setup_lock = threading.Lock()
-        self._publish_lock = threading.Lock()
-        self._snapshot: _SignedSnapshot | None = None
+        self._documents = _SignedDocuments(
+            self._clock, self._options.validity * self._options.resign_after
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._changed = asyncio.Event()
@@ -157,6 +262,10 @@ class FeedServer:
         return self._options
 
     @property
+    def timer(self) -> Timer:
+        return self._timer
+
+    @property
     def publisher(self) -> services.FeedPublisher:
         with self._setup_lock:
             if self._publisher is None:
@@ -167,6 +276,15 @@ class FeedServer:
                     max_deltas=self._options.max_deltas,
                 )
             return self._publisher
+
+    def database(self) -> Database:
+        """Where tokens are checked: the app's Database, or one of the server's own."""
+        with self._setup_lock:
+            if self._database is not None:
+                return self._database
+            if self._own_database is None:
+                self._own_database = Database(self._settings.database_url)
+            return self._own_database
 
     def signing_key(self) -> Ed25519PrivateKey:
         """The feed key named by the settings; generated in development when missing."""
@@ -198,16 +316,18 @@ class FeedServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task, self._loop, self._wake = None, None, None
-            if self._publisher is not None:
-                self._publisher.close()
-                self._publisher = None
+            self.close()
 
     def close(self) -> None:
-        """Release the publisher's database connections (the lifespan does this on shutdown)."""
+        """Release the publisher's database connections and the server's own token database
+        (the lifespan does this on shutdown); an app's Database is the app's to dispose."""
         with self._setup_lock:
-            if self._publisher is not None:
-                self._publisher.close()
-                self._publisher = None
+            publisher, self._publisher = self._publisher, None
+            own, self._own_database = self._own_database, None
+        if publisher is not None:
+            publisher.close()
+        if own is not None:
+            own.dispose()
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -224,9 +344,8 @@ class FeedServer:
         old.set()
 
     def _publish_blocking(self) -> bool:
-        with self._publish_lock:
-            _, moved = self.publisher.publish()
-            return moved
+        _, moved = self.publisher.publish()
+        return moved
 
     async def _publish(self) -> bool:
         moved = await run_in_threadpool(self._publish_blocking)
@@ -238,39 +357,32 @@ class FeedServer:
         """Publish at once and wake the long polls if the serial moved (for async callers)."""
         await self._publish()
 
-    def _check_blocking(self) -> tuple[bool, bool]:
-        """(anything audited since the last publish, the stored feed moved elsewhere)."""
-        publisher = self.publisher
-        return publisher.registry_changed(), publisher.refresh()
+    def _catch_up_blocking(self, check_time: bool) -> CatchUp:
+        return self.publisher.catch_up(check_time=check_time)
 
     async def _schedule(self) -> None:
-        options = self._options
-        last_publish = time.monotonic()
+        options, timer = self._options, self._timer
         wake = self._wake
         assert wake is not None
+        # Never set: waiting on it is a pause measured by the timer.
+        pause = asyncio.Event()
+        last_publish = last_time_check = timer.monotonic()
         while True:
-            woken = False
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
-            # arrives as the event is set (a POST's notify just before shutdown), and the
-            # shutdown then waited for this loop forever.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(options.check_interval_s):
-                    await wake.wait()
-                woken = True
+            woken = await timer.wait(wake, options.check_interval_s)
             wake.clear()
             try:
-                if woken and (gap := last_publish + options.notify_gap_s - time.monotonic()) > 0:
-                    await asyncio.sleep(gap)  # changes asked for meanwhile join this publish
+                if woken and (gap := last_publish + options.notify_gap_s - timer.monotonic()) > 0:
+                    await timer.wait(pause, gap)  # changes asked for meanwhile join this publish
                     wake.clear()
-                due = woken or time.monotonic() - last_publish >= options.publish_interval_s
-                if not due:
-                    changed, moved = await run_in_threadpool(self._check_blocking)
-                    if moved:
-                        self._signal()
-                    due = changed
-                if due:
-                    last_publish = time.monotonic()
-                    await self._publish()
+                started = timer.monotonic()
+                check_time = started - last_time_check >= options.publish_interval_s
+                if check_time:
+                    last_time_check = started
+                outcome = await run_in_threadpool(self._catch_up_blocking, check_time)
+                if outcome.published:
+                    last_publish = started
+                if outcome.moved:
+                    self._signal()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -289,41 +401,24 @@ class FeedServer:
 
     # -- documents ---------------------------------------------------------------------------
 
-    def _sign_snapshot(self, history: FeedHistory) -> _SignedSnapshot:
+    def _expires(self, created: dt.datetime, now: dt.datetime) -> dt.datetime:
+        return expires_after(created, now=now, validity=self._options.validity)
+
+    async def snapshot_document(self, history: FeedHistory) -> SignedDocument:
+        """The signed snapshot of `history` (cached; see the module docstring)."""
         snap = history.snapshot()
-        body = sign_snapshot_bytes(
-            session_id=snap.session_id,
-            serial=snap.serial,
-            entries=snap.entries,
-            mode=snap.mode,
-            created=snap.created,
-            expires=self._expires(snap.created),
-            private_key=self.signing_key(),
-        )
-        return _SignedSnapshot(
-            snap.session_id, snap.serial, time.monotonic(), body, gzip.compress(body, 6)
-        )
 
-    def _expires(self, created: dt.datetime) -> dt.datetime:
-        # Never before the state's own time, whatever the clock says (sign refuses that).
-        return max(self._clock.now(), created) + self._options.validity
+        def sign(now: dt.datetime) -> bytes:
+            return sign_history_snapshot(
+                snap, expires=self._expires(snap.created, now), private_key=self.signing_key()
+            )
 
-    async def snapshot_document(self, history: FeedHistory) -> _SignedSnapshot:
-        cached = self._snapshot
-        if (
-            cached is not None
-            and (cached.session_id, cached.serial) == (history.session_id, history.serial)
-            and time.monotonic() - cached.signed_at < self._options.snapshot_cache_s
-        ):
-            return cached
-        signed = await run_in_threadpool(self._sign_snapshot, history)
-        self._snapshot = signed
-        return signed
+        return await self._documents.get((snap.session_id, snap.serial), None, sign)
 
-    def delta_body(self, history: FeedHistory, since: int) -> bytes:
+    def _delta_body(self, history: FeedHistory, since: int, now: dt.datetime) -> bytes:
         steps = history.delta_since(since)
         if not steps:
-            return b'{"deltas":[]}'
+            return _EMPTY_DELTAS
         # One merged delta: one signature, and entries added then removed never travel.
         step = merge_deltas(steps)
         document = sign_delta(
@@ -335,45 +430,61 @@ class FeedServer:
             set_hash=step.set_hash,
             mode=step.mode,
             created=step.created,
-            expires=self._expires(step.created),
+            expires=self._expires(step.created, now),
             private_key=self.signing_key(),
         )
         return b'{"deltas":[' + dump_document(document) + b"]}"
+
+    async def delta_document(self, history: FeedHistory, since: int) -> SignedDocument:
+        """The deltas envelope from `since` to `history` (the signed delta cached per `since`);
+        `since` must be one `history.delta_since` knows."""
+        if not history.delta_since(since):
+            return SignedDocument(_EMPTY_DELTAS, None, self._clock.now())
+        return await self._documents.get(
+            (history.session_id, history.serial),
+            since,
+            lambda now: self._delta_body(history, since, now),
+        )
 
     async def wait_for_change(
         self, history: FeedHistory, since: int, session: str | None, wait_s: float
     ) -> FeedHistory | None:
         """The newer history once its serial passes `since` (or its session is not `session`),
         or None after `wait_s` seconds without that."""
-        deadline = time.monotonic() + min(max(wait_s, 0.0), self._options.max_wait_s)
+        timer = self._timer
+        deadline = timer.monotonic() + min(max(wait_s, 0.0), self._options.max_wait_s)
         while True:
             changed = self._changed
             current = self.publisher.history() or history
             if current.session_id != session or current.serial > since:
                 return current
-            left = deadline - time.monotonic()
+            left = deadline - timer.monotonic()
             if left <= 0:
                 return None
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(left):  # not wait_for: see _schedule
-                    await changed.wait()
+            await timer.wait(changed, left)
 
     # -- authentication ----------------------------------------------------------------------
 
-    async def gateway(self, request: Request) -> services.ApiToken:
-        """The gateway token of the request: 401 without a live token, 403 for another role."""
+    def _token_role(self, token: str) -> str | None:
+        """The role `token` acts with now (a user-bound token: its user's current role), or
+        None for a token that is unknown, revoked, expired or whose user is disabled."""
+        with self.database().session() as session:
+            found = services.authenticate_token(session, token=token, now=self._clock.now())
+            return None if found is None else services.effective_role(found)
+
+    async def gateway(self, request: Request) -> None:
+        """Refuse a request without a live gateway token: 401 without one, 403 for another
+        role."""
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         challenge = {"WWW-Authenticate": 'Bearer realm="vpnreg-feed"'}
         if scheme.lower() != "bearer" or not token.strip():
             raise HTTPException(401, "a gateway token is required", headers=challenge)
-        found = await run_in_threadpool(self.publisher.authenticate, token.strip())
-        if found is None:
+        role = await run_in_threadpool(self._token_role, token.strip())
+        if role is None:
             raise HTTPException(401, "unknown or revoked token", headers=challenge)
-        role = services.effective_role(found)  # a user's token has the user's current role
         if role != Role.GATEWAY.value:
             raise HTTPException(403, f"a {role} token may not read the feed")
-        return found
 
 
 def feed_router(server: FeedServer) -> APIRouter:
@@ -383,7 +494,7 @@ def feed_router(server: FeedServer) -> APIRouter:
         prefix="/feed/v1",
         tags=["feed"],
         lifespan=server.lifespan,
-        dependencies=[Depends(server.gateway)],
+        dependencies=[allow(only(GATEWAY)), Depends(server.gateway)],
     )
 
     @router.get("/snapshot", response_class=Response)
@@ -409,8 +520,10 @@ def feed_router(server: FeedServer) -> APIRouter:
                 {"reset": True, "session_id": history.session_id, "serial": history.serial}
             )
             return _respond(request, body)
-        body = await run_in_threadpool(server.delta_body, history, since)
-        return _respond(request, body, headers={"ETag": _etag(history)})
+        signed = await server.delta_document(history, since)
+        return _respond(
+            request, signed.body, headers={"ETag": _etag(history)}, gzipped=signed.gzipped
+        )
 
     @router.get("/notify", response_class=Response, responses={204: {"description": "no change"}})
     async def notify(
@@ -436,10 +549,19 @@ def install_feed(
     *,
     clock: Clock | None = None,
     options: FeedOptions | None = None,
+    timer: Timer | None = None,
 ) -> FeedServer:
     """Serve the feed from `app`: routes under /feed/v1, the scheduler in the app's lifespan,
-    and the server at `app.state.feed` (call `app.state.feed.notify_changed()` after changes)."""
-    server = FeedServer(settings, clock=clock, options=options)
+    and the server at `app.state.feed` (call `app.state.feed.notify_changed()` after changes).
+    Tokens are checked in sessions of `app.state.database` when the app has one."""
+    database = getattr(app.state, "database", None)
+    server = FeedServer(
+        settings,
+        clock=clock,
+        options=options,
+        timer=timer,
+        database=database if isinstance(database, Database) else None,
+    )
     app.include_router(feed_router(server))
     app.state.feed = server
     return server

@@ -22,6 +22,7 @@ from vpnreg.core.feed import (
     EntryTable,
     Expired,
     FeedError,
+    FeedHistory,
     Freshness,
     HashMismatch,
     HeldState,
@@ -45,6 +46,7 @@ from vpnreg.core.feed import (
     sign_snapshot_bytes,
     verify_document,
 )
+from vpnreg.core.feed.document import expires_after, sign_history_snapshot
 
 KEY = fixed_key("current")
 OLD_KEY = fixed_key("previous")
@@ -400,3 +402,33 @@ def test_snapshot_bytes_equal_the_snapshot_document(items: list[AllowlistEntry])
     raw = sign_snapshot_bytes(**args)
     assert json.loads(raw) == sign_snapshot(**args)
     assert verify(raw).entries == EntryTable.from_entries(items)
+
+
+def test_a_history_snapshot_signs_as_the_snapshot_of_its_fields() -> None:
+    history = FeedHistory.new(
+        session_id=SESSION, now=CREATED, entries=EntryTable.from_entries(BEFORE), mode=MODE
+    )
+    snap = history.snapshot()
+    raw = sign_history_snapshot(snap, expires=EXPIRES, private_key=KEY)
+    assert raw == sign_snapshot_bytes(
+        session_id=SESSION, serial=snap.serial, entries=BEFORE, mode=MODE, created=CREATED,
+        expires=EXPIRES, private_key=KEY,
+    )  # fmt: skip
+    result = verify(raw)
+    assert isinstance(result, VerifiedSnapshot)
+    assert (result.serial, result.set_hash, result.expires) == (1, snap.set_hash, EXPIRES)
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        pytest.param(NOW, NOW + dt.timedelta(days=1), id="clock-after-the-state"),
+        pytest.param(
+            CREATED - dt.timedelta(hours=3), CREATED + dt.timedelta(days=1), id="clock-behind"
+        ),
+    ],
+)
+def test_expiry_counts_from_the_later_of_now_and_the_state_time(
+    now: dt.datetime, expected: dt.datetime
+) -> None:
+    assert expires_after(CREATED, now=now, validity=dt.timedelta(days=1)) == expected

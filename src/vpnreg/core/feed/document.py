@@ -29,6 +29,7 @@ from vpnreg.core.feed.signing import (
     verify_header,
 )
 from vpnreg.core.feed.state import FeedState, HeldState, check_not_older
+from vpnreg.core.feed.versions import HistorySnapshot
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -132,6 +133,26 @@ def _check_header(header: Header) -> None:
         raise ValueError("serial must be in 1..2**64-1")
 
 
+def _signed_snapshot_head(
+    *,
+    session_id: str,
+    serial: int,
+    table: EntryTable,
+    mode: EnforcementMode,
+    created: dt.datetime,
+    expires: dt.datetime,
+    private_key: Ed25519PrivateKey,
+) -> dict[str, Any]:
+    """The one place a snapshot header is built, checked and signed: its JSON fields with
+    `key_id` and `signature` (the entries are covered by the set hash in the header)."""
+    header = Header(
+        DocumentType.SNAPSHOT, session_id, serial, 0, table.set_hash(), mode, created, expires
+    )
+    _check_header(header)
+    key, signature = sign_header(header, private_key)
+    return {**_header_json(header), "key_id": key, "signature": signature}
+
+
 def sign_snapshot(
     *,
     session_id: str,
@@ -142,18 +163,25 @@ def sign_snapshot(
     expires: dt.datetime,
     private_key: Ed25519PrivateKey,
 ) -> dict[str, Any]:
-    """The JSON document of a signed snapshot of the complete entry set."""
+    """The JSON document of a signed snapshot of the complete entry set, as a dict (for tools
+    and tests; servers send sign_snapshot_bytes, which signs the same header)."""
     table = _table(entries)
-    header = Header(
-        DocumentType.SNAPSHOT, session_id, serial, 0, table.set_hash(), mode, created, expires
+    head = _signed_snapshot_head(
+        session_id=session_id,
+        serial=serial,
+        table=table,
+        mode=mode,
+        created=created,
+        expires=expires,
+        private_key=private_key,
     )
-    _check_header(header)
-    key, signature = sign_header(header, private_key)
+    # Entries before the signature fields: the order the committed vectors were written in.
+    fields = {k: v for k, v in head.items() if k not in _SIGNATURE_KEYS}
     return {
-        **_header_json(header),
+        **fields,
         "entries": table.to_json_list(),
-        "key_id": key,
-        "signature": signature,
+        "key_id": head["key_id"],
+        "signature": head["signature"],
     }
 
 
@@ -167,16 +195,42 @@ def sign_snapshot_bytes(
     expires: dt.datetime,
     private_key: Ed25519PrivateKey,
 ) -> bytes:
-    """dump_document(sign_snapshot(...)) without building a dict per entry: the wire bytes of a
-    large snapshot, with the entry list written as text by EntryTable.to_json_text."""
+    """dump_document(sign_snapshot(...)) up to field order, without building a dict per entry:
+    the wire bytes of a large snapshot, the entry list written by EntryTable.to_json_text."""
     table = _table(entries)
-    header = Header(
-        DocumentType.SNAPSHOT, session_id, serial, 0, table.set_hash(), mode, created, expires
+    head = _signed_snapshot_head(
+        session_id=session_id,
+        serial=serial,
+        table=table,
+        mode=mode,
+        created=created,
+        expires=expires,
+        private_key=private_key,
     )
-    _check_header(header)
-    key, signature = sign_header(header, private_key)
-    head = dump_document({**_header_json(header), "key_id": key, "signature": signature})
-    return head[:-1] + b',"entries":' + table.to_json_text().encode("ascii") + b"}"
+    text = dump_document(head)
+    return text[:-1] + b',"entries":' + table.to_json_text().encode("ascii") + b"}"
+
+
+def expires_after(created: dt.datetime, *, now: dt.datetime, validity: dt.timedelta) -> dt.datetime:
+    """When a document signed at `now` for a state made at `created` expires: `validity` after
+    the later of the two, so a clock behind the state's time still gives expires > created."""
+    return max(now, created) + validity
+
+
+def sign_history_snapshot(
+    snapshot: HistorySnapshot, *, expires: dt.datetime, private_key: Ed25519PrivateKey
+) -> bytes:
+    """The wire bytes of the signed snapshot of a publisher's current state (the feed server's
+    endpoint and `vpnreg feed snapshot` both sign through this)."""
+    return sign_snapshot_bytes(
+        session_id=snapshot.session_id,
+        serial=snapshot.serial,
+        entries=snapshot.entries,
+        mode=snapshot.mode,
+        created=snapshot.created,
+        expires=expires,
+        private_key=private_key,
+    )
 
 
 def sign_delta(

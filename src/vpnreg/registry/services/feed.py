@@ -1,4 +1,4 @@
-"""The published allowlist feed: a core FeedHistory persisted in the database, and publishing.
+"""The feed's services: publish, current_feed, set_mode and reset_feed.
 
 `publish` is the one way the feed moves: it lets time act first (advance_time), compares the
 registered set (registered_entries, the one definition of "registered") with the set held by
@@ -6,72 +6,41 @@ the feed, and commits a new serial with its delta only when they differ. `set_mo
 signed enforcement mode (the regulator's kill switch), audited, in the same transaction as the
 serial it makes. `reset_feed` starts a new session (gateways fetch a snapshot).
 
-Tables (migration 0002): feed_state (one row: session, serial, set hash, mode, state time),
-feed_entries (the current set, one 64-byte record per row) and feed_deltas (the last
-`max_deltas` steps). A rebuilt history is cached in memory keyed by (session, serial, set hash,
-mode), so a publisher does not reread a large set on every call.
-
-`FeedPublisher` wraps all of this for a long-running process (the web app): it owns an engine,
-keeps the current history in memory and authenticates API tokens, so the web layer never needs
-SQLAlchemy.
+The rows and the cache of rebuilt histories are vpnreg.registry.services.feed_store; a
+long-running process publishes through vpnreg.registry.services.feed_publisher.FeedPublisher.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import struct
-import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-import numpy as np
-from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import NullPool
 
-from vpnreg.clock import Clock
-from vpnreg.core.feed import (
-    RECORD_DTYPE,
-    RECORD_SIZE,
-    EnforcementMode,
-    EntryTable,
-    FeedHistory,
-    HistoryDelta,
-    Mode,
-    VpnProtocol,
-)
+from vpnreg.core.feed import EnforcementMode, EntryTable, FeedHistory, Mode, VpnProtocol
 from vpnreg.core.feed.versions import DEFAULT_MAX_DELTAS
-from vpnreg.core.review import Role, State, time_transition
+from vpnreg.core.review import Role
 from vpnreg.registry.audit_log import append_event
 from vpnreg.registry.errors import FieldError, ValidationFailed
-from vpnreg.registry.models import (
-    ApiToken,
-    Application,
-    AuditHead,
-    FeedDeltaRow,
-    FeedEntryRow,
-    FeedStateRow,
-)
+from vpnreg.registry.services import feed_store
 from vpnreg.registry.services.actors import Actor, actor_name, require_role
 from vpnreg.registry.services.config import ServiceConfig
+from vpnreg.registry.services.feed_changes import audit_head_seq, time_due
 from vpnreg.registry.services.lookup import registered_entries
-from vpnreg.registry.services.timeline import _TIMED_STATES, TimeChange, advance_time
+from vpnreg.registry.services.timeline import TimeChange, advance_time
 from vpnreg.registry.services.transaction import service_transaction
 
 __all__ = [
-    "FeedPublisher",
     "PublishResult",
+    "Published",
     "current_feed",
     "publish",
+    "publish_detailed",
     "reset_feed",
     "set_mode",
 ]
-
-#: Rows per statement when inserting or deleting entries (keeps under bind-parameter limits).
-_BATCH = 500
-_PEERS_HEAD = struct.Struct(">32sI")
-_STATE_ID = 1
 
 
 @dataclass(frozen=True)
@@ -95,224 +64,14 @@ class PublishResult:
         return self.serial != self.previous_serial
 
 
-# -- persistence -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Published:
+    """A publish as a long-running publisher needs it: the result, the history it left, and
+    the audit head read before the registered set was (None: the audit log was empty)."""
 
-_cache_lock = threading.Lock()
-_cache: dict[tuple[str, int, str, bytes], FeedHistory] = {}
-_CACHE_SIZE = 4
-
-
-def _cache_key(history: FeedHistory) -> tuple[str, int, str, bytes]:
-    return (history.session_id, history.serial, history.entries.set_hash(), history.mode.encode())
-
-
-def _rebuild(
-    *,
-    session_id: str,
-    serial: int,
-    entries: EntryTable,
-    mode: EnforcementMode,
-    created: dt.datetime,
-    deltas: Iterable[HistoryDelta],
-    max_deltas: int,
-) -> FeedHistory:
-    """FeedHistory(...) keeping the last `max_deltas` deltas."""
-    return FeedHistory(
-        session_id=session_id,
-        serial=serial,
-        entries=entries,
-        mode=mode,
-        created=created,
-        deltas=list(deltas),
-        max_deltas=max_deltas,
-    )
-
-
-def _copy(history: FeedHistory, max_deltas: int | None = None) -> FeedHistory:
-    # FeedHistory.commit mutates; entry tables and deltas are immutable, so a shallow copy will do.
-    return _rebuild(
-        session_id=history.session_id,
-        serial=history.serial,
-        entries=history.entries,
-        mode=history.mode,
-        created=history.created,
-        deltas=history.deltas,
-        max_deltas=history.max_deltas if max_deltas is None else max_deltas,
-    )
-
-
-def _remember(history: FeedHistory) -> None:
-    with _cache_lock:
-        _cache[_cache_key(history)] = _copy(history)
-        while len(_cache) > _CACHE_SIZE:
-            del _cache[next(iter(_cache))]
-
-
-def _cached(key: tuple[str, int, str, bytes]) -> FeedHistory | None:
-    with _cache_lock:
-        found = _cache.get(key)
-    return _copy(found) if found is not None else None
-
-
-def _pack_peers(peers: Mapping[bytes, bytes]) -> bytes:
-    return b"".join(_PEERS_HEAD.pack(d, len(p)) + p for d, p in sorted(peers.items()))
-
-
-def _unpack_peers(blob: bytes) -> dict[bytes, bytes]:
-    out: dict[bytes, bytes] = {}
-    at = 0
-    while at < len(blob):
-        digest, size = _PEERS_HEAD.unpack_from(blob, at)
-        at += _PEERS_HEAD.size
-        out[digest] = blob[at : at + size]
-        at += size
-    return out
-
-
-def _table(records: bytes, peers: Mapping[bytes, bytes]) -> EntryTable:
-    return EntryTable.from_records(np.frombuffer(records, dtype=RECORD_DTYPE), peers)
-
-
-def _delta_from_row(row: FeedDeltaRow) -> HistoryDelta:
-    peers = _unpack_peers(row.peers)
-    return HistoryDelta(
-        previous_serial=row.previous_serial,
-        serial=row.serial,
-        added=_table(row.added, peers),
-        removed=_table(row.removed, peers),
-        set_hash=row.set_hash,
-        mode=EnforcementMode.decode(row.mode),
-        created=row.created,
-    )
-
-
-def _consecutive_tail(rows: list[FeedDeltaRow], serial: int) -> list[FeedDeltaRow]:
-    """The longest run of single steps ending at `serial` (rows sorted by serial)."""
-    kept: list[FeedDeltaRow] = []
-    expected = serial
-    for row in reversed(rows):
-        if row.serial != expected or row.previous_serial != expected - 1:
-            break
-        kept.append(row)
-        expected -= 1
-    kept.reverse()
-    return kept
-
-
-def _state_row(session: Session, *, lock: bool) -> FeedStateRow | None:
-    query = select(FeedStateRow).where(FeedStateRow.id == _STATE_ID)
-    if lock:
-        query = query.with_for_update()
-    return session.execute(query).scalar_one_or_none()
-
-
-def _load(session: Session, state: FeedStateRow) -> FeedHistory:
-    key = (state.session_id, state.serial, state.set_hash, bytes(state.mode))
-    cached = _cached(key)
-    if cached is not None and cached.max_deltas == state.max_deltas:
-        return cached
-    rows = session.execute(select(FeedEntryRow.record, FeedEntryRow.peers)).all()
-    peers = {bytes(r.record[32:]): bytes(r.peers) for r in rows if r.peers}
-    entries = _table(b"".join(bytes(r.record) for r in rows), peers)
-    if entries.set_hash() != state.set_hash:
-        raise RuntimeError(
-            "the stored feed entries do not hash to the stored set hash; reset the feed"
-        )
-    delta_rows = list(
-        session.scalars(
-            select(FeedDeltaRow)
-            .where(FeedDeltaRow.session_id == state.session_id)
-            .order_by(FeedDeltaRow.serial)
-        ).all()
-    )
-    history = _rebuild(
-        session_id=state.session_id,
-        serial=state.serial,
-        entries=entries,
-        mode=EnforcementMode.decode(bytes(state.mode)),
-        created=state.created,
-        deltas=[_delta_from_row(r) for r in _consecutive_tail(delta_rows, state.serial)],
-        max_deltas=state.max_deltas,
-    )
-    _remember(history)
-    return _copy(history)
-
-
-def _entry_rows(table: EntryTable) -> list[dict[str, bytes | None]]:
-    raw = table.encoded()
-    rows: list[dict[str, bytes | None]] = []
-    for at in range(0, len(raw), RECORD_SIZE):
-        record = raw[at : at + RECORD_SIZE]
-        rows.append({"record": record, "peers": table.peers.get(record[32:])})
-    return rows
-
-
-def _insert_entries(session: Session, table: EntryTable) -> None:
-    rows = _entry_rows(table)
-    for at in range(0, len(rows), _BATCH):
-        session.execute(insert(FeedEntryRow), rows[at : at + _BATCH])
-
-
-def _delete_entries(session: Session, table: EntryTable) -> None:
-    raw = table.encoded()
-    records = [raw[at : at + RECORD_SIZE] for at in range(0, len(raw), RECORD_SIZE)]
-    for at in range(0, len(records), _BATCH):
-        chunk = records[at : at + _BATCH]
-        session.execute(delete(FeedEntryRow).where(FeedEntryRow.record.in_(chunk)))
-
-
-def _write_state(session: Session, state: FeedStateRow | None, history: FeedHistory) -> None:
-    values = {
-        "session_id": history.session_id,
-        "serial": history.serial,
-        "set_hash": history.entries.set_hash(),
-        "mode": history.mode.encode(),
-        "created": history.created,
-        "max_deltas": history.max_deltas,
-    }
-    if state is None:
-        session.add(FeedStateRow(id=_STATE_ID, **values))
-    else:
-        for name, value in values.items():
-            setattr(state, name, value)
-    session.flush()
-
-
-def _write_fresh(session: Session, state: FeedStateRow | None, history: FeedHistory) -> None:
-    """Store `history` (serial 1 of a new session) in place of whatever was stored."""
-    session.execute(delete(FeedDeltaRow))
-    session.execute(delete(FeedEntryRow))
-    _insert_entries(session, history.entries)
-    _write_state(session, state, history)
-
-
-def _write_step(session: Session, state: FeedStateRow, history: FeedHistory) -> None:
-    """Store the newest step of `history` (one serial after what `state` holds)."""
-    step = history.deltas[-1] if history.deltas else None
-    if step is None or step.serial != history.serial:
-        raise RuntimeError("a feed step to store needs the delta that made it")
-    _delete_entries(session, step.removed)
-    _insert_entries(session, step.added)
-    session.execute(
-        insert(FeedDeltaRow).values(
-            serial=step.serial,
-            session_id=history.session_id,
-            previous_serial=step.previous_serial,
-            added=step.added.encoded(),
-            removed=step.removed.encoded(),
-            peers=_pack_peers({**step.added.peers, **step.removed.peers}),
-            set_hash=step.set_hash,
-            mode=step.mode.encode(),
-            created=step.created,
-        )
-    )
-    session.execute(
-        delete(FeedDeltaRow).where(
-            (FeedDeltaRow.session_id != history.session_id)
-            | (FeedDeltaRow.serial <= history.serial - history.max_deltas)
-        )
-    )
-    _write_state(session, state, history)
+    result: PublishResult
+    history: FeedHistory
+    audit_seq: int | None
 
 
 def _result(
@@ -352,7 +111,7 @@ def _commit(
     audit: Callable[[FeedHistory, EnforcementMode], None] | None = None,
 ) -> tuple[FeedHistory, int]:
     """In the caller's transaction: lock the feed, commit the registered set (and mode)."""
-    state = _state_row(session, lock=True)
+    state = feed_store.read_state(session, lock=True)
     table = EntryTable.from_entries(registered_entries(session, now=now, config=config))
     if state is None:
         first_mode = EnforcementMode.enforce_all()
@@ -365,65 +124,44 @@ def _commit(
         )
         if audit is not None:
             audit(history, first_mode)
-        _write_fresh(session, state, history)
+        feed_store.write_fresh(session, state, history)
         return history, 0
-    history = _load(session, state)
+    history = feed_store.load_history(session, state)
     previous, before_mode = history.serial, history.mode
     if history.max_deltas != max_deltas:
-        history = _copy(history, max_deltas)
+        history = feed_store.copy_history(history, max_deltas)
     history.commit(table, mode(history.mode) if mode else history.mode, now)
     if audit is not None:
         audit(history, before_mode)
     if history.serial != previous:
-        _write_step(session, state, history)
+        feed_store.write_step(session, state, history)
     elif history.max_deltas != state.max_deltas:
-        _write_state(session, state, history)
+        feed_store.write_state(session, state, history)
     return history, previous
 
 
-def _time_due(session: Session, now: dt.datetime, config: ServiceConfig) -> bool:
-    """Whether advance_time would move any registration at `now` (its own first test)."""
-    # Its own short transaction, ended as advance_time ends its (on SQLite each holds the lock).
-    with service_transaction(session):
-        rows = session.execute(
-            select(Application.state, Application.valid_from, Application.valid_until).where(
-                Application.state.in_(_TIMED_STATES)
-            )
-        ).all()
-    return any(
-        valid_from is not None
-        and valid_until is not None
-        and time_transition(
-            state=State(state), valid_from=valid_from, valid_until=valid_until, at=now, tz=config.tz
-        )
-        is not None
-        for state, valid_from, valid_until in rows
-    )
-
-
-def _publish(
+def publish_detailed(
     session: Session,
     *,
     now: dt.datetime,
     config: ServiceConfig,
     max_deltas: int = DEFAULT_MAX_DELTAS,
-) -> tuple[PublishResult, FeedHistory, int | None]:
+) -> Published:
+    """`publish`, also returning the history left and the audit head it was computed at."""
     # advance_time locks every timed registration and loads it with its prefixes and peers;
     # the web server publishes after every change, so look first (plain columns, no lock)
-    # whether any step is due at all. It decides again under its lock.
+    # whether any step is due at all (a plain read: no write lock). It decides again under
+    # its lock.
     changes = (
-        advance_time(session, now=now, config=config) if _time_due(session, now, config) else []
+        advance_time(session, now=now, config=config) if time_due(session, now, config) else []
     )
     with service_transaction(session):
         # Read before the set: a change committed in between is published now and again
         # noticed later (harmless), never missed.
-        seq = _audit_seq(session)
+        seq = audit_head_seq(session)
         history, previous = _commit(session, now=now, config=config, max_deltas=max_deltas)
-    _remember(history)
-    return _result(history, previous, changes), history, seq
-
-
-# -- services ----------------------------------------------------------------------------------
+    feed_store.remember(history)
+    return Published(_result(history, previous, changes), history, seq)
 
 
 def publish(
@@ -435,14 +173,13 @@ def publish(
 ) -> PublishResult:
     """Let time act (advance_time), then commit the registered set as a new serial if it
     differs from the published one. The first publish creates the feed (serial 1, enforce)."""
-    result, _, _ = _publish(session, now=now, config=config, max_deltas=max_deltas)
-    return result
+    return publish_detailed(session, now=now, config=config, max_deltas=max_deltas).result
 
 
 def current_feed(session: Session) -> FeedHistory | None:
     """The published history as stored (None before the first publish); nothing is changed."""
-    state = _state_row(session, lock=False)
-    return None if state is None else _load(session, state)
+    state = feed_store.read_state(session, lock=False)
+    return None if state is None else feed_store.load_history(session, state)
 
 
 def _parse_mode(
@@ -519,7 +256,7 @@ def set_mode(
         history, previous = _commit(
             session, now=now, config=config, max_deltas=max_deltas, mode=change, audit=audit
         )
-    _remember(history)
+    feed_store.remember(history)
     return _result(history, previous, changes)
 
 
@@ -539,8 +276,8 @@ def reset_feed(
     require_role(actor, Role.REGULATOR, Role.ADMIN)
     changes = advance_time(session, now=now, config=config)
     with service_transaction(session):
-        state = _state_row(session, lock=True)
-        old = _load(session, state) if state is not None else None
+        state = feed_store.read_state(session, lock=True)
+        old = feed_store.load_history(session, state) if state is not None else None
         table = EntryTable.from_entries(registered_entries(session, now=now, config=config))
         history = FeedHistory.new(
             session_id=_new_session_id(),
@@ -559,115 +296,6 @@ def reset_feed(
             before=None if old is None else {"session_id": old.session_id, "serial": old.serial},
             after={"session_id": history.session_id, "serial": history.serial},
         )
-        _write_fresh(session, state, history)
-    _remember(history)
+        feed_store.write_fresh(session, state, history)
+    feed_store.remember(history)
     return _result(history, 0, changes)
-
-
-# -- a publisher for long-running processes ---------------------------------------------------
-
-
-class FeedPublisher:
-    """The feed of one database for a server process: publishes, and holds the current history.
-
-    Every method opens its own session and is safe to call from worker threads. `history()`
-    returns the held copy without touching the database; `refresh()` rereads it when another
-    process (a cron `vpnreg feed publish`, another worker) has moved the feed.
-    """
-
-    def __init__(
-        self,
-        *,
-        engine: Engine,
-        config: ServiceConfig,
-        clock: Clock,
-        max_deltas: int = DEFAULT_MAX_DELTAS,
-    ) -> None:
-        from vpnreg.registry.db import make_session_factory
-
-        self._sessions = make_session_factory(engine)
-        self._engine = engine
-        self._config = config
-        self._clock = clock
-        self._max_deltas = max_deltas
-        self._lock = threading.Lock()
-        self._history: FeedHistory | None = None
-        self._audit_seq: int | None = None
-
-    @classmethod
-    def for_url(
-        cls,
-        database_url: str,
-        *,
-        config: ServiceConfig,
-        clock: Clock,
-        max_deltas: int = DEFAULT_MAX_DELTAS,
-    ) -> FeedPublisher:
-        from vpnreg.registry.db import make_engine
-
-        # No pool: the publisher works in a thread that a server shutdown does not wait for, and
-        # a pooled connection it still held would outlive close() until the garbage collector.
-        # Without a pool every connection closes when its session does (once a second: cheap).
-        engine = make_engine(database_url, poolclass=NullPool)
-        return cls(engine=engine, config=config, clock=clock, max_deltas=max_deltas)
-
-    @property
-    def clock(self) -> Clock:
-        return self._clock
-
-    def close(self) -> None:
-        self._engine.dispose()
-
-    def history(self) -> FeedHistory | None:
-        """The held history (a copy the caller may keep); None before the first load."""
-        with self._lock:
-            return _copy(self._history) if self._history is not None else None
-
-    def _hold(self, history: FeedHistory, audit_seq: int | None) -> bool:
-        with self._lock:
-            old = self._history
-            self._history = _copy(history)
-            if audit_seq is not None:
-                self._audit_seq = audit_seq
-        return old is None or (old.session_id, old.serial) != (history.session_id, history.serial)
-
-    def publish(self) -> tuple[PublishResult, bool]:
-        """Publish now; (the result, whether the held serial or session moved)."""
-        with self._sessions() as session:
-            result, history, seq = _publish(
-                session, now=self._clock.now(), config=self._config, max_deltas=self._max_deltas
-            )
-        return result, self._hold(history, seq)
-
-    def refresh(self) -> bool:
-        """Reread the stored feed if it moved since it was held; True when it did."""
-        with self._sessions() as session:
-            state = _state_row(session, lock=False)
-            held = self.history()
-            if state is None or (
-                held is not None
-                and (held.session_id, held.serial) == (state.session_id, state.serial)
-            ):
-                session.rollback()
-                return False
-            history = _load(session, state)
-            session.rollback()
-        return self._hold(history, None)
-
-    def registry_changed(self) -> bool:
-        """Whether any audited change happened since the last publish (one small read)."""
-        with self._sessions() as session:
-            seq = _audit_seq(session)
-            session.rollback()
-        with self._lock:
-            return seq != self._audit_seq
-
-    def authenticate(self, token: str) -> ApiToken | None:
-        from vpnreg.registry.services.tokens import authenticate_token
-
-        with self._sessions() as session:
-            return authenticate_token(session, token=token, now=self._clock.now())
-
-
-def _audit_seq(session: Session) -> int | None:
-    return session.execute(select(AuditHead.seq).where(AuditHead.id == 1)).scalar_one_or_none()

@@ -1,0 +1,57 @@
+"""Cheap signs that the registered set may have moved, read before anything expensive is done.
+
+The registered set at a moment depends on the stored registrations and on the time. Every
+stored change is written with an audit event in its own transaction, so the audit chain's head
+sequence moves with it (`audit_head_seq`: one row). Time alone changes the set only where a
+SYSTEM step (activate, expire) is due, which `time_due` answers from a few aggregated columns.
+While neither has moved since the last publish, computing the registered set again can only
+find the set already published.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from vpnreg.core.review import State, time_transition
+from vpnreg.registry.models import Application, AuditHead
+from vpnreg.registry.services.config import ServiceConfig
+from vpnreg.registry.services.timeline import _TIMED_STATES
+
+__all__ = ["audit_head_seq", "time_due"]
+
+
+def audit_head_seq(session: Session) -> int | None:
+    """The sequence number of the newest audit event (None while the log is empty)."""
+    return session.execute(select(AuditHead.seq).where(AuditHead.id == 1)).scalar_one_or_none()
+
+
+def time_due(session: Session, now: dt.datetime, config: ServiceConfig) -> bool:
+    """Whether advance_time would move any registration at `now` (no lock taken).
+
+    Within one state a step falls due at an instant that only grows with valid_from (activation)
+    or valid_until (expiring notice, expiry), so the earliest of each decides for the whole state:
+    one aggregated row per timed state instead of every timed registration.
+    """
+    rows = session.execute(
+        select(
+            Application.state, func.min(Application.valid_from), func.min(Application.valid_until)
+        )
+        .where(
+            Application.state.in_(_TIMED_STATES),
+            Application.valid_from.is_not(None),
+            Application.valid_until.is_not(None),
+        )
+        .group_by(Application.state)
+    ).all()
+    return any(
+        valid_from is not None
+        and valid_until is not None
+        and time_transition(
+            state=State(state), valid_from=valid_from, valid_until=valid_until, at=now, tz=config.tz
+        )
+        is not None
+        for state, valid_from, valid_until in rows
+    )

@@ -1,0 +1,139 @@
+"""The feed of one database for a long-running process (the web server): `FeedPublisher`.
+
+It owns an engine, publishes through vpnreg.registry.services.feed, and holds the current
+history in memory so the web layer serves documents without touching the database or
+SQLAlchemy. `catch_up` is what a scheduler calls on every wake-up: it reads the cheap change
+signs (vpnreg.registry.services.feed_changes) and runs the full publish, which computes the whole
+registered set, only when one of them moved since the last publish.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.pool import NullPool
+
+from vpnreg.clock import Clock
+from vpnreg.core.feed import FeedHistory
+from vpnreg.core.feed.versions import DEFAULT_MAX_DELTAS
+from vpnreg.registry.services import feed_store
+from vpnreg.registry.services.config import ServiceConfig
+from vpnreg.registry.services.feed import PublishResult, publish_detailed
+from vpnreg.registry.services.feed_changes import audit_head_seq, time_due
+
+__all__ = ["CatchUp", "FeedPublisher"]
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    """What one `FeedPublisher.catch_up` did."""
+
+    #: A full publish ran (the registered set was computed); False when nothing had moved.
+    published: bool
+    #: The held session or serial changed (a new serial here, or one another process made).
+    moved: bool
+
+
+class FeedPublisher:
+    """Publishes the feed of one database and holds its current history.
+
+    Every method opens its own session and is safe to call from worker threads; publishes and
+    catch-ups of one publisher never run at the same time. `history()` returns the held copy
+    without touching the database.
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        config: ServiceConfig,
+        clock: Clock,
+        max_deltas: int = DEFAULT_MAX_DELTAS,
+    ) -> None:
+        from vpnreg.registry.db import make_session_factory
+
+        self._sessions = make_session_factory(engine)
+        self._engine = engine
+        self._config = config
+        self._clock = clock
+        self._max_deltas = max_deltas
+        self._lock = threading.Lock()
+        self._work = threading.Lock()
+        self._history: FeedHistory | None = None
+        self._audit_seq: int | None = None
+
+    @classmethod
+    def for_url(
+        cls,
+        database_url: str,
+        *,
+        config: ServiceConfig,
+        clock: Clock,
+        max_deltas: int = DEFAULT_MAX_DELTAS,
+    ) -> FeedPublisher:
+        from vpnreg.registry.db import make_engine
+
+        # No pool: the publisher works in a thread that a server shutdown does not wait for, and
+        # a pooled connection it still held would outlive close() until the garbage collector.
+        # Without a pool every connection closes when its session does (once a second: cheap).
+        engine = make_engine(database_url, poolclass=NullPool)
+        return cls(engine=engine, config=config, clock=clock, max_deltas=max_deltas)
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def history(self) -> FeedHistory | None:
+        """The held history (a copy the caller may keep); None before the first load."""
+        with self._lock:
+            return feed_store.copy_history(self._history) if self._history is not None else None
+
+    def _hold(self, history: FeedHistory, audit_seq: int | None, *, published: bool) -> bool:
+        with self._lock:
+            old = self._history
+            self._history = feed_store.copy_history(history)
+            if published:
+                self._audit_seq = audit_seq
+        return old is None or (old.session_id, old.serial) != (history.session_id, history.serial)
+
+    def publish(self) -> tuple[PublishResult, bool]:
+        """Publish now, whatever moved; (the result, whether the held serial or session moved)."""
+        with self._work:
+            return self._publish()
+
+    def _publish(self) -> tuple[PublishResult, bool]:
+        with self._sessions() as session:
+            done = publish_detailed(
+                session, now=self._clock.now(), config=self._config, max_deltas=self._max_deltas
+            )
+        return done.result, self._hold(done.history, done.audit_seq, published=True)
+
+    def catch_up(self, *, check_time: bool) -> CatchUp:
+        """Publish if anything audited happened since the last publish (or, with `check_time`,
+        if a time-driven step is due); otherwise only take over a feed that another process
+        (a cron `vpnreg feed publish`, another worker) has moved. The first call publishes."""
+        with self._work:
+            with self._lock:
+                held = self._history
+                held_key = None if held is None else (held.session_id, held.serial)
+                held_seq = self._audit_seq
+            with self._sessions() as session:
+                seq = audit_head_seq(session)
+                due = check_time and time_due(session, self._clock.now(), self._config)
+                if held_key is not None and seq == held_seq and not due:
+                    state = feed_store.read_state(session, lock=False)
+                    history = None
+                    if state is not None and feed_store.state_key(state) != held_key:
+                        history = feed_store.load_history(session, state)
+                    session.rollback()
+                    if history is None:
+                        return CatchUp(published=False, moved=False)
+                    return CatchUp(False, self._hold(history, None, published=False))
+                session.rollback()
+            _, moved = self._publish()
+            return CatchUp(published=True, moved=moved)

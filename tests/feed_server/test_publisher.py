@@ -1,0 +1,102 @@
+"""FeedPublisher.catch_up over a committed registry (both backends): while nothing is audited and
+no time-driven step is due it reads a few small rows and never the registered or the stored set;
+a change is one full publish; a feed moved by another process is taken over."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event
+from sqlalchemy.pool import NullPool
+
+from tests.feed_server.conftest import Committed
+from tests.feed_server.flow import bank_registration
+from vpnreg.clock import FrozenClock
+from vpnreg.registry import services
+from vpnreg.registry.db import make_engine
+from vpnreg.registry.services.feed_publisher import CatchUp, FeedPublisher
+
+
+class Recorded:
+    """A NullPool engine on the registry that keeps the text of every statement it runs."""
+
+    def __init__(self, url: str) -> None:
+        self.engine: Engine = make_engine(url, poolclass=NullPool)
+        self.statements: list[str] = []
+
+        @event.listens_for(self.engine, "before_cursor_execute")
+        def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            self.statements.append(statement.lower())
+
+    def touched(self, table: str) -> bool:
+        return any(f" {table}" in s for s in self.statements)
+
+
+@pytest.fixture
+def recorded(committed: Committed) -> Iterator[Recorded]:
+    made = Recorded(committed.url)
+    try:
+        yield made
+    finally:
+        made.engine.dispose()
+
+
+def publisher_on(recorded: Recorded, committed: Committed, clock: FrozenClock) -> FeedPublisher:
+    return FeedPublisher(engine=recorded.engine, config=committed.config, clock=clock, max_deltas=3)
+
+
+def approve(committed: Committed, clock: FrozenClock, prefix: str) -> None:
+    bank_registration(committed.session, committed.world, committed.config, clock.now(), prefix)
+    committed.session.rollback()
+
+
+def test_catch_up_reads_neither_set_until_something_is_audited(
+    committed: Committed, recorded: Recorded, clock: FrozenClock
+) -> None:
+    approve(committed, clock, "198.51.100.0/24")
+    publisher = publisher_on(recorded, committed, clock)
+    assert publisher.catch_up(check_time=False) == CatchUp(True, True)  # nothing held yet
+    held = publisher.history()
+    assert held is not None and len(held.entries) == 1
+
+    recorded.statements.clear()
+    for i in range(10):
+        clock.advance(dt.timedelta(minutes=1))
+        assert publisher.catch_up(check_time=i % 2 == 0) == CatchUp(False, False)
+    assert recorded.touched("audit_head") and recorded.touched("applications")
+    for table in ("application_prefixes", "prefix_peers", "feed_entries", "feed_deltas"):
+        assert not recorded.touched(table), table
+    # Per call: the audit head and the feed_state row; every other call the time aggregate.
+    assert len([s for s in recorded.statements if s.startswith("select")]) == 10 * 2 + 5
+
+    approve(committed, clock, "192.0.2.0/24")
+    recorded.statements.clear()
+    assert publisher.catch_up(check_time=False) == CatchUp(True, True)
+    # The same recorder sees a real publish read the registered set.
+    assert recorded.touched("application_prefixes")
+    after = publisher.history()
+    assert after is not None and (after.session_id, after.serial) == (held.session_id, 2)
+    assert publisher.catch_up(check_time=True) == CatchUp(False, False)
+
+
+def test_catch_up_takes_over_a_feed_another_process_published(
+    committed: Committed, recorded: Recorded, clock: FrozenClock
+) -> None:
+    publisher = publisher_on(recorded, committed, clock)
+    publisher.publish()
+    approve(committed, clock, "192.0.2.0/24")
+    elsewhere = services.publish(committed.session, now=clock.now(), config=committed.config)
+    assert elsewhere.changed
+
+    # Something was audited, so this publishes; the stored feed already holds the change,
+    # so no serial of its own: it takes over the other process's.
+    assert publisher.catch_up(check_time=False) == CatchUp(True, True)
+    held = publisher.history()
+    assert held is not None and (held.session_id, held.serial) == (
+        elsewhere.session_id,
+        elsewhere.serial,
+    )
+    assert publisher.catch_up(check_time=False) == CatchUp(False, False)
