@@ -150,10 +150,9 @@ def measure(url: str, work: Path) -> Figures:
             session, organisation_id=org.id, isp_id=isp.id, prefixes=[(_prefix(i), [])],
             actor=users["applicant"], now=clock.now(), config=config,
         )  # fmt: skip
-        kw = {"application_id": app.id, "now": clock.now(), "config": config}
-        services.submit(session, actor=users["applicant"], **kw)  # type: ignore[arg-type]
-        services.verify(session, actor=users["isp"], **kw)  # type: ignore[arg-type]
-        services.endorse(session, actor=users["sector"], **kw)  # type: ignore[arg-type]
+        for action, who in (("submit", "applicant"), ("verify", "isp"), ("endorse", "sector")):
+            step = services.StepRequest(action=action, application_id=app.id, actor=users[who])
+            services.take_step(session, step, now=clock.now(), config=config)
         return app.id
 
     web = create_app(settings, clock=clock)
@@ -223,10 +222,14 @@ def measure(url: str, work: Path) -> Figures:
             held.clear()
             wanted[0] = app_id
             start = time.perf_counter()
-            services.approve(
-                session, application_id=app_id, actor=users["regulator"],
-                now=clock.now(), config=config,
-            )  # fmt: skip
+            services.take_step(
+                session,
+                services.StepRequest(
+                    action="approve", application_id=app_id, actor=users["regulator"]
+                ),
+                now=clock.now(),
+                config=config,
+            )
             hint = run < SERVICE_RUNS
             if hint:
                 feed.notify_changed()

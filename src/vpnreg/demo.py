@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from vpnreg.core.review import Role, State
 from vpnreg.registry import services
 from vpnreg.registry.models import Application, User
+from vpnreg.registry.views import ApplicationView, UserView
 
 #: One password for every demo login; printed by `vpnreg demo`. Never use the demo in production.
 DEMO_PASSWORD = "demo-password"  # noqa: S105 (printed to the user on purpose)
@@ -138,10 +139,10 @@ class _Loader:
         self.now = now
         self.rng = random.Random(SEED)
         self.prefixes = _prefixes()
-        self.users: dict[str, User] = {}
+        self.users: dict[str, UserView] = {}
         self.report = DemoReport(created=True)
 
-    def _user(self, username: str, role: Role, of: str, at: dt.datetime, **scope: int) -> User:
+    def _user(self, username: str, role: Role, of: str, at: dt.datetime, **scope: int) -> UserView:
         user = services.create_user(
             self.session,
             username=username,
@@ -155,12 +156,14 @@ class _Loader:
         self.report.logins.append(Login(username, str(role), of))
         return user
 
-    def people(self, at: dt.datetime) -> tuple[list[tuple[int, str, User]], list[tuple[int, User]]]:
+    def people(
+        self, at: dt.datetime
+    ) -> tuple[list[tuple[int, str, UserView]], list[tuple[int, UserView]]]:
         for username, role in ((ADMIN, Role.ADMIN), ("auditor", Role.AUDITOR)):
             self._user(username, role, "", at)
         for i in (1, 2):
             self._user(f"regulator{i}", Role.REGULATOR, "telecom regulator", at)
-        isps: list[tuple[int, User]] = []
+        isps: list[tuple[int, UserView]] = []
         for i, name in enumerate(ISPS, 1):
             isp = services.create_isp(self.session, name=name, actor=ADMIN_ACTOR, now=at)
             isps.append((isp.id, self._user(f"isp{i}", Role.ISP, name, at, isp_id=isp.id)))
@@ -169,7 +172,7 @@ class _Loader:
                 self.session, name=name, categories=list(categories), actor=ADMIN_ACTOR, now=at
             )
             self._user(f"sector{i}", Role.SECTOR_BODY, name, at, sector_body_id=body.id)
-        orgs: list[tuple[int, str, User]] = []
+        orgs: list[tuple[int, str, UserView]] = []
         n = 0
         for category, count in CATEGORY_COUNTS.items():
             for _ in range(count):
@@ -196,8 +199,8 @@ class _Loader:
         return orgs, isps
 
     def application(
-        self, org: tuple[int, str, User], isp: tuple[int, User], at: dt.datetime
-    ) -> Application:
+        self, org: tuple[int, str, UserView], isp: tuple[int, UserView], at: dt.datetime
+    ) -> ApplicationView:
         count = 1 + (self.rng.random() < 0.3)
         requests = []
         for _ in range(count):
@@ -213,41 +216,42 @@ class _Loader:
             config=self.config,
         )
 
-    def step(self, app: Application, verb: str, actor: User, at: dt.datetime, **kw: str) -> None:
-        service: Callable[..., Application] = getattr(services, verb)
-        service(
-            self.session,
+    def step(
+        self, app: ApplicationView, verb: str, actor: UserView, at: dt.datetime, **kw: str
+    ) -> ApplicationView:
+        step = services.StepRequest(
+            action=verb,
             application_id=app.id,
             actor=actor,
-            now=at,
-            config=self.config,
             expected_version=app.version,
-            **kw,
+            arguments=kw,
         )
+        return services.take_step(self.session, step, now=at, config=self.config)
 
     def walk(
         self,
-        app: Application,
+        app: ApplicationView,
         target: State,
-        org: tuple[int, str, User],
-        isp_user: User,
+        org: tuple[int, str, UserView],
+        isp_user: UserView,
         at: dt.datetime,
     ) -> None:
-        """Move a fresh draft along the path that ends in `target`."""
+        """Move a fresh draft along the path that ends in `target` (each step gives the next
+        its version)."""
         applicant = org[2]
         sector = self._sector_user(org[1])
         regulator, other_regulator = self.users["regulator1"], self.users["regulator2"]
         gap = dt.timedelta(hours=3)
         if target is State.DRAFT:
             return
-        self.step(app, "submit", applicant, at)
+        app = self.step(app, "submit", applicant, at)
         if target is State.SUBMITTED:
             return
         if target is State.WITHDRAWN:
-            self.step(app, "withdraw", applicant, at + gap)
+            app = self.step(app, "withdraw", applicant, at + gap)
             return
         if target in (State.REJECTED, State.APPEALED, State.UPHELD) and self.rng.random() < 0.4:
-            self.step(
+            app = self.step(
                 app,
                 "reject",
                 isp_user,
@@ -256,15 +260,15 @@ class _Loader:
                 reason="The ISP has no record of these addresses on this account.",
             )
         else:
-            self.step(app, "verify", isp_user, at + gap)
+            app = self.step(app, "verify", isp_user, at + gap)
             if target is State.ISP_VERIFIED:
                 return
             if sector is not None:
-                self.step(app, "endorse", sector, at + 2 * gap)
+                app = self.step(app, "endorse", sector, at + 2 * gap)
             if target is State.SECTOR_ENDORSED and sector is not None:
                 return
             if target in (State.REJECTED, State.APPEALED, State.UPHELD):
-                self.step(
+                app = self.step(
                     app,
                     "reject",
                     regulator,
@@ -273,9 +277,9 @@ class _Loader:
                     reason="The documents do not show a business need for a VPN.",
                 )
             else:
-                self.step(app, "approve", regulator, at + 3 * gap)
+                app = self.step(app, "approve", regulator, at + 3 * gap)
                 if target is State.REVOKED:
-                    self.step(
+                    app = self.step(
                         app,
                         "revoke",
                         regulator,
@@ -286,7 +290,7 @@ class _Loader:
                 return
         if target is State.REJECTED:
             return
-        self.step(
+        app = self.step(
             app,
             "appeal",
             applicant,
@@ -294,7 +298,7 @@ class _Loader:
             text="We attach the ISP's letter confirming the allocation.",
         )
         if target is State.UPHELD:
-            self.step(
+            app = self.step(
                 app,
                 "uphold",
                 other_regulator,
@@ -302,7 +306,7 @@ class _Loader:
                 reason="The letter does not cover these addresses.",
             )
 
-    def _sector_user(self, category: str) -> User | None:
+    def _sector_user(self, category: str) -> UserView | None:
         for i, categories in enumerate(SECTOR_BODIES.values(), 1):
             if category in categories:
                 return self.users[f"sector{i}"]
@@ -313,10 +317,10 @@ class _Loader:
 ADMIN_ACTOR = "cli:demo"
 
 
-def _plan(orgs: list[tuple[int, str, User]]) -> list[tuple[State, tuple[int, str, User]]]:
+def _plan(orgs: list[tuple[int, str, UserView]]) -> list[tuple[State, tuple[int, str, UserView]]]:
     """Which organisation's application ends in which state; endorsement-free states only for
     categories that skip the sector step, so every count is reachable."""
-    plan: list[tuple[State, tuple[int, str, User]]] = []
+    plan: list[tuple[State, tuple[int, str, UserView]]] = []
     endorsed = [o for o in orgs if o[1] in {c for cs in SECTOR_BODIES.values() for c in cs}]
     i = 0
     for state, count in STATE_COUNTS.items():
@@ -348,7 +352,7 @@ def load_demo(session: Session, *, config: services.ServiceConfig, now: dt.datet
     ordered = sorted(
         enumerate(plan), key=lambda item: started.get(item[1][0], now - dt.timedelta(days=20))
     )
-    expiring: list[Application] = []
+    expiring: list[ApplicationView] = []
     for n, (state, org) in ordered:
         at = started.get(state, now - dt.timedelta(days=20)) + dt.timedelta(minutes=7 * n)
         isp_id, isp_user = isps[n % len(isps)]
@@ -369,19 +373,14 @@ def load_demo(session: Session, *, config: services.ServiceConfig, now: dt.datet
     for k, old in enumerate(expiring):
         org = next(o for o in orgs if o[0] == old.organisation_id)
         at = now - dt.timedelta(hours=20 - k)
-        renewal = services.renew(
-            session,
-            application_id=old.id,
-            actor=org[2],
-            now=at,
-            config=config,
-            expected_version=old.version,
-        )
+        # Time has moved it on (activated, marked expiring): act on its current version.
+        current = services.get_application(session, application_id=old.id)
+        renewal = loader.step(current, services.RENEW, org[2], at)
         isp_user = next(u for i, u in isps if i == renewal.isp_id)
-        loader.step(renewal, "verify", isp_user, at + dt.timedelta(minutes=10))
+        renewal = loader.step(renewal, "verify", isp_user, at + dt.timedelta(minutes=10))
         sector = loader._sector_user(org[1])
         if sector is not None:
-            loader.step(renewal, "endorse", sector, at + dt.timedelta(minutes=20))
+            renewal = loader.step(renewal, "endorse", sector, at + dt.timedelta(minutes=20))
         loader.step(renewal, "approve", loader.users["regulator1"], at + dt.timedelta(minutes=30))
     services.advance_time(session, now=now, config=config)
     report = loader.report

@@ -209,7 +209,7 @@ def test_peer_amendment_waits_for_the_regulator_then_is_in_force(
     stale = client.post(
         f"/queue/amendments/{match.group(1)}/approve", data={"csrf_token": token, "version": "2"}
     )
-    assert stale.status_code == 409
+    assert stale.status_code == 412
     done = client.post(
         f"/queue/amendments/{match.group(1)}/approve",
         data={"csrf_token": token, "version": "3", "application_id": str(app_id)},

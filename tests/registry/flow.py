@@ -8,7 +8,30 @@ from sqlalchemy.orm import Session
 
 from tests.registry.conftest import World
 from vpnreg.registry import services
-from vpnreg.registry.models import Application
+from vpnreg.registry.models import User
+from vpnreg.registry.views import ApplicationView
+
+
+def act(
+    action: str,
+    session: Session,
+    *,
+    application_id: int,
+    actor: User,
+    now: dt.datetime,
+    config: services.ServiceConfig,
+    expected_version: int | None = None,
+    **arguments: str,
+) -> ApplicationView:
+    """One step through the registry's one entry (services.take_step), keyword style."""
+    step = services.StepRequest(
+        action=action,
+        application_id=application_id,
+        actor=actor,
+        expected_version=expected_version,
+        arguments=arguments,
+    )
+    return services.take_step(session, step, now=now, config=config)
 
 
 def draft(
@@ -19,7 +42,7 @@ def draft(
     prefixes: list[tuple[str, list[str]]],
     *,
     bank: bool = False,
-) -> Application:
+) -> ApplicationView:
     return services.create_application(
         session,
         organisation_id=world.bank_org if bank else world.soft_org,
@@ -39,15 +62,15 @@ def ready_for_decision(
     prefixes: list[tuple[str, list[str]]],
     *,
     bank: bool = False,
-) -> Application:
+) -> ApplicationView:
     """Submitted, verified and (for the software house) endorsed."""
     app = draft(session, world, config, now, prefixes, bank=bank)
     applicant = world.bank_applicant if bank else world.applicant
     kw = {"application_id": app.id, "now": now, "config": config}
-    services.submit(session, actor=applicant, **kw)  # type: ignore[arg-type]
-    services.verify(session, actor=world.isp_user, **kw)  # type: ignore[arg-type]
+    app = act("submit", session, actor=applicant, **kw)  # type: ignore[arg-type]
+    app = act("verify", session, actor=world.isp_user, **kw)  # type: ignore[arg-type]
     if not bank:
-        services.endorse(session, actor=world.sector_user, **kw)  # type: ignore[arg-type]
+        app = act("endorse", session, actor=world.sector_user, **kw)  # type: ignore[arg-type]
     return app
 
 
@@ -59,8 +82,8 @@ def approved(
     prefixes: list[tuple[str, list[str]]],
     *,
     bank: bool = False,
-) -> Application:
+) -> ApplicationView:
     app = ready_for_decision(session, world, config, now, prefixes, bank=bank)
-    return services.approve(
-        session, application_id=app.id, actor=world.regulator, now=now, config=config
+    return act(
+        "approve", session, application_id=app.id, actor=world.regulator, now=now, config=config
     )

@@ -18,6 +18,7 @@ from vpnreg.registry import services
 from vpnreg.registry.audit_log import AuditChain, append_event, iter_records, verify_audit
 from vpnreg.registry.db import make_engine, make_session_factory, upgrade
 from vpnreg.registry.models import AuditLogRow
+from vpnreg.registry.services.transaction import service_transaction
 
 WRITERS = 8
 EVENTS_PER_WRITER = 12
@@ -179,7 +180,8 @@ def _append_worker(url: str, writer: int, barrier: object) -> None:
     barrier.wait()  # type: ignore[attr-defined]
     now = dt.datetime(2026, 1, 15, 9, 0, tzinfo=dt.UTC)
     for i in range(EVENTS_PER_WRITER):
-        with factory() as session:
+        # Each event in its own write unit, as every service writes them.
+        with factory() as session, service_transaction(session):
             append_event(
                 session,
                 time=now + dt.timedelta(microseconds=i),
@@ -189,7 +191,6 @@ def _append_worker(url: str, writer: int, barrier: object) -> None:
                 object_id=i,
                 after={"n": i},
             )
-            session.commit()
     engine.dispose()
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tests.registry.conftest import build_world, make_config
-from tests.registry.flow import ready_for_decision
+from tests.registry.flow import act, ready_for_decision
 from vpnreg.clock import FrozenClock
 from vpnreg.registry import services
 from vpnreg.registry.db import make_engine, make_session_factory, upgrade
@@ -28,11 +28,10 @@ def _approve_worker(url: str, application_id: int, barrier: object, results: obj
     with factory() as session:
         regulator = session.scalar(select(User).where(User.username == "reg1"))
         assert regulator is not None
-        # End the read transaction first: on SQLite it holds the write lock (BEGIN IMMEDIATE).
-        session.commit()
         barrier.wait()  # type: ignore[attr-defined]
         try:
-            app = services.approve(
+            app = act(
+                "approve",
                 session,
                 application_id=application_id,
                 actor=regulator,

@@ -14,7 +14,7 @@ from vpnreg.clock import FrozenClock
 from vpnreg.core.review import Role
 from vpnreg.registry import services
 from vpnreg.registry.errors import Forbidden, ValidationFailed
-from vpnreg.registry.models import User
+from vpnreg.registry.models import Organisation, User
 
 
 def test_individual_national_id_is_stored_only_as_keyed_hash(
@@ -30,7 +30,9 @@ def test_individual_national_id_is_stored_only_as_keyed_hash(
         national_id="35202-1234567-8",
     )
     expected = hmac.new(config.id_hash_key, b"3520212345678", hashlib.sha256).hexdigest()
-    assert (org.national_id_hash, org.national_id_last4) == (expected, "5678")
+    stored = session.get(Organisation, org.id)
+    assert stored is not None
+    assert (stored.national_id_hash, org.national_id_last4) == (expected, "5678")
     dump = " ".join(
         str(v) for row in session.execute(text("SELECT * FROM organisations")) for v in row
     ) + " ".join(str(v) for row in session.execute(text("SELECT * FROM audit_log")) for v in row)

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tests.registry.conftest import KARACHI, World
-from tests.registry.flow import approved
+from tests.registry.flow import act, approved
 from vpnreg.clock import FrozenClock
 from vpnreg.core.review import State, is_registered, validity_end
 from vpnreg.registry import services
@@ -21,7 +21,8 @@ def test_renewal_moves_approved_active_expiring_expired(
 ) -> None:
     first = approved(session, world, config, clock.now(), [("198.51.100.0/24", [])], bank=True)
     assert first.state == "active"
-    renewal = services.renew(
+    renewal = act(
+        "renew",
         session,
         application_id=first.id,
         actor=world.bank_applicant,
@@ -30,8 +31,8 @@ def test_renewal_moves_approved_active_expiring_expired(
     )
     assert (renewal.state, renewal.renews_id) == ("submitted", first.id)
     kw = {"application_id": renewal.id, "now": clock.now(), "config": config}
-    services.verify(session, actor=world.isp_user, **kw)  # type: ignore[arg-type]
-    renewal = services.approve(session, actor=world.regulator, **kw)  # type: ignore[arg-type]
+    act("verify", session, actor=world.isp_user, **kw)  # type: ignore[arg-type]
+    renewal = act("approve", session, actor=world.regulator, **kw)  # type: ignore[arg-type]
     assert first.valid_until is not None
     end = validity_end(first.valid_until, KARACHI)
     # The renewal starts exactly where the first ends, so its claim did not conflict.

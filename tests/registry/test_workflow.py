@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tests.registry.conftest import KARACHI, World
-from tests.registry.flow import approved, draft, ready_for_decision
+from tests.registry.flow import act, approved, draft, ready_for_decision
 from vpnreg.clock import FrozenClock
 from vpnreg.registry import services
 from vpnreg.registry.audit_log import verify_audit
@@ -37,14 +37,15 @@ def test_full_flow_with_endorsement_activates_on_approval(
     assert app.tracking_number == f"VPN-2026-{app.id:06d}"
     assert app.category == "software_house"
     steps = [
-        (services.submit, world.applicant, "submitted"),
-        (services.verify, world.isp_user, "isp_verified"),
-        (services.endorse, world.sector_user, "sector_endorsed"),
-        (services.approve, world.regulator, "active"),
+        ("submit", world.applicant, "submitted"),
+        ("verify", world.isp_user, "isp_verified"),
+        ("endorse", world.sector_user, "sector_endorsed"),
+        ("approve", world.regulator, "active"),
     ]
     for step, actor, state in steps:
         before = _audit_count(session)
-        app = step(
+        app = act(
+            step,
             session,
             application_id=app.id,
             actor=actor,
@@ -71,11 +72,21 @@ def test_category_without_endorsement_goes_straight_to_regulator(
     app = ready_for_decision(session, world, config, clock.now(), [("192.0.2.0/24", [])], bank=True)
     assert app.state == "isp_verified"
     with pytest.raises(StateConflict):
-        services.endorse(
-            session, application_id=app.id, actor=world.sector_user, now=clock.now(), config=config
+        act(
+            "endorse",
+            session,
+            application_id=app.id,
+            actor=world.sector_user,
+            now=clock.now(),
+            config=config,
         )
-    app = services.approve(
-        session, application_id=app.id, actor=world.regulator, now=clock.now(), config=config
+    app = act(
+        "approve",
+        session,
+        application_id=app.id,
+        actor=world.regulator,
+        now=clock.now(),
+        config=config,
     )
     assert app.state == "active"
 
@@ -84,7 +95,8 @@ def test_stale_version_is_refused_and_nothing_changes(
     session: Session, world: World, config: services.ServiceConfig, clock: FrozenClock
 ) -> None:
     app = draft(session, world, config, clock.now(), [("192.0.2.0/24", [])])
-    services.submit(
+    act(
+        "submit",
         session,
         application_id=app.id,
         actor=world.applicant,
@@ -94,7 +106,8 @@ def test_stale_version_is_refused_and_nothing_changes(
     )
     events = _audit_count(session)
     with pytest.raises(StaleVersion) as info:
-        services.verify(
+        act(
+            "verify",
             session,
             application_id=app.id,
             actor=world.isp_user,
@@ -114,11 +127,17 @@ def test_wrong_isp_cannot_verify(
     session: Session, world: World, config: services.ServiceConfig, clock: FrozenClock
 ) -> None:
     app = draft(session, world, config, clock.now(), [("192.0.2.0/24", [])])
-    services.submit(
-        session, application_id=app.id, actor=world.applicant, now=clock.now(), config=config
+    act(
+        "submit",
+        session,
+        application_id=app.id,
+        actor=world.applicant,
+        now=clock.now(),
+        config=config,
     )
     with pytest.raises(Forbidden, match="not a user of the ISP"):
-        services.verify(
+        act(
+            "verify",
             session,
             application_id=app.id,
             actor=world.other_isp_user,
@@ -148,12 +167,12 @@ def test_roles_outside_their_step_are_forbidden(
 ) -> None:
     app = draft(session, world, config, clock.now(), [("192.0.2.0/24", [])])
     kw = {"application_id": app.id, "now": clock.now(), "config": config}
-    services.submit(session, actor=world.applicant, **kw)  # type: ignore[arg-type]
-    services.verify(session, actor=world.isp_user, **kw)  # type: ignore[arg-type]
+    act("submit", session, actor=world.applicant, **kw)  # type: ignore[arg-type]
+    act("verify", session, actor=world.isp_user, **kw)  # type: ignore[arg-type]
     if step == "approve":
-        services.endorse(session, actor=world.sector_user, **kw)  # type: ignore[arg-type]
+        act("endorse", session, actor=world.sector_user, **kw)  # type: ignore[arg-type]
     with pytest.raises(Forbidden):
-        getattr(services, step)(session, actor=getattr(world, who), **kw)
+        act(step, session, actor=getattr(world, who), **kw)  # type: ignore[arg-type]
 
 
 def test_create_application_reports_every_problem_at_once(
@@ -190,7 +209,8 @@ def test_overlapping_approval_is_refused_naming_the_holder(
     first = approved(session, world, config, clock.now(), [("203.0.113.0/24", [])], bank=True)
     second = ready_for_decision(session, world, config, clock.now(), [("203.0.113.128/25", [])])
     with pytest.raises(OverlapConflict) as info:
-        services.approve(
+        act(
+            "approve",
             session,
             application_id=second.id,
             actor=world.regulator,
@@ -202,7 +222,8 @@ def test_overlapping_approval_is_refused_naming_the_holder(
     session.expire_all()
     assert session.get(Application, second.id).state == "sector_endorsed"  # type: ignore[union-attr]
     # Once the holder is revoked, the space is free again.
-    services.revoke(
+    act(
+        "revoke",
         session,
         application_id=first.id,
         actor=world.regulator,
@@ -210,8 +231,13 @@ def test_overlapping_approval_is_refused_naming_the_holder(
         now=clock.now(),
         config=config,
     )
-    app = services.approve(
-        session, application_id=second.id, actor=world.regulator, now=clock.now(), config=config
+    app = act(
+        "approve",
+        session,
+        application_id=second.id,
+        actor=world.regulator,
+        now=clock.now(),
+        config=config,
     )
     assert app.state == "active"
 
@@ -221,7 +247,8 @@ def test_reject_appeal_overturn_needs_a_different_regulator(
 ) -> None:
     app = ready_for_decision(session, world, config, clock.now(), [("192.0.2.0/24", [])])
     kw = {"application_id": app.id, "now": clock.now(), "config": config}
-    app = services.reject(
+    app = act(
+        "reject",
         session,
         actor=world.regulator,
         reason_code="documents",
@@ -229,11 +256,11 @@ def test_reject_appeal_overturn_needs_a_different_regulator(
         **kw,  # type: ignore[arg-type]
     )
     assert (app.state, app.rejected_from) == ("rejected", "sector_endorsed")
-    app = services.appeal(session, actor=world.applicant, text="contract attached", **kw)  # type: ignore[arg-type]
+    app = act("appeal", session, actor=world.applicant, text="contract attached", **kw)  # type: ignore[arg-type]
     assert app.state == "appealed"
     with pytest.raises(Forbidden, match="rejected"):
-        services.overturn(session, actor=world.regulator, reason="ok", **kw)  # type: ignore[arg-type]
-    app = services.overturn(session, actor=world.regulator2, reason="contract seen", **kw)  # type: ignore[arg-type]
+        act("overturn", session, actor=world.regulator, reason="ok", **kw)  # type: ignore[arg-type]
+    app = act("overturn", session, actor=world.regulator2, reason="contract seen", **kw)  # type: ignore[arg-type]
     assert app.state == "active"
     assert (
         session.scalar(
@@ -248,10 +275,10 @@ def test_isp_rejection_overturned_resumes_at_verified(
 ) -> None:
     app = draft(session, world, config, clock.now(), [("192.0.2.0/24", [])])
     kw = {"application_id": app.id, "now": clock.now(), "config": config}
-    services.submit(session, actor=world.applicant, **kw)  # type: ignore[arg-type]
-    services.reject(session, actor=world.isp_user, reason_code="not_ours", reason="x", **kw)  # type: ignore[arg-type]
-    services.appeal(session, actor=world.applicant, text="it is ours", **kw)  # type: ignore[arg-type]
-    app = services.overturn(session, actor=world.regulator, reason="checked", **kw)  # type: ignore[arg-type]
+    act("submit", session, actor=world.applicant, **kw)  # type: ignore[arg-type]
+    act("reject", session, actor=world.isp_user, reason_code="not_ours", reason="x", **kw)  # type: ignore[arg-type]
+    act("appeal", session, actor=world.applicant, text="it is ours", **kw)  # type: ignore[arg-type]
+    app = act("overturn", session, actor=world.regulator, reason="checked", **kw)  # type: ignore[arg-type]
     assert app.state == "isp_verified"
 
 
@@ -260,12 +287,12 @@ def test_uphold_ends_the_application(
 ) -> None:
     app = ready_for_decision(session, world, config, clock.now(), [("192.0.2.0/24", [])], bank=True)
     kw = {"application_id": app.id, "now": clock.now(), "config": config}
-    services.reject(session, actor=world.regulator, reason_code="r", reason="r", **kw)  # type: ignore[arg-type]
-    services.appeal(session, actor=world.bank_applicant, text="please", **kw)  # type: ignore[arg-type]
-    app = services.uphold(session, actor=world.regulator, reason="no", **kw)  # type: ignore[arg-type]
+    act("reject", session, actor=world.regulator, reason_code="r", reason="r", **kw)  # type: ignore[arg-type]
+    act("appeal", session, actor=world.bank_applicant, text="please", **kw)  # type: ignore[arg-type]
+    app = act("uphold", session, actor=world.regulator, reason="no", **kw)  # type: ignore[arg-type]
     assert app.state == "upheld"
     with pytest.raises(StateConflict):
-        services.withdraw(session, actor=world.bank_applicant, **kw)  # type: ignore[arg-type]
+        act("withdraw", session, actor=world.bank_applicant, **kw)  # type: ignore[arg-type]
 
 
 def test_withdraw_by_applicant_only_of_own_organisation(
@@ -274,8 +301,8 @@ def test_withdraw_by_applicant_only_of_own_organisation(
     app = draft(session, world, config, clock.now(), [("192.0.2.0/24", [])])
     kw = {"application_id": app.id, "now": clock.now(), "config": config}
     with pytest.raises(Forbidden):
-        services.withdraw(session, actor=world.bank_applicant, **kw)  # type: ignore[arg-type]
-    app = services.withdraw(session, actor=world.applicant, **kw)  # type: ignore[arg-type]
+        act("withdraw", session, actor=world.bank_applicant, **kw)  # type: ignore[arg-type]
+    app = act("withdraw", session, actor=world.applicant, **kw)  # type: ignore[arg-type]
     assert (app.state, app.version) == ("withdrawn", 2)
 
 

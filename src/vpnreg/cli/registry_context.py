@@ -17,7 +17,8 @@ from vpnreg.clock import Clock
 from vpnreg.registry import services
 from vpnreg.registry.db import current_revision, make_engine, make_session_factory
 from vpnreg.registry.errors import RegistryError, ValidationFailed
-from vpnreg.registry.models import ISP, Application, Organisation, SectorBody, User
+from vpnreg.registry.models import ISP, Organisation, SectorBody, User
+from vpnreg.registry.views import ApplicationView, UserView
 from vpnreg.settings import Settings
 
 TRACKING_PREFIX = "VPN-"
@@ -35,11 +36,11 @@ class Registry:
     def now(self) -> dt.datetime:
         return self.clock.now()
 
-    def user(self, username: str) -> User:
+    def user(self, username: str) -> UserView:
         found = self.session.scalar(select(User).where(User.username == username))
         if found is None:
             fail(f"no user named {username!r}")
-        return found
+        return UserView.of(found)
 
     def id_by_name(self, model: type[Organisation | ISP | SectorBody], name: str) -> int:
         found = self.session.scalar(select(model.id).where(model.name == name))
@@ -55,7 +56,7 @@ class Registry:
 
         return int(self.session.scalar(select(func.count()).select_from(AuditLogRow)) or 0)
 
-    def application(self, ref: str) -> Application:
+    def application(self, ref: str) -> ApplicationView:
         """An application by numeric id or by tracking number (VPN-2026-000123)."""
         ref = ref.strip()
         if ref.upper().startswith(TRACKING_PREFIX):

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-import yaml
 
-from vpnreg.cli.registry_context import Registry, open_registry
+from vpnreg.cli.application_file import load_application_file
+from vpnreg.cli.registry_context import open_registry
 from vpnreg.cli.runtime import EXIT_USAGE, fail
+from vpnreg.core.review import action_named, argument_problems
 from vpnreg.registry import services
-from vpnreg.registry.models import Application
+from vpnreg.registry.views import ApplicationView
 
 Actor = Annotated[str, typer.Option("--actor", help="Username acting (its role is checked).")]
 ExpectVersion = Annotated[
@@ -29,43 +30,11 @@ review_app = typer.Typer(help="Decisions of the ISP, the sector body and the reg
 appeal_app = typer.Typer(help="Appeals against a rejection.")
 
 
-def _report(app: Application, what: str) -> None:
+def _report(app: ApplicationView, what: str) -> None:
     typer.echo(
         f"{app.tracking_number} {what}: state {app.state}, version {app.version}"
         + (f", valid until {app.valid_until}" if app.valid_until else "")
     )
-
-
-def _load_application_file(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        fail(f"{path}: cannot read ({err.strerror})", EXIT_USAGE)
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        fail(f"{path}: not valid YAML ({' '.join(str(err).split())})")
-    if not isinstance(data, dict):
-        fail(f"{path}: expected a mapping with organisation, isp and prefixes")
-    for key in ("organisation", "isp", "prefixes"):
-        if key not in data:
-            fail(f"{path}: missing {key!r}")
-    if not isinstance(data["prefixes"], list):
-        fail(f"{path}: 'prefixes' must be a list")
-    return data
-
-
-def _prefix_requests(path: Path, items: list[Any]) -> list[tuple[str, list[str]]]:
-    requests: list[tuple[str, list[str]]] = []
-    for i, item in enumerate(items):
-        if isinstance(item, str):
-            requests.append((item, []))
-        elif isinstance(item, dict) and isinstance(item.get("prefix"), str):
-            peers = item.get("peers") or []
-            if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
-                fail(f"{path}: prefixes[{i}].peers must be a list of prefixes")
-            requests.append((item["prefix"], list(peers)))
-        else:
-            fail(f"{path}: prefixes[{i}] must be a prefix or a mapping with 'prefix'")
-    return requests
 
 
 def apply(
@@ -74,78 +43,86 @@ def apply(
     draft: Annotated[bool, typer.Option(help="Keep it as a draft instead of submitting.")] = False,
 ) -> None:
     """Create an application from a YAML file and submit it."""
-    data = _load_application_file(file)
-    requests = _prefix_requests(file, data["prefixes"])
+    data = load_application_file(file)
     with open_registry() as reg:
         user = reg.user(actor)
         from vpnreg.registry.models import ISP, Organisation
 
-        app = services.create_application(
+        app = services.apply_for_registration(
             reg.session,
-            organisation_id=reg.id_by_name(Organisation, str(data["organisation"])),
-            isp_id=reg.id_by_name(ISP, str(data["isp"])),
-            prefixes=requests,
+            organisation_id=reg.id_by_name(Organisation, data.organisation),
+            isp_id=reg.id_by_name(ISP, data.isp),
+            prefixes=data.prefix_requests(),
+            submit=not draft and data.submit,
             actor=user,
             now=reg.now(),
             config=reg.config,
         )
-        if not draft and data.get("submit", True):
-            app = services.submit(
-                reg.session,
-                application_id=app.id,
-                actor=user,
-                now=reg.now(),
-                config=reg.config,
-                expected_version=app.version,
-            )
         _report(app, "created")
 
 
-def _act(reg: Registry, ref: str, verb: str, **kwargs: Any) -> Application:
-    app = reg.application(ref)
-    service = getattr(services, verb)
-    result: Application = service(
-        reg.session, application_id=app.id, now=reg.now(), config=reg.config, **kwargs
-    )
-    return result
+#: The option each step argument comes from.
+_OPTION_OF = {"reason": "--reason", "text": "--reason", "reason_code": "--reason-code"}
 
 
-def _reason_required(reason: str | None, verb: str) -> str:
-    if not reason or not reason.strip():
-        fail(f"{verb} needs --reason", EXIT_USAGE)
-    return reason
+def _act(
+    ref: str, verb: str, actor: str, expect_version: int | None, **arguments: str | None
+) -> None:
+    """Take one step through the registry's one entry; a missing required option is a usage
+    error (exit 2), found by the same table the registry checks."""
+    action = action_named(verb)
+    if action is not None:
+        missing = [name for name, _ in argument_problems(action, dict(arguments))]
+        if missing:
+            fail(f"{verb} needs {_OPTION_OF.get(missing[0], missing[0])}", EXIT_USAGE)
+    with open_registry() as reg:
+        app = reg.application(ref)
+        step = services.StepRequest(
+            action=verb,
+            application_id=app.id,
+            actor=reg.user(actor),
+            expected_version=expect_version,
+            arguments=arguments,
+        )
+        result = services.take_step(reg.session, step, now=reg.now(), config=reg.config)
+        _report(result, _DONE[verb])
 
 
-def _plain_step(verb: str, done: str, summary: str) -> Callable[..., None]:
-    """A command that takes one step the service needs nothing more for than who acts."""
+_DONE = {
+    "verify": "verified",
+    "endorse": "endorsed",
+    "approve": "approved",
+    "withdraw": "withdrawn",
+    services.RENEW: "renewal created",
+    "reject": "rejected",
+    "revoke": "revoked",
+    "appeal": "appealed",
+    "uphold": "upheld",
+    "overturn": "overturned",
+}
+
+
+def _plain_step(verb: str, summary: str) -> Callable[..., None]:
+    """A command for a step that needs nothing more than who acts."""
 
     def command(ref: AppRef, actor: Actor, expect_version: ExpectVersion = None) -> None:
-        with open_registry() as reg:
-            app = _act(reg, ref, verb, actor=reg.user(actor), expected_version=expect_version)
-            _report(app, done)
+        _act(ref, verb, actor, expect_version)
 
     command.__doc__ = summary
     command.__name__ = command.__qualname__ = verb
     return command
 
 
-for _verb, _done, _summary in (
-    ("verify", "verified", "The ISP attests that the subscriber holds the addresses."),
-    ("endorse", "endorsed", "The sector body endorses (for the categories that need it)."),
-    (
-        "approve",
-        "approved",
-        "The regulator approves; the registration starts when its validity begins.",
-    ),
+for _verb, _summary in (
+    ("verify", "The ISP attests that the subscriber holds the addresses."),
+    ("endorse", "The sector body endorses (for the categories that need it)."),
+    ("approve", "The regulator approves; the registration starts when its validity begins."),
 ):
-    review_app.command(_verb)(_plain_step(_verb, _done, _summary))
+    review_app.command(_verb)(_plain_step(_verb, _summary))
 
-withdraw = _plain_step(
-    "withdraw", "withdrawn", "The applicant withdraws an application before a decision."
-)
+withdraw = _plain_step("withdraw", "The applicant withdraws an application before a decision.")
 renew = _plain_step(
-    "renew",
-    "renewal created",
+    services.RENEW,
     "Ask for another year: a new application linked to this one, valid from its end.",
 )
 
@@ -159,18 +136,7 @@ def review_reject(
     expect_version: ExpectVersion = None,
 ) -> None:
     """Reject, with a reason (the applicant may appeal)."""
-    text = _reason_required(reason, "reject")
-    with open_registry() as reg:
-        app = _act(
-            reg,
-            ref,
-            "reject",
-            actor=reg.user(actor),
-            reason_code=reason_code,
-            reason=text,
-            expected_version=expect_version,
-        )
-        _report(app, "rejected")
+    _act(ref, "reject", actor, expect_version, reason_code=reason_code, reason=reason)
 
 
 @review_app.command("revoke")
@@ -182,18 +148,7 @@ def review_revoke(
     expect_version: ExpectVersion = None,
 ) -> None:
     """Revoke a registration, with a reason."""
-    text = _reason_required(reason, "revoke")
-    with open_registry() as reg:
-        app = _act(
-            reg,
-            ref,
-            "revoke",
-            actor=reg.user(actor),
-            reason_code=reason_code,
-            reason=text,
-            expected_version=expect_version,
-        )
-        _report(app, "revoked")
+    _act(ref, "revoke", actor, expect_version, reason_code=reason_code, reason=reason)
 
 
 @appeal_app.command("file")
@@ -204,12 +159,7 @@ def appeal_file(
     expect_version: ExpectVersion = None,
 ) -> None:
     """The applicant appeals a rejection."""
-    grounds = _reason_required(text, "appeal")
-    with open_registry() as reg:
-        app = _act(
-            reg, ref, "appeal", actor=reg.user(actor), text=grounds, expected_version=expect_version
-        )
-        _report(app, "appealed")
+    _act(ref, "appeal", actor, expect_version, text=text)
 
 
 @appeal_app.command("uphold")
@@ -220,12 +170,7 @@ def appeal_uphold(
     expect_version: ExpectVersion = None,
 ) -> None:
     """A regulator upholds the rejection (final)."""
-    text = _reason_required(reason, "uphold")
-    with open_registry() as reg:
-        app = _act(
-            reg, ref, "uphold", actor=reg.user(actor), reason=text, expected_version=expect_version
-        )
-        _report(app, "upheld")
+    _act(ref, "uphold", actor, expect_version, reason=reason)
 
 
 @appeal_app.command("overturn")
@@ -236,17 +181,7 @@ def appeal_overturn(
     expect_version: ExpectVersion = None,
 ) -> None:
     """A different regulator overturns; the application resumes after the rejecting step."""
-    text = _reason_required(reason, "overturn")
-    with open_registry() as reg:
-        app = _act(
-            reg,
-            ref,
-            "overturn",
-            actor=reg.user(actor),
-            reason=text,
-            expected_version=expect_version,
-        )
-        _report(app, "overturned")
+    _act(ref, "overturn", actor, expect_version, reason=reason)
 
 
 def amend(

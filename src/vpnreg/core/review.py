@@ -176,6 +176,47 @@ TRANSITIONS: tuple[Transition, ...] = (
 )
 
 
+#: What a person's action needs besides the application and its version: each argument's name
+#: and whether it must be given (non-blank). Actions not listed take no arguments.
+ACTION_ARGUMENTS: dict[Action, dict[str, bool]] = {
+    Action.REJECT: {"reason_code": True, "reason": True},
+    Action.REVOKE: {"reason": True, "reason_code": False},
+    Action.APPEAL: {"text": True},
+    Action.UPHOLD: {"reason": True},
+    Action.OVERTURN: {"reason": True},
+}
+#: What a missing argument is called in a message to a person.
+ARGUMENT_LABELS: dict[str, str] = {
+    "reason_code": "a reason code",
+    "reason": "a reason",
+    "text": "the grounds of the appeal",
+}
+
+
+def action_named(name: str) -> Action | None:
+    """The Action called `name`, or None (no TypeError for strings, unlike `in Action` on 3.11)."""
+    try:
+        return Action(name)
+    except ValueError:
+        return None
+
+
+def argument_problems(action: Action, given: dict[str, str | None]) -> list[tuple[str, str]]:
+    """(argument, problem) for every argument `action` needs but lacks or does not take."""
+    spec = ACTION_ARGUMENTS.get(action, {})
+    problems = [
+        (name, f"{action} needs {ARGUMENT_LABELS.get(name, name)}")
+        for name, required in spec.items()
+        if required and not (given.get(name) or "").strip()
+    ]
+    problems += [
+        (name, f"{action} takes no {name}")
+        for name, value in given.items()
+        if name not in spec and value is not None
+    ]
+    return problems
+
+
 class TransitionError(Exception):
     """The action is not possible from the application's state."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,16 @@ from sqlalchemy.orm import Session, sessionmaker
 #: Where the migration scripts live: inside the package, so an installed wheel can upgrade.
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
-#: How long a SQLite writer waits for the lock before giving up (milliseconds).
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: How long one attempt of a SQLite writer waits for the lock before giving up (milliseconds).
+#: Short on purpose: a write unit that finds the lock taken retries as a whole
+#: (vpnreg.registry.services.transaction), so no connection sits in SQLite's busy handler for
+#: long while holding a worker thread.
+SQLITE_BUSY_TIMEOUT_MS = 2_000
+
+#: The connection execution option that makes a transaction a write unit: on SQLite it begins
+#: with BEGIN IMMEDIATE (the write lock taken at once), every other transaction with a plain
+#: deferred BEGIN, which in WAL mode never waits for a writer and never blocks one.
+WRITE_UNIT = "vpnreg_write_unit"
 
 
 def is_sqlite(url: str | URL) -> bool:
@@ -30,10 +39,10 @@ def _ensure_sqlite_parent(url: URL) -> None:
 
 def _install_sqlite_hooks(engine: Engine) -> None:
     # The documented pysqlite recipe: take transaction control away from the driver
-    # (isolation_level=None) and emit BEGIN ourselves. BEGIN IMMEDIATE takes the write lock at
-    # the start, so read-check-write sequences (overlap check, audit chain head) are serialised
-    # and a waiting writer blocks on busy_timeout instead of failing with "database is locked"
-    # when it later tries to upgrade a read lock.
+    # (isolation_level=None) and emit BEGIN ourselves. A write unit begins IMMEDIATE, so its
+    # read-check-write sequences (overlap check, audit chain head) are serialised with other
+    # writers and it can never fail half-way on a lock upgrade; reads begin deferred, so in WAL
+    # mode they read a snapshot and take no lock that anyone waits for.
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
@@ -48,11 +57,19 @@ def _install_sqlite_hooks(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        write = connection.get_execution_options().get(WRITE_UNIT, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def is_lock_timeout(error: BaseException) -> bool:
+    """True for SQLite's "database is locked" (the busy timeout ran out), wrapped or not."""
+    orig = getattr(error, "orig", error)
+    return isinstance(orig, sqlite3.OperationalError) and "locked" in str(orig)
 
 
 def make_engine(url: str | URL, **kwargs: Any) -> Engine:
-    """An engine for `url`; SQLite gets foreign keys, WAL, a busy timeout and BEGIN IMMEDIATE.
+    """An engine for `url`; SQLite gets foreign keys, WAL, a short busy timeout, and BEGIN
+    IMMEDIATE for write units only.
 
     For a SQLite file the parent directory is created. Extra keyword arguments go to
     `sqlalchemy.create_engine`.

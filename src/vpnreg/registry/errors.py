@@ -1,7 +1,8 @@
 """Domain errors of the registry services, each with a one-line message.
 
-The web layer turns them into problem+json responses and the CLI into exit code 1; `code` is a
-stable machine-readable name for each kind.
+The web layer turns them into problem+json responses (API) or error pages (portal) and the CLI
+into exit code 1; `code` is a stable machine-readable name for each kind and `status` the one
+HTTP status every web answer uses for it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ class RegistryError(Exception):
     """Base of every error a registry service raises on purpose."""
 
     code = "registry_error"
+    status = 400
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -26,6 +28,7 @@ class NotFound(RegistryError):
     """The named object does not exist."""
 
     code = "not_found"
+    status = 404
 
     def __init__(self, kind: str, key: object) -> None:
         super().__init__(f"{kind} {key!s} not found")
@@ -47,6 +50,7 @@ class ValidationFailed(RegistryError):
     """The input has one or more problems; all of them are in `errors`."""
 
     code = "validation_failed"
+    status = 422
 
     def __init__(self, errors: list[FieldError]) -> None:
         if not errors:
@@ -61,12 +65,14 @@ class StateConflict(RegistryError):
     """The action is not possible in the object's current state."""
 
     code = "state_conflict"
+    status = 409
 
 
 class StaleVersion(RegistryError):
     """The caller acted on an older version of the object than the one stored."""
 
     code = "stale_version"
+    status = 412
 
     def __init__(self, expected: int, actual: int) -> None:
         super().__init__(
@@ -81,6 +87,7 @@ class OverlapConflict(RegistryError):
     """The address space is already claimed by another registration over overlapping dates."""
 
     code = "overlap_conflict"
+    status = 409
 
     def __init__(self, prefix: str, tracking_number: str, other_prefix: str) -> None:
         super().__init__(
@@ -96,3 +103,14 @@ class Forbidden(RegistryError):
     """The actor may not do this."""
 
     code = "forbidden"
+    status = 403
+
+
+class Busy(RegistryError):
+    """The database stayed locked by other writers for too long; nothing was changed."""
+
+    code = "busy"
+    status = 503
+
+    def __init__(self) -> None:
+        super().__init__("the registry is busy; nothing was changed, try again in a moment")

@@ -24,19 +24,18 @@ from vpnreg.registry.services.unit_of_work import Database
 from vpnreg.settings import Settings
 from vpnreg.web.auth import SESSION_COOKIE, csrf_for, enforce_policy, ensure_session_cookie
 from vpnreg.web.feed import install_feed
-from vpnreg.web.policy import build_policy
+from vpnreg.web.policy import EVERYONE, SAFE_METHODS, allow, build_policy
 from vpnreg.web.problems import install_problem_handlers
 from vpnreg.web.security import signing_key
 
 HERE = Path(__file__).resolve().parent
 
-#: Modules whose `router` is included and whose `POLICY` joins the policy table, in this order.
+#: Modules whose `router` is included, in this order (each route declares its own access).
 ROUTER_MODULES: tuple[str, ...] = (
     "vpnreg.web.auth",
     "vpnreg.web.api",
     "vpnreg.web.portal",
 )
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 __all__ = ["ROUTER_MODULES", "SESSION_COOKIE", "create_app"]
 
@@ -130,7 +129,9 @@ def create_app(
     install_problem_handlers(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    @app.get(
+        "/", response_class=HTMLResponse, include_in_schema=False, dependencies=[allow(EVERYONE)]
+    )
     def home(request: Request) -> Response:
         return templates.TemplateResponse(
             request,
@@ -138,7 +139,12 @@ def create_app(
             {"current_user": getattr(request.state, "current_user", None)},
         )
 
-    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    @app.get(
+        "/login",
+        response_class=HTMLResponse,
+        include_in_schema=False,
+        dependencies=[allow(EVERYONE)],
+    )
     def login_form(request: Request, next: str | None = None) -> Response:
         response = HTMLResponse("")
         ensure_session_cookie(request, response)
@@ -152,7 +158,7 @@ def create_app(
                 page.headers.append(header, value)
         return page
 
-    @app.get("/healthz", include_in_schema=False)
+    @app.get("/healthz", include_in_schema=False, dependencies=[allow(EVERYONE)])
     def health() -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__})
 
@@ -165,5 +171,5 @@ def create_app(
     # Last, so it runs after the other start-up steps (the feed's first publish included).
     app.include_router(APIRouter(lifespan=_frozen_heap))
     app.add_middleware(FeedNotifier)
-    app.state.policy = build_policy(modules)
+    app.state.policy = build_policy(app)
     return app

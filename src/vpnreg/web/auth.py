@@ -12,11 +12,9 @@ Dependencies for routes (use the Annotated aliases):
   AppClock        the app's Clock (app.state.clock)
   Config          the ServiceConfig (app.state.service_config)
   CurrentCaller   the Principal: a user, a token, or the public
-  CurrentUser     the acting User: signed in, or named by a user-bound token (401 without one;
+  CurrentUser     the acting UserView: signed in, or named by a user-bound token (401 without one;
                   403 for a role-only token)
-  OptionalUser    the signed-in User or None
-  require_roles(*roles)  a dependency refusing other roles (the policy table already does this
-                  for whole routes; use it for finer choices inside a router if ever needed)
+  OptionalUser    the signed-in UserView or None
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ import datetime as dt
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -33,7 +31,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from vpnreg.clock import Clock, SystemClock
-from vpnreg.registry.services import ServiceConfig, User, authenticate
+from vpnreg.registry.services import ServiceConfig, authenticate
 from vpnreg.registry.services.sessions import (
     SESSION_LIFETIME,
     clear_login_failures,
@@ -45,15 +43,24 @@ from vpnreg.registry.services.sessions import (
 )
 from vpnreg.registry.services.tokens import authenticate_token, effective_role
 from vpnreg.registry.services.unit_of_work import DbSession as Session
+from vpnreg.registry.views import UserView
 from vpnreg.web.htmx import is_htmx
-from vpnreg.web.policy import PUBLIC, RouteKey, access_for, allows, route_path_of
+from vpnreg.web.policy import (
+    EVERYONE,
+    PUBLIC,
+    SAFE_METHODS,
+    RouteKey,
+    access_for,
+    allow,
+    allows,
+    route_path_of,
+)
 from vpnreg.web.problems import Problem
 from vpnreg.web.security import csrf_token, csrf_valid
 
 SESSION_COOKIE = "vpnreg_session"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Sign-in throttling: this many failures per username and address within the window.
 LOGIN_FAILURE_LIMIT = 5
 LOGIN_FAILURE_WINDOW = dt.timedelta(minutes=15)
@@ -69,16 +76,14 @@ LOGIN_FAILURE_WINDOW = dt.timedelta(minutes=15)
 
 async def get_db(request: Request) -> AsyncIterator[Session]:
     # Opening a session does no I/O (it connects on first use), so it happens on the loop;
-    # closing it rolls back and returns its connection to the pool, so that goes to a thread.
-    unit = request.app.state.database.session()
-    session = unit.__enter__()
+    # closing one that was used goes to the Database's own releasing thread, never to the
+    # request pool that waiting routes may fill.
+    database = request.app.state.database
+    session = database.open_request()
     try:
         yield session
     finally:
-        if session.in_transaction():
-            await run_in_threadpool(unit.__exit__, None, None, None)
-        else:
-            unit.__exit__(None, None, None)  # never connected: nothing to roll back or return
+        await database.close_request(session)
 
 
 async def get_clock(request: Request) -> Clock:
@@ -108,7 +113,7 @@ class Principal:
 
     via: Literal["session", "token", "public"]
     role: str | None = None
-    user: User | None = None
+    user: UserView | None = None
     token_name: str | None = None
 
     @property
@@ -140,7 +145,7 @@ def session_cookie(request: Request) -> str | None:
     return None
 
 
-def resolve_user(request: Request, session: Session, clock: Clock) -> User | None:
+def resolve_user(request: Request, session: Session, clock: Clock) -> UserView | None:
     """The user signed in with this request's cookie, or None."""
     token = session_cookie(request)
     if token is None:
@@ -187,11 +192,11 @@ async def get_principal(request: Request, db: DbSession, clock: AppClock) -> Pri
 CurrentCaller = Annotated[Principal, Depends(get_principal)]
 
 
-async def optional_user(principal: CurrentCaller) -> User | None:
+async def optional_user(principal: CurrentCaller) -> UserView | None:
     return principal.user
 
 
-async def current_user(principal: CurrentCaller) -> User:
+async def current_user(principal: CurrentCaller) -> UserView:
     if principal.user is not None:
         return principal.user
     if principal.via == "token":
@@ -203,21 +208,8 @@ async def current_user(principal: CurrentCaller) -> User:
     raise Problem(401, "not-signed-in", "sign in first")
 
 
-OptionalUser = Annotated[User | None, Depends(optional_user)]
-CurrentUser = Annotated[User, Depends(current_user)]
-
-
-def require_roles(*roles: str) -> Any:
-    """A dependency that lets only callers with one of `roles` through."""
-
-    async def check(principal: CurrentCaller) -> Principal:
-        if principal.role not in roles:
-            raise Problem(
-                403, "role-not-allowed", f"{principal.name} may not do this (needs {roles})"
-            )
-        return principal
-
-    return Depends(check)
+OptionalUser = Annotated[UserView | None, Depends(optional_user)]
+CurrentUser = Annotated[UserView, Depends(current_user)]
 
 
 # --- CSRF --------------------------------------------------------------------------------------
@@ -326,11 +318,6 @@ async def enforce_policy(request: Request, db: DbSession, clock: AppClock) -> No
 
 router = APIRouter(include_in_schema=False)
 
-POLICY: dict[RouteKey, frozenset[str]] = {
-    ("POST", "/login"): frozenset({PUBLIC}),
-    ("POST", "/logout"): frozenset({PUBLIC}),
-}
-
 
 def _client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
@@ -360,7 +347,9 @@ def _login_page(
     return response
 
 
-def sign_in(request: Request, response: Response, db: Session, user: User, clock: Clock) -> None:
+def sign_in(
+    request: Request, response: Response, db: Session, user: UserView, clock: Clock
+) -> None:
     """Start a server-side session for `user` and put its token in the response's cookie.
 
     A new token each time: a cookie planted before sign-in never becomes a signed-in session.
@@ -369,7 +358,7 @@ def sign_in(request: Request, response: Response, db: Session, user: User, clock
     set_session_cookie(request, response, token)
 
 
-@router.post("/login", response_class=HTMLResponse)
+@router.post("/login", response_class=HTMLResponse, dependencies=[allow(EVERYONE)])
 def login(
     request: Request,
     db: DbSession,
@@ -406,7 +395,7 @@ def login(
     return response
 
 
-@router.post("/logout")
+@router.post("/logout", dependencies=[allow(EVERYONE)])
 def logout(request: Request, db: DbSession) -> Response:
     token = session_cookie(request)
     if token is not None:

@@ -1,11 +1,12 @@
 """THE policy table: for every route (method, path template), who may call it.
 
-Each router module contributes a `POLICY` dict next to its `router`; `build_policy` merges them
-(a route named twice is an error) and adds the prefix rules (every /feed/v1/ route is gateway
-only). The app enforces the table in one dependency on every API route (vpnreg.web.auth
-.enforce_policy), and tests/web/test_authorization_matrix.py calls every route of create_app as
-every role and checks the answer against this table. A route without an entry is refused to
-everyone and fails that test.
+Each route declares who may call it where it is defined, with `dependencies=[allow(ACCESS)]`
+(or its router does, for all its routes); `build_policy` reads those declarations off the app's
+routes into one table, adding CORE_POLICY for the few routes that are not API routes (OpenAPI,
+static files). The app enforces the table in one dependency on every API route
+(vpnreg.web.auth.enforce_policy), and tests/web/test_authorization_matrix.py calls every route of
+create_app as every role and checks the answer against this table. A route that declares nothing
+is refused to everyone and fails that test.
 
 Object-level rules (an applicant sees its own organisation's applications only, an ISP those
 naming it, a sector body its categories) are applied inside the routes through the registry's
@@ -14,12 +15,11 @@ query and service layers; the table decides only which roles may call a route at
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from types import ModuleType
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import Mount, compile_path
 
@@ -27,6 +27,8 @@ from vpnreg.core.review import Role
 
 #: Callers without a login.
 PUBLIC = "public"
+#: Methods that change nothing: no CSRF check, no feed notify, a read-only database session.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: A route key: HTTP method and the route's path template, e.g. ("GET", "/api/v1/ip/{address}").
 RouteKey: TypeAlias = tuple[str, str]
 Access: TypeAlias = frozenset[str]
@@ -66,46 +68,59 @@ def only(*roles: str) -> Access:
     return frozenset(roles)
 
 
-#: Routes outside any router module: the home page, health, OpenAPI and static files.
+#: Routes that are no API routes, so they cannot declare their access themselves.
 CORE_POLICY: dict[RouteKey, Access] = {
-    ("GET", "/"): EVERYONE,
-    ("GET", "/healthz"): EVERYONE,
-    ("GET", "/login"): EVERYONE,
     ("GET", "/api/v1/openapi.json"): EVERYONE,
     ("GET", "/api/v1/docs"): EVERYONE,
     ("GET", "/static"): EVERYONE,
 }
 
-#: Path prefixes whose routes all share one rule (checked when no exact entry exists).
-PREFIX_POLICY: dict[str, Access] = {
-    "/feed/v1/": only(GATEWAY),
-}
-
 
 class PolicyError(ValueError):
-    """The policy tables contradict each other."""
+    """The routes' declarations contradict each other."""
 
 
-def merge_policies(tables: Iterable[Mapping[RouteKey, Access]]) -> dict[RouteKey, Access]:
-    merged: dict[RouteKey, Access] = {}
-    for table in tables:
-        for key, access in table.items():
-            method, path = key
-            normal = (method.upper(), path)
-            if normal in merged and merged[normal] != access:
-                raise PolicyError(f"{method} {path} is given two different policies")
-            merged[normal] = frozenset(access)
-    return merged
+class AccessRule:
+    """A route's declaration of who may call it. As a dependency it does nothing: enforcement
+    is enforce_policy's, over the table built from these declarations."""
+
+    def __init__(self, access: Access) -> None:
+        self.access = access
+
+    async def __call__(self) -> None:
+        return None
 
 
-def build_policy(modules: Iterable[ModuleType]) -> dict[RouteKey, Access]:
-    """CORE_POLICY plus the POLICY dict of each router module that has one."""
-    tables: list[Mapping[RouteKey, Access]] = [CORE_POLICY]
-    for module in modules:
-        table = getattr(module, "POLICY", None)
-        if table is not None:
-            tables.append(table)
-    return merge_policies(tables)
+def allow(access: Access) -> Any:
+    """`dependencies=[allow(READERS)]` on a route (or a router): who may call it."""
+    return Depends(AccessRule(frozenset(access)))
+
+
+def declared_access(entry: EffectiveRoute) -> Access | None:
+    """The access a route declares (through its own or its routers' dependencies), if any."""
+    found: set[Access] = set()
+    for dependency in entry.dependencies:
+        rule = getattr(dependency, "dependency", None)
+        if isinstance(rule, AccessRule):
+            found.add(rule.access)
+    if len(found) > 1:
+        raise PolicyError(f"{entry.path} declares two different policies")
+    return next(iter(found), None)
+
+
+def build_policy(app: FastAPI) -> dict[RouteKey, Access]:
+    """CORE_POLICY plus what every API route of `app` declares."""
+    policy: dict[RouteKey, Access] = dict(CORE_POLICY)
+    for entry in effective_routes(app):
+        access = declared_access(entry) if entry.enforced else None
+        if access is None:
+            continue
+        for method in entry.methods:
+            key = (method.upper(), entry.path)
+            if key in policy and policy[key] != access:
+                raise PolicyError(f"{method} {entry.path} is given two different policies")
+            policy[key] = access
+    return policy
 
 
 def access_for(policy: Mapping[RouteKey, Access], method: str, path: str) -> Access | None:
@@ -113,13 +128,7 @@ def access_for(policy: Mapping[RouteKey, Access], method: str, path: str) -> Acc
     method = method.upper()
     if method == "HEAD":
         method = "GET"
-    exact = policy.get((method, path))
-    if exact is not None:
-        return exact
-    for prefix, access in PREFIX_POLICY.items():
-        if path.startswith(prefix):
-            return access
-    return None
+    return policy.get((method, path))
 
 
 def allows(access: Access | None, caller: str | None) -> bool:
@@ -140,6 +149,8 @@ class EffectiveRoute:
     route: object
     #: False for routes the policy dependency does not run on (static files, OpenAPI pages).
     enforced: bool
+    #: The route's dependencies with its routers' and the app's, as they run.
+    dependencies: tuple[object, ...] = ()
 
 
 def effective_routes(app: FastAPI) -> list[EffectiveRoute]:
@@ -155,7 +166,8 @@ def effective_routes(app: FastAPI) -> list[EffectiveRoute]:
             continue
         methods = frozenset(m for m in (context.methods or {"GET"}) if m != "HEAD") or {"GET"}
         enforced = isinstance(original, APIRoute)
-        found.append(EffectiveRoute(path, frozenset(methods), original, enforced=enforced))
+        dependencies = tuple(getattr(context, "dependencies", None) or ())
+        found.append(EffectiveRoute(path, frozenset(methods), original, enforced, dependencies))
     return found
 
 

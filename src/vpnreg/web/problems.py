@@ -20,13 +20,11 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vpnreg.registry.errors import (
+    Busy,
     FieldError,
-    Forbidden,
-    NotFound,
     OverlapConflict,
     RegistryError,
     StaleVersion,
-    StateConflict,
     ValidationFailed,
 )
 
@@ -35,15 +33,6 @@ TYPE_PREFIX = "urn:vpnreg:problem:"
 
 #: Codes the policy table answers with; anything else is decided further in.
 POLICY_CODES = frozenset({"not-signed-in", "role-not-allowed", "no-policy"})
-
-_STATUS_OF: dict[type[RegistryError], int] = {
-    NotFound: 404,
-    ValidationFailed: 422,
-    StateConflict: 409,
-    OverlapConflict: 409,
-    StaleVersion: 412,
-    Forbidden: 403,
-}
 
 _TITLES = {
     400: "Bad request",
@@ -57,7 +46,14 @@ _TITLES = {
     422: "Invalid input",
     428: "Precondition required",
     429: "Too many requests",
+    500: "Server error",
+    503: "Busy",
 }
+
+
+def title_of(status: int) -> str:
+    """The one short title of an HTTP status, for problem documents and error pages alike."""
+    return _TITLES.get(status, "Error")
 
 
 class Problem(Exception):
@@ -77,7 +73,7 @@ class Problem(Exception):
         self.status = status
         self.code = code
         self.detail = detail
-        self.title = title or _TITLES.get(status, "Error")
+        self.title = title or title_of(status)
         self.headers = dict(headers or {})
         self.extra = dict(extra or {})
 
@@ -94,7 +90,7 @@ def problem_response(
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": TYPE_PREFIX + code,
-        "title": title or _TITLES.get(status, "Error"),
+        "title": title or title_of(status),
         "status": status,
         "detail": detail,
         "code": code,
@@ -114,8 +110,8 @@ def field_errors(errors: Sequence[FieldError]) -> list[dict[str, Any]]:
 
 
 def registry_problem(err: RegistryError, instance: str | None = None) -> JSONResponse:
-    status = next((s for kind, s in _STATUS_OF.items() if isinstance(err, kind)), 400)
     extra: dict[str, Any] = {}
+    headers = {"Retry-After": "1"} if isinstance(err, Busy) else None
     if isinstance(err, ValidationFailed):
         extra["errors"] = field_errors(err.errors)
     elif isinstance(err, StaleVersion):
@@ -123,7 +119,9 @@ def registry_problem(err: RegistryError, instance: str | None = None) -> JSONRes
     elif isinstance(err, OverlapConflict):
         extra.update(prefix=err.prefix, other_prefix=err.other_prefix)
     code = err.code.replace("_", "-")
-    return problem_response(status, code, err.message, instance=instance, extra=extra)
+    return problem_response(
+        err.status, code, err.message, instance=instance, headers=headers, extra=extra
+    )
 
 
 def _field_name(loc: Sequence[Any]) -> str:

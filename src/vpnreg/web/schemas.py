@@ -7,16 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vpnreg.registry.services import ISP, Application, Organisation
-
-
-class PrefixIn(BaseModel):
-    """One prefix to register and the peers it is limited to (empty: any peer)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    prefix: str = Field(max_length=64, examples=["203.0.113.0/24"])
-    peers: list[str] = Field(default_factory=list, max_length=64)
+from vpnreg.registry.schemas import MAX_PREFIXES, PrefixIn
+from vpnreg.registry.views import ApplicationView, IspView, OrganisationView
 
 
 class ApplicationCreate(BaseModel):
@@ -25,7 +17,7 @@ class ApplicationCreate(BaseModel):
     #: The applicant's own organisation when left out.
     organisation_id: int | None = None
     isp_id: int
-    prefixes: list[PrefixIn] = Field(max_length=256)
+    prefixes: list[PrefixIn] = Field(max_length=MAX_PREFIXES)
 
 
 class PrefixPublic(BaseModel):
@@ -53,14 +45,14 @@ class ApplicationPublic(BaseModel):
     prefixes: list[PrefixPublic]
 
     @classmethod
-    def of(cls, app: Application) -> ApplicationPublic:
+    def of(cls, app: ApplicationView) -> ApplicationPublic:
         return cls(
             id=app.id,
             tracking_number=app.tracking_number,
             organisation_id=app.organisation_id,
-            organisation_name=app.organisation.name,
+            organisation_name=app.organisation_name,
             isp_id=app.isp_id,
-            isp_name=app.isp.name,
+            isp_name=app.isp_name,
             category=app.category,
             state=app.state,
             version=app.version,
@@ -71,9 +63,7 @@ class ApplicationPublic(BaseModel):
             created_by=app.created_by,
             created_at=app.created_at,
             updated_at=app.updated_at,
-            prefixes=[
-                PrefixPublic(prefix=p.prefix, peers=[q.peer for q in p.peers]) for p in app.prefixes
-            ],
+            prefixes=[PrefixPublic(prefix=p.prefix, peers=list(p.peers)) for p in app.prefixes],
         )
 
 
@@ -154,7 +144,7 @@ class OrganisationPublic(BaseModel):
     created_at: dt.datetime
 
     @classmethod
-    def of(cls, org: Organisation) -> OrganisationPublic:
+    def of(cls, org: OrganisationView) -> OrganisationPublic:
         return cls(
             id=org.id,
             name=org.name,
@@ -170,7 +160,7 @@ class ISPPublic(BaseModel):
     name: str
 
     @classmethod
-    def of(cls, isp: ISP) -> ISPPublic:
+    def of(cls, isp: IspView) -> ISPPublic:
         return cls(id=isp.id, name=isp.name)
 
 

@@ -1,5 +1,9 @@
 """The registry's services: one verb each, keyword-only arguments, one transaction per call.
 
+Every step on an application (submit ... overturn, renew) goes through `take_step`. What a
+service hands back to a caller is a read model (vpnreg.registry.views), never an ORM object, and
+this package exports no ORM class: the web layer could not reach the models through it.
+
 Every service takes the SQLAlchemy `session` first and everything else by keyword. A changing
 service commits its own transaction (the session's), writes exactly the audit events of its
 change in that transaction, and raises only `vpnreg.registry.errors.RegistryError` subclasses on
@@ -12,16 +16,6 @@ ServiceConfig (ServiceConfig.from_settings).
 from __future__ import annotations
 
 from vpnreg.registry.audit_log import verify_audit
-from vpnreg.registry.models import (
-    ISP,
-    ApiToken,
-    Application,
-    ApplicationPrefix,
-    Organisation,
-    PeerAmendment,
-    SectorBody,
-    User,
-)
 from vpnreg.registry.services.actors import Actor
 from vpnreg.registry.services.applications import (
     PrefixRequest,
@@ -41,18 +35,18 @@ from vpnreg.registry.services.directory import (
     set_user_role,
 )
 from vpnreg.registry.services.feed import (
-    FeedPublisher,
     PublishResult,
     current_feed,
     publish,
     reset_feed,
     set_mode,
 )
+from vpnreg.registry.services.feed_publisher import FeedPublisher
+from vpnreg.registry.services.intake import DocumentUpload, apply_for_registration
 from vpnreg.registry.services.legacy_import import ImportProblem, ImportReport, import_legacy
 from vpnreg.registry.services.lookup import LookupResult, lookup, registered_entries
 from vpnreg.registry.services.peers import amend_peers, approve_amendment
 from vpnreg.registry.services.profile import SIGNUP_ACTOR, sign_up, update_organisation
-from vpnreg.registry.services.renewal import renew
 from vpnreg.registry.services.timeline import TimeChange, advance_time
 from vpnreg.registry.services.tokens import (
     authenticate_token,
@@ -62,42 +56,33 @@ from vpnreg.registry.services.tokens import (
     revoke_token,
 )
 from vpnreg.registry.services.workflow import (
-    appeal,
-    approve,
-    endorse,
-    overturn,
-    reject,
-    revoke,
-    submit,
-    uphold,
-    verify,
-    withdraw,
+    RENEW,
+    STEPS,
+    StepRequest,
+    arguments_for,
+    take_step,
 )
 
 __all__ = [
-    "ISP",
+    "RENEW",
     "SIGNUP_ACTOR",
+    "STEPS",
     "Actor",
-    "ApiToken",
-    "Application",
-    "ApplicationPrefix",
+    "DocumentUpload",
     "FeedPublisher",
     "ImportProblem",
     "ImportReport",
     "LookupResult",
-    "Organisation",
-    "PeerAmendment",
     "PrefixRequest",
     "PublishResult",
-    "SectorBody",
     "ServiceConfig",
+    "StepRequest",
     "TimeChange",
-    "User",
     "advance_time",
     "amend_peers",
-    "appeal",
-    "approve",
+    "apply_for_registration",
     "approve_amendment",
+    "arguments_for",
     "authenticate",
     "authenticate_token",
     "create_application",
@@ -108,29 +93,21 @@ __all__ = [
     "create_user",
     "current_feed",
     "effective_role",
-    "endorse",
     "find_application",
     "get_application",
     "import_legacy",
     "list_tokens",
     "lookup",
     "national_id_hash",
-    "overturn",
     "publish",
     "registered_entries",
-    "reject",
-    "renew",
     "reset_feed",
-    "revoke",
     "revoke_token",
     "set_mode",
     "set_user_active",
     "set_user_role",
     "sign_up",
-    "submit",
+    "take_step",
     "update_organisation",
-    "uphold",
-    "verify",
     "verify_audit",
-    "withdraw",
 ]

@@ -9,16 +9,19 @@ from sqlalchemy.orm import Session
 from vpnreg.core.review import Role
 from vpnreg.registry.errors import Forbidden
 from vpnreg.registry.models import Application, SectorBodyCategory, User
+from vpnreg.registry.views import ApplicationView, UserView
 
-#: A user, or a trusted in-process actor such as "cli:import", "cli:admin" or "system".
-Actor: TypeAlias = User | str
+#: A person acting: the ORM row inside the registry, its read model when a caller passes it.
+Person: TypeAlias = User | UserView
+#: A person, or a trusted in-process actor such as "cli:import", "cli:admin" or "system".
+Actor: TypeAlias = Person | str
 
 
 def actor_name(actor: Actor) -> str:
     return actor if isinstance(actor, str) else actor.username
 
 
-def actor_role(user: User) -> Role:
+def actor_role(user: Person) -> Role:
     if not user.active:
         raise Forbidden(f"user {user.username} is disabled")
     return Role(user.role)
@@ -34,7 +37,7 @@ def require_role(actor: Actor, *roles: Role) -> None:
         raise Forbidden(f"{actor.username} ({role}) may not do this; it needs {wanted}")
 
 
-def require_scope(session: Session, user: User, app: Application) -> None:
+def require_scope(session: Session, user: Person, app: Application | ApplicationView) -> None:
     """Besides its role, a user acts only on applications that are its business."""
     role = actor_role(user)
     if role is Role.APPLICANT and user.organisation_id != app.organisation_id:

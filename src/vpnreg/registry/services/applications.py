@@ -25,6 +25,7 @@ from vpnreg.registry.services.actors import Actor, actor_name, require_role
 from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.snapshots import application_snapshot
 from vpnreg.registry.services.transaction import service_transaction
+from vpnreg.registry.views import ApplicationView
 
 #: Prefix text and the peer prefixes it is limited to (empty: any peer).
 PrefixRequest = tuple[str, Sequence[str]]
@@ -128,7 +129,7 @@ def create_application(
     actor: Actor,
     now: dt.datetime,
     config: ServiceConfig,
-) -> Application:
+) -> ApplicationView:
     """A new draft application of `organisation_id` for prefixes reached through `isp_id`.
 
     The category is the organisation's. Every prefix goes through validate_prefix; every
@@ -178,16 +179,16 @@ def create_application(
             object_id=app.id,
             after=application_snapshot(app),
         )
-    return app
+    return ApplicationView.of(app)
 
 
-def get_application(session: Session, *, application_id: int) -> Application:
+def get_application(session: Session, *, application_id: int) -> ApplicationView:
     """Read one application (no lock, no change)."""
-    return load_application(session, application_id, lock=False)
+    return ApplicationView.of(load_application(session, application_id, lock=False))
 
 
-def find_application(session: Session, *, tracking_number: str) -> Application:
+def find_application(session: Session, *, tracking_number: str) -> ApplicationView:
     app = session.scalar(select(Application).where(Application.tracking_number == tracking_number))
     if app is None:
         raise NotFound("application", tracking_number)
-    return app
+    return ApplicationView.of(app)

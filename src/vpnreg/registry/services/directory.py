@@ -30,6 +30,7 @@ from vpnreg.registry.services.snapshots import (
     user_snapshot,
 )
 from vpnreg.registry.services.transaction import service_transaction
+from vpnreg.registry.views import IspView, OrganisationView, SectorBodyView, UserView
 
 _ADMINS = (Role.ADMIN, Role.REGULATOR)
 _NATIONAL_ID = re.compile(r"^[0-9]{5}-?[0-9]{7}-?[0-9]$|^[0-9]{6,20}$")
@@ -75,7 +76,7 @@ def create_organisation(
     config: ServiceConfig,
     registration_number: str | None = None,
     national_id: str | None = None,
-) -> Organisation:
+) -> OrganisationView:
     """Register an organisation; an individual gives a national ID number instead.
 
     The ID number is stored only as a keyed hash plus its last four digits.
@@ -92,7 +93,7 @@ def create_organisation(
             registration_number=registration_number,
             national_id=national_id,
         )
-    return org
+    return OrganisationView.of(org)
 
 
 def add_organisation(
@@ -137,7 +138,7 @@ def add_organisation(
     )
 
 
-def create_isp(session: Session, *, name: str, actor: Actor, now: dt.datetime) -> ISP:
+def create_isp(session: Session, *, name: str, actor: Actor, now: dt.datetime) -> IspView:
     require_role(actor, *_ADMINS)
     with service_transaction(session):
         isp = ISP(name=_check_name(session, ISP, name), created_at=now)
@@ -150,12 +151,12 @@ def create_isp(session: Session, *, name: str, actor: Actor, now: dt.datetime) -
             object_type="isp",
             snapshot=isp_snapshot,
         )
-    return isp
+    return IspView.of(isp)
 
 
 def create_sector_body(
     session: Session, *, name: str, categories: list[str], actor: Actor, now: dt.datetime
-) -> SectorBody:
+) -> SectorBodyView:
     require_role(actor, *_ADMINS)
     with service_transaction(session):
         name = _check_name(session, SectorBody, name)
@@ -175,7 +176,7 @@ def create_sector_body(
             object_type="sector_body",
             snapshot=sector_body_snapshot,
         )
-    return body
+    return SectorBodyView.of(body)
 
 
 def create_user(
@@ -189,7 +190,7 @@ def create_user(
     organisation_id: int | None = None,
     isp_id: int | None = None,
     sector_body_id: int | None = None,
-) -> User:
+) -> UserView:
     """Create a login. An applicant needs an organisation, an ISP user an ISP, a sector user a
     sector body; other roles take none of them."""
     require_role(actor, Role.ADMIN)
@@ -205,7 +206,7 @@ def create_user(
             isp_id=isp_id,
             sector_body_id=sector_body_id,
         )
-    return user
+    return UserView.of(user)
 
 
 def _link_errors(
@@ -310,7 +311,7 @@ def set_user_role(
     organisation_id: int | None = None,
     isp_id: int | None = None,
     sector_body_id: int | None = None,
-) -> User:
+) -> UserView:
     """Give a user another role (with the link that role needs). An admin cannot take the admin
     role from itself, so the registry never loses its last way in by accident."""
     require_role(actor, Role.ADMIN)
@@ -321,7 +322,7 @@ def set_user_role(
             raise ValidationFailed(
                 [FieldError("role", "not_allowed", "machines use API tokens, not logins", role)]
             )
-        if isinstance(actor, User) and actor.id == user.id and parsed is not Role.ADMIN:
+        if not isinstance(actor, str) and actor.id == user.id and parsed is not Role.ADMIN:
             raise Forbidden("an admin cannot take the admin role from itself")
         errors = _link_errors(session, parsed, organisation_id, isp_id, sector_body_id)
         if errors:
@@ -342,18 +343,18 @@ def set_user_role(
             before=before,
             after=user_snapshot(user),
         )
-    return user
+    return UserView.of(user)
 
 
 def set_user_active(
     session: Session, *, user_id: int, active: bool, actor: Actor, now: dt.datetime
-) -> User:
+) -> UserView:
     """Deactivate (no sign-in, running sessions end at their next request) or reactivate a
     user. An admin cannot deactivate itself."""
     require_role(actor, Role.ADMIN)
     with service_transaction(session):
         user = _load_user(session, user_id)
-        if isinstance(actor, User) and actor.id == user.id and not active:
+        if not isinstance(actor, str) and actor.id == user.id and not active:
             raise Forbidden("an admin cannot deactivate itself")
         if user.active == active:
             state = "active" if active else "inactive"
@@ -371,13 +372,13 @@ def set_user_active(
             before=before,
             after=user_snapshot(user),
         )
-    return user
+    return UserView.of(user)
 
 
-def authenticate(session: Session, *, username: str, password: str) -> User | None:
+def authenticate(session: Session, *, username: str, password: str) -> UserView | None:
     """The active user with this username and password, or None (same cost either way)."""
     user = session.scalar(select(User).where(User.username == username))
     ok = verify_password(user.password_hash if user else None, password)
     if user is None or not ok or not user.active:
         return None
-    return user
+    return UserView.of(user)

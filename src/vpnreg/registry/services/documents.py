@@ -2,26 +2,27 @@
 
 The files live under a storage directory outside the web root, named by their SHA-256, so the
 same file uploaded twice is stored once and a name from the uploader never reaches the file
-system. Only PDF and PNG are accepted, recognised from the content, not from the name.
+system. A file reaches its place only when the upload's transaction commits. Only PDF and PNG
+are accepted, recognised from the content, not from the name.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from vpnreg.files import stage
 from vpnreg.registry.audit_log import append_event
 from vpnreg.registry.errors import FieldError, NotFound, ValidationFailed
-from vpnreg.registry.models import Document, User
+from vpnreg.registry.models import Document
 from vpnreg.registry.services.actors import Actor, actor_name, actor_role, require_scope
 from vpnreg.registry.services.applications import load_application
-from vpnreg.registry.services.transaction import service_transaction
+from vpnreg.registry.services.transaction import on_outcome, service_transaction
+from vpnreg.registry.views import DocumentView
 
 MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
 _SIGNATURES = (
@@ -42,20 +43,16 @@ def document_path(storage_dir: Path, sha256: str) -> Path:
     return storage_dir / sha256[:2] / sha256
 
 
-def _write_once(path: Path, content: bytes) -> None:
+def _write_after_commit(session: Session, path: Path, content: bytes) -> None:
+    """The file is written now (so a full disk refuses the upload) but beside its place, and
+    put there only when the unit commits; a rollback removes it. Content-addressed: a file that
+    is already there is the same bytes and is left alone."""
     if path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(content)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Uploads carry applicants' papers: readable by the registry's own user only.
+    staged = stage(path, content, mode=0o600)
+    on_outcome(session, committed=staged.put, rolled_back=staged.discard)
 
 
 def _clean_filename(filename: str) -> str:
@@ -74,7 +71,7 @@ def store_document(
     now: dt.datetime,
     storage_dir: Path,
     max_bytes: int = MAX_DOCUMENT_BYTES,
-) -> Document:
+) -> DocumentView:
     """Attach a PDF or PNG to an application the actor may act on."""
     errors: list[FieldError] = []
     if not kind.strip():
@@ -93,11 +90,11 @@ def store_document(
     assert media_type is not None
     with service_transaction(session):
         app = load_application(session, application_id)
-        if isinstance(actor, User):
+        if not isinstance(actor, str):
             actor_role(actor)
             require_scope(session, actor, app)
         sha = hashlib.sha256(content).hexdigest()
-        _write_once(document_path(storage_dir, sha), content)
+        _write_after_commit(session, document_path(storage_dir, sha), content)
         doc = Document(
             application_id=app.id,
             kind=kind.strip()[:64],
@@ -119,20 +116,21 @@ def store_document(
             object_id=app.id,
             after={"document": doc.id, "kind": doc.kind, "sha256": sha, "size": doc.size},
         )
-    return doc
+    return DocumentView.of(doc)
 
 
-def list_documents(session: Session, *, application_id: int) -> list[Document]:
-    return list(
-        session.scalars(
+def list_documents(session: Session, *, application_id: int) -> list[DocumentView]:
+    return [
+        DocumentView.of(d)
+        for d in session.scalars(
             select(Document).where(Document.application_id == application_id).order_by(Document.id)
         )
-    )
+    ]
 
 
 def read_document(
     session: Session, *, document_id: int, storage_dir: Path
-) -> tuple[Document, bytes]:
+) -> tuple[DocumentView, bytes]:
     """The metadata and the bytes; NotFound if either is missing."""
     doc = session.get(Document, document_id)
     if doc is None:
@@ -140,4 +138,4 @@ def read_document(
     path = document_path(storage_dir, doc.sha256)
     if not path.is_file():
         raise NotFound("document file", document_id)
-    return doc, path.read_bytes()
+    return DocumentView.of(doc), path.read_bytes()

@@ -15,8 +15,8 @@ from vpnreg.core.ipspace import PrefixError, parse_prefix
 from vpnreg.core.review import TERMINAL_STATES, Role
 from vpnreg.registry.audit_log import append_event
 from vpnreg.registry.errors import FieldError, NotFound, StateConflict, ValidationFailed
-from vpnreg.registry.models import AmendmentState, Application, PeerAmendment, User
-from vpnreg.registry.services.actors import actor_role, require_role, require_scope
+from vpnreg.registry.models import AmendmentState, Application, PeerAmendment
+from vpnreg.registry.services.actors import Person, actor_role, require_role, require_scope
 from vpnreg.registry.services.applications import (
     build_peer,
     check_version,
@@ -25,6 +25,7 @@ from vpnreg.registry.services.applications import (
 )
 from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.transaction import service_transaction
+from vpnreg.registry.views import AmendmentView, ApplicationView
 
 _CLOSED = tuple(s.value for s in TERMINAL_STATES)
 
@@ -35,11 +36,11 @@ def amend_peers(
     application_id: int,
     prefix: str,
     peers: Sequence[str],
-    actor: User,
+    actor: Person,
     now: dt.datetime,
     config: ServiceConfig,
     expected_version: int | None = None,
-) -> PeerAmendment:
+) -> AmendmentView:
     """Ask for `prefix` of the application to be limited to `peers` instead (empty: any peer).
 
     Replaces any amendment still pending for that prefix. Bumps the application's version.
@@ -93,18 +94,18 @@ def amend_peers(
             before={"prefix": wanted, "peers": [p.peer for p in row.peers]},
             after={"prefix": wanted, "pending_peers": amendment.peers, "amendment": amendment.id},
         )
-    return amendment
+    return AmendmentView.of(amendment)
 
 
 def approve_amendment(
     session: Session,
     *,
     amendment_id: int,
-    actor: User,
+    actor: Person,
     now: dt.datetime,
     config: ServiceConfig,
     expected_version: int | None = None,
-) -> Application:
+) -> ApplicationView:
     """A regulator puts the pending peers in force; `expected_version` is the application's."""
     require_role(actor, Role.REGULATOR)
     with service_transaction(session):
@@ -143,4 +144,4 @@ def approve_amendment(
             before=before,
             after={"prefix": row.prefix, "peers": list(amendment.peers), "amendment": amendment.id},
         )
-    return app
+    return ApplicationView.of(app)

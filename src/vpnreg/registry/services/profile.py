@@ -15,12 +15,13 @@ from sqlalchemy.orm import Session
 from vpnreg.core.review import Role
 from vpnreg.registry.audit_log import append_event
 from vpnreg.registry.errors import FieldError, Forbidden, NotFound, ValidationFailed
-from vpnreg.registry.models import Category, Organisation, User
-from vpnreg.registry.services.actors import actor_role
+from vpnreg.registry.models import Category, Organisation
+from vpnreg.registry.services.actors import Person, actor_role
 from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.directory import add_organisation, add_user, user_field_errors
 from vpnreg.registry.services.snapshots import organisation_snapshot
 from vpnreg.registry.services.transaction import service_transaction
+from vpnreg.registry.views import OrganisationView, UserView
 
 SIGNUP_ACTOR = "web:signup"
 #: Categories whose applicants are people, identified by a national ID number rather than a
@@ -61,7 +62,7 @@ def sign_up(
     config: ServiceConfig,
     registration_number: str | None = None,
     national_id: str | None = None,
-) -> User:
+) -> UserView:
     """Create an organisation and its first applicant login in one transaction.
 
     An individual (freelancer) gives a national ID number, stored only as a keyed hash and its
@@ -96,18 +97,18 @@ def sign_up(
             now=now,
             organisation_id=org.id,
         )
-    return user
+    return UserView.of(user)
 
 
 def update_organisation(
     session: Session,
     *,
     organisation_id: int,
-    actor: User,
+    actor: Person,
     now: dt.datetime,
     name: str,
     registration_number: str | None,
-) -> Organisation:
+) -> OrganisationView:
     """Change an organisation's public details. An applicant changes only its own organisation;
     the regulator and admins any. Category and national ID are not self-service."""
     role = actor_role(actor)
@@ -145,7 +146,7 @@ def update_organisation(
             raise ValidationFailed(errors)
         before = organisation_snapshot(org)
         if before["name"] == name and before["registration_number"] == number:
-            return org
+            return OrganisationView.of(org)
         org.name = name
         org.registration_number = number
         session.flush()
@@ -159,4 +160,4 @@ def update_organisation(
             before=before,
             after=organisation_snapshot(org),
         )
-    return org
+    return OrganisationView.of(org)

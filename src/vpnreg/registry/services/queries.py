@@ -1,5 +1,7 @@
 """Read-only questions the portal and the API ask: lists with filters and pages, timelines.
 
+Every answer is a read model (vpnreg.registry.views) or plain data, never an ORM object.
+
 Every list takes the `viewer`: a user sees only what is its business (an applicant its
 organisation's applications, an ISP the applications naming it, a sector body its categories);
 regulators, auditors and admins see everything. `viewer=None` means a trusted caller.
@@ -10,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, false, func, or_, select, true
 from sqlalchemy.orm import Session
@@ -32,17 +34,30 @@ from vpnreg.registry.models import (
     SectorBodyCategory,
     User,
 )
+from vpnreg.registry.services.actors import Person
+from vpnreg.registry.views import (
+    AmendmentView,
+    AppealView,
+    ApplicationView,
+    IspView,
+    OrganisationView,
+    SectorBodyView,
+    UserView,
+)
 
 #: Roles that see every application.
 _SEE_ALL = frozenset({Role.REGULATOR.value, Role.AUDITOR.value, Role.ADMIN.value})
 MAX_PAGE = 200
 
 
+T = TypeVar("T")
+
+
 @dataclass(frozen=True)
-class Page:
+class Page(Generic[T]):
     """One page of a list: the items, the total matching, and where the page starts."""
 
-    items: Sequence[Any]
+    items: Sequence[T]
     total: int
     limit: int
     offset: int
@@ -76,13 +91,13 @@ class AuditEvent:
     hash: str
 
 
-def _covered_categories(user: User) -> Any:
+def _covered_categories(user: Person) -> Any:
     return select(SectorBodyCategory.category).where(
         SectorBodyCategory.sector_body_id == user.sector_body_id
     )
 
 
-def visibility(viewer: User | None) -> ColumnElement[bool]:
+def visibility(viewer: Person | None) -> ColumnElement[bool]:
     """The condition on Application rows that `viewer` may see."""
     if viewer is None or viewer.role in _SEE_ALL:
         return true()
@@ -98,21 +113,21 @@ def visibility(viewer: User | None) -> ColumnElement[bool]:
 
 
 def visible_application(
-    session: Session, *, application_id: int, viewer: User | None
-) -> Application:
+    session: Session, *, application_id: int, viewer: Person | None
+) -> ApplicationView:
     """The application if `viewer` may see it; NotFound otherwise (its existence is not told)."""
     app = session.scalar(
         select(Application).where(Application.id == application_id, visibility(viewer))
     )
     if app is None:
         raise NotFound("application", application_id)
-    return app
+    return ApplicationView.of(app)
 
 
 def list_applications(
     session: Session,
     *,
-    viewer: User | None,
+    viewer: Person | None,
     state: str | None = None,
     category: str | None = None,
     organisation_id: int | None = None,
@@ -120,7 +135,7 @@ def list_applications(
     search: str | None = None,
     limit: int = 50,
     offset: int = 0,
-) -> Page:
+) -> Page[ApplicationView]:
     """Applications `viewer` may see, newest first, filtered, one page at a time.
 
     `search` matches the start of the tracking number or of one of the prefixes.
@@ -158,7 +173,8 @@ def list_applications(
         .unique()
         .all()
     )
-    return Page(items=list(items), total=int(total), limit=limit, offset=offset)
+    views = [ApplicationView.of(a) for a in items]
+    return Page(items=views, total=int(total), limit=limit, offset=offset)
 
 
 def application_timeline(session: Session, *, application_id: int) -> list[TimelineEntry]:
@@ -180,17 +196,19 @@ def application_timeline(session: Session, *, application_id: int) -> list[Timel
     ]
 
 
-def application_appeals(session: Session, *, application_id: int) -> list[Appeal]:
-    return list(
-        session.scalars(
+def application_appeals(session: Session, *, application_id: int) -> list[AppealView]:
+    return [
+        AppealView.of(a)
+        for a in session.scalars(
             select(Appeal).where(Appeal.application_id == application_id).order_by(Appeal.id)
         )
-    )
+    ]
 
 
-def pending_amendments(session: Session, *, application_id: int) -> list[PeerAmendment]:
-    return list(
-        session.scalars(
+def pending_amendments(session: Session, *, application_id: int) -> list[AmendmentView]:
+    return [
+        AmendmentView.of(a)
+        for a in session.scalars(
             select(PeerAmendment)
             .join(ApplicationPrefix, ApplicationPrefix.id == PeerAmendment.prefix_id)
             .where(
@@ -199,45 +217,47 @@ def pending_amendments(session: Session, *, application_id: int) -> list[PeerAme
             )
             .order_by(PeerAmendment.id)
         )
-    )
+    ]
 
 
-def list_organisations(session: Session, *, viewer: User | None) -> list[Organisation]:
+def list_organisations(session: Session, *, viewer: Person | None) -> list[OrganisationView]:
     """Organisations `viewer` may see: its own for an applicant; all for the regulator side."""
     query = select(Organisation).order_by(Organisation.name)
     if viewer is not None and viewer.role not in _SEE_ALL:
         if viewer.role != Role.APPLICANT.value or viewer.organisation_id is None:
             return []
         query = query.where(Organisation.id == viewer.organisation_id)
-    return list(session.scalars(query))
+    return [OrganisationView.of(o) for o in session.scalars(query)]
 
 
 def get_organisation(
-    session: Session, *, organisation_id: int, viewer: User | None
-) -> Organisation:
+    session: Session, *, organisation_id: int, viewer: Person | None
+) -> OrganisationView:
     for org in list_organisations(session, viewer=viewer):
         if org.id == organisation_id:
             return org
     raise NotFound("organisation", organisation_id)
 
 
-def list_isps(session: Session) -> list[ISP]:
-    return list(session.scalars(select(ISP).order_by(ISP.name)))
+def list_isps(session: Session) -> list[IspView]:
+    return [IspView.of(i) for i in session.scalars(select(ISP).order_by(ISP.name))]
 
 
-def list_sector_bodies(session: Session) -> list[SectorBody]:
-    return list(session.scalars(select(SectorBody).order_by(SectorBody.name)))
+def list_sector_bodies(session: Session) -> list[SectorBodyView]:
+    return [
+        SectorBodyView.of(b) for b in session.scalars(select(SectorBody).order_by(SectorBody.name))
+    ]
 
 
-def get_user(session: Session, *, user_id: int) -> User:
+def get_user(session: Session, *, user_id: int) -> UserView:
     user = session.get(User, user_id)
     if user is None:
         raise NotFound("user", user_id)
-    return user
+    return UserView.of(user)
 
 
-def list_users(session: Session) -> list[User]:
-    return list(session.scalars(select(User).order_by(User.username)))
+def list_users(session: Session) -> list[UserView]:
+    return [UserView.of(u) for u in session.scalars(select(User).order_by(User.username))]
 
 
 @dataclass(frozen=True)
@@ -256,11 +276,11 @@ class PrefixRow:
 def list_prefixes(
     session: Session,
     *,
-    viewer: User | None,
+    viewer: Person | None,
     states: Sequence[str] = (),
     limit: int = 50,
     offset: int = 0,
-) -> Page:
+) -> Page[PrefixRow]:
     """Prefixes of the applications `viewer` may see, by address."""
     limit = max(1, min(limit, MAX_PAGE))
     offset = max(0, offset)
@@ -305,7 +325,7 @@ def list_audit_events(
     actor: str | None = None,
     limit: int = 50,
     offset: int = 0,
-) -> Page:
+) -> Page[AuditEvent]:
     """Audit events, newest first, one page at a time."""
     limit = max(1, min(limit, MAX_PAGE))
     offset = max(0, offset)
@@ -449,7 +469,7 @@ class PendingAmendment:
 
 
 def open_amendments(
-    session: Session, *, viewer: User | None, application_id: int | None = None
+    session: Session, *, viewer: Person | None, application_id: int | None = None
 ) -> list[PendingAmendment]:
     """Pending peer amendments of the applications `viewer` may see, oldest first."""
     conditions: list[ColumnElement[bool]] = [

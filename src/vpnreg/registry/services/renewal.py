@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 from vpnreg.core.review import Action, Role, State
 from vpnreg.registry.audit_log import append_event
 from vpnreg.registry.errors import StateConflict
-from vpnreg.registry.models import Application, ApplicationPrefix, PrefixPeer, Review, User
-from vpnreg.registry.services.actors import actor_role, require_role, require_scope
+from vpnreg.registry.models import Application, ApplicationPrefix, PrefixPeer, Review
+from vpnreg.registry.services.actors import Person, actor_role, require_role, require_scope
 from vpnreg.registry.services.applications import check_version, load_application, tracking_number
 from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.outbox import notify_state_change
@@ -26,7 +26,7 @@ def renew(
     session: Session,
     *,
     application_id: int,
-    actor: User,
+    actor: Person,
     now: dt.datetime,
     config: ServiceConfig,
     expected_version: int | None = None,

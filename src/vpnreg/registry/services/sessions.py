@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from vpnreg.registry.models import LoginFailure, User, WebSession
+from vpnreg.registry.models import LoginFailure, WebSession
+from vpnreg.registry.services.actors import Person
+from vpnreg.registry.services.transaction import service_transaction
+from vpnreg.registry.views import UserView
 
 #: How long a sign-in lasts, whatever the activity (absolute, not sliding).
 SESSION_LIFETIME = dt.timedelta(hours=12)
@@ -27,40 +30,42 @@ def token_hash(token: str) -> str:
 def start_web_session(
     session: Session,
     *,
-    user: User,
+    user: Person,
     now: dt.datetime,
     lifetime: dt.timedelta = SESSION_LIFETIME,
 ) -> tuple[WebSession, str]:
     """A new session for `user`; returns the row and the token for the cookie (shown once)."""
     token = secrets.token_urlsafe(32)
-    row = WebSession(
-        token_hash=token_hash(token),
-        user_id=user.id,
-        created_at=now,
-        last_seen_at=now,
-        expires_at=now + lifetime,
-    )
-    session.add(row)
-    # Old expired sessions of anyone go at each sign-in, so the table stays small.
-    session.execute(delete(WebSession).where(WebSession.expires_at <= now))
-    session.commit()
+    with service_transaction(session):
+        row = WebSession(
+            token_hash=token_hash(token),
+            user_id=user.id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + lifetime,
+        )
+        session.add(row)
+        # Old expired sessions of anyone go at each sign-in, so the table stays small.
+        session.execute(delete(WebSession).where(WebSession.expires_at <= now))
     return row, token
 
 
-def resolve_web_session(session: Session, *, token: str, now: dt.datetime) -> User | None:
+def resolve_web_session(session: Session, *, token: str, now: dt.datetime) -> UserView | None:
     """The active user signed in with `token`, or None (unknown, expired, or user disabled)."""
     if not token:
         return None
     row = session.scalar(select(WebSession).where(WebSession.token_hash == token_hash(token)))
     if row is None or row.expires_at <= now or not row.user.active:
         return None
-    return row.user
+    return UserView.of(row.user)
 
 
 def end_web_session(session: Session, *, token: str) -> bool:
     """Sign out: the session with `token` is deleted. True if there was one."""
-    result = session.execute(delete(WebSession).where(WebSession.token_hash == token_hash(token)))
-    session.commit()
+    with service_transaction(session):
+        result = session.execute(
+            delete(WebSession).where(WebSession.token_hash == token_hash(token))
+        )
     return bool(getattr(result, "rowcount", 0))
 
 
@@ -100,14 +105,14 @@ def login_throttle(
 def record_login_failure(
     session: Session, *, username: str, address: str, now: dt.datetime
 ) -> None:
-    session.add(LoginFailure(username=username[:100], address=address[:64], failed_at=now))
-    session.commit()
+    with service_transaction(session):
+        session.add(LoginFailure(username=username[:100], address=address[:64], failed_at=now))
 
 
 def clear_login_failures(session: Session, *, username: str, address: str) -> None:
-    session.execute(
-        delete(LoginFailure).where(
-            LoginFailure.username == username, LoginFailure.address == address
+    with service_transaction(session):
+        session.execute(
+            delete(LoginFailure).where(
+                LoginFailure.username == username, LoginFailure.address == address
+            )
         )
-    )
-    session.commit()

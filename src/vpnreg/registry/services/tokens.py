@@ -25,6 +25,7 @@ from vpnreg.registry.errors import FieldError, NotFound, StateConflict, Validati
 from vpnreg.registry.models import ApiToken, User
 from vpnreg.registry.services.actors import Actor, actor_name, require_role
 from vpnreg.registry.services.transaction import service_transaction
+from vpnreg.registry.views import TokenView
 
 __all__ = [
     "TOKEN_PREFIX",
@@ -63,7 +64,7 @@ def _token_snapshot(token: ApiToken) -> dict[str, object]:
     }
 
 
-def effective_role(token: ApiToken) -> str:
+def effective_role(token: ApiToken | TokenView) -> str:
     """The role the token acts with: its user's current role when bound, else its own."""
     return token.user.role if token.user is not None else token.role
 
@@ -169,24 +170,26 @@ def _live(found: ApiToken, now: dt.datetime) -> bool:
     return found.user_id is None or (found.user is not None and found.user.active)
 
 
-def authenticate_token(session: Session, *, token: str, now: dt.datetime) -> ApiToken | None:
+def authenticate_token(session: Session, *, token: str, now: dt.datetime) -> TokenView | None:
     """The live token `token` names, or None when it is unknown, revoked, expired, or bound to a
-    disabled user. A bound token's `user` is loaded with it: the caller acts as that user."""
+    disabled user. A bound token's `user` comes with it: the caller acts as that user.
+
+    A plain read: only when `last_used_at` is due for an update (LAST_USED_RESOLUTION) does it
+    take a write unit, so a busy machine's every request does not queue for SQLite's lock."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
     wanted = token_hash(token)
-    with service_transaction(session):
-        found = session.scalar(select(ApiToken).where(ApiToken.token_hash == wanted))
-        # The lookup is by hash, so its timing says nothing about the secret; compare anyway.
-        if (
-            found is None
-            or not hmac.compare_digest(found.token_hash, wanted)
-            or not _live(found, now)
-        ):
-            return None
-        if found.last_used_at is None or now - found.last_used_at >= LAST_USED_RESOLUTION:
+    found = session.scalar(select(ApiToken).where(ApiToken.token_hash == wanted))
+    # The lookup is by hash, so its timing says nothing about the secret; compare anyway.
+    if found is None or not hmac.compare_digest(found.token_hash, wanted) or not _live(found, now):
+        return None
+    if found.last_used_at is None or now - found.last_used_at >= LAST_USED_RESOLUTION:
+        with service_transaction(session):
+            found = session.get(ApiToken, found.id, populate_existing=True)
+            if found is None or not _live(found, now):
+                return None
             found.last_used_at = now
-    return found
+    return TokenView.of(found)
 
 
 def revoke_token(session: Session, *, token_id: int, actor: Actor, now: dt.datetime) -> ApiToken:

@@ -1,24 +1,33 @@
-"""The review steps: submit, verify, endorse, approve, reject, revoke, withdraw, appeals.
+"""The one entry for every step a person takes on an application: `take_step`.
+
+A step names its action (submit, verify, endorse, approve, reject, revoke, withdraw, appeal,
+uphold, overturn, or renew), the application, who acts, the version they acted on, and the
+action's arguments, which the core table ACTION_ARGUMENTS checks (a reason, a reason code, the
+grounds of an appeal). The API, the portal and the CLI call it and nothing else.
 
 Each step loads the application under a row lock, refuses a stale expected_version, asks the
 core state machine whether the actor's role may take the action, checks that the application is
-the actor's business, applies the change, bumps the version, writes a review row and one audit
-event, and commits -- all in one transaction.
+the actor's business, applies the action's own effect (claims, dates, appeal rows), bumps the
+version, writes a review row and one audit event, and commits -- all in one transaction, run
+again as a whole if the database stayed locked.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vpnreg.core.review import (
+    ACTION_ARGUMENTS,
     RENEWAL_DAYS,
     Action,
-    Role,
     State,
+    action_named,
+    argument_problems,
     check_overturn_reviewer,
     check_transition,
     provisional_until,
@@ -26,24 +35,141 @@ from vpnreg.core.review import (
 )
 from vpnreg.registry.audit_log import append_event
 from vpnreg.registry.claims import claim_space, release_space
-from vpnreg.registry.errors import FieldError, StateConflict, ValidationFailed
-from vpnreg.registry.models import Appeal, AppealOutcome, Application, Review, User
-from vpnreg.registry.services.actors import actor_name, actor_role, require_scope
+from vpnreg.registry.errors import FieldError, NotFound, StateConflict, ValidationFailed
+from vpnreg.registry.models import Appeal, AppealOutcome, Application, Review
+from vpnreg.registry.services.actors import Actor, Person, actor_name, actor_role, require_scope
 from vpnreg.registry.services.applications import check_version, load_application
 from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.outbox import notify_state_change
+from vpnreg.registry.services.renewal import renew
 from vpnreg.registry.services.snapshots import application_snapshot
-from vpnreg.registry.services.transaction import service_transaction
+from vpnreg.registry.services.transaction import run_unit, service_transaction
+from vpnreg.registry.views import ApplicationView
 
 #: A step's own change, applied after the state has moved (claims, dates, appeal rows).
 Effect = Callable[[Session, Application, State], None]
+
+#: The step that is no move of the state machine: a new application continuing this one.
+RENEW = "renew"
+#: Every step a person may take on an application, by name.
+STEPS: tuple[str, ...] = (
+    Action.SUBMIT,
+    Action.VERIFY,
+    Action.ENDORSE,
+    Action.APPROVE,
+    Action.REJECT,
+    Action.REVOKE,
+    Action.WITHDRAW,
+    Action.APPEAL,
+    Action.UPHOLD,
+    Action.OVERTURN,
+    RENEW,
+)
+
+
+@dataclass(frozen=True)
+class StepRequest:
+    """One step as a caller asks for it.
+
+    `expected_version` None acts on whatever is current (the CLI without --expect-version);
+    `arguments` holds the action's arguments by name (ACTION_ARGUMENTS), nothing else.
+    """
+
+    action: str
+    application_id: int
+    actor: Person
+    expected_version: int | None = None
+    arguments: Mapping[str, str | None] = field(default_factory=dict)
+
+
+def arguments_for(action: str, values: Mapping[str, object]) -> dict[str, str | None]:
+    """The arguments `action` takes, picked by name from `values` (a form, a request body)."""
+    named = action_named(action)
+    spec = ACTION_ARGUMENTS.get(named, {}) if named is not None else {}
+    picked: dict[str, str | None] = {}
+    for name in spec:
+        value = values.get(name)
+        picked[name] = None if value is None else str(value)
+    return picked
+
+
+def take_step(
+    session: Session, step: StepRequest, *, now: dt.datetime, config: ServiceConfig
+) -> ApplicationView:
+    """Take `step`; returns the application it leaves (for renew: the new renewal application).
+
+    Unknown steps are NotFound; missing or unexpected arguments ValidationFailed, all at once.
+    """
+    if step.action not in STEPS:
+        raise NotFound("step", step.action)
+    if step.action == RENEW:
+        _check_arguments(Action.SUBMIT, step.arguments)  # like submit, it takes none
+        renewal = run_unit(
+            session,
+            lambda: renew(
+                session,
+                application_id=step.application_id,
+                actor=step.actor,
+                now=now,
+                config=config,
+                expected_version=step.expected_version,
+            ),
+        )
+        return ApplicationView.of(renewal)
+    action = Action(step.action)
+    arguments = _check_arguments(action, step.arguments)
+    app = run_unit(session, lambda: _move(session, step, action, arguments, now, config))
+    return ApplicationView.of(app)
+
+
+def _check_arguments(action: Action, given: Mapping[str, str | None]) -> dict[str, str]:
+    problems = argument_problems(action, dict(given))
+    if problems:
+        raise ValidationFailed(
+            [
+                FieldError(
+                    name,
+                    "required" if name in ACTION_ARGUMENTS.get(action, {}) else "unexpected",
+                    message,
+                    given.get(name),
+                )
+                for name, message in problems
+            ]
+        )
+    return {name: value.strip() for name, value in given.items() if value is not None}
+
+
+def _move(
+    session: Session,
+    step: StepRequest,
+    action: Action,
+    arguments: dict[str, str],
+    now: dt.datetime,
+    config: ServiceConfig,
+) -> Application:
+    effect = _EFFECTS[action](step.actor, arguments, now, config) if action in _EFFECTS else None
+    reason_code = arguments.get("reason_code")
+    if action is Action.REVOKE:
+        reason_code = reason_code or "revoked"
+    return _step(
+        session,
+        application_id=step.application_id,
+        expected_version=step.expected_version,
+        actor=step.actor,
+        action=action,
+        now=now,
+        config=config,
+        effect=effect,
+        reason_code=reason_code,
+        reason=arguments.get("reason", arguments.get("text")),
+    )
 
 
 def record_step(
     session: Session,
     app: Application,
     *,
-    actor: User | str,
+    actor: Actor,
     action: Action,
     target: State,
     now: dt.datetime,
@@ -101,7 +227,7 @@ def _step(
     *,
     application_id: int,
     expected_version: int | None,
-    actor: User,
+    actor: Person,
     action: Action,
     now: dt.datetime,
     config: ServiceConfig,
@@ -178,216 +304,10 @@ def approval_period(
     return now, provisional_until(now, tz)
 
 
-def submit(
-    session: Session,
-    *,
-    application_id: int,
-    actor: User,
-    now: dt.datetime,
-    config: ServiceConfig,
-    expected_version: int | None = None,
-) -> Application:
-    """The applicant sends the draft for review (to the ISP first)."""
-    return _step(
-        session,
-        application_id=application_id,
-        expected_version=expected_version,
-        actor=actor,
-        action=Action.SUBMIT,
-        now=now,
-        config=config,
-    )
-
-
-def verify(
-    session: Session,
-    *,
-    application_id: int,
-    actor: User,
-    now: dt.datetime,
-    config: ServiceConfig,
-    expected_version: int | None = None,
-) -> Application:
-    """A user of the application's ISP attests that the prefixes are the subscriber's."""
-    return _step(
-        session,
-        application_id=application_id,
-        expected_version=expected_version,
-        actor=actor,
-        action=Action.VERIFY,
-        now=now,
-        config=config,
-    )
-
-
-def endorse(
-    session: Session,
-    *,
-    application_id: int,
-    actor: User,
-    now: dt.datetime,
-    config: ServiceConfig,
-    expected_version: int | None = None,
-) -> Application:
-    """A user of a sector body covering the category endorses (endorsed categories only)."""
-    return _step(
-        session,
-        application_id=application_id,
-        expected_version=expected_version,
-        actor=actor,
-        action=Action.ENDORSE,
-        now=now,
-        config=config,
-    )
-
-
-def approve(
-    session: Session,
-    *,
-    application_id: int,
-    actor: User,
-    now: dt.datetime,
-    config: ServiceConfig,
-    expected_version: int | None = None,
-) -> Application:
-    """The regulator approves: validity dates are set, the address space is claimed
-    (OverlapConflict names a registration already holding it), and if the validity has begun
-    the registration is activated at once."""
-    return _step(
-        session,
-        application_id=application_id,
-        expected_version=expected_version,
-        actor=actor,
-        action=Action.APPROVE,
-        now=now,
-        config=config,
-        effect=_approval_effect(config, now),
-    )
-
-
-def reject(
-    session: Session,
-    *,
-    application_id: int,
-    actor: User,
-    reason_code: str,
-    reason: str,
-    now: dt.datetime,
-    config: ServiceConfig,
-    expected_version: int | None = None,
-) -> Application:
-    """The ISP, the sector body or the regulator refuses, at their step, with a reason."""
-    _require_reason(reason_code, reason)
-
-    def effect(session: Session, app: Application, target: State) -> None:
-        app.rejected_from = app.state
-        app.rejected_by = actor.id
-
-    return _step(
-        session,
-        application_id=application_id,
-        expected_version=expected_version,
-        actor=actor,
-        action=Action.REJECT,
-        now=now,
-        config=config,
-        effect=effect,
-        reason_code=reason_code,
-        reason=reason,
-    )
-
-
-def revoke(
-    session: Session,
-    *,
-    application_id: int,
-    actor: User,
-    reason: str,
-    now: dt.datetime,
-    config: ServiceConfig,
-    reason_code: str = "revoked",
-    expected_version: int | None = None,
-) -> Application:
-    """The regulator ends a registration early; its address space is freed at once."""
-    _require_reason(reason_code, reason)
-
-    def effect(session: Session, app: Application, target: State) -> None:
-        release_space(session, app.id)
-
-    return _step(
-        session,
-        application_id=application_id,
-        expected_version=expected_version,
-        actor=actor,
-        action=Action.REVOKE,
-        now=now,
-        config=config,
-        effect=effect,
-        reason_code=reason_code,
-        reason=reason,
-    )
-
-
-def withdraw(
-    session: Session,
-    *,
-    application_id: int,
-    actor: User,
-    now: dt.datetime,
-    config: ServiceConfig,
-    expected_version: int | None = None,
-) -> Application:
-    """The applicant takes back an application that has not been decided."""
-
-    def effect(session: Session, app: Application, target: State) -> None:
-        release_space(session, app.id)
-
-    return _step(
-        session,
-        application_id=application_id,
-        expected_version=expected_version,
-        actor=actor,
-        action=Action.WITHDRAW,
-        now=now,
-        config=config,
-        effect=effect,
-    )
-
-
-def appeal(
-    session: Session,
-    *,
-    application_id: int,
-    actor: User,
-    text: str,
-    now: dt.datetime,
-    config: ServiceConfig,
-    expected_version: int | None = None,
-) -> Application:
-    """The applicant appeals a rejection; a regulator then upholds or overturns it."""
-    if not text.strip():
-        raise ValidationFailed([FieldError("text", "required", "the appeal needs a text", text)])
-
-    def effect(session: Session, app: Application, target: State) -> None:
-        session.add(Appeal(application_id=app.id, text=text, filed_by=actor.username, filed_at=now))
-
-    return _step(
-        session,
-        application_id=application_id,
-        expected_version=expected_version,
-        actor=actor,
-        action=Action.APPEAL,
-        now=now,
-        config=config,
-        effect=effect,
-        reason=text,
-    )
-
-
 def _decide_appeal(
     session: Session,
     app: Application,
-    actor: User,
+    actor: Person,
     outcome: AppealOutcome,
     reason: str | None,
     now: dt.datetime,
@@ -405,87 +325,86 @@ def _decide_appeal(
     pending.reason = reason
 
 
-def uphold(
-    session: Session,
-    *,
-    application_id: int,
-    actor: User,
-    reason: str,
-    now: dt.datetime,
-    config: ServiceConfig,
-    expected_version: int | None = None,
-) -> Application:
-    """A regulator confirms the rejection; the application ends there."""
-
+def _release_effect(
+    actor: Person, arguments: dict[str, str], now: dt.datetime, config: ServiceConfig
+) -> Effect:
     def effect(session: Session, app: Application, target: State) -> None:
-        _decide_appeal(session, app, actor, AppealOutcome.UPHELD, reason, now)
+        release_space(session, app.id)
 
-    return _step(
-        session,
-        application_id=application_id,
-        expected_version=expected_version,
-        actor=actor,
-        action=Action.UPHOLD,
-        now=now,
-        config=config,
-        effect=effect,
-        reason=reason,
-    )
+    return effect
 
 
-def overturn(
-    session: Session,
-    *,
-    application_id: int,
-    actor: User,
-    reason: str,
-    now: dt.datetime,
-    config: ServiceConfig,
-    expected_version: int | None = None,
-) -> Application:
-    """A regulator other than the one who rejected sets the rejection aside; the application
-    resumes at the step after the rejecting one (and is approved, with claims, if that step was
-    the regulator's)."""
+def _reject_effect(
+    actor: Person, arguments: dict[str, str], now: dt.datetime, config: ServiceConfig
+) -> Effect:
+    def effect(session: Session, app: Application, target: State) -> None:
+        app.rejected_from = app.state
+        app.rejected_by = actor.id
+
+    return effect
+
+
+def _appeal_effect(
+    actor: Person, arguments: dict[str, str], now: dt.datetime, config: ServiceConfig
+) -> Effect:
+    def effect(session: Session, app: Application, target: State) -> None:
+        session.add(
+            Appeal(
+                application_id=app.id,
+                text=arguments["text"],
+                filed_by=actor.username,
+                filed_at=now,
+            )
+        )
+
+    return effect
+
+
+def _uphold_effect(
+    actor: Person, arguments: dict[str, str], now: dt.datetime, config: ServiceConfig
+) -> Effect:
+    def effect(session: Session, app: Application, target: State) -> None:
+        _decide_appeal(session, app, actor, AppealOutcome.UPHELD, arguments["reason"], now)
+
+    return effect
+
+
+def _overturn_effect(
+    actor: Person, arguments: dict[str, str], now: dt.datetime, config: ServiceConfig
+) -> Effect:
     approval = _approval_effect(config, now)
 
     def effect(session: Session, app: Application, target: State) -> None:
         check_overturn_reviewer(rejected_by=str(app.rejected_by), reviewer=str(actor.id))
-        _decide_appeal(session, app, actor, AppealOutcome.OVERTURNED, reason, now)
+        _decide_appeal(session, app, actor, AppealOutcome.OVERTURNED, arguments["reason"], now)
         approval(session, app, target)
 
-    return _step(
-        session,
-        application_id=application_id,
-        expected_version=expected_version,
-        actor=actor,
-        action=Action.OVERTURN,
-        now=now,
-        config=config,
-        effect=effect,
-        reason=reason,
-    )
+    return effect
 
 
-def _require_reason(reason_code: str, reason: str) -> None:
-    errors = []
-    if not reason_code.strip():
-        errors.append(FieldError("reason_code", "required", "a reason code is needed", reason_code))
-    if not reason.strip():
-        errors.append(FieldError("reason", "required", "a reason is needed", reason))
-    if errors:
-        raise ValidationFailed(errors)
+def _approve_effect(
+    actor: Person, arguments: dict[str, str], now: dt.datetime, config: ServiceConfig
+) -> Effect:
+    return _approval_effect(config, now)
 
+
+#: Each action's own change beyond the state move (the others have none).
+_EFFECTS: dict[Action, Callable[[Person, dict[str, str], dt.datetime, ServiceConfig], Effect]] = {
+    Action.APPROVE: _approve_effect,
+    Action.REJECT: _reject_effect,
+    Action.REVOKE: _release_effect,
+    Action.WITHDRAW: _release_effect,
+    Action.APPEAL: _appeal_effect,
+    Action.UPHOLD: _uphold_effect,
+    Action.OVERTURN: _overturn_effect,
+}
 
 __all__ = [
-    "Role",
-    "appeal",
-    "approve",
-    "endorse",
-    "overturn",
-    "reject",
-    "revoke",
-    "submit",
-    "uphold",
-    "verify",
-    "withdraw",
+    "RENEW",
+    "STEPS",
+    "StepRequest",
+    "approval_period",
+    "arguments_for",
+    "record_step",
+    "take_step",
 ]

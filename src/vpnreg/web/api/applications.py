@@ -1,14 +1,14 @@
 """/api/v1/applications: create, read, list, timeline, and one literal path per transition.
 
 Every transition needs `If-Match` with the ETag of the version it acts on: missing gives 428,
-stale gives 412 (the service refuses it; nothing changes). Each calls the same registry service as
-the CLI. An application the caller may not see answers 404, as if it did not exist.
+stale gives 412 (the service refuses it; nothing changes). Each is the registry's one step entry
+(`take_step`), as in the portal and the CLI. An application the caller may not see answers 404,
+as if it did not exist.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Header, Query, Request, Response, UploadFile
@@ -16,19 +16,19 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from vpnreg.registry import services
-from vpnreg.registry.services import Application, User, queries
 from vpnreg.registry.services import documents as document_service
+from vpnreg.registry.services import queries
+from vpnreg.registry.views import ApplicationView, DocumentView, UserView
 from vpnreg.web.auth import AppClock, Config, CurrentUser, DbSession, OptionalUser
 from vpnreg.web.policy import (
     ADMIN,
     APPLICANT,
     ISP,
-    OVERSIGHT,
     READERS,
     REGULATOR,
     SECTOR_BODY,
     Access,
-    RouteKey,
+    allow,
     only,
 )
 from vpnreg.web.problems import Problem
@@ -50,30 +50,20 @@ router = APIRouter(prefix="/applications", tags=["applications"])
 BASE = "/api/v1/applications"
 ONE = BASE + "/{application_id}"
 
-POLICY: dict[RouteKey, Access] = {
-    ("GET", BASE): READERS,
-    ("POST", BASE): only(APPLICANT, ADMIN),
-    ("GET", ONE): READERS,
-    ("GET", ONE + "/timeline"): READERS,
-    ("GET", ONE + "/documents"): READERS,
-    ("POST", ONE + "/documents"): only(APPLICANT),
-    ("GET", ONE + "/documents/{document_id}"): READERS,
-    ("POST", ONE + "/submit"): only(APPLICANT),
-    ("POST", ONE + "/verify"): only(ISP),
-    ("POST", ONE + "/endorse"): only(SECTOR_BODY),
-    ("POST", ONE + "/approve"): only(REGULATOR),
-    ("POST", ONE + "/reject"): only(ISP, SECTOR_BODY, REGULATOR),
-    ("POST", ONE + "/revoke"): only(REGULATOR),
-    ("POST", ONE + "/withdraw"): only(APPLICANT),
-    ("POST", ONE + "/appeal"): only(APPLICANT),
-    ("POST", ONE + "/uphold"): only(REGULATOR),
-    ("POST", ONE + "/overturn"): only(REGULATOR),
-    ("POST", ONE + "/renew"): only(APPLICANT),
-    ("POST", ONE + "/amend-peers"): only(APPLICANT),
-    ("GET", ONE + "/amendments"): READERS,
-    ("POST", ONE + "/amendments/{amendment_id}/approve"): only(REGULATOR),
+#: Who may take each step through its literal path.
+STEP_ACCESS: dict[str, Access] = {
+    "submit": only(APPLICANT),
+    "verify": only(ISP),
+    "endorse": only(SECTOR_BODY),
+    "approve": only(REGULATOR),
+    "reject": only(ISP, SECTOR_BODY, REGULATOR),
+    "revoke": only(REGULATOR),
+    "withdraw": only(APPLICANT),
+    "appeal": only(APPLICANT),
+    "uphold": only(REGULATOR),
+    "overturn": only(REGULATOR),
+    services.RENEW: only(APPLICANT),
 }
-assert OVERSIGHT <= READERS
 
 _ETAG = re.compile(r'^\s*(?:W/)?"(\d{1,12})"\s*$')
 
@@ -86,7 +76,7 @@ IfMatch = Annotated[
 ]
 
 
-def etag(app: Application) -> str:
+def etag(app: ApplicationView) -> str:
     return f'"{app.version}"'
 
 
@@ -104,7 +94,7 @@ def expected_version(if_match: str | None) -> int:
     return int(match.group(1))
 
 
-def _answer(app: Application, status: int = 200, location: bool = False) -> JSONResponse:
+def _answer(app: ApplicationView, status: int = 200, location: bool = False) -> JSONResponse:
     headers = {"ETag": etag(app)}
     if location:
         headers["Location"] = f"{BASE}/{app.id}"
@@ -112,11 +102,13 @@ def _answer(app: Application, status: int = 200, location: bool = False) -> JSON
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _visible(db: DbSession, application_id: int, viewer: User | None) -> Application:
+def _visible(db: DbSession, application_id: int, viewer: UserView | None) -> ApplicationView:
     return queries.visible_application(db, application_id=application_id, viewer=viewer)
 
 
-@router.get("", response_model=ApplicationPage, summary="List applications")
+@router.get(
+    "", dependencies=[allow(READERS)], response_model=ApplicationPage, summary="List applications"
+)
 def list_applications(
     db: DbSession,
     viewer: OptionalUser,
@@ -149,6 +141,7 @@ def list_applications(
 
 @router.post(
     "",
+    dependencies=[allow(only(APPLICANT, ADMIN))],
     status_code=201,
     response_model=ApplicationPublic,
     summary="Create a draft application",
@@ -178,13 +171,19 @@ def create_application(
     return _answer(app, 201, location=True)
 
 
-@router.get("/{application_id}", response_model=ApplicationPublic, summary="Read one application")
+@router.get(
+    "/{application_id}",
+    dependencies=[allow(READERS)],
+    response_model=ApplicationPublic,
+    summary="Read one application",
+)
 def read_application(application_id: int, db: DbSession, viewer: OptionalUser) -> JSONResponse:
     return _answer(_visible(db, application_id, viewer))
 
 
 @router.get(
     "/{application_id}/timeline",
+    dependencies=[allow(READERS)],
     response_model=list[TimelineEntryPublic],
     summary="The review steps of one application",
 )
@@ -198,6 +197,7 @@ def timeline(application_id: int, db: DbSession, viewer: OptionalUser) -> list[T
 
 @router.get(
     "/{application_id}/amendments",
+    dependencies=[allow(READERS)],
     response_model=list[AmendmentPublic],
     summary="Pending peer amendments",
 )
@@ -218,31 +218,27 @@ def amendments(application_id: int, db: DbSession, viewer: OptionalUser) -> list
 
 # --- transitions -------------------------------------------------------------------------------
 
-Step = Callable[..., Application]
 
-
-def _transition(
-    service: Step,
+def _take(
+    action: str,
     application_id: int,
     if_match: str | None,
     db: DbSession,
-    user: User,
+    user: UserView,
     clock: AppClock,
     config: Config,
+    arguments: dict[str, Any] | None = None,
     status: int = 200,
-    **arguments: Any,
 ) -> JSONResponse:
     _visible(db, application_id, user)
-    version = expected_version(if_match)
-    app = service(
-        db,
+    step = services.StepRequest(
+        action=action,
         application_id=application_id,
         actor=user,
-        now=clock.now(),
-        config=config,
-        expected_version=version,
-        **arguments,
+        expected_version=expected_version(if_match),
+        arguments=services.arguments_for(action, arguments or {}),
     )
+    app = services.take_step(db, step, now=clock.now(), config=config)
     return _answer(app, status, location=status == 201)
 
 
@@ -255,17 +251,17 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _doc(action: str) -> dict[str, Any]:
+def _doc(action: str, summary: str) -> dict[str, Any]:
     return {
+        "dependencies": [allow(STEP_ACCESS[action])],
         "response_model": ApplicationPublic,
         "responses": _RESPONSES,
-        "summary": f"{action.capitalize()} an application",
+        "summary": f"{summary.capitalize()} an application",
     }
 
 
 def _plain_transition(action: str) -> None:
     """One literal POST path for a transition that takes no body (each listed in OpenAPI)."""
-    service = getattr(services, action)
 
     def endpoint(
         application_id: int,
@@ -275,10 +271,10 @@ def _plain_transition(action: str) -> None:
         config: Config,
         if_match: IfMatch = None,
     ) -> JSONResponse:
-        return _transition(service, application_id, if_match, db, user, clock, config)
+        return _take(action, application_id, if_match, db, user, clock, config)
 
     endpoint.__name__ = endpoint.__qualname__ = action
-    router.post(f"/{{application_id}}/{action}", **_doc(action))(endpoint)
+    router.post(f"/{{application_id}}/{action}", **_doc(action, action))(endpoint)
 
 
 for _action in ("submit", "verify", "endorse", "approve", "withdraw"):
@@ -287,8 +283,7 @@ for _action in ("submit", "verify", "endorse", "approve", "withdraw"):
 
 def _body_transition(action: str, body_model: type[BaseModel], summary: str) -> None:
     """One literal POST path for a transition whose JSON body's fields are the service's
-    keyword arguments (reason, reason_code, text)."""
-    service = getattr(services, action)
+    step arguments (reason, reason_code, text)."""
 
     def endpoint(
         application_id: int,
@@ -299,13 +294,11 @@ def _body_transition(action: str, body_model: type[BaseModel], summary: str) -> 
         config: Config,
         if_match: IfMatch = None,
     ) -> JSONResponse:
-        return _transition(
-            service, application_id, if_match, db, user, clock, config, **body.model_dump()
-        )
+        return _take(action, application_id, if_match, db, user, clock, config, body.model_dump())
 
     endpoint.__annotations__["body"] = body_model  # FastAPI reads the body's schema from here
     endpoint.__name__ = endpoint.__qualname__ = action
-    router.post(f"/{{application_id}}/{action}", **_doc(summary))(endpoint)
+    router.post(f"/{{application_id}}/{action}", **_doc(action, summary))(endpoint)
 
 
 _body_transition("reject", RejectBody, "reject")
@@ -317,6 +310,7 @@ _body_transition("overturn", DecisionBody, "overturn (the rejection of)")
 
 @router.post(
     "/{application_id}/renew",
+    dependencies=[allow(STEP_ACCESS[services.RENEW])],
     status_code=201,
     response_model=ApplicationPublic,
     responses=_RESPONSES,
@@ -330,11 +324,12 @@ def renew(
     config: Config,
     if_match: IfMatch = None,
 ) -> JSONResponse:
-    return _transition(services.renew, application_id, if_match, db, user, clock, config, 201)
+    return _take(services.RENEW, application_id, if_match, db, user, clock, config, status=201)
 
 
 @router.post(
     "/{application_id}/amend-peers",
+    dependencies=[allow(only(APPLICANT))],
     status_code=202,
     response_model=AmendmentPublic,
     responses=_RESPONSES,
@@ -374,6 +369,7 @@ def amend_peers(
 
 @router.post(
     "/{application_id}/amendments/{amendment_id}/approve",
+    dependencies=[allow(only(REGULATOR))],
     response_model=ApplicationPublic,
     responses=_RESPONSES,
     summary="Approve a pending peer amendment",
@@ -410,7 +406,7 @@ def _storage(request: Request) -> Any:
     return request.app.state.document_dir
 
 
-def _document_public(doc: Any) -> DocumentPublic:
+def _document_public(doc: DocumentView) -> DocumentPublic:
     return DocumentPublic(
         id=doc.id,
         application_id=doc.application_id,
@@ -426,6 +422,7 @@ def _document_public(doc: Any) -> DocumentPublic:
 
 @router.get(
     "/{application_id}/documents",
+    dependencies=[allow(READERS)],
     response_model=list[DocumentPublic],
     summary="Documents of an application",
 )
@@ -441,6 +438,7 @@ def list_documents(
 
 @router.post(
     "/{application_id}/documents",
+    dependencies=[allow(only(APPLICANT))],
     status_code=201,
     response_model=DocumentPublic,
     summary="Attach a PDF or PNG (multipart: kind, file)",
@@ -472,7 +470,11 @@ def upload_document(
     return _document_public(doc)
 
 
-@router.get("/{application_id}/documents/{document_id}", summary="Download one document")
+@router.get(
+    "/{application_id}/documents/{document_id}",
+    dependencies=[allow(READERS)],
+    summary="Download one document",
+)
 def download_document(
     request: Request, application_id: int, document_id: int, db: DbSession, viewer: OptionalUser
 ) -> Response:

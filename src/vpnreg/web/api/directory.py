@@ -7,21 +7,15 @@ from fastapi import APIRouter
 from vpnreg.registry import services
 from vpnreg.registry.services import queries
 from vpnreg.web.auth import AppClock, Config, CurrentUser, DbSession, OptionalUser
-from vpnreg.web.policy import ADMIN, PEOPLE, READERS, REGULATOR, Access, RouteKey, only
+from vpnreg.web.policy import ADMIN, PEOPLE, READERS, REGULATOR, allow, only
 from vpnreg.web.schemas import ISPPublic, OrganisationCreate, OrganisationPublic
 
 router = APIRouter(tags=["directory"])
 
-POLICY: dict[RouteKey, Access] = {
-    ("GET", "/api/v1/organisations"): READERS,
-    ("POST", "/api/v1/organisations"): only(ADMIN, REGULATOR),
-    ("GET", "/api/v1/organisations/{organisation_id}"): READERS,
-    ("GET", "/api/v1/isps"): PEOPLE,
-}
-
 
 @router.get(
     "/organisations",
+    dependencies=[allow(READERS)],
     response_model=list[OrganisationPublic],
     summary="Organisations (an applicant sees its own)",
 )
@@ -31,6 +25,7 @@ def list_organisations(db: DbSession, viewer: OptionalUser) -> list[Organisation
 
 @router.post(
     "/organisations",
+    dependencies=[allow(only(ADMIN, REGULATOR))],
     status_code=201,
     response_model=OrganisationPublic,
     summary="Register an organisation",
@@ -53,6 +48,7 @@ def create_organisation(
 
 @router.get(
     "/organisations/{organisation_id}",
+    dependencies=[allow(READERS)],
     response_model=OrganisationPublic,
     summary="One organisation",
 )
@@ -64,6 +60,11 @@ def read_organisation(
     )
 
 
-@router.get("/isps", response_model=list[ISPPublic], summary="ISPs an application may name")
+@router.get(
+    "/isps",
+    dependencies=[allow(PEOPLE)],
+    response_model=list[ISPPublic],
+    summary="ISPs an application may name",
+)
 def list_isps(db: DbSession) -> list[ISPPublic]:
     return [ISPPublic.of(i) for i in queries.list_isps(db)]

@@ -18,8 +18,7 @@ from vpnreg.web.policy import (
     EVERYONE,
     OVERSIGHT,
     READERS,
-    Access,
-    RouteKey,
+    allow,
     only,
 )
 from vpnreg.web.schemas import (
@@ -34,22 +33,18 @@ from vpnreg.web.schemas import (
 
 router = APIRouter(tags=["records"])
 
-POLICY: dict[RouteKey, Access] = {
-    ("GET", "/api/v1/me"): EVERYONE,
-    ("GET", "/api/v1/prefixes"): READERS,
-    ("GET", "/api/v1/lookup"): OVERSIGHT,
-    ("GET", "/api/v1/ip/{address}"): EVERYONE,
-    ("GET", "/api/v1/audit/events"): only(AUDITOR),
-    ("GET", "/api/v1/stats"): OVERSIGHT,
-}
-
 RDAP_MEDIA_TYPE = "application/rdap+json"
 #: rdap_level_0 (RFC 9083), cidr0 (the NRO RDAP CIDR extension, which defines "cidr0_cidrs"),
 #: and our own extension for the registry's members.
 RDAP_CONFORMANCE = ["rdap_level_0", "cidr0", "vpnreg"]
 
 
-@router.get("/me", response_model=MePublic, summary="Who the API thinks is calling")
+@router.get(
+    "/me",
+    dependencies=[allow(EVERYONE)],
+    response_model=MePublic,
+    summary="Who the API thinks is calling",
+)
 def me(request: Request, caller: CurrentCaller) -> MePublic:
     user = caller.user
     return MePublic(
@@ -63,7 +58,12 @@ def me(request: Request, caller: CurrentCaller) -> MePublic:
     )
 
 
-@router.get("/prefixes", response_model=PrefixPage, summary="Prefixes the caller may see")
+@router.get(
+    "/prefixes",
+    dependencies=[allow(READERS)],
+    response_model=PrefixPage,
+    summary="Prefixes the caller may see",
+)
 def list_prefixes(
     db: DbSession,
     viewer: OptionalUser,
@@ -93,6 +93,7 @@ def list_prefixes(
 
 @router.get(
     "/lookup",
+    dependencies=[allow(OVERSIGHT)],
     response_model=LookupPublic,
     summary="Is an address registered now, and by which registration",
 )
@@ -119,6 +120,7 @@ def _rdap_error(status: int, title: str, description: str, **extra: Any) -> JSON
 
 @router.get(
     "/ip/{address}",
+    dependencies=[allow(EVERYONE)],
     summary="Public: is this address registered (an RDAP-flavoured ip network object)",
     responses={
         200: {"description": "The registered network covering the address"},
@@ -161,7 +163,12 @@ def ip_network(address: str, db: DbSession, clock: AppClock, config: Config) -> 
     return JSONResponse(body, media_type=RDAP_MEDIA_TYPE)
 
 
-@router.get("/audit/events", response_model=AuditPage, summary="The audit log (auditor only)")
+@router.get(
+    "/audit/events",
+    dependencies=[allow(only(AUDITOR))],
+    response_model=AuditPage,
+    summary="The audit log (auditor only)",
+)
 def audit_events(
     db: DbSession,
     object_type: str | None = None,
@@ -181,6 +188,11 @@ def audit_events(
     )
 
 
-@router.get("/stats", response_model=StatsPublic, summary="Counts by state and category")
+@router.get(
+    "/stats",
+    dependencies=[allow(OVERSIGHT)],
+    response_model=StatsPublic,
+    summary="Counts by state and category",
+)
 def stats(db: DbSession) -> StatsPublic:
     return StatsPublic(**vars(registry_stats(db)))

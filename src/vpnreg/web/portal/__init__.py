@@ -1,7 +1,7 @@
 """The portal's HTML pages: public lookup/status/statistics, applicant pages, reviewer queues.
 
-The app (web.app.ROUTER_MODULES) includes `router` and merges `POLICY` into the one policy table;
-its app-wide enforce_policy dependency checks roles and, for every POST, the CSRF token.
+The app (web.app.ROUTER_MODULES) includes `router`; each page declares who may see it, and the
+app-wide enforce_policy dependency checks roles and, for every POST, the CSRF token.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from types import ModuleType
 
 from fastapi import APIRouter
 
-from vpnreg.web.policy import Access, RouteKey, merge_policies
 from vpnreg.web.portal import admin, applicant, public, review, signup
 
 PAGE_MODULES: tuple[ModuleType, ...] = (public, signup, applicant, review, admin)
@@ -25,6 +24,5 @@ def portal_router() -> APIRouter:
 
 
 router = portal_router()
-POLICY: dict[RouteKey, Access] = merge_policies(module.POLICY for module in PAGE_MODULES)
 
-__all__ = ["PAGE_MODULES", "POLICY", "portal_router", "router"]
+__all__ = ["PAGE_MODULES", "portal_router", "router"]

@@ -10,17 +10,12 @@ from vpnreg.registry import services
 from vpnreg.registry.errors import FieldError, RegistryError, ValidationFailed
 from vpnreg.registry.services import queries
 from vpnreg.registry.services.unit_of_work import DbSession as Session
-from vpnreg.web.policy import ADMIN, Access, RouteKey, only
+from vpnreg.web.policy import ADMIN, allow, only
 from vpnreg.web.portal.deps import DbSession, PortalClock, PortalUser, forbid_unless
 from vpnreg.web.portal.pages import render
+from vpnreg.web.posted import Posted
 
 router = APIRouter(include_in_schema=False)
-POLICY: dict[RouteKey, Access] = {
-    ("GET", "/admin/users"): only(ADMIN),
-    ("POST", "/admin/users"): only(ADMIN),
-    ("POST", "/admin/users/{user_id}/role"): only(ADMIN),
-    ("POST", "/admin/users/{user_id}/active"): only(ADMIN),
-}
 ROLES = tuple(r.value for r in Role if r not in (Role.SYSTEM, Role.GATEWAY))
 
 
@@ -43,7 +38,12 @@ def _page(
     )
 
 
-@router.get("/admin/users", response_class=HTMLResponse, name="portal.admin_users")
+@router.get(
+    "/admin/users",
+    dependencies=[allow(only(ADMIN))],
+    response_class=HTMLResponse,
+    name="portal.admin_users",
+)
 def users_page(request: Request, session: DbSession, user: PortalUser) -> Response:
     forbid_unless(user, Role.ADMIN)
     return _page(request, session, [])
@@ -54,18 +54,22 @@ def _optional_id(value: object) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-@router.post("/admin/users", response_class=HTMLResponse, name="portal.admin_create_user")
-async def create_user(
-    request: Request, session: DbSession, user: PortalUser, clock: PortalClock
+@router.post(
+    "/admin/users",
+    dependencies=[allow(only(ADMIN))],
+    response_class=HTMLResponse,
+    name="portal.admin_create_user",
+)
+def create_user(
+    request: Request, session: DbSession, user: PortalUser, clock: PortalClock, form: Posted
 ) -> Response:
     forbid_unless(user, Role.ADMIN)
-    form = await request.form()
     try:
         services.create_user(
             session,
-            username=str(form.get("username") or ""),
-            password=str(form.get("password") or ""),
-            role=str(form.get("role") or ""),
+            username=form.get("username"),
+            password=form.get("password"),
+            role=form.get("role"),
             actor=user,
             now=clock.now(),
             organisation_id=_optional_id(form.get("organisation_id")),
@@ -78,9 +82,7 @@ async def create_user(
             if isinstance(exc, ValidationFailed)
             else [FieldError("", exc.code, str(exc))]
         )
-        return _page(request, session, errors, status_code=422)
-    finally:
-        await form.close()
+        return _page(request, session, errors, status_code=exc.status)
     return RedirectResponse("/admin/users?done=user_created", status_code=303)
 
 
@@ -110,22 +112,27 @@ def _failed(request: Request, session: Session, exc: RegistryError) -> HTMLRespo
     errors = (
         exc.errors if isinstance(exc, ValidationFailed) else [FieldError("", exc.code, str(exc))]
     )
-    status = {"not_found": 404, "validation_failed": 422, "forbidden": 403}.get(exc.code, 409)
-    return _page(request, session, list(errors), status_code=status)
+    return _page(request, session, list(errors), status_code=exc.status)
 
 
-@router.post("/admin/users/{user_id}/role", response_class=HTMLResponse, name="portal.admin_role")
-async def change_role(
-    request: Request, session: DbSession, user: PortalUser, clock: PortalClock, user_id: int
+@router.post(
+    "/admin/users/{user_id}/role",
+    dependencies=[allow(only(ADMIN))],
+    response_class=HTMLResponse,
+    name="portal.admin_role",
+)
+def change_role(
+    request: Request,
+    session: DbSession,
+    user: PortalUser,
+    clock: PortalClock,
+    user_id: int,
+    form: Posted,
 ) -> Response:
     """Another role for a user, with the organisation, ISP or sector body that role needs."""
     forbid_unless(user, Role.ADMIN)
-    form = await request.form()
-    try:
-        role = str(form.get("role") or "")
-        link = str(form.get("link") or "")
-    finally:
-        await form.close()
+    role = form.get("role")
+    link = form.get("link")
     try:
         services.set_user_role(
             session, user_id=user_id, role=role, actor=user, now=clock.now(), **_link_ids(link)
@@ -136,18 +143,22 @@ async def change_role(
 
 
 @router.post(
-    "/admin/users/{user_id}/active", response_class=HTMLResponse, name="portal.admin_active"
+    "/admin/users/{user_id}/active",
+    dependencies=[allow(only(ADMIN))],
+    response_class=HTMLResponse,
+    name="portal.admin_active",
 )
-async def change_active(
-    request: Request, session: DbSession, user: PortalUser, clock: PortalClock, user_id: int
+def change_active(
+    request: Request,
+    session: DbSession,
+    user: PortalUser,
+    clock: PortalClock,
+    user_id: int,
+    form: Posted,
 ) -> Response:
     """Deactivate (active=no) or reactivate (active=yes) a user."""
     forbid_unless(user, Role.ADMIN)
-    form = await request.form()
-    try:
-        wanted = str(form.get("active") or "")
-    finally:
-        await form.close()
+    wanted = form.get("active")
     try:
         if wanted not in ("yes", "no"):
             raise ValidationFailed([FieldError("active", "required", "say yes or no", wanted)])

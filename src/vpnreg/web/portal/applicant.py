@@ -7,14 +7,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from starlette.datastructures import UploadFile
 
 from vpnreg.core.ipspace import PrefixError, validate_prefix
 from vpnreg.core.review import TERMINAL_STATES, Role, State
 from vpnreg.registry import services
 from vpnreg.registry.errors import FieldError, NotFound, RegistryError, ValidationFailed
-from vpnreg.registry.services import Organisation, User, documents, queries
-from vpnreg.web.policy import APPLICANT, READERS, Access, RouteKey, only
+from vpnreg.registry.services import documents, queries
+from vpnreg.registry.views import OrganisationView, UserView
+from vpnreg.web.policy import APPLICANT, READERS, allow, only
 from vpnreg.web.portal.deps import (
     Config,
     DbSession,
@@ -32,20 +32,10 @@ from vpnreg.web.portal.prefix_forms import (
 )
 from vpnreg.web.portal.requirements import DOCUMENT_KINDS, required_documents
 from vpnreg.web.portal.steps import timeline_steps
+from vpnreg.web.posted import Posted
 
 router = APIRouter(include_in_schema=False)
 
-POLICY: dict[RouteKey, Access] = {
-    ("GET", "/apply"): only(APPLICANT),
-    ("POST", "/apply"): only(APPLICANT),
-    ("GET", "/applications"): only(APPLICANT),
-    ("GET", "/apply/rows"): only(APPLICANT),
-    ("GET", "/apply/check-prefix"): only(APPLICANT),
-    ("GET", "/applications/{application_id}"): READERS,
-    ("POST", "/applications/{application_id}/peers"): only(APPLICANT),
-    ("POST", "/applications/{application_id}/documents"): only(APPLICANT),
-    ("POST", "/applications/{application_id}/{action}"): only(APPLICANT),
-}
 DEFAULT_ROWS = 3
 MAX_ROWS = 50
 
@@ -54,7 +44,7 @@ def _storage(request: Request) -> object:
     return request.app.state.document_dir
 
 
-def _organisation(session: DbSession, user: User) -> Organisation:
+def _organisation(session: DbSession, user: UserView) -> OrganisationView:
     return queries.get_organisation(session, organisation_id=user.organisation_id or 0, viewer=user)
 
 
@@ -89,13 +79,23 @@ def _apply_page(
     )
 
 
-@router.get("/apply", response_class=HTMLResponse, name="portal.apply_form")
+@router.get(
+    "/apply",
+    dependencies=[allow(only(APPLICANT))],
+    response_class=HTMLResponse,
+    name="portal.apply_form",
+)
 def apply_form(request: Request, session: DbSession, user: PortalUser, rows: int = 0) -> Response:
     rows = min(max(rows, DEFAULT_ROWS), MAX_ROWS)
     return _apply_page(request, session, user, form=_form_state(None, [], rows), errors=[])
 
 
-@router.get("/apply/rows", response_class=HTMLResponse, name="portal.apply_rows")
+@router.get(
+    "/apply/rows",
+    dependencies=[allow(only(APPLICANT))],
+    response_class=HTMLResponse,
+    name="portal.apply_rows",
+)
 def apply_rows(request: Request, user: PortalUser, shown: int = 0) -> Response:
     """HTMX: two more empty prefix rows after the `shown` ones, and the button, renumbered."""
     forbid_unless(user, Role.APPLICANT)
@@ -105,7 +105,12 @@ def apply_rows(request: Request, user: PortalUser, shown: int = 0) -> Response:
     return render(request, "_apply_rows_fragment.html", {"rows": rows, "first": shown})
 
 
-@router.get("/apply/check-prefix", response_class=HTMLResponse, name="portal.check_prefix")
+@router.get(
+    "/apply/check-prefix",
+    dependencies=[allow(only(APPLICANT))],
+    response_class=HTMLResponse,
+    name="portal.check_prefix",
+)
 def check_prefix(
     request: Request,
     session: DbSession,
@@ -136,97 +141,81 @@ def check_prefix(
     return render(request, "_prefix_check.html", {"prefix": text, "ok": ok, "text": message})
 
 
-async def _file_bytes(value: object) -> tuple[str, bytes] | None:
-    if isinstance(value, UploadFile) and value.filename:
-        content = await value.read(documents.MAX_DOCUMENT_BYTES + 1)
-        return value.filename, content
-    return None
-
-
-@router.post("/apply", response_class=HTMLResponse, name="portal.apply")
-async def apply(
-    request: Request, session: DbSession, user: PortalUser, clock: PortalClock, config: Config
+@router.post(
+    "/apply",
+    dependencies=[allow(only(APPLICANT))],
+    response_class=HTMLResponse,
+    name="portal.apply",
+)
+def apply(
+    request: Request,
+    session: DbSession,
+    user: PortalUser,
+    clock: PortalClock,
+    config: Config,
+    form: Posted,
 ) -> Response:
-    form = await request.form()
+    forbid_unless(user, Role.APPLICANT)
+    prefixes = form.getlist("prefix")
+    peers = form.getlist("peers")
+    typed = [(p, q) for p, q in zip(prefixes, peers + [""] * len(prefixes), strict=False)]
+    isp_text = form.get("isp_id")
+    isp_id = int(isp_text) if isp_text.isdigit() and len(isp_text) <= 9 else None
+    more = form.get("more_rows")
+    if more.isdigit():
+        rows = min(max(int(more[:3]), DEFAULT_ROWS), MAX_ROWS)
+        state = _form_state(isp_id, typed, rows)
+        return _apply_page(request, session, user, form=state, errors=[])
+
+    errors: list[FieldError] = []
+    entries: list[PrefixEntry] = rows_from_form(prefixes, peers)
+    upload = form.file("prefixes_csv")
+    if upload is not None:
+        csv_entries, csv_errors = rows_from_csv(upload[1])
+        entries += csv_entries
+        errors += csv_errors
+    if isp_id is None:
+        errors.append(FieldError("ISP", "required", "choose your internet service provider"))
+    org = _organisation(session, user)
+    files: list[services.DocumentUpload] = []
+    for doc in required_documents(org.category):
+        got = form.file(f"doc_{doc.kind}")
+        problem = documents_problem(doc.label, got)
+        if problem is not None:
+            errors.append(problem)
+        elif got is not None:
+            files.append(services.DocumentUpload(doc.kind, got[0], got[1]))
+    state = _form_state(isp_id, [(e.prefix, " ".join(e.peers)) for e in entries], DEFAULT_ROWS)
+    if errors or not entries:
+        if not entries:
+            errors.append(FieldError("prefixes", "required", "enter at least one prefix"))
+        return _apply_page(request, session, user, form=state, errors=errors, status_code=422)
+    assert isp_id is not None
+    submit = form.get("intent") == "submit"
     try:
-        forbid_unless(user, Role.APPLICANT)
-        prefixes = [str(v) for v in form.getlist("prefix")]
-        peers = [str(v) for v in form.getlist("peers")]
-        typed = [(p, q) for p, q in zip(prefixes, peers + [""] * len(prefixes), strict=False)]
-        isp_text = str(form.get("isp_id") or "")
-        isp_id = int(isp_text) if isp_text.isdigit() else None
-        more = str(form.get("more_rows") or "")
-        if more.isdigit():
-            rows = min(max(int(more), DEFAULT_ROWS), MAX_ROWS)
-            state = _form_state(isp_id, typed, rows)
-            return _apply_page(request, session, user, form=state, errors=[])
-
-        errors: list[FieldError] = []
-        entries: list[PrefixEntry] = rows_from_form(prefixes, peers)
-        upload = await _file_bytes(form.get("prefixes_csv"))
-        if upload is not None:
-            csv_entries, csv_errors = rows_from_csv(upload[1])
-            entries += csv_entries
-            errors += csv_errors
-        if isp_id is None:
-            errors.append(FieldError("ISP", "required", "choose your internet service provider"))
-        org = _organisation(session, user)
-        files: list[tuple[str, str, bytes]] = []
-        for doc in required_documents(org.category):
-            got = await _file_bytes(form.get(f"doc_{doc.kind}"))
-            problem = documents_problem(doc.label, got)
-            if problem is not None:
-                errors.append(problem)
-            elif got is not None:
-                files.append((doc.kind, got[0], got[1]))
-        state = _form_state(isp_id, [(e.prefix, " ".join(e.peers)) for e in entries], DEFAULT_ROWS)
-        if errors or not entries:
-            if not entries:
-                errors.append(FieldError("prefixes", "required", "enter at least one prefix"))
-            return _apply_page(request, session, user, form=state, errors=errors, status_code=422)
-        assert isp_id is not None
-        try:
-            app = services.create_application(
-                session,
-                organisation_id=org.id,
-                isp_id=isp_id,
-                prefixes=[(e.prefix, e.peers) for e in entries],
-                actor=user,
-                now=clock.now(),
-                config=config,
-            )
-        except ValidationFailed as exc:
-            bad = located(exc.errors, entries)
-            return _apply_page(request, session, user, form=state, errors=bad, status_code=422)
-        except NotFound as exc:
-            bad = [FieldError("ISP", "not_found", str(exc))]
-            return _apply_page(request, session, user, form=state, errors=bad, status_code=422)
-        for kind, filename, content in files:
-            documents.store_document(
-                session,
-                application_id=app.id,
-                kind=kind,
-                filename=filename,
-                content=content,
-                actor=user,
-                now=clock.now(),
-                storage_dir=request.app.state.document_dir,
-            )
-        done = "created"
-        if form.get("intent") == "submit":
-            services.submit(
-                session,
-                application_id=app.id,
-                actor=user,
-                now=clock.now(),
-                config=config,
-                expected_version=app.version,
-            )
-            done = "submitted"
-        return RedirectResponse(f"/applications/{app.id}?done={done}", status_code=303)
-
-    finally:
-        await form.close()
+        app = services.apply_for_registration(
+            session,
+            organisation_id=org.id,
+            isp_id=isp_id,
+            prefixes=[(e.prefix, e.peers) for e in entries],
+            documents=files,
+            submit=submit,
+            actor=user,
+            now=clock.now(),
+            config=config,
+            storage_dir=request.app.state.document_dir,
+        )
+    except ValidationFailed as exc:
+        bad = located(exc.errors, entries)
+        return _apply_page(request, session, user, form=state, errors=bad, status_code=422)
+    except NotFound as exc:
+        bad = [FieldError("ISP", "not_found", str(exc))]
+        return _apply_page(request, session, user, form=state, errors=bad, status_code=422)
+    except RegistryError as exc:
+        bad = [FieldError("", exc.code, str(exc))]
+        return _apply_page(request, session, user, form=state, errors=bad, status_code=exc.status)
+    done = "submitted" if submit else "created"
+    return RedirectResponse(f"/applications/{app.id}?done={done}", status_code=303)
 
 
 def documents_problem(label: str, got: tuple[str, bytes] | None) -> FieldError | None:
@@ -241,7 +230,12 @@ def documents_problem(label: str, got: tuple[str, bytes] | None) -> FieldError |
     return None
 
 
-@router.get("/applications", response_class=HTMLResponse, name="portal.applications")
+@router.get(
+    "/applications",
+    dependencies=[allow(only(APPLICANT))],
+    response_class=HTMLResponse,
+    name="portal.applications",
+)
 def my_applications(
     request: Request, session: DbSession, user: PortalUser, config: Config
 ) -> Response:
@@ -313,7 +307,10 @@ def application_page(
 
 
 @router.get(
-    "/applications/{application_id}", response_class=HTMLResponse, name="portal.application"
+    "/applications/{application_id}",
+    dependencies=[allow(READERS)],
+    response_class=HTMLResponse,
+    name="portal.application",
 )
 def application_detail(
     request: Request, session: DbSession, user: PortalUser, config: Config, application_id: int
@@ -321,38 +318,38 @@ def application_detail(
     return application_page(request, session, user, config, application_id)
 
 
-@router.post("/applications/{application_id}/documents", name="portal.upload_document")
-async def upload_document(
+@router.post(
+    "/applications/{application_id}/documents",
+    dependencies=[allow(only(APPLICANT))],
+    name="portal.upload_document",
+)
+def upload_document(
     request: Request,
     session: DbSession,
     user: PortalUser,
     clock: PortalClock,
     config: Config,
     application_id: int,
+    form: Posted,
 ) -> Response:
-    form = await request.form()
+    got = form.file("file")
     try:
-        got = await _file_bytes(form.get("file"))
-        try:
-            queries.visible_application(session, application_id=application_id, viewer=user)
-            if got is None:
-                raise ValidationFailed([FieldError("file", "required", "choose a file")])
-            documents.store_document(
-                session,
-                application_id=application_id,
-                kind=str(form.get("kind") or ""),
-                filename=got[0],
-                content=got[1],
-                actor=user,
-                now=clock.now(),
-                storage_dir=request.app.state.document_dir,
-            )
-        except RegistryError as exc:
-            return _after(request, session, user, config, application_id, exc)
-        return RedirectResponse(f"/applications/{application_id}?done=uploaded", status_code=303)
-
-    finally:
-        await form.close()
+        queries.visible_application(session, application_id=application_id, viewer=user)
+        if got is None:
+            raise ValidationFailed([FieldError("file", "required", "choose a file")])
+        documents.store_document(
+            session,
+            application_id=application_id,
+            kind=form.get("kind"),
+            filename=got[0],
+            content=got[1],
+            actor=user,
+            now=clock.now(),
+            storage_dir=request.app.state.document_dir,
+        )
+    except RegistryError as exc:
+        return _after(request, session, user, config, application_id, exc)
+    return RedirectResponse(f"/applications/{application_id}?done=uploaded", status_code=303)
 
 
 Version = Annotated[int, Form()]
@@ -369,15 +366,16 @@ def _after(
     errors = (
         exc.errors if isinstance(exc, ValidationFailed) else [FieldError("", exc.code, str(exc))]
     )
-    status = 404 if isinstance(exc, NotFound) else 409
-    status = 422 if isinstance(exc, ValidationFailed) else status
-    status = 403 if exc.code == "forbidden" else status
     return application_page(
-        request, session, user, config, application_id, errors=errors, status_code=status
+        request, session, user, config, application_id, errors=errors, status_code=exc.status
     )
 
 
-@router.post("/applications/{application_id}/peers", name="portal.amend_peers")
+@router.post(
+    "/applications/{application_id}/peers",
+    dependencies=[allow(only(APPLICANT))],
+    name="portal.amend_peers",
+)
 def amend_peers(
     request: Request,
     session: DbSession,
@@ -411,7 +409,20 @@ def amend_peers(
     )
 
 
-@router.post("/applications/{application_id}/{action}", name="portal.applicant_action")
+#: The steps an applicant takes from an application's page, and the notice each leaves.
+APPLICANT_STEPS = {
+    "submit": "submitted",
+    "withdraw": "withdrawn",
+    "appeal": "appealed",
+    services.RENEW: "renewed",
+}
+
+
+@router.post(
+    "/applications/{application_id}/{action}",
+    dependencies=[allow(only(APPLICANT))],
+    name="portal.applicant_action",
+)
 def applicant_action(
     request: Request,
     session: DbSession,
@@ -423,32 +434,23 @@ def applicant_action(
     version: Version,
     text: Annotated[str, Form()] = "",
 ) -> Response:
-    common = {
-        "application_id": application_id,
-        "actor": user,
-        "now": clock.now(),
-        "config": config,
-        "expected_version": version,
-    }
     try:
         queries.visible_application(session, application_id=application_id, viewer=user)
-        if action == "submit":
-            services.submit(session, **common)  # type: ignore[arg-type]
-            target, done = application_id, "submitted"
-        elif action == "withdraw":
-            services.withdraw(session, **common)  # type: ignore[arg-type]
-            target, done = application_id, "withdrawn"
-        elif action == "appeal":
-            services.appeal(session, text=text, **common)  # type: ignore[arg-type]
-            target, done = application_id, "appealed"
-        elif action == "renew":
-            new = services.renew(session, **common)  # type: ignore[arg-type]
-            target, done = new.id, "renewed"
-        else:
+        if action not in APPLICANT_STEPS:
             raise NotFound("action", action)
+        step = services.StepRequest(
+            action=action,
+            application_id=application_id,
+            actor=user,
+            expected_version=version,
+            arguments=services.arguments_for(action, {"text": text}),
+        )
+        app = services.take_step(session, step, now=clock.now(), config=config)
     except RegistryError as exc:
         return _after(request, session, user, config, application_id, exc)
-    return RedirectResponse(f"/applications/{target}?done={done}", status_code=303)
+    return RedirectResponse(
+        f"/applications/{app.id}?done={APPLICANT_STEPS[action]}", status_code=303
+    )
 
 
-__all__ = ["POLICY", "router"]
+__all__ = ["router"]

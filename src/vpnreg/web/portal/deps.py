@@ -3,14 +3,14 @@ the names the portal uses, and the one role check portal routes make inside thei
 
 from __future__ import annotations
 
-from vpnreg.registry.services import User
+from vpnreg.registry.views import UserView
 from vpnreg.web.auth import AppClock as PortalClock
 from vpnreg.web.auth import Config, DbSession, OptionalUser
 from vpnreg.web.auth import CurrentUser as PortalUser
 from vpnreg.web.problems import Problem
 
 
-def forbid_unless(user: User, *roles: str) -> None:
+def forbid_unless(user: UserView, *roles: str) -> None:
     """The policy table already refuses other roles; this keeps a page honest if it is reused."""
     if user.role not in roles:
         raise Problem(

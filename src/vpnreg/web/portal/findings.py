@@ -9,9 +9,10 @@ import datetime as dt
 from dataclasses import dataclass
 
 from vpnreg.core.ipspace import PrefixError, validate_prefix
-from vpnreg.registry.services import Application, ServiceConfig
+from vpnreg.registry.services import ServiceConfig
 from vpnreg.registry.services.queries import Overlap, overlapping_claims
 from vpnreg.registry.services.unit_of_work import DbSession
+from vpnreg.registry.views import ApplicationView
 
 #: How an overlapping prefix relates to the one under review, as a reviewer reads it.
 RELATIONS = {
@@ -38,7 +39,7 @@ def overlap_text(overlap: Overlap) -> str:
 
 
 def prefix_findings(
-    session: DbSession, app: Application, *, now: dt.datetime, config: ServiceConfig
+    session: DbSession, app: ApplicationView, *, now: dt.datetime, config: ServiceConfig
 ) -> list[Finding]:
     """Per prefix: one validation finding, then one finding per overlapping registration or
     pending claim of another application (or one saying there is none)."""

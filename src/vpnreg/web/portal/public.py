@@ -9,21 +9,17 @@ from vpnreg.registry import services
 from vpnreg.registry.errors import NotFound, ValidationFailed
 from vpnreg.registry.services.stats import registry_stats
 from vpnreg.web.htmx import is_htmx
-from vpnreg.web.policy import EVERYONE, Access, RouteKey
+from vpnreg.web.policy import EVERYONE, allow
 from vpnreg.web.portal.deps import Config, DbSession, PortalClock
 from vpnreg.web.portal.pages import local_time, render
 from vpnreg.web.portal.steps import timeline_steps
 
 router = APIRouter(include_in_schema=False)
 
-POLICY: dict[RouteKey, Access] = {
-    ("GET", "/lookup"): EVERYONE,
-    ("GET", "/status"): EVERYONE,
-    ("GET", "/stats"): EVERYONE,
-}
 
-
-@router.get("/lookup", response_class=HTMLResponse, name="portal.lookup")
+@router.get(
+    "/lookup", dependencies=[allow(EVERYONE)], response_class=HTMLResponse, name="portal.lookup"
+)
 def lookup_page(
     request: Request, session: DbSession, clock: PortalClock, config: Config, ip: str = ""
 ) -> HTMLResponse:
@@ -47,7 +43,9 @@ def lookup_page(
     )
 
 
-@router.get("/status", response_class=HTMLResponse, name="portal.status")
+@router.get(
+    "/status", dependencies=[allow(EVERYONE)], response_class=HTMLResponse, name="portal.status"
+)
 def status_page(
     request: Request, session: DbSession, config: Config, tracking_number: str = ""
 ) -> HTMLResponse:
@@ -87,7 +85,9 @@ class _Missing:
         self.message = message
 
 
-@router.get("/stats", response_class=HTMLResponse, name="portal.stats")
+@router.get(
+    "/stats", dependencies=[allow(EVERYONE)], response_class=HTMLResponse, name="portal.stats"
+)
 def stats_page(
     request: Request, session: DbSession, clock: PortalClock, config: Config
 ) -> HTMLResponse:

@@ -8,19 +8,18 @@ expected_version, so acting on a stale page gives a clear error instead of a sil
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from vpnreg.core.review import Role, State
+from vpnreg.core.review import ACTION_ARGUMENTS, Action, Role, State, argument_problems
 from vpnreg.registry import services
 from vpnreg.registry.errors import FieldError, NotFound, RegistryError, ValidationFailed
-from vpnreg.registry.services import Application, ServiceConfig, User, queries
+from vpnreg.registry.services import ServiceConfig, queries
 from vpnreg.registry.services.unit_of_work import DbSession as Session
-from vpnreg.web.policy import ISP, REGULATOR, SECTOR_BODY, Access, RouteKey, only
+from vpnreg.registry.views import ApplicationView, UserView
+from vpnreg.web.policy import ISP, REGULATOR, SECTOR_BODY, allow, only
 from vpnreg.web.portal.deps import (
     Config,
     DbSession,
@@ -31,19 +30,10 @@ from vpnreg.web.portal.deps import (
 from vpnreg.web.portal.findings import prefix_findings
 from vpnreg.web.portal.pages import age_text, local_time, render
 from vpnreg.web.portal.steps import timeline_steps
+from vpnreg.web.posted import Posted
 
 router = APIRouter(include_in_schema=False)
 REVIEWERS = only(ISP, SECTOR_BODY, REGULATOR)
-POLICY: dict[RouteKey, Access] = {
-    ("GET", "/queue"): REVIEWERS,
-    ("GET", "/queue/{application_id}"): REVIEWERS,
-    ("POST", "/queue/{application_id}/decide"): REVIEWERS,
-    ("POST", "/queue/bulk"): REVIEWERS,
-    ("POST", "/queue/amendments/{amendment_id}/approve"): only(REGULATOR),
-}
-
-#: Decisions that need a written reason (and, for rejection, a reason code).
-NEEDS_REASON = frozenset({"reject", "revoke", "uphold", "overturn"})
 LABELS = {
     "verify": "Verify (prefixes are this subscriber's)",
     "endorse": "Endorse",
@@ -53,6 +43,8 @@ LABELS = {
     "uphold": "Uphold rejection",
     "overturn": "Overturn rejection",
 }
+#: Decisions that take a written reason (the core table says which, and which must have one).
+NEEDS_REASON = frozenset(a for a in LABELS if ACTION_ARGUMENTS.get(Action(a)))
 #: The registry's categories (vpnreg.registry.models.Category, which the web may not import).
 CATEGORIES = ("software_house", "call_centre", "freelancer", "bank", "foreign_mission", "other")
 REASON_CODES = ("not_subscriber", "incomplete_documents", "not_eligible", "policy", "other")
@@ -69,7 +61,7 @@ def queue_states(role: str) -> tuple[str, ...]:
     return ()
 
 
-def waits_for(app: Application, role: str, config: ServiceConfig) -> bool:
+def waits_for(app: ApplicationView, role: str, config: ServiceConfig) -> bool:
     """An ISP-verified application waits for the sector body if its category needs endorsement,
     and for the regulator otherwise."""
     if app.state == State.ISP_VERIFIED:
@@ -78,7 +70,7 @@ def waits_for(app: Application, role: str, config: ServiceConfig) -> bool:
     return True
 
 
-def decisions(app: Application, role: str, config: ServiceConfig) -> list[str]:
+def decisions(app: ApplicationView, role: str, config: ServiceConfig) -> list[str]:
     """The buttons a reviewer of `role` gets for `app` (the service still has the last word)."""
     state = app.state
     endorsed = config.needs_endorsement(app.category)
@@ -115,7 +107,7 @@ class QueueItem:
 
 def _queue(
     session: Session,
-    user: User,
+    user: UserView,
     config: ServiceConfig,
     now: dt.datetime,
     *,
@@ -140,7 +132,7 @@ def _queue(
                     id=app.id,
                     version=app.version,
                     tracking_number=app.tracking_number or str(app.id),
-                    organisation=app.organisation.name,
+                    organisation=app.organisation_name,
                     category=app.category,
                     state=app.state,
                     prefixes=", ".join(p.prefix for p in app.prefixes),
@@ -152,7 +144,9 @@ def _queue(
     return sorted(items, key=lambda i: i.waiting_since)
 
 
-@router.get("/queue", response_class=HTMLResponse, name="portal.queue")
+@router.get(
+    "/queue", dependencies=[allow(REVIEWERS)], response_class=HTMLResponse, name="portal.queue"
+)
 def queue_page(
     request: Request,
     session: DbSession,
@@ -199,7 +193,7 @@ class _StateView:
 def _item_page(
     request: Request,
     session: Session,
-    user: User,
+    user: UserView,
     config: ServiceConfig,
     now: dt.datetime,
     application_id: int,
@@ -230,7 +224,12 @@ def _item_page(
     )
 
 
-@router.get("/queue/{application_id}", response_class=HTMLResponse, name="portal.queue_item")
+@router.get(
+    "/queue/{application_id}",
+    dependencies=[allow(REVIEWERS)],
+    response_class=HTMLResponse,
+    name="portal.queue_item",
+)
 def queue_item(
     request: Request,
     session: DbSession,
@@ -249,46 +248,23 @@ def decide(
     action: str,
     application_id: int,
     version: int,
-    user: User,
+    user: UserView,
     now: dt.datetime,
     config: ServiceConfig,
     reason_code: str,
     reason: str,
-) -> Application:
-    """One decision through the registry's own service for it."""
-    common: dict[str, Any] = {
-        "application_id": application_id,
-        "actor": user,
-        "now": now,
-        "config": config,
-        "expected_version": version,
-    }
-    plain: dict[str, Callable[..., Application]] = {
-        "verify": services.verify,
-        "endorse": services.endorse,
-        "approve": services.approve,
-    }
-    if action in plain:
-        return plain[action](session, **common)
-    if action == "reject":
-        return services.reject(session, reason_code=reason_code, reason=reason, **common)
-    if action == "revoke":
-        return services.revoke(session, reason=_required(reason), **common)
-    if action == "uphold":
-        return services.uphold(session, reason=_required(reason), **common)
-    if action == "overturn":
-        return services.overturn(session, reason=_required(reason), **common)
-    raise NotFound("decision", action)
-
-
-def _required(reason: str) -> str:
-    if not reason.strip():
-        raise ValidationFailed([FieldError("reason", "required", "a reason is needed", reason)])
-    return reason
-
-
-def _status_of(exc: RegistryError) -> int:
-    return {"not_found": 404, "validation_failed": 422, "forbidden": 403}.get(exc.code, 409)
+) -> ApplicationView:
+    """One decision through the registry's one step entry; only reviewers' decisions."""
+    if action not in LABELS:
+        raise NotFound("decision", action)
+    step = services.StepRequest(
+        action=action,
+        application_id=application_id,
+        actor=user,
+        expected_version=version,
+        arguments=services.arguments_for(action, {"reason_code": reason_code, "reason": reason}),
+    )
+    return services.take_step(session, step, now=now, config=config)
 
 
 def _errors_of(exc: RegistryError) -> list[FieldError]:
@@ -297,142 +273,146 @@ def _errors_of(exc: RegistryError) -> list[FieldError]:
     return [FieldError("", exc.code, str(exc))]
 
 
-@router.post("/queue/bulk", response_class=HTMLResponse, name="portal.queue_bulk")
-async def queue_bulk(
-    request: Request, session: DbSession, user: PortalUser, clock: PortalClock, config: Config
+@router.post(
+    "/queue/bulk",
+    dependencies=[allow(REVIEWERS)],
+    response_class=HTMLResponse,
+    name="portal.queue_bulk",
+)
+def queue_bulk(
+    request: Request,
+    session: DbSession,
+    user: PortalUser,
+    clock: PortalClock,
+    config: Config,
+    form: Posted,
 ) -> Response:
     """First post: a confirmation page listing what will happen. Second (confirm=yes): do it,
     item by item, and show what happened to each."""
-    form = await request.form()
-    try:
-        forbid_unless(user, Role.ISP, Role.SECTOR_BODY, Role.REGULATOR)
-        action = str(form.get("action") or "")
-        reason_code = str(form.get("reason_code") or "")
-        reason = str(form.get("reason") or "")
-        picked: list[tuple[int, int]] = []
-        for value in form.getlist("item"):
-            id_text, _, version_text = str(value).partition(":")
-            if id_text.isdigit() and version_text.isdigit():
-                picked.append((int(id_text), int(version_text)))
-        problems: list[FieldError] = []
-        if action not in LABELS:
-            problems.append(FieldError("decision", "required", "choose a decision"))
-        if not picked:
-            problems.append(FieldError("applications", "required", "tick at least one application"))
-        if action in NEEDS_REASON and not reason.strip():
-            problems.append(FieldError("reason", "required", "this decision needs a reason"))
-        if action == "reject" and not reason_code:
-            problems.append(FieldError("reason_code", "required", "choose a reason code"))
-        if problems:
-            return render(
-                request,
-                "error.html",
-                {"title": "Nothing decided", "message": "", "errors": problems, "back": "/queue"},
-                status_code=422,
-            )
-        apps = [
-            queries.visible_application(session, application_id=i, viewer=user) for i, _ in picked
+    forbid_unless(user, Role.ISP, Role.SECTOR_BODY, Role.REGULATOR)
+    action = form.get("action")
+    reason_code = form.get("reason_code")
+    reason = form.get("reason")
+    picked: list[tuple[int, int]] = []
+    for value in form.getlist("item"):
+        id_text, _, version_text = str(value).partition(":")
+        if id_text.isdigit() and version_text.isdigit():
+            picked.append((int(id_text), int(version_text)))
+    problems: list[FieldError] = []
+    if action not in LABELS:
+        problems.append(FieldError("decision", "required", "choose a decision"))
+    if not picked:
+        problems.append(FieldError("applications", "required", "tick at least one application"))
+    if action in LABELS:
+        given = services.arguments_for(action, {"reason_code": reason_code, "reason": reason})
+        problems += [
+            FieldError(name, "required", message)
+            for name, message in argument_problems(Action(action), given)
         ]
-        if form.get("confirm") != "yes":
-            return render(
-                request,
-                "bulk_confirm.html",
-                {
-                    "action": action,
-                    "label": LABELS[action],
-                    "picked": list(zip(picked, apps, strict=True)),
-                    "reason_code": reason_code,
-                    "reason": reason,
-                },
+    if problems:
+        return render(
+            request,
+            "error.html",
+            {"title": "Nothing decided", "message": "", "errors": problems, "back": "/queue"},
+            status_code=422,
+        )
+    apps = [queries.visible_application(session, application_id=i, viewer=user) for i, _ in picked]
+    if form.get("confirm") != "yes":
+        return render(
+            request,
+            "bulk_confirm.html",
+            {
+                "action": action,
+                "label": LABELS[action],
+                "picked": list(zip(picked, apps, strict=True)),
+                "reason_code": reason_code,
+                "reason": reason,
+            },
+        )
+    results = []
+    for (app_id, version), app in zip(picked, apps, strict=True):
+        try:
+            decide(
+                session,
+                action=action,
+                application_id=app_id,
+                version=version,
+                user=user,
+                now=clock.now(),
+                config=config,
+                reason_code=reason_code,
+                reason=reason,
             )
-        results = []
-        for (app_id, version), app in zip(picked, apps, strict=True):
-            try:
-                decide(
-                    session,
-                    action=action,
-                    application_id=app_id,
-                    version=version,
-                    user=user,
-                    now=clock.now(),
-                    config=config,
-                    reason_code=reason_code,
-                    reason=reason,
-                )
-                results.append((app.tracking_number, True, LABELS[action]))
-            except RegistryError as exc:
-                results.append((app.tracking_number, False, str(exc)))
-        return render(request, "bulk_done.html", {"results": results, "label": LABELS[action]})
-
-    finally:
-        await form.close()
+            results.append((app.tracking_number, True, LABELS[action]))
+        except RegistryError as exc:
+            results.append((app.tracking_number, False, str(exc)))
+    return render(request, "bulk_done.html", {"results": results, "label": LABELS[action]})
 
 
-@router.post("/queue/{application_id}/decide", response_class=HTMLResponse, name="portal.decide")
-async def queue_decide(
+@router.post(
+    "/queue/{application_id}/decide",
+    dependencies=[allow(REVIEWERS)],
+    response_class=HTMLResponse,
+    name="portal.decide",
+)
+def queue_decide(
     request: Request,
     session: DbSession,
     user: PortalUser,
     clock: PortalClock,
     config: Config,
     application_id: int,
+    form: Posted,
 ) -> Response:
-    form = await request.form()
+    forbid_unless(user, Role.ISP, Role.SECTOR_BODY, Role.REGULATOR)
+    version = form.get("version")
     try:
-        forbid_unless(user, Role.ISP, Role.SECTOR_BODY, Role.REGULATOR)
-        version = str(form.get("version") or "")
-        try:
-            if not version.isdigit():
-                raise ValidationFailed([FieldError("version", "required", "the page's version")])
-            decide(
-                session,
-                action=str(form.get("action") or ""),
-                application_id=application_id,
-                version=int(version),
-                user=user,
-                now=clock.now(),
-                config=config,
-                reason_code=str(form.get("reason_code") or ""),
-                reason=str(form.get("reason") or ""),
-            )
-        except RegistryError as exc:
-            return _item_page(
-                request,
-                session,
-                user,
-                config,
-                clock.now(),
-                application_id,
-                errors=_errors_of(exc),
-                status_code=_status_of(exc),
-            )
-        return RedirectResponse("/queue?done=decided", status_code=303)
-
-    finally:
-        await form.close()
+        if not version.isdigit():
+            raise ValidationFailed([FieldError("version", "required", "the page's version")])
+        decide(
+            session,
+            action=form.get("action"),
+            application_id=application_id,
+            version=int(version),
+            user=user,
+            now=clock.now(),
+            config=config,
+            reason_code=form.get("reason_code"),
+            reason=form.get("reason"),
+        )
+    except RegistryError as exc:
+        return _item_page(
+            request,
+            session,
+            user,
+            config,
+            clock.now(),
+            application_id,
+            errors=_errors_of(exc),
+            status_code=exc.status,
+        )
+    return RedirectResponse("/queue?done=decided", status_code=303)
 
 
 @router.post(
     "/queue/amendments/{amendment_id}/approve",
+    dependencies=[allow(only(REGULATOR))],
     response_class=HTMLResponse,
     name="portal.approve_amendment",
 )
-async def approve_amendment(
+def approve_amendment(
     request: Request,
     session: DbSession,
     user: PortalUser,
     clock: PortalClock,
     config: Config,
     amendment_id: int,
+    form: Posted,
 ) -> Response:
     """The regulator puts a requested peer change in force, with the application's version as
     seen on the page (a change since then gives a clear error, not a silent approval)."""
-    form = await request.form()
-    try:
-        version = str(form.get("version") or "")
-        back = str(form.get("application_id") or "")
-    finally:
-        await form.close()
+    version = form.get("version")
+    back = form.get("application_id")
     forbid_unless(user, Role.REGULATOR)
     try:
         if not version.isdigit():
@@ -455,7 +435,7 @@ async def approve_amendment(
                 clock.now(),
                 int(back),
                 errors=_errors_of(exc),
-                status_code=_status_of(exc),
+                status_code=exc.status,
             )
         return render(
             request,
@@ -466,7 +446,7 @@ async def approve_amendment(
                 "errors": _errors_of(exc),
                 "back": "/queue",
             },
-            status_code=_status_of(exc),
+            status_code=exc.status,
         )
     target = f"/queue/{app.id}" if back.isdigit() else "/queue"
     return RedirectResponse(f"{target}?done=amendment_approved", status_code=303)

@@ -20,18 +20,13 @@ from vpnreg.registry.services import queries
 from vpnreg.registry.services.profile import INDIVIDUAL_CATEGORIES, SIGNUP_ACTOR
 from vpnreg.registry.services.sessions import login_throttle, record_login_failure
 from vpnreg.web.auth import sign_in
-from vpnreg.web.policy import APPLICANT, EVERYONE, Access, RouteKey, only
+from vpnreg.web.policy import APPLICANT, EVERYONE, allow, only
 from vpnreg.web.portal.deps import Config, DbSession, PortalClock, PortalUser, forbid_unless
 from vpnreg.web.portal.pages import render, render_with_cookie
 from vpnreg.web.portal.review import CATEGORIES
+from vpnreg.web.posted import Posted
 
 router = APIRouter(include_in_schema=False)
-POLICY: dict[RouteKey, Access] = {
-    ("GET", "/signup"): EVERYONE,
-    ("POST", "/signup"): EVERYONE,
-    ("GET", "/profile"): only(APPLICANT),
-    ("POST", "/profile"): only(APPLICANT),
-}
 #: Sign-up attempts allowed per client address within the window.
 SIGNUP_LIMIT = 10
 SIGNUP_WINDOW = dt.timedelta(hours=1)
@@ -61,7 +56,12 @@ def _signup_page(
     return page
 
 
-@router.get("/signup", response_class=HTMLResponse, name="portal.signup_form")
+@router.get(
+    "/signup",
+    dependencies=[allow(EVERYONE)],
+    response_class=HTMLResponse,
+    name="portal.signup_form",
+)
 def signup_form(request: Request) -> Response:
     return _signup_page(request, {"category": "software_house"}, [])
 
@@ -70,17 +70,15 @@ def _address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-@router.post("/signup", response_class=HTMLResponse, name="portal.signup")
-async def signup(
-    request: Request, session: DbSession, clock: PortalClock, config: Config
+@router.post(
+    "/signup", dependencies=[allow(EVERYONE)], response_class=HTMLResponse, name="portal.signup"
+)
+def signup(
+    request: Request, session: DbSession, clock: PortalClock, config: Config, form: Posted
 ) -> Response:
-    form = await request.form()
-    try:
-        values = {f: str(form.get(f) or "").strip() for f in FIELDS}
-        password = str(form.get("password") or "")
-        national_id = str(form.get("national_id") or "").strip()
-    finally:
-        await form.close()
+    values = {f: form.get(f).strip() for f in FIELDS}
+    password = form.get("password")
+    national_id = form.get("national_id").strip()
     now = clock.now()
     address = _address(request)
     throttle = login_throttle(
@@ -146,23 +144,26 @@ def _profile_page(
     )
 
 
-@router.get("/profile", response_class=HTMLResponse, name="portal.profile")
+@router.get(
+    "/profile",
+    dependencies=[allow(only(APPLICANT))],
+    response_class=HTMLResponse,
+    name="portal.profile",
+)
 def profile(request: Request, session: DbSession, user: PortalUser) -> Response:
     return _profile_page(request, session, user)
 
 
-@router.post("/profile", response_class=HTMLResponse, name="portal.profile_save")
-async def profile_save(
-    request: Request, session: DbSession, user: PortalUser, clock: PortalClock
+@router.post(
+    "/profile",
+    dependencies=[allow(only(APPLICANT))],
+    response_class=HTMLResponse,
+    name="portal.profile_save",
+)
+def profile_save(
+    request: Request, session: DbSession, user: PortalUser, clock: PortalClock, form: Posted
 ) -> Response:
-    form = await request.form()
-    try:
-        values = {
-            "name": str(form.get("name") or ""),
-            "registration_number": str(form.get("registration_number") or ""),
-        }
-    finally:
-        await form.close()
+    values = {"name": form.get("name"), "registration_number": form.get("registration_number")}
     try:
         forbid_unless(user, Role.APPLICANT)
         services.update_organisation(
@@ -183,4 +184,4 @@ async def profile_save(
     return RedirectResponse("/profile?done=profile_saved", status_code=303)
 
 
-__all__ = ["POLICY", "SIGNUP_LIMIT", "router"]
+__all__ = ["SIGNUP_LIMIT", "router"]
