@@ -20,7 +20,7 @@ from vpnreg.core.review import (
     State,
     TransitionError,
     allowed_actions,
-    check_overturn_reviewer,
+    check_appeal_reviewer,
     check_transition,
     expiring_from,
     is_registered,
@@ -226,10 +226,11 @@ def test_overturn_target_equals_the_positive_action_at_the_rejecting_step() -> N
         )
 
 
-def test_overturn_by_the_rejecting_reviewer_is_refused() -> None:
-    with pytest.raises(PermissionDenied, match="may not overturn"):
-        check_overturn_reviewer(rejected_by="reviewer-7", reviewer="reviewer-7")
-    check_overturn_reviewer(rejected_by="reviewer-7", reviewer="reviewer-9")
+@pytest.mark.parametrize("action", [A.OVERTURN, A.UPHOLD])
+def test_an_appeal_is_decided_by_another_than_the_rejecting_reviewer(action: A) -> None:
+    with pytest.raises(PermissionDenied, match=f"may not {action}"):
+        check_appeal_reviewer(action, rejected_by="reviewer-7", reviewer="reviewer-7")
+    check_appeal_reviewer(action, rejected_by="reviewer-7", reviewer="reviewer-9")
 
 
 @pytest.mark.parametrize(

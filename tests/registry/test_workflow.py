@@ -289,7 +289,10 @@ def test_uphold_ends_the_application(
     kw = {"application_id": app.id, "now": clock.now(), "config": config}
     act("reject", session, actor=world.regulator, reason_code="r", reason="r", **kw)  # type: ignore[arg-type]
     act("appeal", session, actor=world.bank_applicant, text="please", **kw)  # type: ignore[arg-type]
-    app = act("uphold", session, actor=world.regulator, reason="no", **kw)  # type: ignore[arg-type]
+    # The rejecter may not decide the appeal against its own rejection, either way.
+    with pytest.raises(Forbidden, match="another reviewer decides it"):
+        act("uphold", session, actor=world.regulator, reason="no", **kw)  # type: ignore[arg-type]
+    app = act("uphold", session, actor=world.regulator2, reason="no", **kw)  # type: ignore[arg-type]
     assert app.state == "upheld"
     with pytest.raises(StateConflict):
         act("withdraw", session, actor=world.bank_applicant, **kw)  # type: ignore[arg-type]

@@ -317,14 +317,15 @@ def check_transition(
     return row.target
 
 
-def check_overturn_reviewer(*, rejected_by: str, reviewer: str) -> None:
-    """An appeal is decided in the applicant's favour only by someone other than the rejecter."""
+def check_appeal_reviewer(action: Action, *, rejected_by: str, reviewer: str) -> None:
+    """An appeal is decided, either way, only by someone other than the one who rejected."""
     if rejected_by == reviewer:
         raise PermissionDenied(
             Role.REGULATOR,
-            Action.OVERTURN,
+            action,
             state=State.APPEALED,
-            message="the reviewer who rejected an application may not overturn that rejection",
+            message=f"the reviewer who rejected an application may not {action} the appeal "
+            "against that rejection; another reviewer decides it",
         )
 
 

@@ -28,7 +28,7 @@ from vpnreg.core.review import (
     State,
     action_named,
     argument_problems,
-    check_overturn_reviewer,
+    check_appeal_reviewer,
     check_transition,
     provisional_until,
     renewal_period,
@@ -364,6 +364,9 @@ def _uphold_effect(
     actor: Person, arguments: dict[str, str], now: dt.datetime, config: ServiceConfig
 ) -> Effect:
     def effect(session: Session, app: Application, target: State) -> None:
+        check_appeal_reviewer(
+            Action.UPHOLD, rejected_by=str(app.rejected_by), reviewer=str(actor.id)
+        )
         _decide_appeal(session, app, actor, AppealOutcome.UPHELD, arguments["reason"], now)
 
     return effect
@@ -375,7 +378,9 @@ def _overturn_effect(
     approval = _approval_effect(config, now)
 
     def effect(session: Session, app: Application, target: State) -> None:
-        check_overturn_reviewer(rejected_by=str(app.rejected_by), reviewer=str(actor.id))
+        check_appeal_reviewer(
+            Action.OVERTURN, rejected_by=str(app.rejected_by), reviewer=str(actor.id)
+        )
         _decide_appeal(session, app, actor, AppealOutcome.OVERTURNED, arguments["reason"], now)
         approval(session, app, target)
 
