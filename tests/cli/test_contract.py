@@ -6,6 +6,8 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from tests.cli.conftest import Run
 
 APPLICATION = """\
@@ -187,13 +189,24 @@ def test_import_dry_run_then_for_real(registry: Run, tmp_path: Path) -> None:
     assert registry("audit", "verify").code == 0
 
 
-def test_audit_verify_names_the_first_tampered_event(registry: Run, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        "UPDATE audit_log SET actor = 'mallory' WHERE seq = 3",
+        # JSON that no longer parses: tampering too, not an internal error (exit 70)
+        "UPDATE audit_log SET after = after || 'x' WHERE seq = 3",
+    ],
+    ids=["actor", "unparseable-json"],
+)
+def test_audit_verify_names_the_first_tampered_event(
+    registry: Run, tmp_path: Path, tamper: str
+) -> None:
     assert registry("audit", "verify").code == 0
     db = sqlite3.connect(tmp_path / "registry.db")
     triggers = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='trigger'")]
     for name in triggers:
         db.execute(f'DROP TRIGGER "{name}"')
-    db.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 3")
+    db.execute(tamper)
     db.commit()
     db.close()
     result = registry("audit", "verify")

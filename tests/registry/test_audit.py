@@ -8,6 +8,7 @@ import multiprocessing
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from tests.registry.conftest import World
@@ -89,6 +90,24 @@ def test_tampering_names_the_first_bad_event(
     assert problem.seq == k
     if kind is not None:
         assert problem.kind == kind
+
+
+def test_unparseable_json_in_a_snapshot_is_reported_as_tampering(
+    session: Session, logged: list[int]
+) -> None:
+    k = logged[4]
+    _drop_triggers(session)
+    bad = text("UPDATE audit_log SET after = '{\"x\": 1}x' WHERE seq = :k")
+    if session.get_bind().dialect.name == "postgresql":
+        # PostgreSQL's json type refuses the text: such tampering cannot be stored at all.
+        with pytest.raises(DataError), session.begin_nested():
+            session.execute(bad, {"k": k})
+        return
+    session.execute(bad, {"k": k})
+    problem = verify_audit(session)
+    assert problem is not None
+    assert (problem.seq, problem.kind) == (k, "malformed")
+    assert f"event {k}" in problem.message
 
 
 def test_forged_row_at_the_end_is_noticed(session: Session, logged: list[int]) -> None:

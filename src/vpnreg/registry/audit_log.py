@@ -2,16 +2,18 @@
 
 Every change a service makes is recorded here in the same transaction as the change. The chain
 head (table audit_head, one row) is read with SELECT ... FOR UPDATE, so on PostgreSQL concurrent
-writers queue on that row lock; on SQLite BEGIN IMMEDIATE already serialises writers.
+writers queue on that row lock; on SQLite the write unit's BEGIN IMMEDIATE already serialises
+writers.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Text, cast, insert, select, update
 from sqlalchemy.orm import Session
 
 from vpnreg.core.audit import GENESIS_HASH, AuditRecord, ChainProblem, next_record, verify_chain
@@ -21,6 +23,9 @@ from vpnreg.registry.models import AuditHead, AuditLogRow
 VERIFY_BATCH = 2000
 
 
+#: The snapshots are read as the text stored, not through the JSON type: a row whose JSON was
+#: tampered into something unparseable must be reported as that event's tampering, not crash
+#: the verification (SQLite stores JSON as plain text; PostgreSQL refuses invalid JSON).
 _COLUMNS = (
     AuditLogRow.seq,
     AuditLogRow.time,
@@ -28,11 +33,31 @@ _COLUMNS = (
     AuditLogRow.action,
     AuditLogRow.object_type,
     AuditLogRow.object_id,
-    AuditLogRow.before,
-    AuditLogRow.after,
+    cast(AuditLogRow.before, Text).label("before"),
+    cast(AuditLogRow.after, Text).label("after"),
     AuditLogRow.prev_hash,
     AuditLogRow.hash,
 )
+
+
+class UnreadableJSON:
+    """A stored snapshot that is not valid JSON. canonical_json refuses it, so the chain check
+    reports the event as malformed."""
+
+    def __init__(self, stored: str) -> None:
+        self.excerpt = stored[:40]
+
+    def __repr__(self) -> str:
+        return f"UnreadableJSON({self.excerpt!r})"
+
+
+def _decoded(stored: str | None) -> object:
+    if stored is None:
+        return None
+    try:
+        return json.loads(stored)
+    except (ValueError, RecursionError):
+        return UnreadableJSON(stored)
 
 
 def _to_record(row: AuditLogRow) -> AuditRecord:
@@ -207,7 +232,10 @@ def iter_records(session: Session, *, batch: int = VERIFY_BATCH) -> Iterator[Aud
         if not rows:
             return
         for row in rows:
-            yield AuditRecord(**row._asdict())
+            fields = row._asdict()
+            fields["before"] = _decoded(fields["before"])
+            fields["after"] = _decoded(fields["after"])
+            yield AuditRecord(**fields)
         last_seq = rows[-1].seq
 
 
@@ -218,14 +246,27 @@ def verify_audit(session: Session) -> ChainProblem | None:
     deleting the newest events is noticed too.
     """
     last: AuditRecord | None = None
+    unreadable: dict[int, str] = {}
 
     def tracked() -> Iterator[AuditRecord]:
         nonlocal last
         for record in iter_records(session):
             last = record
+            for field in ("before", "after"):
+                value = getattr(record, field)
+                if isinstance(value, UnreadableJSON):
+                    unreadable.setdefault(
+                        record.seq, f"its stored {field} is not JSON ({value.excerpt!r}...)"
+                    )
             yield record
 
     problem = verify_chain(tracked())
+    if problem is not None and problem.kind == "malformed" and problem.seq in unreadable:
+        return ChainProblem(
+            problem.seq,
+            "malformed",
+            f"event {problem.seq} was tampered with: {unreadable[problem.seq]}",
+        )
     if problem is not None:
         return problem
     head = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).one()
