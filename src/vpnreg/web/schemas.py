@@ -9,14 +9,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vpnreg.registry.schemas import MAX_PREFIXES, PrefixIn
 from vpnreg.registry.views import ApplicationView, IspView, OrganisationView
+from vpnreg.web.bounds import MAX_ID
 
 
 class ApplicationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     #: The applicant's own organisation when left out.
-    organisation_id: int | None = None
-    isp_id: int
+    organisation_id: int | None = Field(default=None, ge=0, le=MAX_ID)
+    isp_id: int = Field(ge=0, le=MAX_ID)
     prefixes: list[PrefixIn] = Field(max_length=MAX_PREFIXES)
 
 

@@ -20,6 +20,7 @@ from vpnreg.registry.services import documents as document_service
 from vpnreg.registry.services import queries
 from vpnreg.registry.views import ApplicationView, DocumentView, UserView
 from vpnreg.web.auth import AppClock, Config, CurrentUser, DbSession, OptionalUser
+from vpnreg.web.bounds import Offset, PathId, QueryId
 from vpnreg.web.policy import (
     ADMIN,
     APPLICANT,
@@ -102,7 +103,7 @@ def _answer(app: ApplicationView, status: int = 200, location: bool = False) -> 
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _visible(db: DbSession, application_id: int, viewer: UserView | None) -> ApplicationView:
+def _visible(db: DbSession, application_id: PathId, viewer: UserView | None) -> ApplicationView:
     return queries.visible_application(db, application_id=application_id, viewer=viewer)
 
 
@@ -114,11 +115,11 @@ def list_applications(
     viewer: OptionalUser,
     state: str | None = None,
     category: str | None = None,
-    organisation_id: int | None = None,
-    isp_id: int | None = None,
+    organisation_id: QueryId = None,
+    isp_id: QueryId = None,
     q: Annotated[str | None, Query(max_length=64, description="tracking number or prefix")] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> ApplicationPage:
     page = queries.list_applications(
         db,
@@ -177,7 +178,7 @@ def create_application(
     response_model=ApplicationPublic,
     summary="Read one application",
 )
-def read_application(application_id: int, db: DbSession, viewer: OptionalUser) -> JSONResponse:
+def read_application(application_id: PathId, db: DbSession, viewer: OptionalUser) -> JSONResponse:
     return _answer(_visible(db, application_id, viewer))
 
 
@@ -187,7 +188,9 @@ def read_application(application_id: int, db: DbSession, viewer: OptionalUser) -
     response_model=list[TimelineEntryPublic],
     summary="The review steps of one application",
 )
-def timeline(application_id: int, db: DbSession, viewer: OptionalUser) -> list[TimelineEntryPublic]:
+def timeline(
+    application_id: PathId, db: DbSession, viewer: OptionalUser
+) -> list[TimelineEntryPublic]:
     _visible(db, application_id, viewer)
     return [
         TimelineEntryPublic(**vars(entry))
@@ -201,7 +204,9 @@ def timeline(application_id: int, db: DbSession, viewer: OptionalUser) -> list[T
     response_model=list[AmendmentPublic],
     summary="Pending peer amendments",
 )
-def amendments(application_id: int, db: DbSession, viewer: OptionalUser) -> list[AmendmentPublic]:
+def amendments(
+    application_id: PathId, db: DbSession, viewer: OptionalUser
+) -> list[AmendmentPublic]:
     _visible(db, application_id, viewer)
     return [
         AmendmentPublic(
@@ -221,7 +226,7 @@ def amendments(application_id: int, db: DbSession, viewer: OptionalUser) -> list
 
 def _take(
     action: str,
-    application_id: int,
+    application_id: PathId,
     if_match: str | None,
     db: DbSession,
     user: UserView,
@@ -264,7 +269,7 @@ def _plain_transition(action: str) -> None:
     """One literal POST path for a transition that takes no body (each listed in OpenAPI)."""
 
     def endpoint(
-        application_id: int,
+        application_id: PathId,
         db: DbSession,
         user: CurrentUser,
         clock: AppClock,
@@ -286,7 +291,7 @@ def _body_transition(action: str, body_model: type[BaseModel], summary: str) -> 
     step arguments (reason, reason_code, text)."""
 
     def endpoint(
-        application_id: int,
+        application_id: PathId,
         body: BaseModel,
         db: DbSession,
         user: CurrentUser,
@@ -317,7 +322,7 @@ _body_transition("overturn", DecisionBody, "overturn (the rejection of)")
     summary="Renew a registration (creates the renewal application)",
 )
 def renew(
-    application_id: int,
+    application_id: PathId,
     db: DbSession,
     user: CurrentUser,
     clock: AppClock,
@@ -336,7 +341,7 @@ def renew(
     summary="Ask for a prefix's peers to change (in force once a regulator approves)",
 )
 def amend_peers(
-    application_id: int,
+    application_id: PathId,
     body: AmendPeersBody,
     db: DbSession,
     user: CurrentUser,
@@ -375,8 +380,8 @@ def amend_peers(
     summary="Approve a pending peer amendment",
 )
 def approve_amendment(
-    application_id: int,
-    amendment_id: int,
+    application_id: PathId,
+    amendment_id: PathId,
     db: DbSession,
     user: CurrentUser,
     clock: AppClock,
@@ -427,7 +432,7 @@ def _document_public(doc: DocumentView) -> DocumentPublic:
     summary="Documents of an application",
 )
 def list_documents(
-    application_id: int, db: DbSession, viewer: OptionalUser
+    application_id: PathId, db: DbSession, viewer: OptionalUser
 ) -> list[DocumentPublic]:
     _visible(db, application_id, viewer)
     return [
@@ -445,7 +450,7 @@ def list_documents(
 )
 def upload_document(
     request: Request,
-    application_id: int,
+    application_id: PathId,
     file: UploadFile,
     db: DbSession,
     user: CurrentUser,
@@ -476,7 +481,11 @@ def upload_document(
     summary="Download one document",
 )
 def download_document(
-    request: Request, application_id: int, document_id: int, db: DbSession, viewer: OptionalUser
+    request: Request,
+    application_id: PathId,
+    document_id: PathId,
+    db: DbSession,
+    viewer: OptionalUser,
 ) -> Response:
     _visible(db, application_id, viewer)
     doc, content = document_service.read_document(

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from vpnreg.registry import services
 from vpnreg.registry.services import queries
 from vpnreg.web.auth import AppClock, Config, CurrentUser, DbSession, OptionalUser
+from vpnreg.web.bounds import PathId
 from vpnreg.web.policy import ADMIN, PEOPLE, READERS, REGULATOR, allow, only
 from vpnreg.web.schemas import ISPPublic, OrganisationCreate, OrganisationPublic
 
@@ -53,7 +54,7 @@ def create_organisation(
     summary="One organisation",
 )
 def read_organisation(
-    organisation_id: int, db: DbSession, viewer: OptionalUser
+    organisation_id: PathId, db: DbSession, viewer: OptionalUser
 ) -> OrganisationPublic:
     return OrganisationPublic.of(
         queries.get_organisation(db, organisation_id=organisation_id, viewer=viewer)

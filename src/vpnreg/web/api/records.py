@@ -13,6 +13,7 @@ from vpnreg.registry.errors import ValidationFailed
 from vpnreg.registry.services import queries
 from vpnreg.registry.services.stats import registry_stats
 from vpnreg.web.auth import AppClock, Config, CurrentCaller, DbSession, OptionalUser, csrf_for
+from vpnreg.web.bounds import Offset
 from vpnreg.web.policy import (
     AUDITOR,
     EVERYONE,
@@ -69,7 +70,7 @@ def list_prefixes(
     viewer: OptionalUser,
     state: Annotated[list[str] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> PrefixPage:
     page = queries.list_prefixes(db, viewer=viewer, states=state or (), limit=limit, offset=offset)
     return PrefixPage(
@@ -175,7 +176,7 @@ def audit_events(
     object_id: str | None = None,
     actor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> AuditPage:
     page = queries.list_audit_events(
         db, object_type=object_type, object_id=object_id, actor=actor, limit=limit, offset=offset

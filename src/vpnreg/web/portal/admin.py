@@ -10,6 +10,7 @@ from vpnreg.registry import services
 from vpnreg.registry.errors import FieldError, RegistryError, ValidationFailed
 from vpnreg.registry.services import queries
 from vpnreg.registry.services.unit_of_work import DbSession as Session
+from vpnreg.web.bounds import PathId, parse_id
 from vpnreg.web.policy import ADMIN, allow, only
 from vpnreg.web.portal.deps import DbSession, PortalClock, PortalUser, forbid_unless
 from vpnreg.web.portal.pages import render
@@ -49,9 +50,8 @@ def users_page(request: Request, session: DbSession, user: PortalUser) -> Respon
     return _page(request, session, [])
 
 
-def _optional_id(value: object) -> int | None:
-    text = str(value or "")
-    return int(text) if text.isdigit() else None
+def _optional_id(value: str) -> int | None:
+    return parse_id(value)
 
 
 @router.post(
@@ -103,8 +103,8 @@ def _links(session: Session) -> list[tuple[str, str]]:
 def _link_ids(value: str) -> dict[str, int | None]:
     kind, _, number = value.partition(":")
     ids: dict[str, int | None] = {"organisation_id": None, "isp_id": None, "sector_body_id": None}
-    if f"{kind}_id" in ids and number.isdigit():
-        ids[f"{kind}_id"] = int(number)
+    if f"{kind}_id" in ids:
+        ids[f"{kind}_id"] = parse_id(number)
     return ids
 
 
@@ -126,7 +126,7 @@ def change_role(
     session: DbSession,
     user: PortalUser,
     clock: PortalClock,
-    user_id: int,
+    user_id: PathId,
     form: Posted,
 ) -> Response:
     """Another role for a user, with the organisation, ISP or sector body that role needs."""
@@ -153,7 +153,7 @@ def change_active(
     session: DbSession,
     user: PortalUser,
     clock: PortalClock,
-    user_id: int,
+    user_id: PathId,
     form: Posted,
 ) -> Response:
     """Deactivate (active=no) or reactivate (active=yes) a user."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from vpnreg.core.ipspace import PrefixError, validate_prefix
@@ -14,6 +14,7 @@ from vpnreg.registry import services
 from vpnreg.registry.errors import FieldError, NotFound, RegistryError, ValidationFailed
 from vpnreg.registry.services import documents, queries
 from vpnreg.registry.views import OrganisationView, UserView
+from vpnreg.web.bounds import FormVersion, PathId, parse_id
 from vpnreg.web.policy import APPLICANT, READERS, allow, only
 from vpnreg.web.portal.deps import (
     Config,
@@ -85,7 +86,12 @@ def _apply_page(
     response_class=HTMLResponse,
     name="portal.apply_form",
 )
-def apply_form(request: Request, session: DbSession, user: PortalUser, rows: int = 0) -> Response:
+def apply_form(
+    request: Request,
+    session: DbSession,
+    user: PortalUser,
+    rows: Annotated[int, Query(ge=0, le=1000)] = 0,
+) -> Response:
     rows = min(max(rows, DEFAULT_ROWS), MAX_ROWS)
     return _apply_page(request, session, user, form=_form_state(None, [], rows), errors=[])
 
@@ -96,7 +102,9 @@ def apply_form(request: Request, session: DbSession, user: PortalUser, rows: int
     response_class=HTMLResponse,
     name="portal.apply_rows",
 )
-def apply_rows(request: Request, user: PortalUser, shown: int = 0) -> Response:
+def apply_rows(
+    request: Request, user: PortalUser, shown: Annotated[int, Query(ge=0, le=1000)] = 0
+) -> Response:
     """HTMX: two more empty prefix rows after the `shown` ones, and the button, renumbered."""
     forbid_unless(user, Role.APPLICANT)
     shown = min(max(shown, 0), MAX_ROWS)
@@ -160,7 +168,7 @@ def apply(
     peers = form.getlist("peers")
     typed = [(p, q) for p, q in zip(prefixes, peers + [""] * len(prefixes), strict=False)]
     isp_text = form.get("isp_id")
-    isp_id = int(isp_text) if isp_text.isdigit() and len(isp_text) <= 9 else None
+    isp_id = parse_id(isp_text)
     more = form.get("more_rows")
     if more.isdigit():
         rows = min(max(int(more[:3]), DEFAULT_ROWS), MAX_ROWS)
@@ -282,7 +290,7 @@ def application_page(
     session: DbSession,
     user: PortalUser,
     config: Config,
-    application_id: int,
+    application_id: PathId,
     *,
     errors: list[FieldError] | None = None,
     status_code: int = 200,
@@ -313,7 +321,7 @@ def application_page(
     name="portal.application",
 )
 def application_detail(
-    request: Request, session: DbSession, user: PortalUser, config: Config, application_id: int
+    request: Request, session: DbSession, user: PortalUser, config: Config, application_id: PathId
 ) -> Response:
     return application_page(request, session, user, config, application_id)
 
@@ -329,7 +337,7 @@ def upload_document(
     user: PortalUser,
     clock: PortalClock,
     config: Config,
-    application_id: int,
+    application_id: PathId,
     form: Posted,
 ) -> Response:
     got = form.file("file")
@@ -352,7 +360,7 @@ def upload_document(
     return RedirectResponse(f"/applications/{application_id}?done=uploaded", status_code=303)
 
 
-Version = Annotated[int, Form()]
+Version = FormVersion
 
 
 def _after(
@@ -360,7 +368,7 @@ def _after(
     session: DbSession,
     user: PortalUser,
     config: Config,
-    application_id: int,
+    application_id: PathId,
     exc: RegistryError,
 ) -> HTMLResponse:
     errors = (
@@ -382,7 +390,7 @@ def amend_peers(
     user: PortalUser,
     clock: PortalClock,
     config: Config,
-    application_id: int,
+    application_id: PathId,
     version: Version,
     prefix: Annotated[str, Form()] = "",
     peers: Annotated[str, Form()] = "",
@@ -429,7 +437,7 @@ def applicant_action(
     user: PortalUser,
     clock: PortalClock,
     config: Config,
-    application_id: int,
+    application_id: PathId,
     action: str,
     version: Version,
     text: Annotated[str, Form()] = "",

@@ -19,6 +19,7 @@ from vpnreg.registry.errors import FieldError, NotFound, RegistryError, Validati
 from vpnreg.registry.services import ServiceConfig, queries
 from vpnreg.registry.services.unit_of_work import DbSession as Session
 from vpnreg.registry.views import ApplicationView, UserView
+from vpnreg.web.bounds import PathId, parse_id
 from vpnreg.web.policy import ISP, REGULATOR, SECTOR_BODY, allow, only
 from vpnreg.web.portal.deps import (
     Config,
@@ -196,7 +197,7 @@ def _item_page(
     user: UserView,
     config: ServiceConfig,
     now: dt.datetime,
-    application_id: int,
+    application_id: PathId,
     *,
     errors: list[FieldError] | None = None,
     status_code: int = 200,
@@ -236,7 +237,7 @@ def queue_item(
     user: PortalUser,
     clock: PortalClock,
     config: Config,
-    application_id: int,
+    application_id: PathId,
 ) -> Response:
     forbid_unless(user, Role.ISP, Role.SECTOR_BODY, Role.REGULATOR)
     return _item_page(request, session, user, config, clock.now(), application_id)
@@ -246,7 +247,7 @@ def decide(
     session: Session,
     *,
     action: str,
-    application_id: int,
+    application_id: PathId,
     version: int,
     user: UserView,
     now: dt.datetime,
@@ -295,9 +296,10 @@ def queue_bulk(
     reason = form.get("reason")
     picked: list[tuple[int, int]] = []
     for value in form.getlist("item"):
-        id_text, _, version_text = str(value).partition(":")
-        if id_text.isdigit() and version_text.isdigit():
-            picked.append((int(id_text), int(version_text)))
+        id_text, _, version_text = value.partition(":")
+        app_id, app_version = parse_id(id_text), parse_id(version_text)
+        if app_id is not None and app_version is not None:
+            picked.append((app_id, app_version))
     problems: list[FieldError] = []
     if action not in LABELS:
         problems.append(FieldError("decision", "required", "choose a decision"))
@@ -361,19 +363,19 @@ def queue_decide(
     user: PortalUser,
     clock: PortalClock,
     config: Config,
-    application_id: int,
+    application_id: PathId,
     form: Posted,
 ) -> Response:
     forbid_unless(user, Role.ISP, Role.SECTOR_BODY, Role.REGULATOR)
-    version = form.get("version")
+    version = parse_id(form.get("version"))
     try:
-        if not version.isdigit():
+        if version is None:
             raise ValidationFailed([FieldError("version", "required", "the page's version")])
         decide(
             session,
             action=form.get("action"),
             application_id=application_id,
-            version=int(version),
+            version=version,
             user=user,
             now=clock.now(),
             config=config,
@@ -406,16 +408,16 @@ def approve_amendment(
     user: PortalUser,
     clock: PortalClock,
     config: Config,
-    amendment_id: int,
+    amendment_id: PathId,
     form: Posted,
 ) -> Response:
     """The regulator puts a requested peer change in force, with the application's version as
     seen on the page (a change since then gives a clear error, not a silent approval)."""
-    version = form.get("version")
-    back = form.get("application_id")
+    version = parse_id(form.get("version"))
+    back = parse_id(form.get("application_id"))
     forbid_unless(user, Role.REGULATOR)
     try:
-        if not version.isdigit():
+        if version is None:
             raise ValidationFailed([FieldError("version", "required", "the page's version")])
         app = services.approve_amendment(
             session,
@@ -423,17 +425,17 @@ def approve_amendment(
             actor=user,
             now=clock.now(),
             config=config,
-            expected_version=int(version),
+            expected_version=version,
         )
     except RegistryError as exc:
-        if back.isdigit():
+        if back is not None:
             return _item_page(
                 request,
                 session,
                 user,
                 config,
                 clock.now(),
-                int(back),
+                back,
                 errors=_errors_of(exc),
                 status_code=exc.status,
             )
@@ -448,5 +450,5 @@ def approve_amendment(
             },
             status_code=exc.status,
         )
-    target = f"/queue/{app.id}" if back.isdigit() else "/queue"
+    target = f"/queue/{app.id}" if back is not None else "/queue"
     return RedirectResponse(f"{target}?done=amendment_approved", status_code=303)
