@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,28 @@ def _install_sqlite_hooks(engine: Engine) -> None:
     def _on_begin(connection: Any) -> None:
         write = connection.get_execution_options().get(WRITE_UNIT, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+_WRITER_GATES: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+_GATES_LOCK = threading.Lock()
+
+
+def writer_gate(engine: Engine) -> threading.RLock | None:
+    """For a SQLite engine, the lock its write units queue on inside this process (None for
+    PostgreSQL, whose row locks queue writers themselves).
+
+    SQLite's busy handler makes a waiting writer sleep and poll, with growing sleeps, so under
+    many writers an unlucky one loses the lock again and again (seconds of tail latency). Waiting
+    here first wakes one writer as soon as the unit before it ends; SQLite's own lock still
+    guards against other processes.
+    """
+    if engine.dialect.name != "sqlite":
+        return None
+    with _GATES_LOCK:
+        gate = _WRITER_GATES.get(engine)
+        if gate is None:
+            gate = _WRITER_GATES[engine] = threading.RLock()
+        return gate
 
 
 def is_lock_timeout(error: BaseException) -> bool:

@@ -1,10 +1,12 @@
 """The unit of work of one service call: commit on success, roll back on any error.
 
 A unit begins as a write unit (on SQLite: BEGIN IMMEDIATE, the write lock taken before the first
-read, so it never fails half-way on a lock upgrade). Whatever read transaction the session had
-open is ended first; objects loaded in it stay usable (sessions do not expire on commit). When
-the lock is taken, the attempt is retried until WRITE_WAIT_S has passed, so contention costs
-time, never an error; only a lock held for longer than that gives `Busy` (HTTP 503).
+read, so it never fails half-way on a lock upgrade; writers of one process first queue on a
+lock of their own, `db.writer_gate`, so they take turns instead of polling SQLite). Whatever
+read transaction the session had open is ended first; objects loaded in it stay usable
+(sessions do not expire on commit). When the lock is taken, the attempt is retried until
+WRITE_WAIT_S has passed, so contention costs time, never an error; only a lock held for longer
+than that gives `Busy` (HTTP 503).
 
 Units nest: a service called inside another service's unit joins it (one transaction, one
 commit at the outermost), so a composite user action is all or nothing. Work outside the
@@ -23,12 +25,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from vpnreg.core.review import PermissionDenied, TransitionError
-from vpnreg.registry.db import WRITE_UNIT, is_lock_timeout
+from vpnreg.registry.db import WRITE_UNIT, is_lock_timeout, writer_gate
 from vpnreg.registry.errors import Busy, Forbidden, StaleVersion, StateConflict
 
 #: How long a write unit keeps trying to take SQLite's write lock before answering Busy.
@@ -37,8 +40,27 @@ WRITE_WAIT_S = 30.0
 UNIT_ATTEMPTS = 3
 _DEPTH = "vpnreg_unit_depth"
 _HOOKS = "vpnreg_unit_hooks"
+_GATE = "vpnreg_unit_gate"
 
 T = TypeVar("T")
+
+
+def _enter_gate(session: Session, deadline: float) -> None:
+    """Queue behind this process's other writers (SQLite only); Busy if that takes too long."""
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    gate = writer_gate(engine)
+    if gate is None:
+        return
+    if not gate.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        raise Busy()
+    session.info[_GATE] = gate
+
+
+def _leave_gate(session: Session) -> None:
+    gate = session.info.pop(_GATE, None)
+    if gate is not None:
+        gate.release()
 
 
 def _begin_write(session: Session) -> None:
@@ -46,6 +68,15 @@ def _begin_write(session: Session) -> None:
     if session.in_transaction():
         session.commit()
     deadline = time.monotonic() + WRITE_WAIT_S
+    _enter_gate(session, deadline)
+    try:
+        _take_write_lock(session, deadline)
+    except BaseException:
+        _leave_gate(session)
+        raise
+
+
+def _take_write_lock(session: Session, deadline: float) -> None:
     while True:
         try:
             session.connection(execution_options={WRITE_UNIT: True})
@@ -85,9 +116,11 @@ def service_transaction(session: Session) -> Iterator[None]:
             yield
             session.commit()
     except BaseException:
+        _leave_gate(session)
         _run_hooks(session, committed=False)
         raise
     else:
+        _leave_gate(session)
         _run_hooks(session, committed=True)
     finally:
         session.info[_DEPTH] = 0
