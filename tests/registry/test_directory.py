@@ -97,3 +97,39 @@ def test_create_user_role_links_and_authenticate(
     assert services.authenticate(session, username="noc2", password="long enough pw") == user
     assert services.authenticate(session, username="noc2", password="wrong password") is None
     assert services.authenticate(session, username="nobody", password="x") is None
+
+
+@pytest.mark.parametrize("role", ["system", "gateway", "nobody"])
+def test_a_login_has_a_person_role_only(
+    session: Session, world: World, clock: FrozenClock, role: str
+) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        services.create_user(
+            session,
+            username=f"robot-{role}",
+            password="long enough password",
+            role=role,
+            actor="cli:admin",
+            now=clock.now(),
+        )
+    assert caught.value.errors[0].field == "role"
+    with pytest.raises(ValidationFailed):
+        services.set_user_role(
+            session, user_id=world.regulator.id, role=role, actor="cli:admin", now=clock.now()
+        )
+
+
+@pytest.mark.parametrize("username", ["web:signup", "cli:admin", "a b", "ali\n", "-lead", "é"])
+def test_usernames_use_a_safe_alphabet(
+    session: Session, world: World, clock: FrozenClock, username: str
+) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        services.create_user(
+            session,
+            username=username,
+            password="long enough password",
+            role="regulator",
+            actor="cli:admin",
+            now=clock.now(),
+        )
+    assert [e.field for e in caught.value.errors] == ["username"]

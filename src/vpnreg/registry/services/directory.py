@@ -233,11 +233,32 @@ def _link_errors(
     return errors
 
 
+#: The roles a person's login may have; gateways and the system act through tokens and code.
+PERSON_ROLES = frozenset(
+    {Role.APPLICANT, Role.ISP, Role.SECTOR_BODY, Role.REGULATOR, Role.AUDITOR, Role.ADMIN}
+)
+#: Usernames: letters, digits, dot, dash and underscore, starting with a letter or digit. Names
+#: with other characters could pass for the system's own pseudo-actors ("web:signup", "cli:...").
+USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
 def _parse_role(role: Role | str) -> Role:
     try:
-        return Role(role)
+        parsed = Role(role)
     except ValueError:
         raise ValidationFailed([FieldError("role", "unknown_role", "unknown role", role)]) from None
+    if parsed not in PERSON_ROLES:
+        raise ValidationFailed(
+            [
+                FieldError(
+                    "role",
+                    "not_a_person_role",
+                    f"a login cannot have the role {parsed} (machines use API tokens)",
+                    role,
+                )
+            ]
+        )
+    return parsed
 
 
 def user_field_errors(session: Session, *, username: str, password: str) -> list[FieldError]:
@@ -247,7 +268,16 @@ def user_field_errors(session: Session, *, username: str, password: str) -> list
     if not username:
         errors.append(FieldError("username", "required", "a username is required", username))
     elif len(username) > 100:
-        errors.append(FieldError("username", "too_long", "at most 100 characters", username))
+        errors.append(FieldError("username", "too_long", "at most 100 characters", username[:100]))
+    elif USERNAME.fullmatch(username) is None:
+        errors.append(
+            FieldError(
+                "username",
+                "bad_characters",
+                "use letters, digits, '.', '-' and '_' only, starting with a letter or digit",
+                username,
+            )
+        )
     elif session.scalar(select(User.id).where(User.username == username)) is not None:
         errors.append(FieldError("username", "duplicate", "username taken", username))
     if len(password) < 8:
