@@ -30,7 +30,7 @@ def lookup(
     try:
         parse_address(ip)
     except PrefixError as err:
-        fail(f"{ip!r} is not an IP address: {err.message}", EXIT_USAGE)
+        fail(err.message, EXIT_USAGE)
     from vpnreg.registry import services
 
     with open_registry() as reg:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from vpnreg.cli.runtime import EXIT_REFUSED, clock, fail, load_settings
 from vpnreg.clock import Clock
+from vpnreg.core.excerpt import quoted
 from vpnreg.registry import services
 from vpnreg.registry.db import current_revision, make_engine, make_session_factory
 from vpnreg.registry.errors import RegistryError, ValidationFailed
@@ -71,7 +72,12 @@ def error_lines(err: RegistryError) -> list[str]:
     if isinstance(err, ValidationFailed):
         lines = []
         for problem in err.errors:
-            value = "" if problem.value in (None, "") else f" ({problem.value!r})"
+            shown = problem.value
+            value = (
+                ""
+                if shown in (None, "")
+                else f" ({quoted(shown) if isinstance(shown, str) else shown!r})"
+            )
             lines.append(f"{problem.field}: {problem.message} [{problem.code}]{value}")
         return lines
     return [str(err)]

@@ -6,6 +6,8 @@ API documents without loading the web app. What a prefix means is checked by the
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field
 
 #: The most prefixes one application may ask for.
@@ -18,4 +20,4 @@ class PrefixIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prefix: str = Field(max_length=64, examples=["203.0.113.0/24"])
-    peers: list[str] = Field(default_factory=list, max_length=64)
+    peers: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=64)

@@ -25,6 +25,7 @@ from vpnreg.settings import Settings
 from vpnreg.web.auth import SESSION_COOKIE, csrf_for, enforce_policy, ensure_session_cookie
 from vpnreg.web.feed import install_feed
 from vpnreg.web.headers import SecurityHeaders
+from vpnreg.web.limits import BodyLimit
 from vpnreg.web.policy import EVERYONE, SAFE_METHODS, allow, build_policy
 from vpnreg.web.problems import install_problem_handlers
 from vpnreg.web.security import signing_key
@@ -172,6 +173,7 @@ def create_app(
     # Last, so it runs after the other start-up steps (the feed's first publish included).
     app.include_router(APIRouter(lifespan=_frozen_heap))
     app.add_middleware(FeedNotifier)
+    app.add_middleware(BodyLimit)
     app.add_middleware(SecurityHeaders)
     app.state.policy = build_policy(app)
     return app

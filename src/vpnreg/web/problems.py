@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from vpnreg.core.excerpt import excerpt
 from vpnreg.registry.errors import (
     Busy,
     FieldError,
@@ -92,7 +93,7 @@ def problem_response(
         "type": TYPE_PREFIX + code,
         "title": title or title_of(status),
         "status": status,
-        "detail": detail,
+        "detail": excerpt(detail, 500),
         "code": code,
     }
     if instance:
@@ -104,8 +105,15 @@ def problem_response(
 
 
 def field_errors(errors: Sequence[FieldError]) -> list[dict[str, Any]]:
+    """Each problem with an excerpt of the bad value (never all of a huge one)."""
     return [
-        {"field": e.field, "code": e.code, "message": e.message, "value": e.value} for e in errors
+        {
+            "field": e.field,
+            "code": e.code,
+            "message": excerpt(e.message, 300),
+            "value": excerpt(e.value) if isinstance(e.value, str) else e.value,
+        }
+        for e in errors
     ]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -115,7 +115,7 @@ class AmendPeersBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prefix: str = Field(max_length=64)
-    peers: list[str] = Field(default_factory=list, max_length=64)
+    peers: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=64)
 
 
 class AmendmentPublic(BaseModel):

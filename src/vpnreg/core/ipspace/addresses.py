@@ -6,6 +6,7 @@ import ipaddress
 import re
 from typing import TypeAlias
 
+from vpnreg.core.excerpt import quoted
 from vpnreg.core.ipspace.reasons import PrefixError, ReasonCode
 
 Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -18,7 +19,7 @@ _ADDRESS_RE = re.compile(r"^[0-9A-Fa-f:.]+$")
 
 
 def _malformed(text: str, why: str) -> PrefixError:
-    return PrefixError(ReasonCode.malformed, text, f"{text!r} is not a valid {why}")
+    return PrefixError(ReasonCode.malformed, text, f"{quoted(text)} is not a valid {why}")
 
 
 def parse_address(text: str) -> Address:
@@ -58,7 +59,7 @@ def parse_prefix(text: str) -> Network:
         raise PrefixError(
             ReasonCode.malformed,
             text,
-            f"{text!r} is not a valid IP prefix: IPv{address.version} prefix lengths go up "
+            f"{quoted(text)} is not a valid IP prefix: IPv{address.version} prefix lengths go up "
             f"to /{address.max_prefixlen}",
         )
     network = ipaddress.ip_network((address, length), strict=False)

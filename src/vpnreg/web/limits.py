@@ -1,0 +1,75 @@
+"""Request bodies are capped before they are read: 413 problem+json, never a 100 MB parse.
+
+A body declaring a larger Content-Length is refused at once, unread. A body without one
+(chunked) is read only up to the cap, then refused. Uploads (multipart) may carry one document
+(vpnreg.registry.services.documents.MAX_DOCUMENT_BYTES) and the form around it; everything
+else is small JSON or a form.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vpnreg.web.problems import problem_response
+
+#: A JSON body or a plain form: 256 prefixes with 64 peers each fit with room to spare.
+MAX_BODY_BYTES = 2 * 1024 * 1024
+#: A multipart upload: one document of at most 5 MiB, a CSV of prefixes, and the fields.
+MAX_UPLOAD_BYTES = 12 * 1024 * 1024
+
+
+def limit_for(content_type: str) -> int:
+    return MAX_UPLOAD_BYTES if content_type.startswith("multipart/") else MAX_BODY_BYTES
+
+
+class BodyLimit:
+    """ASGI middleware: refuse a request body over its limit with 413 before the app reads it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        limit = limit_for(headers.get(b"content-type", b"").decode("latin-1"))
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit() or int(declared) > limit:
+                await self._refuse(scope, receive, send, limit)
+                return
+            await self.app(scope, receive, send)
+            return
+        if b"chunked" not in headers.get(b"transfer-encoding", b""):
+            await self.app(scope, receive, send)
+            return
+        # No length given: read up to the limit here, then replay what was read to the app.
+        messages = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > limit:
+                await self._refuse(scope, receive, send, limit)
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Any:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Any, receive: Any, send: Any, limit: int) -> None:
+        response = problem_response(
+            413,
+            "body-too-large",
+            f"the request body is larger than {limit // (1024 * 1024)} MiB; nothing was read",
+            instance=scope.get("path"),
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
