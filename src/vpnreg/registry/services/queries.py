@@ -220,23 +220,37 @@ def pending_amendments(session: Session, *, application_id: int) -> list[Amendme
     ]
 
 
-def list_organisations(session: Session, *, viewer: Person | None) -> list[OrganisationView]:
-    """Organisations `viewer` may see: its own for an applicant; all for the regulator side."""
-    query = select(Organisation).order_by(Organisation.name)
+def _organisations_of(viewer: Person | None) -> Any:
+    """The organisations `viewer` may see: its own for an applicant; all for the regulator side;
+    none for the other roles. None means the viewer may see none at all."""
+    query = select(Organisation)
     if viewer is not None and viewer.role not in _SEE_ALL:
         if viewer.role != Role.APPLICANT.value or viewer.organisation_id is None:
-            return []
+            return None
         query = query.where(Organisation.id == viewer.organisation_id)
-    return [OrganisationView.of(o) for o in session.scalars(query)]
+    return query
+
+
+def list_organisations(
+    session: Session, *, viewer: Person | None, limit: int = MAX_PAGE, offset: int = 0
+) -> list[OrganisationView]:
+    """One page of the organisations `viewer` may see, by name."""
+    query = _organisations_of(viewer)
+    if query is None:
+        return []
+    limit = max(1, min(limit, MAX_PAGE))
+    page = query.order_by(Organisation.name, Organisation.id).limit(limit).offset(max(0, offset))
+    return [OrganisationView.of(o) for o in session.scalars(page)]
 
 
 def get_organisation(
     session: Session, *, organisation_id: int, viewer: Person | None
 ) -> OrganisationView:
-    for org in list_organisations(session, viewer=viewer):
-        if org.id == organisation_id:
-            return org
-    raise NotFound("organisation", organisation_id)
+    query = _organisations_of(viewer)
+    org = None if query is None else session.scalar(query.where(Organisation.id == organisation_id))
+    if org is None:
+        raise NotFound("organisation", organisation_id)
+    return OrganisationView.of(org)
 
 
 def list_isps(session: Session) -> list[IspView]:
@@ -256,8 +270,13 @@ def get_user(session: Session, *, user_id: int) -> UserView:
     return UserView.of(user)
 
 
-def list_users(session: Session) -> list[UserView]:
-    return [UserView.of(u) for u in session.scalars(select(User).order_by(User.username))]
+def list_users(session: Session, *, limit: int = MAX_PAGE, offset: int = 0) -> Page[UserView]:
+    """One page of the users, by username."""
+    limit = max(1, min(limit, MAX_PAGE))
+    offset = max(0, offset)
+    total = session.scalar(select(func.count()).select_from(User)) or 0
+    users = session.scalars(select(User).order_by(User.username).limit(limit).offset(offset))
+    return Page(items=[UserView.of(u) for u in users], total=int(total), limit=limit, offset=offset)
 
 
 @dataclass(frozen=True)

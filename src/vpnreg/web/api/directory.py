@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from vpnreg.registry import services
 from vpnreg.registry.services import queries
 from vpnreg.web.auth import AppClock, Config, CurrentUser, DbSession, OptionalUser
-from vpnreg.web.bounds import PathId
+from vpnreg.web.bounds import Offset, PathId
 from vpnreg.web.policy import ADMIN, PEOPLE, READERS, REGULATOR, allow, only
 from vpnreg.web.schemas import ISPPublic, OrganisationCreate, OrganisationPublic
 
@@ -20,8 +22,15 @@ router = APIRouter(tags=["directory"])
     response_model=list[OrganisationPublic],
     summary="Organisations (an applicant sees its own)",
 )
-def list_organisations(db: DbSession, viewer: OptionalUser) -> list[OrganisationPublic]:
-    return [OrganisationPublic.of(o) for o in queries.list_organisations(db, viewer=viewer)]
+def list_organisations(
+    db: DbSession,
+    viewer: OptionalUser,
+    limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = queries.MAX_PAGE,
+    offset: Offset = 0,
+) -> list[OrganisationPublic]:
+    """One page (by name); ask again with a larger `offset` for the next."""
+    page = queries.list_organisations(db, viewer=viewer, limit=limit, offset=offset)
+    return [OrganisationPublic.of(o) for o in page]
 
 
 @router.post(

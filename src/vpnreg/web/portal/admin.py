@@ -10,7 +10,7 @@ from vpnreg.registry import services
 from vpnreg.registry.errors import FieldError, RegistryError, ValidationFailed
 from vpnreg.registry.services import queries
 from vpnreg.registry.services.unit_of_work import DbSession as Session
-from vpnreg.web.bounds import PathId, parse_id
+from vpnreg.web.bounds import Offset, PathId, parse_id
 from vpnreg.web.policy import ADMIN, allow, only
 from vpnreg.web.portal.deps import DbSession, PortalClock, PortalUser, forbid_unless
 from vpnreg.web.portal.pages import render
@@ -20,15 +20,28 @@ router = APIRouter(include_in_schema=False)
 ROLES = tuple(r.value for r in Role if r not in (Role.SYSTEM, Role.GATEWAY))
 
 
+#: Users per page of the admin list.
+USERS_PER_PAGE = 50
+
+
 def _page(
-    request: Request, session: Session, errors: list[FieldError], status_code: int = 200
+    request: Request,
+    session: Session,
+    errors: list[FieldError],
+    status_code: int = 200,
+    offset: int = 0,
 ) -> HTMLResponse:
+    users = queries.list_users(session, limit=USERS_PER_PAGE, offset=offset)
     return render(
         request,
         "admin_users.html",
         {
-            "users": queries.list_users(session),
-            "organisations": queries.list_organisations(session, viewer=None),
+            "users": users.items,
+            "page": users,
+            "previous": max(0, users.offset - users.limit) if users.offset > 0 else None,
+            "next": users.offset + users.limit
+            if users.offset + users.limit < users.total
+            else None,
             "isps": queries.list_isps(session),
             "sector_bodies": queries.list_sector_bodies(session),
             "roles": ROLES,
@@ -45,9 +58,11 @@ def _page(
     response_class=HTMLResponse,
     name="portal.admin_users",
 )
-def users_page(request: Request, session: DbSession, user: PortalUser) -> Response:
+def users_page(
+    request: Request, session: DbSession, user: PortalUser, offset: Offset = 0
+) -> Response:
     forbid_unless(user, Role.ADMIN)
-    return _page(request, session, [])
+    return _page(request, session, [], offset=offset)
 
 
 def _optional_id(value: str) -> int | None:
