@@ -103,6 +103,14 @@ def delta_document(
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
+def streamed(response: httpx.Response) -> httpx.Response:
+    """The response with its body unread, as from a real server: httpx.Response(content=bytes)
+    is read (and gzip decoded) when built, which a client reading the raw stream cannot see."""
+    if not isinstance(response.stream, httpx.ByteStream):
+        return response  # already a stream (a generator body)
+    return httpx.Response(response.status_code, headers=response.headers, stream=response.stream)
+
+
 @dataclass
 class FakeFeedServer:
     """Serves one FeedHistory under /feed/v1; documents are signed when served (expires = now +
@@ -120,7 +128,7 @@ class FakeFeedServer:
     base = "https://registry.example/feed/v1"
 
     def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self.handle)
+        return httpx.MockTransport(lambda request: streamed(self.handle(request)))
 
     def paths(self) -> list[str]:
         return [r.url.path.removeprefix("/feed/v1") for r in self.requests]

@@ -135,3 +135,84 @@ def test_real_vpnreg_feed_pull_on_a_file(feed: Path, trust: Path, tmp_path: Path
     assert bad.stdout == ""
     lines = bad.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("vpnreg: refused feed document: Rollback")
+
+
+# -- hostile input (issue 16) -----------------------------------------------------------------
+
+
+def pull_with(app: typer.Typer, feed: Path, trust: Path, state: Path, *extra: str) -> Result:
+    args = ["feed", "pull", "--feed", str(feed), "--trust", str(trust), "--state-dir", str(state)]
+    return CliRunner().invoke(app, [*args, *extra])
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        pytest.param(b'{"serial":' + b"1" * 100_000 + b"}", "too many digits", id="huge-integer"),
+        pytest.param(b"[" * 100_000 + b"]" * 100_000, "nests too deeply", id="deep-nesting"),
+    ],
+)
+def test_pull_refuses_pathological_json(
+    app: typer.Typer, feed: Path, trust: Path, tmp_path: Path, body: bytes, message: str
+) -> None:
+    state = tmp_path / "state"
+    assert pull(app, feed, trust, state).exit_code == 0
+    feed.write_bytes(body)
+    refused = refusal(pull(app, feed, trust, state))
+    assert "MalformedDocument" in refused and message in refused
+    assert "keeping serial 1" in refused
+
+
+def test_pull_refuses_a_feed_over_max_bytes(
+    app: typer.Typer, feed: Path, trust: Path, tmp_path: Path
+) -> None:
+    size = feed.stat().st_size
+    message = refusal(pull_with(app, feed, trust, tmp_path / "s", "--max-bytes", str(size - 1)))
+    assert "DocumentTooLarge" in message and f"over the limit of {size - 1}" in message
+    ok = pull_with(app, feed, trust, tmp_path / "s", "--max-bytes", str(size))
+    assert ok.exit_code == 0, ok.output
+
+
+def test_pull_repairs_a_corrupt_state_json_and_says_so(
+    app: typer.Typer, feed: Path, trust: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    assert pull(app, feed, trust, state).exit_code == 0
+    (state / "state.json").write_bytes(b"\x00\x00garbage")
+    result = pull(app, feed, trust, state)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("feed: session ") and result.stdout.endswith("(unchanged)\n")
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vpnreg: repaired feed state directory: ")
+    assert "recovered serial 1" in lines[0]
+    # Repaired for good: the next pull has nothing to say.
+    again = pull(app, feed, trust, state)
+    assert again.exit_code == 0 and again.stderr == ""
+
+
+def test_pull_refusal_after_starting_over_says_both(
+    app: typer.Typer, feed: Path, trust: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    assert pull(app, feed, trust, state).exit_code == 0
+    (state / "state.json").write_bytes(b"{")
+    (state / "snapshot.json").write_bytes(b"{")
+    feed.write_bytes(b"{not json")
+    message = refusal(pull(app, feed, trust, state))
+    assert message.startswith("refused feed document: MalformedDocument")
+    assert "holding nothing" in message and "starting over with nothing held" in message
+
+
+def test_real_vpnreg_feed_pull_refuses_a_huge_integer_with_exit_1(
+    feed: Path, trust: Path, tmp_path: Path
+) -> None:
+    """It used to end in an internal error (exit 70) with Python's int-digits ValueError."""
+    feed.write_bytes(b'{"type":"snapshot","serial":' + b"9" * 100_000 + b"}")
+    args = [str(VPNREG), "feed", "pull", "--feed", str(feed), "--trust", str(trust)]
+    args += ["--state-dir", str(tmp_path / "state")]
+    env = {**os.environ, "VPNREG_FEED_TOKEN": ""}
+    run = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert run.returncode == 1 and run.stdout == ""
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("vpnreg: refused feed document: MalformedDocument: document holds")

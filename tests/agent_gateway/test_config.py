@@ -50,6 +50,10 @@ def with_line(line: str, text: str = VALID) -> str:
         (with_line("feed_retry_s = 0"), {}, "{conf}: feed_retry_s: must be > 0 (got 0)"),
         (with_line('feed_expire_s = "2h"'), {},
          "{conf}: feed_expire_s: must be a number (got '2h')"),
+        (with_line("feed_max_bytes = 100"), {},
+         "{conf}: feed_max_bytes: must be >= 1024 (got 100)"),
+        (with_line('feed_max_bytes = "1G"'), {},
+         "{conf}: feed_max_bytes: must be an integer (got '1G')"),
         (with_line("trust = []"), {}, "{conf}: trust: must not be empty (got [])"),
         (with_line('state_dir = ""'), {}, "{conf}: state_dir: must be a non-empty path"),
         (with_line('feed = ""'), {}, "{conf}: feed: must not be empty (got '')"),
@@ -64,6 +68,7 @@ def with_line(line: str, text: str = VALID) -> str:
     ids=["no-source", "two-sources", "unknown-key", "host-bits", "bad-enforce", "list-on-stale",
          "no-enforce", "zero-retention", "bool-for-int", "text-for-int", "small-rotation",
          "float-for-int", "port-range", "int-for-bool", "zero-seconds", "text-for-seconds",
+         "small-feed-limit", "text-feed-limit",
          "no-trust", "empty-path", "empty-feed", "int-for-text", "bad-enforce-option",
          "bad-home-option", "two-problems"],
 )  # fmt: skip
@@ -100,6 +105,7 @@ def test_defaults_and_the_command_line_over_the_file(tmp_path: Path) -> None:
     assert (cfg.block_timeout_s, cfg.fail_open_on_stop, cfg.refresh_s) == (600, True, 60.0)
     assert (cfg.retention_days, cfg.rotate_bytes, cfg.on_stale) == (30, 64 << 20, OnStale.KEEP)
     assert cfg.state_dir == Path("/var/lib/vpnreg/gateway") and cfg.metrics_port is None
+    assert cfg.feed_max_bytes == 256 << 20
     assert load(conf, {"feed": str(tmp_path / "f.json")}).refresh_s == 0.5
     # an option left out (None, or no repeats) keeps the file's value
     assert load(conf, {"home": (), "enforce": None}).home == (net("198.51.100.0/24"),)

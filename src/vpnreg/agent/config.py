@@ -1,7 +1,8 @@
 """The gateway agent's configuration: a TOML file and command-line options over it.
 
 The file takes the command-line options (same names, snake_case) plus what only a file sets:
-retention and rotation of the verdict log, the block timeout, fail-open on stop, the feed timers.
+retention and rotation of the verdict log, the block timeout, fail-open on stop, the feed timers
+and the feed size limit.
 Options given on the command line win over the file; SIGHUP re-reads the file and applies the
 command-line options over it again. GatewayConfig, a pydantic model, checks the merged values:
 unknown keys and wrong types are refused with a one-line ConfigError naming where the value came
@@ -30,6 +31,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from vpnreg.agent.enforce import DEFAULT_TIMEOUT_S
+from vpnreg.agent.feedclient import DEFAULT_MAX_BYTES
 from vpnreg.agent.verdictlog import DEFAULT_RETENTION_DAYS, DEFAULT_ROTATE_BYTES
 from vpnreg.core.policy import Network
 from vpnreg.validation import location, problem
@@ -124,6 +126,8 @@ class GatewayConfig(BaseModel):
     feed_refresh_s: _Seconds | None = None
     feed_retry_s: _Seconds = 10.0
     feed_expire_s: _Seconds = 7200.0
+    #: Largest feed document or HTTP response accepted (after decompression), in bytes.
+    feed_max_bytes: Annotated[_Count, Field(ge=1024)] = DEFAULT_MAX_BYTES
 
     @model_validator(mode="before")
     @classmethod

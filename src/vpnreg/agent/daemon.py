@@ -119,6 +119,7 @@ class GatewayDaemon:
                 ),
                 metrics=FeedMetrics(self.registry),
                 logger=_LOG,
+                max_bytes=cfg.feed_max_bytes,
             )
         self.feed = feed_client
         verdicts = None

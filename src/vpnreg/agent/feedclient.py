@@ -4,17 +4,23 @@ One FeedClient per feed source (an http(s) feed base URL, or a file holding a si
 Every document is verified completely before anything changes; what is held is persisted
 atomically in a state directory (vpnreg.agent.feedstore) and re-verified on load, and is never
 emptied because of errors or staleness. Timers follow RFC 8210 section 6 (refresh, retry, expire).
+
+Hostile or broken sources: a response or file is read as a stream and refused (DocumentTooLarge)
+beyond `max_bytes`, counted after gzip decompression, before it is ever whole in memory; a body
+that trickles in is abandoned after `_TRANSFER_S`; pathological JSON is refused like any other.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import json
 import logging
+import os
+import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -23,9 +29,10 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from vpnreg.agent.feedstore import FeedStore, StoredStateError
+from vpnreg.agent.feedstore import FeedStore, StoredFeed, StoredStateError
 from vpnreg.clock import Clock
 from vpnreg.core.feed import (
+    DocumentTooLarge,
     EnforcementMode,
     FeedError,
     FeedState,
@@ -39,11 +46,13 @@ from vpnreg.core.feed import (
     check_not_older,
     dump_document,
     key_id,
+    load_json,
     verify_document,
 )
 from vpnreg.feedkeys import load_public_key
 
 __all__ = [
+    "DEFAULT_MAX_BYTES",
     "FeedClient",
     "FeedMetrics",
     "PollResult",
@@ -57,9 +66,19 @@ _LOG = logging.getLogger(__name__)
 #: Seconds added to a long poll's wait before the HTTP read times out.
 _READ_MARGIN_S = 10.0
 _CONNECT_TIMEOUT_S = 10.0
+#: Longest time to receive one response once its wait (long poll) is over: a server that
+#: trickles a body in, a few bytes per read timeout, is given up on (unreachable) after this.
+_TRANSFER_S = 600.0
+#: Largest document or response accepted, counted after decompression. A snapshot costs about
+#: 90 bytes per entry (more with peers): a million entries is about 90 MB.
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+#: Decompressed bytes produced per step, so a gzip bomb never expands past the cap in memory.
+_INFLATE_STEP = 256 * 1024
+#: Clock for _TRANSFER_S (module level so tests can drive it).
+_monotonic = time.monotonic
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Timers:
     """RFC 8210 section 6 timers, in seconds."""
 
@@ -87,7 +106,7 @@ class PollStatus(StrEnum):
     UNREACHABLE = "unreachable"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class PollResult:
     status: PollStatus
     #: The held state after the poll (never emptied by errors).
@@ -96,6 +115,9 @@ class PollResult:
     error: str | None = None
     #: Class name of the FeedError, or "http", "io".
     error_kind: str | None = None
+    #: One line when the state directory had to be repaired on load (an unusable state.json:
+    #: recovered from the copy, or started over), else None.
+    notice: str | None = None
 
 
 class FeedMetrics:
@@ -155,16 +177,29 @@ def _is_url(source: str) -> bool:
 
 
 def _json_body(raw: bytes, what: str) -> Any:
-    """Parse an unsigned JSON envelope, telling a cut-off body from a garbled one."""
+    """Parse an unsigned JSON envelope (a refusal, never another exception, on bad input)."""
+    return load_json(raw, what)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Answer:
+    status_code: int
+    body: bytes
+
+
+def _inflate(data: bytes, decompressor: Any) -> Iterator[bytes]:
+    """Decompress `data` in steps of at most _INFLATE_STEP bytes of output (a full step may
+    leave output pending inside zlib even when all input was taken: drain it too)."""
     try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        rest = exc.doc[exc.pos :].strip()
-        if not rest or exc.msg.startswith("Unterminated string"):
-            raise TruncatedDocument(f"{what} ends early: {exc.msg}") from None
-        raise MalformedDocument(f"{what} is not JSON: {exc.msg} at {exc.pos}") from None
-    except (UnicodeDecodeError, RecursionError):
-        raise MalformedDocument(f"{what} is not JSON") from None
+        piece = decompressor.decompress(data, _INFLATE_STEP)
+        while True:
+            yield piece
+            tail = decompressor.unconsumed_tail
+            if decompressor.eof or (not tail and len(piece) < _INFLATE_STEP):
+                return
+            piece = decompressor.decompress(tail, _INFLATE_STEP)
+    except zlib.error as exc:
+        raise MalformedDocument(f"the gzip body is corrupt: {exc}") from None
 
 
 class FeedClient:
@@ -182,9 +217,13 @@ class FeedClient:
         transport: httpx.BaseTransport | None = None,
         metrics: FeedMetrics | None = None,
         logger: logging.Logger | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         if not trusted:
             raise ValueError("a feed client needs at least one trusted public key")
+        if max_bytes <= 0:
+            raise ValueError("max_bytes must be positive")
+        self._max_bytes = max_bytes
         self._source = source
         self._trusted = dict(trusted)
         self._store = FeedStore(state_dir)
@@ -196,11 +235,14 @@ class FeedClient:
         self._verified_at: dt.datetime | None = None
         self._loaded = False
         self._was_stale: bool | None = None
+        #: What load repaired in the state directory, until a poll reports it.
+        self._notice: str | None = None
         #: (inode, mtime_ns, size) of the feed file last read; None until read.
         self._file_id: tuple[int, int, int] | None = None
         self._http: httpx.Client | None = None
         if _is_url(source):
-            headers = {"Accept": "application/json"}
+            # Only gzip is decoded (by _read_body, bounded): refuse to be sent anything else.
+            headers = {"Accept": "application/json", "Accept-Encoding": "gzip"}
             if token:
                 headers["Authorization"] = f"Bearer {token}"
             self._http = httpx.Client(
@@ -224,6 +266,10 @@ class FeedClient:
         return self._timers
 
     @property
+    def max_bytes(self) -> int:
+        return self._max_bytes
+
+    @property
     def is_url(self) -> bool:
         return self._http is not None
 
@@ -235,12 +281,17 @@ class FeedClient:
         """The last good copy from the state directory, re-verified from scratch.
 
         An expired copy is kept (and the client is stale). Raises StoredStateError when the
-        directory does not re-verify (edited, corrupted, older than its recorded floor, or
-        signed by a key no longer trusted): remove the directory to start over.
+        copy does not re-verify (edited, corrupted, older than its recorded floor, or signed by
+        a key no longer trusted): remove the directory to start over. An unusable state.json
+        is repaired from the copy, or the client starts over holding nothing; either is logged
+        and reported by the next poll (PollResult.notice).
         """
-        stored = self._store.load(trusted=self._trusted)
+        stored: StoredFeed | None = self._store.load(trusted=self._trusted)
         self._loaded = True
-        if stored is None:
+        if stored is not None and stored.notice is not None:
+            self._notice = f"repaired feed state directory: {stored.notice}"
+            self._log.warning("%s", self._notice)
+        if stored is None or stored.state is None:
             self._state, self._verified_at = None, None
         else:
             now = self._clock.now()
@@ -289,6 +340,13 @@ class FeedClient:
                     prefix="refused held state",
                     hint=f" (remove {self._store.directory} to start over)",
                 )
+        result = self._poll_once(wait_s)
+        if self._notice is not None:
+            result = dataclasses.replace(result, notice=self._notice)
+            self._notice = None
+        return result
+
+    def _poll_once(self, wait_s: float) -> PollResult:
         try:
             if self._http is not None:
                 status = self._poll_url(self._http, wait_s)
@@ -357,13 +415,34 @@ class FeedClient:
         file_id = (info.st_ino, info.st_mtime_ns, info.st_size)
         if file_id == self._file_id:
             return PollStatus.UNCHANGED
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise _Unreachable(f"cannot read feed file {path}: {exc.strerror}", "io") from None
+        raw = self._read_file(path)
         status = self._accept_snapshot(raw)
         self._file_id = file_id
         return status
+
+    def _read_file(self, path: Path) -> bytes:
+        """The file's bytes, refused beyond max_bytes without reading more than that; a FIFO or
+        device is not opened for a blocking read (O_NONBLOCK, then only regular files)."""
+        limit = self._max_bytes
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            raise _Unreachable(f"cannot read feed file {path}: {exc.strerror}", "io") from None
+        with os.fdopen(fd, "rb") as handle:
+            try:
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode):
+                    raise _Unreachable(f"feed file {path} is not a regular file", "io")
+                if info.st_size > limit:
+                    raise DocumentTooLarge(
+                        f"feed file {path} holds {info.st_size} bytes, over the limit of {limit}"
+                    )
+                raw = handle.read(limit + 1)
+            except OSError as exc:
+                raise _Unreachable(f"cannot read feed file {path}: {exc.strerror}", "io") from None
+        if len(raw) > limit:  # it grew between fstat and read
+            raise DocumentTooLarge(f"feed file {path} is over the limit of {limit} bytes")
+        return raw
 
     # -- URL source --------------------------------------------------------------------------
 
@@ -375,21 +454,65 @@ class FeedClient:
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
         read_s: float | None = None,
-    ) -> httpx.Response:
-        timeout = httpx.Timeout(
-            _CONNECT_TIMEOUT_S,
-            read=(read_s if read_s is not None else self._timers.refresh_s) + _READ_MARGIN_S,
-        )
+    ) -> _Answer:
+        """One GET, its body streamed in and bounded (_read_body); only 200, 204 and 304 pass."""
+        wait = read_s if read_s is not None else self._timers.refresh_s
+        timeout = httpx.Timeout(_CONNECT_TIMEOUT_S, read=wait + _READ_MARGIN_S)
+        deadline = _monotonic() + wait + _READ_MARGIN_S + _TRANSFER_S
         try:
-            response = http.get(path, params=params, headers=headers, timeout=timeout)
+            with http.stream(
+                "GET", path, params=params, headers=headers, timeout=timeout
+            ) as response:
+                status = response.status_code
+                if status not in (200, 204, 304):
+                    hint = " (check the gateway token)" if status in (401, 403) else ""
+                    raise _Unreachable(
+                        f"feed {path}: HTTP {status} {response.reason_phrase}{hint}", "http"
+                    )
+                body = self._read_body(response, path, deadline) if status == 200 else b""
         except httpx.HTTPError as exc:
             raise _Unreachable(f"feed {path}: {type(exc).__name__}: {exc}", "http") from None
-        if response.status_code not in (200, 204, 304):
-            hint = " (check the gateway token)" if response.status_code in (401, 403) else ""
-            raise _Unreachable(
-                f"feed {path}: HTTP {response.status_code} {response.reason_phrase}{hint}", "http"
+        return _Answer(status, body)
+
+    def _read_body(self, response: httpx.Response, path: str, deadline: float) -> bytes:
+        """The decoded body, refused (DocumentTooLarge) as soon as it passes max_bytes: by its
+        Content-Length before reading, else while reading, after gzip decompression (done here
+        in bounded steps, so a gzip bomb is stopped at the cap). The rest is never read."""
+        limit = self._max_bytes
+        announced = response.headers.get("content-length", "")
+        if announced.isascii() and announced.isdigit() and int(announced[:20]) > limit:
+            raise DocumentTooLarge(
+                f"feed {path}: the response is {announced} bytes, over the limit of {limit}"
             )
-        return response
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding in ("gzip", "x-gzip"):
+            decompressor: Any = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        elif encoding in ("", "identity"):
+            decompressor = None
+        else:
+            raise MalformedDocument(f"feed {path}: unsupported Content-Encoding {encoding!r}")
+        chunks: list[bytes] = []
+        size = 0
+        for raw in response.iter_raw():
+            pieces = [raw] if decompressor is None else _inflate(raw, decompressor)
+            for piece in pieces:
+                size += len(piece)
+                if size > limit:
+                    raise DocumentTooLarge(
+                        f"feed {path}: the response passed the limit of {limit} bytes"
+                        + (" once decompressed" if decompressor is not None else "")
+                    )
+                chunks.append(piece)
+            if _monotonic() > deadline:
+                raise _Unreachable(
+                    f"feed {path}: the response took more than {_TRANSFER_S:g} s to arrive", "http"
+                )
+        if decompressor is not None:
+            if not decompressor.eof:
+                raise TruncatedDocument(f"feed {path}: the gzip body ends early")
+            if decompressor.unused_data:
+                raise MalformedDocument(f"feed {path}: data after the end of the gzip body")
+        return b"".join(chunks)
 
     def _renewal_due(self) -> bool:
         if self._state is None:
@@ -417,12 +540,18 @@ class FeedClient:
         response = self._get(
             http, "/delta", params={"since": str(held.serial), "session": held.session_id}
         )
-        body = _json_body(response.content, "delta response")
+        body = _json_body(response.body, "delta response")
         if isinstance(body, dict) and body.get("reset") is True:
             return self._fetch_snapshot(http, conditional=True)
         if not isinstance(body, dict) or not isinstance(body.get("deltas"), list):
             raise MalformedDocument('delta response must be {"deltas": [...]} or {"reset": true}')
-        return self._accept_deltas([dump_document(d) for d in body["deltas"]])
+        try:
+            raws = [dump_document(d) for d in body["deltas"]]
+        except (ValueError, RecursionError):
+            raise MalformedDocument(
+                "delta response holds something that is not a document"
+            ) from None
+        return self._accept_deltas(raws)
 
     def _fetch_snapshot(self, http: httpx.Client, *, conditional: bool) -> PollStatus:
         headers = {}
@@ -433,7 +562,7 @@ class FeedClient:
             return PollStatus.UNCHANGED
         if response.status_code != 200:
             raise _Unreachable(f"feed /snapshot: unexpected HTTP {response.status_code}", "http")
-        return self._accept_snapshot(response.content)
+        return self._accept_snapshot(response.body)
 
     # -- accepting documents -----------------------------------------------------------------
 

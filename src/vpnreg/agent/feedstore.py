@@ -13,7 +13,10 @@ Two files, each replaced atomically (temporary file, fsync, rename, fsync of the
 
 snapshot.json is written first and state.json second, so a crash between the two leaves a
 copy newer than the floor, which load accepts; a copy older than the floor, or the same serial
-with another set hash, is refused (StoredStateError). Details: docs/feed-client.md.
+with another set hash, is refused (StoredStateError). A state.json that cannot be read or is not
+a state file at all (a torn write, a bad disk block) is not a reason to refuse every feed
+forever: load recovers the floor from snapshot.json if that re-verifies, or else starts over
+with nothing held, and says so (StoredFeed.notice). Details: docs/feed-client.md.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from vpnreg.core.feed import (
     VerifiedSnapshot,
     check_not_older,
     dump_document,
+    load_json,
     verify_document,
 )
 from vpnreg.files import write_atomic
@@ -56,12 +60,19 @@ class StoredStateError(FeedError):
     """The state directory does not re-verify: edited, corrupted, or older than its floor."""
 
 
+class _UnusableStateFile(Exception):
+    """state.json cannot be read or is not a state file (as opposed to a valid one that
+    disagrees with the copy, which is refused)."""
+
+
 @dataclass(frozen=True)
 class StoredFeed:
-    """What load found: the re-verified state and when the feed was last reached."""
+    """What load found: the re-verified state (None after a fresh start) and when the feed was
+    last reached; `notice` is one line saying what was repaired, if anything."""
 
-    state: FeedState
+    state: FeedState | None
     verified_at: dt.datetime | None
+    notice: str | None = None
 
 
 def _time_text(moment: dt.datetime) -> str:
@@ -129,10 +140,13 @@ class FeedStore:
     def load(self, *, trusted: Mapping[str, Ed25519PublicKey]) -> StoredFeed | None:
         """Re-verify the held copy from scratch; None if the directory holds nothing yet.
 
-        Raises StoredStateError when anything does not verify or the copy is older than the
-        floor in state.json.
+        Raises StoredStateError when the copy does not verify or is older than the floor in
+        state.json. An unreadable or garbled state.json is repaired instead (see _recover).
         """
-        floor, verified_at = self._read_state()
+        try:
+            floor, verified_at = self._read_state()
+        except _UnusableStateFile as exc:
+            return self._recover(trusted, problem=str(exc))
         try:
             raw = self.snapshot_path.read_bytes()
         except FileNotFoundError:
@@ -159,15 +173,44 @@ class FeedStore:
             ) from None
         return StoredFeed(state, verified_at)
 
+    def _recover(self, trusted: Mapping[str, Ed25519PublicKey], *, problem: str) -> StoredFeed:
+        """state.json is unusable: take the floor from snapshot.json if it re-verifies with the
+        trusted keys (anything older than that copy is then refused as before), and rewrite
+        state.json from it; otherwise start over with nothing held. The last contact is unknown:
+        the copy's creation time stands in for it (the client is stale until it reaches the feed).
+
+        Without a floor, a copy older than the lost one cannot be told apart: someone able to
+        write the directory could roll the gateway back, as they could by rewriting both files.
+        """
+        try:
+            state = self._verify_copy(self.snapshot_path.read_bytes(), trusted)
+        except FileNotFoundError:
+            reason = "there is no copy"
+        except OSError as exc:
+            reason = f"cannot read {self.snapshot_path}: {exc.strerror}"
+        except FeedError as exc:
+            reason = f"{self.snapshot_path} does not re-verify ({type(exc).__name__}: {exc})"
+        else:
+            notice = (
+                f"{problem}; recovered serial {state.serial} of session {state.session_id} "
+                f"from {self.snapshot_path}"
+            )
+            try:
+                self.save_verified_at(state, verified_at=state.created)
+            except OSError as exc:
+                notice += f" (cannot rewrite {self.state_path}: {exc.strerror or exc})"
+            return StoredFeed(state, state.created, notice)
+        return StoredFeed(None, None, f"{problem} and {reason}; starting over with nothing held")
+
     def _read_state(self) -> tuple[HeldState | None, dt.datetime | None]:
         try:
             text = self.state_path.read_bytes()
         except FileNotFoundError:
             return None, None
         except OSError as exc:
-            raise StoredStateError(f"cannot read {self.state_path}: {exc.strerror}") from None
+            raise _UnusableStateFile(f"cannot read {self.state_path}: {exc.strerror}") from None
         try:
-            body: Any = json.loads(text)
+            body: Any = load_json(text, str(self.state_path))
             if not isinstance(body, dict) or body.get("format") != STATE_FORMAT:
                 raise MalformedDocument(f"format must be {STATE_FORMAT}")
             if set(body) != {"format", "held", "verified_at"}:
@@ -177,7 +220,9 @@ class FeedStore:
             if verified_at.tzinfo is None:
                 raise MalformedDocument("verified_at must carry a time zone")
         except (ValueError, MalformedDocument) as exc:
-            raise StoredStateError(f"{self.state_path} is not a valid state file: {exc}") from None
+            raise _UnusableStateFile(
+                f"{self.state_path} is not a valid state file: {exc}"
+            ) from None
         return floor, verified_at
 
     def _verify_copy(self, raw: bytes, trusted: Mapping[str, Ed25519PublicKey]) -> FeedState:
@@ -186,15 +231,14 @@ class FeedStore:
             if not isinstance(doc, VerifiedSnapshot):
                 raise StoredStateError(f"{self.snapshot_path} holds a lone delta, not a set")
             return doc.state()
-        try:
-            body: Any = json.loads(raw)
-        except (ValueError, RecursionError):
-            raise MalformedDocument("the rebuilt copy is not JSON") from None
+        body: Any = load_json(raw, "the rebuilt copy")
         if not isinstance(body, dict) or set(body) != {"type", "proof", "entries"}:
             raise MalformedDocument("the rebuilt copy must have type, proof and entries")
-        proof = verify_document(
-            dump_document(body["proof"]), trusted=trusted, now=_BEFORE_ANY_EXPIRY
-        )
+        try:
+            proof_raw = dump_document(body["proof"])
+        except (ValueError, RecursionError):
+            raise MalformedDocument("the proof of a rebuilt copy is not a document") from None
+        proof = verify_document(proof_raw, trusted=trusted, now=_BEFORE_ANY_EXPIRY)
         if not isinstance(proof, VerifiedDelta):
             raise MalformedDocument("the proof of a rebuilt copy must be a delta")
         if not isinstance(body["entries"], list):

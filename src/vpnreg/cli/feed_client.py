@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from vpnreg.cli.runtime import clock, fail
+from vpnreg.cli.runtime import clock, fail, say_error
 
 
 def keygen(
@@ -42,9 +42,22 @@ def pull(
         str | None,
         typer.Option("--token", envvar="VPNREG_FEED_TOKEN", help="Gateway bearer token."),
     ] = None,
+    max_bytes: Annotated[
+        int | None,
+        typer.Option(
+            "--max-bytes",
+            min=1,
+            help="Refuse a feed document or response larger than this (default 256 MiB).",
+        ),
+    ] = None,
 ) -> None:
     """Fetch the allowlist feed once, verify it fully and keep it if it is newer."""
-    from vpnreg.agent.feedclient import FeedClient, PollStatus, load_public_keys
+    from vpnreg.agent.feedclient import (
+        DEFAULT_MAX_BYTES,
+        FeedClient,
+        PollStatus,
+        load_public_keys,
+    )
     from vpnreg.feedkeys import FeedKeyError
 
     try:
@@ -65,10 +78,14 @@ def pull(
         clock=clock(),
         token=token,
         logger=quiet,
+        max_bytes=max_bytes if max_bytes is not None else DEFAULT_MAX_BYTES,
     ) as client:
         result = client.poll()
     if result.status in (PollStatus.REFUSED, PollStatus.UNREACHABLE):
-        fail(result.error or str(result.status))
+        error = result.error or str(result.status)
+        fail(f"{error}; {result.notice}" if result.notice else error)
+    if result.notice:
+        say_error(result.notice)
     state = result.state
     if state is None:
         fail("the feed gave no state")

@@ -10,6 +10,7 @@ from vpnreg.core.feed.document import (
     VerifiedSnapshot,
     dump_document,
     format_time,
+    load_json,
     sign_delta,
     sign_snapshot,
     sign_snapshot_bytes,
@@ -25,6 +26,7 @@ from vpnreg.core.feed.entry import (
 )
 from vpnreg.core.feed.errors import (
     BadSignature,
+    DocumentTooLarge,
     Expired,
     FeedError,
     HashMismatch,
@@ -61,6 +63,7 @@ __all__ = [
     "RECORD_SIZE",
     "AllowlistEntry",
     "BadSignature",
+    "DocumentTooLarge",
     "DocumentType",
     "EnforcementMode",
     "EntryTable",
@@ -94,6 +97,7 @@ __all__ = [
     "encode_network",
     "format_time",
     "key_id",
+    "load_json",
     "merge_deltas",
     "set_hash",
     "sign_delta",

@@ -280,19 +280,26 @@ def dump_document(document: Mapping[str, Any]) -> bytes:
 # -- verifying ---------------------------------------------------------------------------------
 
 
-def _load(raw: bytes) -> object:
+def load_json(raw: bytes, what: str = "document") -> object:
+    """Parse JSON text from untrusted bytes; every failure is a one-line MalformedDocument
+    (TruncatedDocument when the input stops early), never another exception: pathological input
+    (an integer of thousands of digits, nesting deeper than the interpreter's recursion limit)
+    is refused like any other bad JSON. `what` names the input in the messages."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise MalformedDocument("document is not UTF-8") from None
+        raise MalformedDocument(f"{what} is not UTF-8") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         if _ran_out(text, exc):
-            raise TruncatedDocument(f"document ends early: {exc.msg}") from None
-        raise MalformedDocument(f"document is not JSON: {exc.msg} at {exc.pos}") from None
+            raise TruncatedDocument(f"{what} ends early: {exc.msg}") from None
+        raise MalformedDocument(f"{what} is not JSON: {exc.msg} at {exc.pos}") from None
     except RecursionError:
-        raise MalformedDocument("document nests too deeply") from None
+        raise MalformedDocument(f"{what} nests too deeply") from None
+    except ValueError:
+        # Not a JSONDecodeError: Python's limit on the digits of an int parsed from text.
+        raise MalformedDocument(f"{what} holds a number with too many digits") from None
 
 
 def _ran_out(text: str, exc: json.JSONDecodeError) -> bool:
@@ -351,7 +358,7 @@ def verify_document(
     snapshot, and (with `held`) that it is not older than the held state. Raises a FeedError."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    doc = _load(raw)
+    doc = load_json(raw)
     if not isinstance(doc, dict):
         raise MalformedDocument("document must be a JSON object")
     try:

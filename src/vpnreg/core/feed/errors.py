@@ -15,6 +15,10 @@ class TruncatedDocument(MalformedDocument):
     """The JSON ends before the document does (a cut-off download)."""
 
 
+class DocumentTooLarge(FeedError):
+    """The document (or the response carrying it) is larger than the reader accepts."""
+
+
 class UnsignedDocument(FeedError):
     """The document carries no key id or no signature."""
 
