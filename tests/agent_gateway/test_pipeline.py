@@ -365,6 +365,30 @@ def test_sighup_reload_rereads_file_keeps_overrides(
     assert "1 flows, 1 VPN, 1 not-domestic" in daemon.summary()
 
 
+def test_the_feed_size_limit_comes_from_the_configuration(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    signer = Signer(tmp_path)
+    feed = tmp_path / "feed.json"
+    entries = [entry(f"192.0.{i}.0/24", i + 1) for i in range(20)]
+    document = signer.snapshot(entries, serial=1, created=clock.now())
+    assert len(document) > 1024
+    replace_file(feed, document)
+    conf = tmp_path / "gw.toml"
+    conf.write_text(
+        f'feed = "{feed}"\ntrust = ["{signer.public_path}"]\nhome = ["198.51.100.0/24"]\n'
+        f'enforce = "dry-run"\nstate_dir = "{tmp_path / "state"}"\nfeed_max_bytes = 1024\n'
+    )
+    daemon = GatewayDaemon(
+        config_path=conf, overrides={"pcap": tmp_path / "x.pcap"}, clock=clock,
+        flow_source=lambda _cfg: [], registry=CollectorRegistry(), err=io.StringIO(),
+        backend_factory=lambda _kind: DryRunBackend(clock),
+    )  # fmt: skip
+    assert daemon.feed.max_bytes == 1024
+    result = daemon.feed.poll()
+    assert result.error_kind == "DocumentTooLarge" and daemon.feed.state is None
+
+
 def test_replace_file_is_atomic(tmp_path: Path) -> None:
     target = tmp_path / "feed.json"
     replace_file(target, b"one")
