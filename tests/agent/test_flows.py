@@ -30,9 +30,13 @@ def pptp_gre() -> list[tuple[float, bytes]]:
 
 
 def wireguard() -> list[tuple[float, bytes]]:
-    init = b"\x01\x00\x00\x00" + bytes(144)
-    resp = b"\x02\x00\x00\x00" + bytes(88)
-    data = [b"\x04\x00\x00\x00" + bytes(12 + 32 + 16 * (i % 3)) for i in range(12)]
+    # sender indices: the initiator's 11223344, the responder's 55667788 (the response names both)
+    init = b"\x01\x00\x00\x00" + b"\x11\x22\x33\x44" + bytes(140)
+    resp = b"\x02\x00\x00\x00" + b"\x55\x66\x77\x88" + b"\x11\x22\x33\x44" + bytes(80)
+    receivers = (b"\x55\x66\x77\x88", b"\x11\x22\x33\x44")
+    data = [
+        b"\x04\x00\x00\x00" + receivers[i % 2] + bytes(8 + 32 + 16 * (i % 3)) for i in range(12)
+    ]
     frames = [(T0, udp(C, 41000, S, 5555, init)), (T0 + 0.05, udp(S, 5555, C, 41000, resp))]
     for i, d in enumerate(data):
         src, sp, dst, dp = (C, 41000, S, 5555) if i % 2 == 0 else (S, 5555, C, 41000)

@@ -42,9 +42,38 @@ PORT = Confidence.MATCH_BY_PORT
 CASES = [
     # (id, flow, vpn_protocol, rule)
     (
-        "openvpn-dpi",
+        "openvpn-dpi-without-handshake-unconfirmed",
         flow(protocol=17, application_name="OpenVPN", category_name="VPN"),
+        VpnProtocol.NONE,
+        "ndpi-unconfirmed",
+    ),
+    (
+        "openvpn-dpi-over-tcp-without-handshake-unconfirmed",
+        flow(application_name="OpenVPN", category_name="VPN"),
+        VpnProtocol.NONE,
+        "ndpi-unconfirmed",
+    ),
+    (
+        "openvpn-dpi-with-handshake",
+        flow(protocol=17, application_name="OpenVPN", category_name="VPN", openvpn_handshake=True),
         VpnProtocol.OPENVPN,
+        "openvpn-reset",
+    ),
+    (
+        "ipsec-dpi-udp-without-ike-exchange-unconfirmed",
+        flow(protocol=17, dst_port=500, application_name="IPSec", category_name="VPN"),
+        VpnProtocol.NONE,
+        "ndpi-unconfirmed",
+    ),
+    (
+        "wireguard-dpi-answered-with-its-index",
+        flow(
+            protocol=17,
+            application_name="WireGuard",
+            category_name="VPN",
+            wireguard_answered=True,
+        ),
+        VpnProtocol.WIREGUARD,
         "ndpi-vpn-protocol",
     ),
     (
@@ -82,10 +111,10 @@ CASES = [
         "openvpn-data",
     ),
     (
-        "wireguard-dpi",
+        "wireguard-dpi-unanswered-unconfirmed",
         flow(protocol=17, application_name="WireGuard", category_name="VPN"),
-        VpnProtocol.WIREGUARD,
-        "ndpi-vpn-protocol",
+        VpnProtocol.NONE,
+        "ndpi-unconfirmed",
     ),
     (
         "wireguard-messages-on-odd-port",
@@ -101,7 +130,7 @@ CASES = [
         "wireguard-msg",
     ),
     (
-        "wireguard-partial-dpi",
+        "wireguard-partial-dpi-unconfirmed",
         flow(
             protocol=17,
             application_name="WireGuard",
@@ -109,8 +138,8 @@ CASES = [
             confidence=Confidence.DPI_PARTIAL,
             guessed=True,
         ),
-        VpnProtocol.WIREGUARD,
-        "ndpi-vpn-protocol",
+        VpnProtocol.NONE,
+        "ndpi-unconfirmed",
     ),
     (
         "ike-header",
@@ -335,6 +364,11 @@ def test_rule_table(features: FlowFeatures, expected: VpnProtocol, rule: str) ->
     assert (verdict.vpn_protocol, verdict.rule) == (expected, rule)
     assert verdict.vpn == (expected is not VpnProtocol.NONE)
     assert verdict.basis
+    # unconfirmed: not VPN (never blocked), the label's protocol kept as the suspicion
+    assert verdict.unconfirmed == (rule == "ndpi-unconfirmed")
+    if verdict.unconfirmed:
+        assert verdict.suspected.value in verdict.basis
+        assert verdict.suspected.value == features.master.lower()
 
 
 def _observed(*flows: FlowFeatures) -> FlowContext:
@@ -347,7 +381,9 @@ def _observed(*flows: FlowFeatures) -> FlowContext:
 PPTP_CONTROL = flow(dst_port=1723, application_name="PPTP", category_name="VPN")
 GRE = flow(protocol=47, src_port=0, dst_port=0, application_name="GRE", category_name="Network")
 TLS_443 = flow(application_name="TLS")
-DTLS_443 = flow(protocol=17, src_port=50001, application_name="DTLS")
+DTLS_443 = flow(protocol=17, src_port=50001, application_name="DTLS", dtls_vpn_hello=True)
+#: A video server: HTTPS signalling and DTLS media on one address and port, no SSL VPN marks.
+DTLS_443_MEDIA = replace(DTLS_443, dtls_vpn_hello=False)
 
 CONTEXT_CASES = [
     ("gre-beside-pptp-control", (PPTP_CONTROL,), GRE, VpnProtocol.PPTP, "pptp-gre"),
@@ -373,6 +409,27 @@ CONTEXT_CASES = [
         "generic-tunnel",
     ),
     ("dtls-beside-tls", (TLS_443,), DTLS_443, VpnProtocol.OTHER_VPN, "ssl-vpn-pair"),
+    (
+        "unmarked-dtls-beside-tls-unconfirmed",
+        (TLS_443,),
+        DTLS_443_MEDIA,
+        VpnProtocol.NONE,
+        "ssl-pair-unconfirmed",
+    ),
+    (
+        "tls-beside-unmarked-dtls-unconfirmed",
+        (DTLS_443_MEDIA,),
+        replace(TLS_443, src_port=50002),
+        VpnProtocol.NONE,
+        "ssl-pair-unconfirmed",
+    ),
+    (
+        "dtls-beside-tls-on-another-port",
+        (replace(TLS_443, dst_port=8443),),
+        replace(DTLS_443, dst_port=8443),
+        VpnProtocol.OTHER_VPN,
+        "ssl-vpn-pair",
+    ),
     (
         "tls-beside-dtls",
         (DTLS_443,),

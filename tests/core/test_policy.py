@@ -455,3 +455,40 @@ def test_simple_index_orders_most_specific_first() -> None:
 )
 def test_lifted_by(registration: Registration, block: BlockKey, lifted: bool) -> None:
     assert lifted_by(registration)(block) is lifted
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["enforce", "dry-run"])
+@pytest.mark.parametrize(
+    ("flow", "registrations"),
+    [
+        pytest.param(udp(A, F, dport=1194), (), id="domestic-unregistered"),
+        pytest.param(udp(A, F, dport=1194), (reg(1, "198.51.100.0/24", "192.0.2.0/24"),),
+                     id="domestic-peer-not-listed"),
+        pytest.param(udp(F, F2, dport=1194), (), id="no-domestic-endpoint"),
+        pytest.param(udp(A, C, dport=1194), (), id="both-domestic"),
+    ],
+)  # fmt: skip
+def test_row_0_unconfirmed_is_passed_and_never_blocked(
+    flow: FlowKey, registrations: tuple[Registration, ...], dry_run: bool
+) -> None:
+    d = decide(
+        flow=flow, vpn_protocol="openvpn", index=SimpleIndex(registrations), home=HOME,
+        dry_run=dry_run, feed_serial=9, unconfirmed=True,
+    )  # fmt: skip
+    assert (d.verdict, d.action, d.rule) == (Verdict.UNCONFIRMED, Action.PASS, Rule.UNCONFIRMED)
+    assert d.block_keys == () and d.registration_id is None and d.feed_serial == 9
+    assert "unconfirmed" in d.explanation and "openvpn" in d.explanation
+    # the same flow confirmed is decided by the table (blocked when unregistered)
+    confirmed = decide(
+        flow=flow, vpn_protocol="openvpn", index=SimpleIndex(registrations), home=HOME,
+        dry_run=dry_run, feed_serial=9,
+    )  # fmt: skip
+    assert confirmed.verdict is not Verdict.UNCONFIRMED
+
+
+def test_unconfirmed_without_a_protocol_is_not_vpn() -> None:
+    d = decide(
+        flow=udp(A, F), vpn_protocol="none", index=SimpleIndex(()), home=HOME,
+        dry_run=False, feed_serial=None, unconfirmed=True,
+    )  # fmt: skip
+    assert d.verdict is Verdict.NOT_VPN

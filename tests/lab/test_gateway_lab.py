@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +25,7 @@ import pytest
 from tests.agent_gateway.feeds import Signer, entry, replace_file
 from tests.console import VPNREG
 from tests.lab.conftest import Tunnels
-from tests.lab.netlab import B_IP, Daemon, Lab, wait_until
+from tests.lab.netlab import A_IP, B_IP, Daemon, Lab, wait_until
 from tests.lab.test_nft_lab import time_to_first_failed_ping
 from vpnreg.agent.nft import NftablesBackend, SubprocessNft
 
@@ -271,3 +274,99 @@ def test_sighup_rereads_the_configuration_file(lab: Lab, tunnels: Tunnels, tmp_p
     assert code == 0, log()
     assert not table_exists(lab)
     assert lab.tunnel_works(tunnels.wireguard, within_s=10)
+
+
+#: A plain UDP echo service: every datagram goes back to its sender as it came.
+ECHO_SERVER = """
+import selectors, socket, sys
+sel = selectors.DefaultSelector()
+for port in sys.argv[2:]:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((sys.argv[1], int(port)))
+    sel.register(s, selectors.EVENT_READ)
+print("echo ready", flush=True)
+while True:
+    for key, _ in sel.select():
+        data, peer = key.fileobj.recvfrom(65535)
+        key.fileobj.sendto(data, peer)
+"""
+
+#: Sends a datagram three times (as a client retrying its hard reset) from a fixed source port;
+#: exit 0 iff every echo came back unchanged.
+ECHO_CLIENT = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("", int(sys.argv[3])))
+s.settimeout(1.0)
+payload = bytes.fromhex(sys.argv[4])
+for _ in range(3):
+    s.sendto(payload, (sys.argv[1], int(sys.argv[2])))
+    try:
+        data, _ = s.recvfrom(65535)
+    except TimeoutError:
+        sys.exit(1)
+    if data != payload:
+        sys.exit(2)
+"""
+
+
+def test_udp_echo_of_an_openvpn_client_reset_is_unconfirmed_and_keeps_working(
+    lab: Lab, tunnels: Tunnels, tmp_path: Path
+) -> None:
+    """Issue 16 item 2: a UDP echo service in A (domestic) on 1194 and on a random port, probed
+    from B with datagrams shaped like an OpenVPN client hard reset (random and zero session
+    ids). nDPI calls the reflection OpenVPN; the agent records it as unconfirmed and blocks
+    nothing: the echo keeps answering."""
+    python = shutil.which("python3") or sys.executable
+    random_port = 30000 + int.from_bytes(os.urandom(2), "big") % 20000
+    echo = lab.spawn(
+        "udp-echo", lab.ns_a, [python, "-c", ECHO_SERVER, A_IP, "1194", str(random_port)]
+    )
+    assert wait_until(lambda: "echo ready" in echo.log.read_text(errors="replace"), 5), echo.tail()
+    sids = {"random": os.urandom(8), "zero": bytes(8)}
+
+    def probe(port: int, sport: int, sid: bytes) -> bool:
+        reset = b"\x38" + sid + b"\x00" + bytes(4)
+        done = lab.inside(
+            lab.ns_b, python, "-c", ECHO_CLIENT, A_IP, str(port), str(sport), reset.hex(),
+            check=False,
+        )  # fmt: skip
+        return done.returncode == 0
+
+    cases = [
+        (port, 42000 + i, sid)
+        for i, (port, sid) in enumerate((p, s) for p in (1194, random_port) for s in sids.values())
+    ]
+    backend = NftablesBackend(SubprocessNft(prefix=lab.netns_exec(lab.ns_gw)))
+
+    def echo_blocks() -> list[object]:
+        # the running tunnels may be blocked mid-session meanwhile; the echo's keys never
+        sports = {c[1] for c in cases}
+        return [b for b in backend.active_blocks() if b.key.remote_port in sports]
+
+    agent = Agent(lab, tmp_path, "nftables")
+    try:
+        for port, sport, sid in cases:
+            assert probe(port, sport, sid), (port, sid.hex())
+
+        # the flows are handed over at detection (nDPI labels the reflection by DPI)
+        def probed() -> list[dict[str, object]]:
+            return [x for x in agent.lines() if x["src_port"] in {c[1] for c in cases}]
+
+        assert wait_until(lambda: len(probed()) == len(cases), 10), (agent.lines(), agent.log())
+        for line in probed():
+            assert (line["application"], line["classification_rule"]) == (
+                "OpenVPN", "ndpi-unconfirmed",
+            ), line  # fmt: skip
+            assert (line["verdict"], line["action"], line["rule"]) == (
+                "unconfirmed", "pass", "unconfirmed",
+            ), line  # fmt: skip
+            assert line["vpn"] is False
+        assert echo_blocks() == []
+        # the echo service keeps working, from the same source ports
+        for port, sport, sid in cases:
+            assert probe(port, sport, sid), (port, sid.hex())
+        assert echo_blocks() == []
+    finally:
+        agent.stop()
+        echo.stop()

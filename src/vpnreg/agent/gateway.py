@@ -205,7 +205,8 @@ class Gateway:
     # -- flows -----------------------------------------------------------------------------------
 
     def handle(self, record: FlowRecord) -> Decision | None:
-        """Decide one flow record; returns the decision for VPN flows, None otherwise."""
+        """Decide one flow record; returns the decision for VPN flows and unconfirmed ones (passed
+        and recorded), None otherwise."""
         if record.continuation:
             self._continuation_ended(record)
             return None
@@ -215,12 +216,14 @@ class Gateway:
             self.metrics.flows_seen.inc()
         classification = classify(flow, self.context)
         self.context.observe(flow, classification)
-        if not classification.vpn:
+        if not classification.vpn and not classification.unconfirmed:
             self.totals.verdicts[Verdict.NOT_VPN.value] += 1
             if self.metrics is not None:
                 self.metrics.verdicts.labels(Verdict.NOT_VPN.value, Action.PASS.value).inc()
             return None
-        protocol = classification.vpn_protocol.value
+        # an unconfirmed flow is decided (never blocked) and recorded under the suspected protocol
+        unconfirmed = classification.unconfirmed
+        protocol = (classification.suspected if unconfirmed else classification.vpn_protocol).value
         key = FlowKey(
             ipaddress.ip_address(flow.src_ip),
             flow.src_port,
@@ -237,6 +240,7 @@ class Gateway:
                 home=self.home,
                 dry_run=self.enforce is EnforceKind.DRY_RUN or view.dry_run(protocol),
                 feed_serial=view.serial,
+                unconfirmed=unconfirmed,
             )
             if decision.action is Action.BLOCK or (
                 decision.action is Action.REPORT and self.enforce is EnforceKind.DRY_RUN
@@ -258,10 +262,12 @@ class Gateway:
                     time=now,
                 )
             )
-        self.totals.vpn += 1
+        if not unconfirmed:
+            self.totals.vpn += 1
         self.totals.verdicts[decision.verdict.value] += 1
         if self.metrics is not None:
-            self.metrics.vpn_flows.labels(protocol).inc()
+            if not unconfirmed:
+                self.metrics.vpn_flows.labels(protocol).inc()
             self.metrics.verdicts.labels(decision.verdict.value, decision.action.value).inc()
             if self.live:
                 handed_ms = record.first_seen_ms + record.ms_to_verdict

@@ -1,9 +1,11 @@
 """The verdict log: one JSON line per VPN flow verdict, flushed when written, rotated, pruned.
 
-Only VPN flows are written, and only metadata: the fields of `vpnreg classify --format jsonl` plus
-the time, the verdict, the action, the policy rule that matched (`rule`), the registration id and
-the feed serial. The classifier's rule is `classification_rule`, as in classify's output.
-Nothing of the payload exists here to be written (the flow plugin keeps none).
+Only VPN flows and unconfirmed ones (verdict `unconfirmed`: VPN-like evidence the classifier
+could not confirm, passed) are written, and only metadata: the fields of
+`vpnreg classify --format jsonl` plus the time, the verdict, the action, the policy rule that
+matched (`rule`), the registration id and the feed serial. The classifier's rule is
+`classification_rule`, as in classify's output. Nothing of the payload exists here to be written
+(the flow plugin keeps none).
 
 Rotation: the live file `NAME.jsonl` is renamed to `NAME.YYYYMMDDTHHMMSSZ.jsonl` (the rotation
 time, UTC, from the clock) when it reaches `rotate_bytes` or when a line of a new UTC day is

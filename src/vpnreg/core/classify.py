@@ -17,7 +17,15 @@ Order of the rules (first match wins); `Classification.rule` names the rule that
    an app's API call looks exactly like a visit to the vendor's web site;
 7. other VPN-category labels reached by DPI (SoftEther, tinc, ...): other-vpn;
 8. SSL VPN: a TLS flow and a DTLS flow between the same client and server on the same port
-   (context; AnyConnect/OpenConnect run CSTP over TLS with a DTLS data channel beside it).
+   (context; AnyConnect/OpenConnect run CSTP over TLS with a DTLS data channel beside it) whose
+   DTLS ClientHello carries an SSL VPN's marks.
+
+Unconfirmed: where the agent's own rules can check a protocol's two-sided handshake (OpenVPN,
+WireGuard, IKE over UDP), nDPI's label without that evidence, and a TLS+DTLS pair without an SSL
+VPN's marks, are *unconfirmed*: `vpn` is false (never blocked) and `suspected` names the protocol,
+so the gateway records the flow with the verdict `unconfirmed` (a reflection by a UDP echo service
+of an OpenVPN client reset is labelled OpenVPN by nDPI; a video server with HTTPS signalling and
+DTLS media on one address and port is a TLS+DTLS pair).
 """
 
 from __future__ import annotations
@@ -117,17 +125,26 @@ class FlowFeatures:
     ike_header: bool = False
     #: ESP in UDP: same non-zero SPI with sequence numbers counting up by one.
     esp_in_udp: bool = False
-    #: OpenVPN hard-reset from the client answered by a hard-reset from the server.
+    #: OpenVPN hard reset from the client answered by the server's hard reset, with a session id
+    #: of its own (never one the client sent: no reflection), acknowledging the client's session
+    #: id (in clear without tls-crypt).
     openvpn_handshake: bool = False
     #: OpenVPN data channel (P_DATA_V2, AEAD ciphers) in both directions: per direction a
     #: constant opcode/key id and peer id with a clear packet id counting up by one. Seen on a
     #: tunnel that was up before the agent started, where no handshake passes.
     openvpn_data: bool = False
-    #: WireGuard initiation (148 bytes) answered by a response (92 bytes), or transport messages
-    #: of WireGuard's shape flowing in both directions.
+    #: WireGuard initiation (148 bytes) answered by a response (92 bytes) whose receiver index is
+    #: the initiator's sender index, or transport messages of WireGuard's shape flowing in both
+    #: directions with a receiver index per direction.
     wireguard_handshake: bool = False
+    #: A WireGuard initiation answered by a response or cookie reply naming the initiator's sender
+    #: index (sizes not checked: some vendors pad): confirms nDPI's WireGuard label.
+    wireguard_answered: bool = False
     #: L2TPv2 control message header (T, L, S bits set, version 2).
     l2tp_control: bool = False
+    #: A DTLS ClientHello with an SSL VPN's marks: version 0x0100 (Cisco's pre-standard DTLS), a
+    #: resumed session id, or PSK cipher suites only; never use_srtp.
+    dtls_vpn_hello: bool = False
 
     @property
     def master(self) -> str:
@@ -145,6 +162,22 @@ class Classification:
     vpn_protocol: VpnProtocol
     basis: str
     rule: str
+    #: For an unconfirmed flow (`vpn` false): the protocol the unconfirmed evidence names.
+    suspected: VpnProtocol = VpnProtocol.NONE
+
+    @property
+    def unconfirmed(self) -> bool:
+        return self.suspected is not VpnProtocol.NONE
+
+
+#: nDPI labels the agent can check by the protocol's two-sided handshake (UDP and TCP).
+_CHECKED_LABELS = frozenset({VpnProtocol.OPENVPN, VpnProtocol.WIREGUARD})
+
+
+def _unconfirmed(protocol: VpnProtocol, basis: str, rule: str) -> Classification:
+    return Classification(
+        vpn=False, vpn_protocol=VpnProtocol.NONE, basis=basis, rule=rule, suspected=protocol
+    )
 
 
 def _vpn(protocol: VpnProtocol, basis: str, rule: str) -> Classification:
@@ -164,7 +197,8 @@ class FlowContext:
     def __init__(self, capacity: int = 65536) -> None:
         self.capacity = capacity
         self._pptp_hosts: OrderedDict[frozenset[str], None] = OrderedDict()
-        # (client, server, server port) -> kinds seen: "tls" (TCP) and/or "dtls" (UDP)
+        # (client, server, server port) -> kinds seen: "tls" (TCP), "dtls" (UDP) and "marked"
+        # (a DTLS flow whose ClientHello carried an SSL VPN's marks)
         self._ssl_pairs: OrderedDict[tuple[str, str, int], set[str]] = OrderedDict()
 
     def has_pptp_control(self, a: str, b: str) -> bool:
@@ -178,6 +212,12 @@ class FlowContext:
         other = "dtls" if kind == "tls" else "tls"
         return other in self._ssl_pairs.get((flow.src_ip, flow.dst_ip, flow.dst_port), set())
 
+    def ssl_marked(self, flow: FlowFeatures) -> bool:
+        """Whether this flow or its DTLS partner carried an SSL VPN's DTLS ClientHello."""
+        if flow.protocol == IPPROTO_UDP:
+            return flow.dtls_vpn_hello
+        return "marked" in self._ssl_pairs.get((flow.src_ip, flow.dst_ip, flow.dst_port), set())
+
     def observe(self, flow: FlowFeatures, classification: Classification) -> None:
         if classification.vpn_protocol is VpnProtocol.PPTP and flow.protocol == IPPROTO_TCP:
             key = frozenset((flow.src_ip, flow.dst_ip))
@@ -187,7 +227,10 @@ class FlowContext:
         kind = _ssl_kind(flow)
         if kind is not None:
             pair = (flow.src_ip, flow.dst_ip, flow.dst_port)
-            self._ssl_pairs.setdefault(pair, set()).add(kind)
+            kinds = self._ssl_pairs.setdefault(pair, set())
+            kinds.add(kind)
+            if kind == "dtls" and flow.dtls_vpn_hello:
+                kinds.add("marked")
             self._ssl_pairs.move_to_end(pair)
             _trim(self._ssl_pairs, self.capacity)
 
@@ -262,9 +305,25 @@ def classify(flow: FlowFeatures, context: FlowContext | None = None) -> Classifi
             "guess-refused",
         )
 
-    # 5. VPN protocols named by DPI.
+    # 5. VPN protocols named by DPI; where the agent checks the protocol's handshake itself
+    # (rule group 1 failed to), the label alone is unconfirmed.
     mapped = _LABEL_PROTOCOL.get(flow.master)
     if mapped is not None:
+        if mapped is VpnProtocol.WIREGUARD and flow.wireguard_answered:
+            return _vpn(
+                mapped,
+                f"nDPI DPI label {flow.application_name}, initiation answered with its index",
+                "ndpi-vpn-protocol",
+            )
+        if mapped in _CHECKED_LABELS or (
+            mapped is VpnProtocol.IPSEC and flow.protocol == IPPROTO_UDP
+        ):
+            return _unconfirmed(
+                mapped,
+                f"nDPI DPI label {flow.application_name} without the {mapped.value} handshake "
+                "from both sides (a reflection or a one-sided flow): not blocked",
+                "ndpi-unconfirmed",
+            )
         return _vpn(mapped, f"nDPI DPI label {flow.application_name}", "ndpi-vpn-protocol")
 
     # 6./7. VPN-category labels: vendor service over the web, or another VPN protocol.
@@ -284,7 +343,14 @@ def classify(flow: FlowFeatures, context: FlowContext | None = None) -> Classifi
             basis = "DTLS beside a TLS flow between the same hosts and port"
         else:
             basis = "TLS beside a DTLS flow between the same hosts and port"
-        return _vpn(VpnProtocol.OTHER_VPN, basis, "ssl-vpn-pair")
+        if context.ssl_marked(flow):
+            return _vpn(VpnProtocol.OTHER_VPN, f"{basis}, SSL VPN DTLS ClientHello", "ssl-vpn-pair")
+        return _unconfirmed(
+            VpnProtocol.OTHER_VPN,
+            f"{basis}, no SSL VPN mark in the DTLS ClientHello (a video server looks alike): "
+            "not blocked",
+            "ssl-pair-unconfirmed",
+        )
 
     return _not(f"{flow.application_name}: not a VPN protocol", "not-vpn")
 

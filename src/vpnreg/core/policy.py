@@ -43,6 +43,9 @@ class Verdict(StrEnum):
     REGISTERED = "registered"
     UNREGISTERED = "unregistered"
     NOT_DOMESTIC = "not-domestic"
+    #: VPN-like evidence the agent could not confirm (an nDPI label without the protocol's
+    #: two-sided handshake, a TLS+DTLS pair without an SSL VPN's marks): recorded, never blocked.
+    UNCONFIRMED = "unconfirmed"
 
 
 class Action(StrEnum):
@@ -55,6 +58,7 @@ class Rule(StrEnum):
     """The row of the truth table that decided; recorded with every verdict."""
 
     NOT_VPN = "not-vpn"
+    UNCONFIRMED = "unconfirmed"
     NO_DOMESTIC_ENDPOINT = "no-domestic-endpoint"
     REGISTERED_ANY_PEER = "registered-any-peer"
     REGISTERED_LISTED_PEER = "registered-listed-peer"
@@ -227,12 +231,26 @@ def decide(
     home: Sequence[Network],
     dry_run: bool,
     feed_serial: int | None,
+    unconfirmed: bool = False,
 ) -> Decision:
-    """The verdict for one classified flow (see docs/policy.md for the table)."""
+    """The verdict for one classified flow (see docs/policy.md for the table).
+
+    `unconfirmed`: the classifier names `vpn_protocol` only on evidence it could not confirm;
+    such a flow is passed whatever the allowlist says, and recorded.
+    """
     what = _describe(flow, vpn_protocol)
     if not is_vpn(vpn_protocol):
         return Decision(
             Verdict.NOT_VPN, Action.PASS, Rule.NOT_VPN, None, feed_serial, f"{what}: not a VPN"
+        )
+    if unconfirmed:
+        return Decision(
+            Verdict.UNCONFIRMED,
+            Action.PASS,
+            Rule.UNCONFIRMED,
+            None,
+            feed_serial,
+            f"{what}: unconfirmed, passed and recorded, never blocked ({_serial(feed_serial)})",
         )
     # source first: when both endpoints are home and neither is registered, the source is blamed
     domestic = [a for a in (flow.src_ip, flow.dst_ip) if any(a in net for net in home)]
