@@ -13,7 +13,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_COMPILE_BYTECODE := 1
 export VPNREG_ALLOW_DOCUMENTATION_PREFIXES ?= 1
 
-.PHONY: install run test lint typecheck unit bench system-deps clean
+.PHONY: install run test check lint typecheck unit bench system-deps clean
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -47,6 +47,14 @@ unit: install
 	$(BIN)/pytest
 
 test: system-deps install lint typecheck unit
+
+# The quick loop while developing: lint, types, the import contracts and the tests that need no
+# PostgreSQL, root, network namespace, VPN software or browser and are not marked slow, on every
+# core, with fewer Hypothesis examples. No system packages, no root. `make test` is the whole
+# suite, as CI runs it.
+QUICK_TESTS := not postgres and not lab and not browser and not slow
+check: install lint typecheck
+	$(BIN)/pytest -n auto -m "$(QUICK_TESTS)" --hypothesis-profile=quick
 
 bench: install
 	bash scripts/system-deps.sh --bench

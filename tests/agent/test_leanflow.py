@@ -19,6 +19,7 @@ def corpus_files(shared_dir: Path) -> list[Path]:
     return files
 
 
+@pytest.mark.slow
 def test_every_corpus_capture_gives_the_same_records_in_both_modes(shared_dir: Path) -> None:
     differing = []
     total = 0

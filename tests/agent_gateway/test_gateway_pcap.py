@@ -8,8 +8,13 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.agent_gateway.feeds import Signer, entry
 from tests.console import VPNREG
+
+#: vpnreg gateway as a process over corpus captures.
+pytestmark = pytest.mark.slow
 
 
 def gateway(*args: str) -> subprocess.CompletedProcess[str]:
@@ -37,6 +42,13 @@ def test_pcap_run_dry_run(tmp_path: Path, shared_dir: Path) -> None:
     assert summary.startswith("vpnreg gateway: ") and "openvpn.pcap" in summary
     assert "feed serial 3" in summary and "2 registered" in summary
     lines = [json.loads(x) for x in out.read_text().splitlines()]
+    # VPN flows, and the unconfirmed ones (nDPI's OpenVPN label on flows that carry one
+    # direction only): recorded, never blocked
+    unconfirmed = [x for x in lines if x["verdict"] == "unconfirmed"]
+    assert {(x["vpn"], x["action"], x["classification_rule"]) for x in unconfirmed} == {
+        (False, "pass", "ndpi-unconfirmed")
+    }
+    lines = [x for x in lines if x["verdict"] != "unconfirmed"]
     assert lines and all(line["vpn"] is True for line in lines)
     assert {line["feed_serial"] for line in lines} == {3}
     registered = [x for x in lines if x["verdict"] == "registered"]
@@ -44,7 +56,7 @@ def test_pcap_run_dry_run(tmp_path: Path, shared_dir: Path) -> None:
     assert all(x["src_ip"].startswith("192.168.12.") for x in registered)
     unregistered = [x for x in lines if x["verdict"] == "unregistered"]
     assert unregistered and {x["action"] for x in unregistered} == {"report"}
-    assert f"{len(lines)} VPN" in summary
+    assert f"{len(lines)} VPN" in summary and f"{len(unconfirmed)} unconfirmed" in summary
 
 
 def test_pcap_run_refuses_bad_key_and_damaged_capture(tmp_path: Path, shared_dir: Path) -> None:

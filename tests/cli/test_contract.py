@@ -10,6 +10,9 @@ import pytest
 
 from tests.cli.conftest import Run
 
+#: Each test runs the real vpnreg several times, most on a registry built by ~13 CLI runs.
+pytestmark = pytest.mark.slow
+
 APPLICATION = """\
 organisation: Acme Software
 isp: Indus Fibre

@@ -10,6 +10,9 @@ import pytest
 
 from tests.cli.conftest import Run
 
+#: Real vpnreg processes, on the registry built through the CLI.
+pytestmark = pytest.mark.slow
+
 
 def test_a_user_token_is_printed_once_and_listed_with_its_user(
     registry: Run, tmp_path: Path

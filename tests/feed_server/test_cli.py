@@ -18,6 +18,9 @@ from vpnreg.clock import SystemClock
 from vpnreg.registry.db import make_engine, make_session_factory, upgrade
 from vpnreg.registry.models import AuditLogRow
 
+#: Real vpnreg processes: publish, snapshot, pull and tokens.
+pytestmark = pytest.mark.slow
+
 
 @dataclass
 class Result:

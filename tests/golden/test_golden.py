@@ -6,7 +6,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.golden.corpus import dump, load_golden, manifest
+
+#: One classification pass over the whole nDPI corpus through NFStream.
+pytestmark = pytest.mark.slow
 
 #: VPN captures the rules detect, with the protocols found in them.
 EXPECTED_DETECTIONS: dict[str, set[str]] = {
@@ -133,6 +138,25 @@ def test_anyconnect_dtls_joins_its_tls_channel(corpus_rows: list[dict[str, Any]]
     assert [(r["ip_protocol"], r["application"], r["classification_rule"]) for r in rows] == [
         (17, "DTLS", "ssl-vpn-pair")
     ]
+
+
+def test_ndpi_labels_without_two_sided_evidence_are_unconfirmed(
+    corpus_rows: list[dict[str, Any]],
+) -> None:
+    # openvpn.pcap: two halves of one NATed session, each flow carrying one direction only, and
+    # a tls-crypt TCP flow whose server reset the plugin does not see as its first segment
+    rows = [r for r in corpus_rows if r["classification_rule"] == "ndpi-unconfirmed"]
+    assert [(r["file"], r["ip_protocol"], r["application"]) for r in rows] == [
+        ("openvpn.pcap", 17, "OpenVPN"),
+        ("openvpn.pcap", 17, "OpenVPN"),
+        ("openvpn.pcap", 6, "OpenVPN"),
+    ]
+    assert all(not r["vpn"] and r["vpn_protocol"] == "none" for r in rows)
+
+
+def test_ike_is_confirmed_by_the_reply(corpus_rows: list[dict[str, Any]]) -> None:
+    ike = [r for r in corpus_rows if r["classification_rule"] == "ike-header"]
+    assert ike and all(r["packets_to_verdict"] == 2 for r in ike)
 
 
 def test_verdicts_come_at_detection_not_expiry(corpus_rows: list[dict[str, Any]]) -> None:

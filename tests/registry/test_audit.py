@@ -213,6 +213,7 @@ def _append_worker(url: str, writer: int, barrier: object) -> None:
     engine.dispose()
 
 
+@pytest.mark.slow
 def test_concurrent_writers_keep_one_chain(fresh_url: str) -> None:
     upgrade(fresh_url)
     ctx = multiprocessing.get_context("spawn")

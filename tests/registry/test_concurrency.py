@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -44,6 +45,7 @@ def _approve_worker(url: str, application_id: int, barrier: object, results: obj
     engine.dispose()
 
 
+@pytest.mark.slow
 def test_concurrent_overlapping_approvals_leave_one_winner(
     fresh_url: str, clock: FrozenClock
 ) -> None:

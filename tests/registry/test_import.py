@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -79,6 +80,7 @@ def test_import_creates_active_registrations(
     assert services.verify_audit(session) is None
 
 
+@pytest.mark.slow
 def test_import_twenty_thousand_rows(
     session: Session, world: World, config: services.ServiceConfig, clock: FrozenClock
 ) -> None:

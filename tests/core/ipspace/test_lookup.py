@@ -154,6 +154,7 @@ def test_batch_input_is_checked_not_wrapped() -> None:
     assert lookup.lookup_v4(np.zeros(0, dtype=np.uint32)).tolist() == []
 
 
+@pytest.mark.slow
 def test_large_sets_use_the_tables_and_agree_with_the_direct_search() -> None:
     rng = np.random.default_rng(7)
     starts = rng.integers(0, 2**24, size=60_000) << 8
