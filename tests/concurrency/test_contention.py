@@ -19,8 +19,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from tests.api.harness import database_url
 from tests.concurrency.server import Registry, prepare, vpnreg_serve
-from tests.fixtures.postgres import BACKENDS, PostgresServer
+from tests.fixtures.postgres import BACKENDS
 from tests.registry.conftest import PASSWORD
 from vpnreg.registry.db import make_engine, make_session_factory
 from vpnreg.registry.models import Application
@@ -47,15 +48,7 @@ class Answer:
 def registry_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('contention') / 'registry.db'}"
-        return
-    server: PostgresServer = request.getfixturevalue("pg_server")
-    name = server.create_database("contention")
-    try:
-        yield server.url(name)
-    finally:
-        server.drop_database(name)
+    yield from database_url(request.param, tmp_path_factory, request)
 
 
 def _client() -> httpx.AsyncClient:

@@ -146,14 +146,7 @@ class OrganisationPublic(BaseModel):
 
     @classmethod
     def of(cls, org: OrganisationView) -> OrganisationPublic:
-        return cls(
-            id=org.id,
-            name=org.name,
-            category=org.category,
-            registration_number=org.registration_number,
-            national_id_last4=org.national_id_last4,
-            created_at=org.created_at,
-        )
+        return cls.model_validate(org, from_attributes=True)
 
 
 class ISPPublic(BaseModel):

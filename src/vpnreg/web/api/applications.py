@@ -209,14 +209,7 @@ def amendments(
 ) -> list[AmendmentPublic]:
     _visible(db, application_id, viewer)
     return [
-        AmendmentPublic(
-            id=a.id,
-            prefix_id=a.prefix_id,
-            peers=list(a.peers),
-            state=a.state,
-            requested_by=a.requested_by,
-            requested_at=a.requested_at,
-        )
+        AmendmentPublic.model_validate(a, from_attributes=True)
         for a in queries.pending_amendments(db, application_id=application_id)
     ]
 
@@ -361,14 +354,7 @@ def amend_peers(
         expected_version=expected_version(if_match),
     )
     app = queries.visible_application(db, application_id=application_id, viewer=user)
-    out = AmendmentPublic(
-        id=amendment.id,
-        prefix_id=amendment.prefix_id,
-        peers=list(amendment.peers),
-        state=amendment.state,
-        requested_by=amendment.requested_by,
-        requested_at=amendment.requested_at,
-    )
+    out = AmendmentPublic.model_validate(amendment, from_attributes=True)
     return JSONResponse(out.model_dump(mode="json"), status_code=202, headers={"ETag": etag(app)})
 
 
@@ -412,17 +398,7 @@ def _storage(request: Request) -> Any:
 
 
 def _document_public(doc: DocumentView) -> DocumentPublic:
-    return DocumentPublic(
-        id=doc.id,
-        application_id=doc.application_id,
-        kind=doc.kind,
-        filename=doc.filename,
-        sha256=doc.sha256,
-        size=doc.size,
-        media_type=doc.media_type,
-        uploaded_by=doc.uploaded_by,
-        uploaded_at=doc.uploaded_at,
-    )
+    return DocumentPublic.model_validate(doc, from_attributes=True)
 
 
 @router.get(
