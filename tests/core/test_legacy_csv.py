@@ -27,15 +27,23 @@ def test_rows_carry_their_file_line(eol: str) -> None:
     ]
 
 
-def test_a_quoted_newline_keeps_later_line_numbers_true() -> None:
+def test_a_quoted_newline_is_refused_and_later_line_numbers_stay_true() -> None:
     text = (
         f'{HEADER}\n"Multi\nLine",bank,NetCo,X,192.0.2.0/24,2027-01-31\n'
         "C,bank,N,Y,198.51.100.0/24,2027-01-31\n"
     )
     rows, problems = parse_legacy_csv(text)
-    assert problems == []
-    assert [r.line for r in rows] == [2, 4]
-    assert rows[0].organisation == "Multi\nLine"
+    assert [(p.line, p.value) for p in problems] == [(2, "Multi\nLine")]
+    assert "organisation holds a control character" in problems[0].message
+    assert [r.line for r in rows] == [4]
+
+
+@pytest.mark.parametrize("bad", ["A\x00B", "tab\there", "cr\rhere", "del\x7f"])
+def test_control_characters_in_any_field_are_refused(bad: str) -> None:
+    text = f'{HEADER}\nA,bank,N,"{bad}",192.0.2.0/24,2027-01-31\n'
+    rows, problems = parse_legacy_csv(text)
+    assert rows == []
+    assert problems[0].line == 2 and "subscriber_id" in problems[0].message
 
 
 @pytest.mark.parametrize(

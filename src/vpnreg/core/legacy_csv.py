@@ -49,6 +49,15 @@ def decode(data: bytes) -> tuple[str | None, CsvProblem | None]:
         return None, CsvProblem(line, bad, "not UTF-8")
 
 
+def _control_character_field(record: list[str]) -> tuple[str, str] | None:
+    """The first field (name, value) holding a control character: stored verbatim they would
+    break every later CSV, log line or page that shows them."""
+    for name, value in zip(LEGACY_HEADER, record, strict=True):
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+            return name, value
+    return None
+
+
 def parse_legacy_csv(text: str) -> tuple[list[LegacyRow], list[CsvProblem]]:
     """Split the file into rows. Returns every row it could read and every problem it found."""
     rows: list[LegacyRow] = []
@@ -75,6 +84,17 @@ def parse_legacy_csv(text: str) -> tuple[list[LegacyRow], list[CsvProblem]]:
                         line,
                         ",".join(record),
                         f"expected {len(LEGACY_HEADER)} fields, found {len(record)}",
+                    )
+                )
+                continue
+            bad = _control_character_field(record)
+            if bad is not None:
+                name, value = bad
+                problems.append(
+                    CsvProblem(
+                        line,
+                        value[:60],
+                        f"{name} holds a control character (NUL, line break, tab...)",
                     )
                 )
                 continue
