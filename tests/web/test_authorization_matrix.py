@@ -61,6 +61,7 @@ def test_every_route_has_a_policy_entry(api: Api) -> None:
     assert len(_routes(api)) > 30
 
 
+@pytest.mark.slow
 def test_every_route_as_every_role_matches_the_table(api: Api) -> None:
     app_id = int(str(api.create("ali", ["198.51.100.240/28"])["id"]))
     mismatches = []

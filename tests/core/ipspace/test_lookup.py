@@ -95,6 +95,7 @@ def test_direct_search_agrees_with_brute_force(
 
 
 # Each example builds two 2^24-entry tables (~0.1 s), so fewer examples.
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(nested_networks(), max_size=40), st.lists(probe_addresses(), max_size=60))
 def test_tables_agree_with_brute_force(prefixes: list[Network], probes: list[Address]) -> None:
