@@ -155,7 +155,9 @@ def review_revoke(
 def appeal_file(
     ref: AppRef,
     actor: Actor,
-    text: Annotated[str | None, typer.Option("--reason", help="Grounds of the appeal.")] = None,
+    text: Annotated[
+        str | None, typer.Option("--reason", help="Grounds of the appeal (required).")
+    ] = None,
     expect_version: ExpectVersion = None,
 ) -> None:
     """The applicant appeals a rejection."""
@@ -166,7 +168,7 @@ def appeal_file(
 def appeal_uphold(
     ref: AppRef,
     actor: Actor,
-    reason: Annotated[str | None, typer.Option(help="Why the rejection stands.")] = None,
+    reason: Annotated[str | None, typer.Option(help="Why the rejection stands (required).")] = None,
     expect_version: ExpectVersion = None,
 ) -> None:
     """A regulator upholds the rejection (final)."""
@@ -177,7 +179,7 @@ def appeal_uphold(
 def appeal_overturn(
     ref: AppRef,
     actor: Actor,
-    reason: Annotated[str | None, typer.Option(help="Why the rejection falls.")] = None,
+    reason: Annotated[str | None, typer.Option(help="Why the rejection falls (required).")] = None,
     expect_version: ExpectVersion = None,
 ) -> None:
     """A different regulator overturns; the application resumes after the rejecting step."""
