@@ -105,6 +105,12 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
         _install_sqlite_hooks(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    # As many connections as the web server has worker threads (AnyIO's 40): with SQLAlchemy's
+    # default of 15, writers waiting on a row lock held every connection and lookups queued
+    # behind them for one.
+    if "poolclass" not in kwargs:
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 30)
     return create_engine(parsed, **kwargs)
 
 

@@ -70,11 +70,12 @@ class Database:
 
         Not on the request pool: when every pool thread is busy, a session waiting there for
         its release would keep its connection (and on PostgreSQL its locks) from everyone.
-        Releasing never waits for a lock, so one thread keeps up.
+        Releasing never waits for a lock, so a few threads keep up (on PostgreSQL each release
+        is a round trip, so not one: a queue of them would delay every answer).
         """
         with self._lock:
             if self._releaser is None:
-                self._releaser = ThreadPoolExecutor(1, thread_name_prefix="vpnreg-release")
+                self._releaser = ThreadPoolExecutor(4, thread_name_prefix="vpnreg-release")
             releaser = self._releaser
         return releaser.submit(_close, session)
 
