@@ -23,6 +23,11 @@ class RegistryError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def field_errors(self) -> list[FieldError]:
+        """The problems to show beside a form: one, not tied to a field (ValidationFailed: each
+        field's own)."""
+        return [FieldError("", self.code, self.message)]
+
 
 class NotFound(RegistryError):
     """The named object does not exist."""
@@ -59,6 +64,9 @@ class ValidationFailed(RegistryError):
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         super().__init__(f"{first.field}: {first.message}{more}")
         self.errors = list(errors)
+
+    def field_errors(self) -> list[FieldError]:
+        return list(self.errors)
 
 
 class StateConflict(RegistryError):

@@ -92,12 +92,7 @@ def create_user(
             sector_body_id=_optional_id(form.get("sector_body_id")),
         )
     except RegistryError as exc:
-        errors = (
-            exc.errors
-            if isinstance(exc, ValidationFailed)
-            else [FieldError("", exc.code, str(exc))]
-        )
-        return _page(request, session, errors, status_code=exc.status)
+        return _failed(request, session, exc)
     return RedirectResponse("/admin/users?done=user_created", status_code=303)
 
 
@@ -124,10 +119,7 @@ def _link_ids(value: str) -> dict[str, int | None]:
 
 
 def _failed(request: Request, session: Session, exc: RegistryError) -> HTMLResponse:
-    errors = (
-        exc.errors if isinstance(exc, ValidationFailed) else [FieldError("", exc.code, str(exc))]
-    )
-    return _page(request, session, list(errors), status_code=exc.status)
+    return _page(request, session, exc.field_errors(), status_code=exc.status)
 
 
 @router.post(

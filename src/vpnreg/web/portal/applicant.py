@@ -371,11 +371,14 @@ def _after(
     application_id: PathId,
     exc: RegistryError,
 ) -> HTMLResponse:
-    errors = (
-        exc.errors if isinstance(exc, ValidationFailed) else [FieldError("", exc.code, str(exc))]
-    )
     return application_page(
-        request, session, user, config, application_id, errors=errors, status_code=exc.status
+        request,
+        session,
+        user,
+        config,
+        application_id,
+        errors=exc.field_errors(),
+        status_code=exc.status,
     )
 
 

@@ -268,12 +268,6 @@ def decide(
     return services.take_step(session, step, now=now, config=config)
 
 
-def _errors_of(exc: RegistryError) -> list[FieldError]:
-    if isinstance(exc, ValidationFailed):
-        return exc.errors
-    return [FieldError("", exc.code, str(exc))]
-
-
 @router.post(
     "/queue/bulk",
     dependencies=[allow(REVIEWERS)],
@@ -390,7 +384,7 @@ def queue_decide(
             config,
             clock.now(),
             application_id,
-            errors=_errors_of(exc),
+            errors=exc.field_errors(),
             status_code=exc.status,
         )
     return RedirectResponse("/queue?done=decided", status_code=303)
@@ -436,7 +430,7 @@ def approve_amendment(
                 config,
                 clock.now(),
                 back,
-                errors=_errors_of(exc),
+                errors=exc.field_errors(),
                 status_code=exc.status,
             )
         return render(
@@ -445,7 +439,7 @@ def approve_amendment(
             {
                 "title": "Peer change not approved",
                 "message": "",
-                "errors": _errors_of(exc),
+                "errors": exc.field_errors(),
                 "back": "/queue",
             },
             status_code=exc.status,

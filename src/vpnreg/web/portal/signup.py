@@ -175,12 +175,9 @@ def profile_save(
             registration_number=values["registration_number"] or None,
         )
     except RegistryError as exc:
-        errors = (
-            list(exc.errors)
-            if isinstance(exc, ValidationFailed)
-            else [FieldError("", exc.code, str(exc))]
+        return _profile_page(
+            request, session, user, form=values, errors=exc.field_errors(), status_code=422
         )
-        return _profile_page(request, session, user, form=values, errors=errors, status_code=422)
     return RedirectResponse("/profile?done=profile_saved", status_code=303)
 
 
