@@ -14,7 +14,6 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 
 from vpnreg import __version__
 from vpnreg.clock import Clock, SystemClock
@@ -27,6 +26,7 @@ from vpnreg.web.feed import install_feed
 from vpnreg.web.headers import SecurityHeaders
 from vpnreg.web.limits import BodyLimit
 from vpnreg.web.policy import EVERYONE, SAFE_METHODS, allow, build_policy
+from vpnreg.web.portal.pages import templates
 from vpnreg.web.problems import install_problem_handlers
 from vpnreg.web.security import signing_key
 
@@ -119,7 +119,6 @@ def create_app(
         redoc_url=None,
         dependencies=[Depends(enforce_policy)],
     )
-    templates = Jinja2Templates(directory=HERE / "templates")
     app.state.settings = settings
     app.state.signing_key = key
     app.state.clock = clock or SystemClock()

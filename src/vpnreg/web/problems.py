@@ -1,5 +1,10 @@
 """Errors as RFC 9457 problem details (application/problem+json), one place for every route.
 
+A person in a browser gets the same problem as an HTML page in the portal's layout instead
+(vpnreg.web.error_pages): what happened, what to do next and a way back. Machines keep the
+JSON: `/api/` and `/feed/` paths, requests with an Authorization header, HTMX fragment requests
+and any client whose Accept header does not ask for text/html.
+
 A problem's `type` is a URN naming its kind (`urn:vpnreg:problem:<code>`); `code` repeats the
 kind for clients that prefer a plain field. Validation problems list every field in `errors`,
 each with the field, a reason code and a message. Authorization refusals by the policy table
@@ -117,7 +122,8 @@ def field_errors(errors: Sequence[FieldError]) -> list[dict[str, Any]]:
     ]
 
 
-def registry_problem(err: RegistryError, instance: str | None = None) -> JSONResponse:
+def registry_parts(err: RegistryError) -> tuple[str, dict[str, Any], dict[str, str] | None]:
+    """A registry error's problem code, extra members and headers."""
     extra: dict[str, Any] = {}
     headers = {"Retry-After": "1"} if isinstance(err, Busy) else None
     if isinstance(err, ValidationFailed):
@@ -126,10 +132,7 @@ def registry_problem(err: RegistryError, instance: str | None = None) -> JSONRes
         extra.update(expected_version=err.expected, current_version=err.actual)
     elif isinstance(err, OverlapConflict):
         extra.update(prefix=err.prefix, other_prefix=err.other_prefix)
-    code = err.code.replace("_", "-")
-    return problem_response(
-        err.status, code, err.message, instance=instance, headers=headers, extra=extra
-    )
+    return err.code.replace("_", "-"), extra, headers
 
 
 def _field_name(loc: Sequence[Any]) -> str:
@@ -142,40 +145,73 @@ def _field_name(loc: Sequence[Any]) -> str:
     return name or "body"
 
 
-def _wants_page(request: Request) -> bool:
+def wants_page(request: Request) -> bool:
+    """Whether the caller is a person in a browser on a portal page (else: problem+json)."""
     path = request.url.path
     if path.startswith(("/api/", "/feed/")) or request.headers.get("authorization"):
+        return False
+    if request.headers.get("hx-request"):
+        # A fragment request: HTMX swaps no error answer into the page; scripts read the JSON.
         return False
     return "text/html" in request.headers.get("accept", "")
 
 
+def answer(
+    request: Request,
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    title: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Response:
+    """The one way an error leaves: an HTML page for a person, problem+json for everyone else."""
+    document = problem_response(
+        status,
+        code,
+        detail,
+        title=title,
+        instance=request.url.path,
+        headers=headers,
+        extra=extra,
+    )
+    if not wants_page(request):
+        return document
+    # Imported here: the page renderer needs web.auth, which itself raises Problem.
+    from vpnreg.web.error_pages import error_page
+
+    return error_page(request, status, code, detail, document, headers=headers)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
-    """Every error leaves as problem+json, whichever layer raised it."""
+    """Every error leaves through `answer`, whichever layer raised it."""
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> Response:
-        if exc.code == "not-signed-in" and _wants_page(request):
+        if exc.code == "not-signed-in" and wants_page(request):
             # A person following a link to a page: send them to sign in and back.
             target = quote(
                 request.url.path + (f"?{request.url.query}" if request.url.query else "")
             )
             return RedirectResponse(f"/login?next={target}", status_code=303)
-        return problem_response(
+        return answer(
+            request,
             exc.status,
             exc.code,
             exc.detail,
             title=exc.title,
-            instance=request.url.path,
             headers=exc.headers,
             extra=exc.extra,
         )
 
     @app.exception_handler(RegistryError)
-    async def _registry(request: Request, exc: RegistryError) -> JSONResponse:
-        return registry_problem(exc, request.url.path)
+    async def _registry(request: Request, exc: RegistryError) -> Response:
+        code, extra, headers = registry_parts(exc)
+        return answer(request, exc.status, code, exc.message, headers=headers, extra=extra)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errors = [
             {
                 "field": _field_name(e.get("loc", ())),
@@ -186,21 +222,23 @@ def install_problem_handlers(app: FastAPI) -> None:
         ]
         first = errors[0] if errors else {"field": "body", "message": "invalid"}
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        return problem_response(
+        return answer(
+            request,
             422,
             "validation-failed",
             f"{first['field']}: {first['message']}{more}",
-            instance=request.url.path,
             extra={"errors": errors},
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-        return problem_response(
-            exc.status_code,
-            code,
-            str(exc.detail),
-            instance=request.url.path,
-            headers=dict(exc.headers or {}),
+        return answer(
+            request, exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})
         )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # Starlette logs the exception and re-raises it after this answer; the caller learns
+        # nothing of its insides.
+        return answer(request, 500, "server-error", "the server failed to answer this request")

@@ -11,9 +11,11 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from vpnreg.web.auth import csrf_for, ensure_session_cookie
+from vpnreg.web.form_errors import shown_errors
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
+templates.env.globals["shown_errors"] = shown_errors
 
 #: Messages shown after a redirect, named by the `done` query parameter (never free text, so a
 #: crafted link cannot put words in the registry's mouth).
