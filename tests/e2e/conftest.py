@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import socket
 import threading
@@ -12,9 +13,12 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
 
-from tests.portal.world import PortalWorld, build_world
+from tests.portal.world import PortalWorld, build_world, settings_for
+from vpnreg.demo import load_demo
+from vpnreg.registry import db, services
+from vpnreg.settings import Settings
 from vpnreg.web.app import create_app
 
 CHROMIUM = "/usr/bin/chromium"
@@ -43,13 +47,11 @@ class LiveServer:
     world: PortalWorld
 
 
-@pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[LiveServer]:
-    world = build_world(tmp_path, dt.datetime.now(dt.UTC))
+@contextlib.contextmanager
+def serving(settings: Settings) -> Iterator[str]:
+    """The app on `settings` under uvicorn in a thread; yields its base URL."""
     port = free_port()
-    config = uvicorn.Config(
-        create_app(world.settings), host="127.0.0.1", port=port, log_level="warning"
-    )
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -59,16 +61,58 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
             pytest.fail("uvicorn did not start")
         time.sleep(0.05)
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", world)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
 
 
 @pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    world = build_world(tmp_path, dt.datetime.now(dt.UTC))
+    with serving(world.settings) as base_url:
+        yield LiveServer(base_url, world)
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A registry holding the demo data (every role, applications in every state), served."""
+    settings = settings_for(tmp_path_factory.mktemp("demo"))
+    db.upgrade(settings.database_url)
+    engine = db.make_engine(settings.database_url)
+    try:
+        with db.make_session_factory(engine)() as session:
+            load_demo(
+                session,
+                config=services.ServiceConfig.from_settings(settings),
+                now=dt.datetime.now(dt.UTC),
+            )
+            session.commit()
+    finally:
+        engine.dispose()
+    with serving(settings) as base_url:
+        yield base_url
+
+
+def launch(p: Playwright) -> Browser:
+    return p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+@pytest.fixture
 def browser() -> Iterator[Browser]:
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        chromium = launch(p)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="module")
+def module_browser() -> Iterator[Browser]:
+    """One Chromium for a whole module (the page walk opens a context per role)."""
+    with sync_playwright() as p:
+        chromium = launch(p)
         try:
             yield chromium
         finally:

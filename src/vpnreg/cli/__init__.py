@@ -53,6 +53,9 @@ def build_app(command: str | None = None) -> typer.Typer:
         no_args_is_help=True,
         pretty_exceptions_enable=False,
         add_completion=False,
+        # Plain help: Typer's rich panels print every option's type, so flags read
+        # `--help <bool>` as if they took a value; the plain formatter leaves flags bare.
+        rich_markup_mode=None,
     )
 
     @app.callback()
@@ -87,6 +90,21 @@ def _command_of(argv: list[str]) -> str | None:
     return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
+def _is_missing_command(err: TyperException) -> bool:
+    # Click's NoArgsIsHelpError, matched by name as Typer itself does: its message is the whole
+    # help text, which folded into one error line read as an empty or garbled `vpnreg: ` line.
+    return type(err).__name__ == "NoArgsIsHelpError" and getattr(err, "ctx", None) is not None
+
+
+def _say_missing_command(err: TyperException) -> None:
+    """A group named without a command: its help, then one line saying what is missing."""
+    ctx = err.ctx  # type: ignore[attr-defined]
+    typer.echo(ctx.get_help(), err=True)
+    commands = ctx.command.list_commands(ctx)
+    which = f" ({', '.join(commands)})" if len(commands) <= 8 else ""
+    say_error(f"'{ctx.command_path}' needs a command{which}; see the help above")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: runs the app and turns every error into one line on stderr."""
     args = sys.argv[1:] if argv is None else argv
@@ -99,6 +117,9 @@ def main(argv: list[str] | None = None) -> None:
         say_error("aborted")
         sys.exit(EXIT_REFUSED)
     except TyperException as err:
+        if _is_missing_command(err):
+            _say_missing_command(err)
+            sys.exit(EXIT_USAGE)
         # Typer's own copy of click's errors: usage errors carry exit code 2.
         format_message = getattr(err, "format_message", None)
         say_error(format_message() if callable(format_message) else str(err))
