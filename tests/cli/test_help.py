@@ -9,7 +9,15 @@ import pytest
 from tests.cli.conftest import Run
 
 #: Commands with flags of their own besides --help, groups, and the root.
-HELPS = [("lookup",), ("feed", "export"), ("review", "verify"), ("serve",), ("feed",), ("users",), ()]
+HELPS = [
+    ("lookup",),
+    ("feed", "export"),
+    ("review", "verify"),
+    ("serve",),
+    ("feed",),
+    ("users",),
+    (),
+]
 
 
 @pytest.mark.parametrize("command", HELPS, ids=lambda c: " ".join(("vpnreg", *c)))

@@ -173,7 +173,9 @@ def test_error_pages_say_what_happened_and_offer_a_way_back(
     assert page.locator("h1").inner_text() == "You cannot use this page"
     # The policy's wording ("... may not call GET /queue") is for machines, not shown.
     assert "GET /queue" not in page.locator("main").inner_text()
-    assert "role-not-allowed" in (page.locator("[data-problem]").get_attribute("data-problem") or "")
+    assert "role-not-allowed" in (
+        page.locator("[data-problem]").get_attribute("data-problem") or ""
+    )
 
 
 def test_machines_keep_problem_json(demo_server: str) -> None:

@@ -93,7 +93,7 @@ def error_page(
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     # Bare in a single-quoted attribute: none of the characters that could end it or start a
     # character reference is left (JSON reads `\u0027` as `'`).
-    problem_json = json.dumps(json.loads(document.body), separators=(",", ":"))
+    problem_json = json.dumps(json.loads(bytes(document.body)), separators=(",", ":"))
     for char in "'&<>":
         problem_json = problem_json.replace(char, f"\\u{ord(char):04x}")
     page = render(

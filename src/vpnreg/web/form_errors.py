@@ -74,10 +74,12 @@ def _label_and_usual_target(location: str, csv_id: str | None) -> tuple[str, str
     if location in FIELDS:
         return FIELDS[location]
     peers = "peers[" in location
-    row = _ROW.match(location)
-    indexed = _INDEXED.match(location)
-    if row or indexed:
-        n = row.group(1) if row else str(int(indexed.group(1)) + 1) if indexed else ""
+    n = None
+    if row := _ROW.match(location):
+        n = row.group(1)  # the form's own numbering, from 1
+    elif indexed := _INDEXED.match(location):
+        n = str(int(indexed.group(1)) + 1)
+    if n is not None:
         return (f"Peers of prefix {n}", f"peers-{n}") if peers else (f"Prefix {n}", f"prefix-{n}")
     if match := _CSV_LINE.match(location):
         where = f"CSV line {match.group(1)}"
@@ -86,7 +88,9 @@ def _label_and_usual_target(location: str, csv_id: str | None) -> tuple[str, str
     return _sentence(location.replace("_", " ")), ""
 
 
-def shown_errors(errors: Iterable[object], ids: Mapping[str, str] | None = None) -> list[ShownError]:
+def shown_errors(
+    errors: Iterable[object], ids: Mapping[str, str] | None = None
+) -> list[ShownError]:
     """Errors (anything with `field` and `message`, such as FieldError, or a mapping with
     those keys) for the page."""
     shown = []

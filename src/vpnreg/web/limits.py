@@ -1,4 +1,5 @@
-"""Request bodies are capped before they are read: 413 problem+json, never a 100 MB parse.
+"""Request bodies are capped before they are read: 413 (problem+json, or an error page for a
+person in a browser), never a 100 MB parse.
 
 A body declaring a larger Content-Length is refused at once, unread. A body without one
 (chunked) is read only up to the cap, then refused. Uploads (multipart) may carry one document
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from vpnreg.web.problems import problem_response
+from starlette.requests import Request
+
+from vpnreg.web.problems import answer
 
 #: A JSON body or a plain form: 256 prefixes with 64 peers each fit with room to spare.
 MAX_BODY_BYTES = 2 * 1024 * 1024
@@ -65,11 +68,11 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Any, receive: Any, send: Any, limit: int) -> None:
-        response = problem_response(
+        response = answer(
+            Request(scope),
             413,
             "body-too-large",
             f"the request body is larger than {limit // (1024 * 1024)} MiB; nothing was read",
-            instance=scope.get("path"),
             headers={"Connection": "close"},
         )
         await response(scope, receive, send)
