@@ -21,6 +21,8 @@ from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page
 
 from vpnreg.demo import DEMO_PASSWORD
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
 BLOCKING = {"serious", "critical"}
@@ -193,6 +195,7 @@ def test_a_failed_form_shows_the_error_summary_focused_and_linked(
     demo_server: str, role_context: BrowserContext
 ) -> None:
     page = role_context.new_page()
+    page.set_viewport_size({"width": 390, "height": 844})
     page.goto(demo_server + "/signup")
     page.fill("#s-name", "Summary Test Software House")
     page.select_option("#s-category", "software_house")
@@ -210,7 +213,10 @@ def test_a_failed_form_shows_the_error_summary_focused_and_linked(
     assert field.get_attribute("aria-invalid") == "true"
     described_by = (field.get_attribute("aria-describedby") or "").split()
     assert "s-reg-error" in described_by
-    assert "registration number" in page.locator("#s-reg-error").inner_text().lower()
+    assert page.locator("#s-reg-error").text_content() == (
+        "Error: Organisations give a registration number"
+    )
+    assert overflow(page) == 0
     link.click()
     assert page.evaluate("document.activeElement.id") == "s-reg"
     assert blocking_violations(page) == []
@@ -228,3 +234,57 @@ def test_skip_link_leads_to_the_main_content(
     assert skip.inner_text() == "Skip to main content"
     skip.press("Enter")
     assert page.evaluate("document.activeElement.id") == "main"
+
+
+def test_a_bad_prefix_row_is_linked_and_marked_on_the_apply_form(
+    demo_server: str, role_context: BrowserContext
+) -> None:
+    page = role_context.new_page()
+    page.set_viewport_size({"width": 390, "height": 844})
+    sign_in(page, demo_server, "applicant1")
+    page.goto(demo_server + "/apply")
+    page.select_option("#isp_id", index=1)
+    page.fill("#prefix-1", "10.0.0.0/8")
+    page.fill("#peers-1", "not-a-peer")
+    page.get_by_role("button", name="Submit application").click()
+    summary = page.locator("[data-error-summary]")
+    assert page.evaluate("document.activeElement.hasAttribute('data-error-summary')")
+    texts = summary.locator("a").all_inner_texts()
+    assert any(t.startswith("Prefix 1: ") for t in texts), texts
+    assert any(t.startswith("Peers of prefix 1: ") for t in texts), texts
+    assert "peers[" not in summary.inner_text() and "row 1" not in summary.inner_text()
+    for field in ("#prefix-1", "#peers-1"):
+        element = page.locator(field)
+        assert element.get_attribute("aria-invalid") == "true"
+        assert (element.get_attribute("aria-describedby") or "").split()[0] == f"{field[1:]}-error"
+    # The live prefix check keeps its place in the description.
+    assert "prefix-check-1" in (page.locator("#prefix-1").get_attribute("aria-describedby") or "")
+    assert overflow(page) == 0
+    assert blocking_violations(page) == []
+    page.screenshot(path=str(SCREENSHOTS / "applicant-apply-failed-phone.png"), full_page=True)
+
+
+def test_the_home_lookup_answer_stays_in_its_card_on_a_phone(
+    demo_server: str, role_context: BrowserContext
+) -> None:
+    page = role_context.new_page()
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(demo_server + "/")
+    for address in ("2001:db8:0:ffff:ffff:ffff:ffff:ffff", "192.0.2.1", "garbage"):
+        page.fill("#ip", address)
+        page.get_by_role("button", name="Check").click()
+        answer = page.locator("#lookup-answer")
+        answer.locator(".result, [data-error-summary]").first.wait_for()
+        card = page.locator("#lookup-answer").evaluate(
+            "el => [el.closest('.card').getBoundingClientRect().right,"
+            " Math.max(...[...el.querySelectorAll('*')].map(c => c.getBoundingClientRect().right))]"
+        )
+        assert card[1] <= card[0], (address, card)
+        assert overflow(page) == 0
+    # The bad address is marked on the box it was typed in, then cleared by the next answer.
+    assert page.locator("#ip").get_attribute("aria-invalid") == "true"
+    page.screenshot(path=str(SCREENSHOTS / "anonymous-home-lookup-phone.png"), full_page=True)
+    page.fill("#ip", "192.0.2.1")
+    page.get_by_role("button", name="Check").click()
+    page.locator("#lookup-answer .result").wait_for()
+    assert page.locator("#ip").get_attribute("aria-invalid") is None

@@ -56,7 +56,13 @@ class ShownError:
 
     @property
     def text(self) -> str:
+        """For the summary: which field, and what is wrong with it."""
         return f"{self.label}: {self.message}" if self.label else _sentence(self.message)
+
+    @property
+    def beside_field(self) -> str:
+        """For the message beside the field, under its label: what is wrong, as a sentence."""
+        return _sentence(self.message)
 
 
 def _sentence(text: str) -> str:
