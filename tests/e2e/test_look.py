@@ -170,6 +170,10 @@ def test_error_pages_say_what_happened_and_offer_a_way_back(
     assert page.locator("h1").inner_text() == "Page not found"
     assert page.locator("main a[href='/']").count() == 1
     sign_in(page, demo_server, "applicant1")
+    response = page.goto(demo_server + "/nonexistent")
+    assert response is not None and response.status == 404
+    # No route ran its policy check, yet the navigation is still the signed-in applicant's.
+    assert page.get_by_role("button", name="Sign out (applicant1)").count() == 1
     response = page.goto(demo_server + "/queue")
     assert response is not None and response.status == 403
     assert page.locator("h1").inner_text() == "You cannot use this page"

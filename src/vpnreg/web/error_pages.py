@@ -14,7 +14,9 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
+from vpnreg.web.auth import resolve_user, session_cookie
 from vpnreg.web.portal.pages import render
 
 #: status -> (what happened, what to do next)
@@ -75,6 +77,23 @@ def _back_link(request: Request) -> str | None:
     if parts.netloc != request.url.netloc or parts.path == request.url.path:
         return None
     return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+async def recognise_visitor(request: Request) -> None:
+    """Routes learn who is signed in from their policy check; a path no route serves never ran
+    one. Look the session cookie up, so the 404 page's navigation is the visitor's own."""
+    if hasattr(request.state, "principal") or session_cookie(request) is None:
+        return
+
+    def lookup() -> None:
+        with request.app.state.database.session() as session:
+            request.state.current_user = resolve_user(request, session, request.app.state.clock)
+
+    try:
+        await run_in_threadpool(lookup)
+    except Exception:
+        # The error page must render even when the database is what failed.
+        request.state.current_user = None
 
 
 def error_page(

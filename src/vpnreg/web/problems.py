@@ -178,7 +178,7 @@ def answer(
     )
     if not wants_page(request):
         return document
-    # Imported here: the page renderer needs web.auth, which itself raises Problem.
+    # Imported here (as below): the page renderer needs web.auth, which raises Problem.
     from vpnreg.web.error_pages import error_page
 
     return error_page(request, status, code, detail, document, headers=headers)
@@ -233,6 +233,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        if wants_page(request):
+            from vpnreg.web.error_pages import recognise_visitor
+
+            await recognise_visitor(request)
         return answer(
             request, exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})
         )
