@@ -292,3 +292,25 @@ def test_the_home_lookup_answer_stays_in_its_card_on_a_phone(
     page.get_by_role("button", name="Check").click()
     page.locator("#lookup-answer .result").wait_for()
     assert page.locator("#ip").get_attribute("aria-invalid") is None
+
+
+def test_the_bulk_confirmation_page_fits_and_passes_axe(
+    demo_server: str, role_context: BrowserContext
+) -> None:
+    page = role_context.new_page()
+    sign_in(page, demo_server, "isp1")
+    problems: list[str] = []
+    for width_name, (width, height) in WIDTHS.items():
+        page.set_viewport_size({"width": width, "height": height})
+        page.goto(demo_server + "/queue")
+        page.locator("#queue-items input[type=checkbox]").first.check()
+        page.get_by_role("button", name="Review decision…").click()
+        page.wait_for_url(re.compile(r"/queue/bulk$"))
+        assert page.locator("h1").inner_text().startswith("Confirm: ")
+        if (extra := overflow(page)) > 0:
+            problems.append(f"bulk confirmation at {width}px: {extra} px too wide")
+        problems += [f"bulk confirmation at {width}px: {v}" for v in blocking_violations(page)]
+        page.screenshot(
+            path=str(SCREENSHOTS / f"isp-bulk-confirm-{width_name}.png"), full_page=True
+        )
+    assert problems == []
