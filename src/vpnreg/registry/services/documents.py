@@ -55,9 +55,9 @@ def sniff_media_type(content: bytes) -> str | None:
         and len(content) >= 8 + 25 + 12
     ):
         width, height = struct.unpack(">II", content[16:24])
-        if 0 < width <= MAX_PNG_SIDE and 0 < height <= MAX_PNG_SIDE:
-            if width * height <= MAX_PNG_PIXELS:
-                return "image/png"
+        sides_fit = 0 < width <= MAX_PNG_SIDE and 0 < height <= MAX_PNG_SIDE
+        if sides_fit and width * height <= MAX_PNG_PIXELS:
+            return "image/png"
     return None
 
 
