@@ -9,6 +9,7 @@ and no archive is ever opened: a zip bomb is refused as what it is, a ZIP).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import re
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from vpnreg.files import stage
 from vpnreg.registry.audit_log import append_event
-from vpnreg.registry.errors import FieldError, NotFound, ValidationFailed
+from vpnreg.registry.errors import FieldError, NotFound, RegistryError, ValidationFailed
 from vpnreg.registry.models import Document
 from vpnreg.registry.services.actors import Actor, actor_name, actor_role, require_scope
 from vpnreg.registry.services.applications import load_application
@@ -36,6 +37,20 @@ _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 #: opens it (the registry itself never decodes one).
 MAX_PNG_SIDE = 16_384
 MAX_PNG_PIXELS = 80_000_000
+
+
+class StorageFull(RegistryError):
+    """The document store could not take the file (a full or failing disk); nothing stored."""
+
+    code = "storage_full"
+    #: 507 Insufficient Storage (RFC 4918): the server cannot store what the request needs.
+    status = 507
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"the document store cannot take the file now ({reason}); nothing was stored, "
+            "try again later"
+        )
 
 
 def sniff_media_type(content: bytes) -> str | None:
@@ -71,9 +86,16 @@ def _write_after_commit(session: Session, path: Path, content: bytes) -> None:
     is already there is the same bytes and is left alone."""
     if path.exists():
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Uploads carry applicants' papers: readable by the registry's own user only.
-    staged = stage(path, content, mode=0o600)
+    made_directory = not path.parent.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Uploads carry applicants' papers: readable by the registry's own user only.
+        staged = stage(path, content, mode=0o600)
+    except OSError as exc:  # stage removed its temporary file; the transaction rolls back
+        if made_directory:
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()
+        raise StorageFull(exc.strerror or type(exc).__name__) from exc
     on_outcome(session, committed=staged.put, rolled_back=staged.discard)
 
 
