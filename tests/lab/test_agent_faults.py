@@ -1,6 +1,7 @@
 """Faults of the agent itself, in the lab (issue 16): killed with SIGKILL while it holds blocks,
-restarted over a feed file that is now corrupt. nftables state owned by others (a table of
-another name, and a table named `vpnreg` in another family) stays byte-identical throughout."""
+restarted over a feed file that is now corrupt (nftables state owned by others, a table of
+another name and a table named `vpnreg` in another family, stays byte-identical throughout);
+and a verdict log on a full disk while it blocks."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 
 from tests.agent_gateway.feeds import Signer, entry, replace_file
 from tests.console import VPNREG
+from tests.fixtures.disk import fill, small_disk
 from tests.lab.conftest import Tunnels
 from tests.lab.netlab import A_IP, Daemon, Lab, wait_until
 from tests.lab.test_gateway_lab import HOME, new_wireguard_flow, restore_openvpn_tunnels
@@ -80,11 +82,11 @@ def foreign_state(lab: Lab) -> str:
 class Gateway:
     """`vpnreg gateway` enforcing in GW over a feed file, restartable over the same state."""
 
-    def __init__(self, lab: Lab, tmp: Path) -> None:
+    def __init__(self, lab: Lab, tmp: Path, *, verdicts: Path | None = None) -> None:
         self.lab, self.tmp = lab, tmp
         self.signer = Signer(tmp)
         self.feed = tmp / "feed.json"
-        self.verdicts = tmp / "verdicts.jsonl"
+        self.verdicts = verdicts or tmp / "verdicts.jsonl"
         self.daemon: Daemon | None = None
         self.runs = 0
 
@@ -182,3 +184,29 @@ def test_sigkill_while_blocking_then_restart_over_a_corrupt_feed(
             lab.gw_nft("delete", "table", "inet", "vpnreg")
         restore_openvpn_tunnels(lab, tunnels)
         assert lab.tunnel_works(tunnels.wireguard, within_s=15)
+
+
+def test_a_full_verdict_disk_does_not_stop_blocking(
+    lab: Lab, tunnels: Tunnels, tmp_path: Path
+) -> None:
+    with small_disk(tmp_path / "disk", size_kib=64) as disk:
+        gateway = Gateway(lab, tmp_path, verdicts=disk / "verdicts.jsonl")
+        try:
+            fill(disk)
+            gateway.publish(1, registered=False)
+            daemon = gateway.start()
+            new_wireguard_flow(lab, 51913)
+            assert wait_until(lambda: lab.tunnel_blocked(tunnels.wireguard), 10, 0), gateway.log()
+            assert wait_until(lambda: "verdicts go unrecorded" in gateway.log(), 5), gateway.log()
+            assert "No space left on device" in gateway.log()
+            assert daemon.alive() and held_keys(lab)
+            assert lab.plain_traffic_works()
+            daemon.stop()
+            assert daemon.process.returncode == 0, gateway.log()
+            assert not table_exists(lab)
+        finally:
+            if gateway.daemon is not None:
+                gateway.daemon.stop()
+            if table_exists(lab):
+                lab.gw_nft("delete", "table", "inet", "vpnreg")
+            assert lab.tunnel_works(tunnels.wireguard, within_s=15)
