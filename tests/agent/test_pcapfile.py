@@ -7,6 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.agent.badcaptures import (
+    pcapng_huge_block,
+    pcapng_huge_second_block,
+    random_bytes,
+    unprivileged,
+)
 from tests.agent.pcapbuild import pcap, pcapng, udp
 from vpnreg.agent.pcapfile import CaptureError, CaptureFormat, check_capture
 
@@ -76,6 +82,11 @@ DAMAGED = [
     ("pcapng-truncated-block", pcapng(FRAMES)[:-6], "truncated pcapng block"),
     ("pcapng-bad-total-length", _pcapng_with(4, 7), "bad pcapng block total length"),
     ("pcapng-trailing-mismatch", _pcapng_with(-4, 96), "trailing length"),
+    ("random-bytes", random_bytes(), "not a pcap or pcapng file (magic"),
+    ("pcap-magic-only", pcap(FRAMES)[:4], "truncated pcap global header"),
+    ("pcapng-truncated-shb", pcapng(FRAMES)[:6], "truncated block header"),
+    ("pcapng-4gib-section-header", pcapng_huge_block(), "block total length 4294967292"),
+    ("pcapng-1gib-packet-block", pcapng_huge_second_block(), "block total length 1073741824"),
     (
         "pcapng-bad-bom",
         pcapng(FRAMES)[:8] + b"\x00\x00\x00\x00" + pcapng(FRAMES)[12:],
@@ -97,6 +108,21 @@ def test_damaged_captures_are_refused(tmp_path: Path, data: bytes, message: str)
 def test_missing_file_is_a_capture_error(tmp_path: Path) -> None:
     with pytest.raises(CaptureError, match="cannot read"):
         check_capture(tmp_path / "absent.pcap")
+
+
+def test_a_directory_is_a_capture_error(tmp_path: Path) -> None:
+    where = tmp_path / "captures.pcap"
+    where.mkdir()
+    with pytest.raises(CaptureError, match="cannot read: Is a directory") as info:
+        check_capture(where)
+    assert info.value.path == where
+
+
+def test_an_unreadable_file_is_a_capture_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "secret.pcap", pcap(FRAMES))
+    path.chmod(0)
+    with unprivileged(), pytest.raises(CaptureError, match="cannot read: Permission denied"):
+        check_capture(path)
 
 
 def test_every_corpus_capture_is_sound(shared_dir: Path) -> None:

@@ -240,7 +240,7 @@ def test_documents_accept_pdf_and_png_by_content_only(api: Api) -> None:
     app_id = api.create("ali", ["192.0.2.224/28"])["id"]
     client = api.client("ali")
     url = f"/api/v1/applications/{app_id}/documents"
-    pdf = b"%PDF-1.4\n%test\n"
+    pdf = b"%PDF-1.4\n%test\n%%EOF\n"
     ok = client.post(url, files={"file": ("lease.pdf", pdf)}, data={"kind": "lease"})
     assert ok.status_code == 201, ok.text
     doc = ok.json()

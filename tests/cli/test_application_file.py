@@ -117,3 +117,65 @@ def test_the_console_script_refuses_in_one_line_with_exit_1(run: Run, tmp_path: 
     result = run("apply", str(path), "--actor", "alice")
     assert result.code == 1
     assert result.err_lines == [f"vpnreg: {path}: prefixes[0].peers[1]: must be a string"]
+
+
+def _raw_refusal(tmp_path: Path, data: bytes) -> CliError:
+    path = tmp_path / "application.yaml"
+    path.write_bytes(data)
+    with pytest.raises(CliError) as caught:
+        load_application_file(path)
+    return caught.value
+
+
+LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefg", "bcdefgh", strict=True)
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        pytest.param(
+            (LAUGHS + "organisation: *h\nisp: *h\nprefixes: *h\n").encode(),
+            "not valid YAML (YAML aliases (*a) are not accepted (line 2))",
+            id="billion-laughs",
+        ),
+        pytest.param(
+            DOCUMENTED.encode() + b"# " + b"x" * 300_000 + b"\n",
+            "larger than 262144 bytes; an application file is far smaller",
+            id="oversized",
+        ),
+        pytest.param(
+            DOCUMENTED.encode("utf-16"),
+            "not UTF-8 text (UTF-16 or binary?); save it as UTF-8",
+            id="utf-16",
+        ),
+        pytest.param(
+            DOCUMENTED.replace(
+                "  - 2001:db8:10::/48\n", "  - [" + "[" * 50 + "]" * 50 + "]\n"
+            ).encode(),
+            "prefixes[1]: must be a prefix or a mapping with prefix and peers (got list)",
+            id="deep-list-named-by-type",
+        ),
+    ],
+)
+def test_hostile_files_are_refused_cheaply_in_one_short_line(
+    tmp_path: Path, data: bytes, message: str
+) -> None:
+    err = _raw_refusal(tmp_path, data)
+    assert err.code == EXIT_REFUSED
+    assert str(err) == f"{tmp_path / 'application.yaml'}: {message}"
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "application.yaml"
+    path.write_bytes(b"\xef\xbb\xbf" + DOCUMENTED.encode())
+    assert load_application_file(path).organisation == "Acme Software"
+
+
+def test_the_longest_file_allowed_is_parsed_and_refused_by_its_limits(tmp_path: Path) -> None:
+    # 250 kB of peers in one flow list: parsed by libyaml, refused by the 64-peer limit
+    peers = ", ".join(["1"] * 85_000)
+    text = f"organisation: A\nisp: B\nprefixes:\n  - {{prefix: 192.0.2.0/24, peers: [{peers}]}}\n"
+    assert len(text) < 256 * 1024
+    assert str(refusal(tmp_path, text)).endswith("prefixes[0].peers: must have at most 64 items")

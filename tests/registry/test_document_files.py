@@ -7,13 +7,14 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from tests.fixtures.documents import png
 from tests.registry.conftest import World
 from tests.registry.flow import draft
 from vpnreg.clock import FrozenClock
 from vpnreg.registry import services
 from vpnreg.registry.services.documents import document_path, read_document, store_document
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+PNG = png()
 
 
 def test_a_document_is_stored_once_private_and_without_temporaries(

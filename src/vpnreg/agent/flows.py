@@ -25,6 +25,7 @@ from typing import Any
 from nfstream import NFPlugin, NFStreamer
 
 from vpnreg.agent import leanflow
+from vpnreg.agent.children import die_with_parent
 from vpnreg.agent.livecapture import install_immediate_mode
 from vpnreg.core.classify import FlowFeatures
 
@@ -552,6 +553,7 @@ def iter_flows(
         leanflow.install()
     else:
         leanflow.uninstall()
+    die_with_parent()  # the meters NFStream forks must not outlive a killed agent
     if not os.path.isfile(source):  # NFStream's own test: anything else is an interface name
         install_immediate_mode()
     streamer = NFStreamer(

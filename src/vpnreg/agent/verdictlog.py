@@ -12,17 +12,23 @@ time, UTC, from the clock) when it reaches `rotate_bytes` or when a line of a ne
 written. Retention: rotated files whose rotation time is older than `retention_days` are deleted
 at every rotation, at start and on reload. File names, not file-system times, carry the age, so
 the behaviour follows the injected clock.
+
+A full or failing disk never stops enforcement: a line that cannot be written is cut back off
+the file (so the log stays whole JSON lines), counted, and reported once on the agent's log;
+when writing works again the log says how many verdicts went unrecorded, and carries on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from vpnreg.agent.flows import FlowRecord
 from vpnreg.clock import Clock
@@ -35,6 +41,7 @@ _STAMP = "%Y%m%dT%H%M%SZ"
 _STAMP_RE = re.compile(r"\d{8}T\d{6}Z")
 #: Verdict logs hold addresses of people's machines: owner and group only.
 _FILE_MODE = 0o640
+_LOG = logging.getLogger(__name__)
 
 
 def format_time(moment: dt.datetime) -> str:
@@ -94,9 +101,11 @@ class VerdictLog:
         self.rotate_bytes = rotate_bytes
         self._check_limits()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh: IO[str] | None = None
+        self._fd: int | None = None
         self._day: dt.date | None = None
         self._size = 0
+        #: Verdicts not recorded since writing last failed (0 while the log is healthy).
+        self.unrecorded = 0
         self._open()
         self.prune()
 
@@ -113,30 +122,65 @@ class VerdictLog:
         self.prune()
 
     def _open(self) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _FILE_MODE)
-        self._fh = os.fdopen(fd, "a", encoding="utf-8")
-        self._size = self._fh.tell()
+        # Unbuffered: each line is one write(2), so nothing is held back to fail later.
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _FILE_MODE)
+        self._size = os.lseek(self._fd, 0, os.SEEK_END)
         self._day = _first_day(self.path) if self._size else None
 
     def write(self, line: Mapping[str, Any]) -> None:
+        """Append one line; never raises for a full or failing disk (see the module docs)."""
         now = self._clock.now()
-        text = json.dumps(line, separators=(",", ":"), ensure_ascii=True) + "\n"
-        if self._size and (
-            self._size + len(text) > self.rotate_bytes or self._day != now.astimezone(dt.UTC).date()
-        ):
-            self.rotate()
-        assert self._fh is not None
-        self._fh.write(text)
-        self._fh.flush()
-        self._size += len(text)
+        data = (json.dumps(line, separators=(",", ":"), ensure_ascii=True) + "\n").encode("ascii")
+        try:
+            if self._fd is None:
+                self._open()  # reopening failed before (a full disk at rotation)
+            if self._size and (
+                self._size + len(data) > self.rotate_bytes
+                or self._day != now.astimezone(dt.UTC).date()
+            ):
+                self.rotate()
+            self._append(data)
+        except OSError as exc:
+            self._unrecorded(exc)
+            return
+        if self.unrecorded:
+            _LOG.warning(
+                "verdict log %s: writing again; %d verdicts were not recorded",
+                self.path,
+                self.unrecorded,
+            )
+            self.unrecorded = 0
+        self._size += len(data)
         if self._day is None:
             self._day = now.astimezone(dt.UTC).date()
 
+    def _append(self, data: bytes) -> None:
+        assert self._fd is not None
+        done = 0
+        try:
+            while done < len(data):
+                done += os.write(self._fd, data[done:])
+        except OSError:
+            if done:  # part of the line reached the file: cut it back to whole lines
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, self._size)
+            raise
+
+    def _unrecorded(self, exc: OSError) -> None:
+        if not self.unrecorded:
+            _LOG.error(
+                "verdict log %s: cannot write (%s); verdicts go unrecorded until it can, "
+                "enforcement goes on",
+                self.path,
+                exc.strerror or exc,
+            )
+        self.unrecorded += 1
+
     def rotate(self) -> Path | None:
         """Rename the live file aside (if it holds anything) and start a new one."""
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         target: Path | None = None
         if self.path.exists() and self.path.stat().st_size:
             stamp = self._clock.now().astimezone(dt.UTC).strftime(_STAMP)
@@ -175,9 +219,9 @@ class VerdictLog:
         return deleted
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def _first_day(path: Path) -> dt.date | None:

@@ -69,7 +69,10 @@ def verdict_rows(path: Path, *, label: str) -> Iterator[dict[str, Any]]:
 
 def classify_command(
     pcaps: Annotated[
-        list[Path], typer.Argument(metavar="PCAP...", help="pcap or pcapng files to classify")
+        list[Path],
+        # readable=False: click would refuse the whole command for one unreadable file (exit
+        # 2); check_capture reports it in one line and the other files are still classified.
+        typer.Argument(metavar="PCAP...", help="pcap or pcapng files to classify", readable=False),
     ],
     output_format: Annotated[
         OutputFormat, typer.Option("--format", help="table or jsonl (one object per flow)")

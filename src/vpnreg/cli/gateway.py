@@ -14,7 +14,12 @@ from vpnreg.cli.runtime import EXIT_USAGE, clock, fail
 
 def gateway_command(
     pcap: Annotated[
-        Path | None, typer.Option("--pcap", metavar="FILE", help="read flows from a capture file")
+        Path | None,
+        # readable=False: check_capture reports an unreadable capture like any other bad one
+        # (exit 1, the file named), where click would call it a usage error.
+        typer.Option(
+            "--pcap", metavar="FILE", help="read flows from a capture file", readable=False
+        ),
     ] = None,
     interface: Annotated[
         str | None, typer.Option("--interface", metavar="IF", help="capture live on an interface")

@@ -3,13 +3,17 @@
 The files live under a storage directory outside the web root, named by their SHA-256, so the
 same file uploaded twice is stored once and a name from the uploader never reaches the file
 system. A file reaches its place only when the upload's transaction commits. Only PDF and PNG
-are accepted, recognised from the content, not from the name.
+are accepted, recognised from the content's structure, not from the name (so no ZIP-based type,
+and no archive is ever opened: a zip bomb is refused as what it is, a ZIP).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import re
+import struct
 from pathlib import Path
 
 from sqlalchemy import select
@@ -17,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from vpnreg.files import stage
 from vpnreg.registry.audit_log import append_event
-from vpnreg.registry.errors import FieldError, NotFound, ValidationFailed
+from vpnreg.registry.errors import FieldError, NotFound, RegistryError, ValidationFailed
 from vpnreg.registry.models import Document
 from vpnreg.registry.services.actors import Actor, actor_name, actor_role, require_scope
 from vpnreg.registry.services.applications import load_application
@@ -25,17 +29,50 @@ from vpnreg.registry.services.transaction import on_outcome, service_transaction
 from vpnreg.registry.views import DocumentView
 
 MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
-_SIGNATURES = (
-    (b"%PDF-", "application/pdf"),
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-)
+_PDF_HEADER = re.compile(rb"%PDF-[12]\.[0-9]")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_IHDR = b"\x00\x00\x00\x0dIHDR"
+_PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+#: A PNG of more pixels than a 600 dpi scan of an A3 page is a decompression bomb for whoever
+#: opens it (the registry itself never decodes one).
+MAX_PNG_SIDE = 16_384
+MAX_PNG_PIXELS = 80_000_000
+
+
+class StorageFull(RegistryError):
+    """The document store could not take the file (a full or failing disk); nothing stored."""
+
+    code = "storage_full"
+    #: 507 Insufficient Storage (RFC 4918): the server cannot store what the request needs.
+    status = 507
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"the document store cannot take the file now ({reason}); nothing was stored, "
+            "try again later"
+        )
 
 
 def sniff_media_type(content: bytes) -> str | None:
-    """application/pdf or image/png from the first bytes, or None for anything else."""
-    for magic, media_type in _SIGNATURES:
-        if content.startswith(magic):
-            return media_type
+    """application/pdf or image/png when the content is built like one, else None.
+
+    Not only the first bytes: a PDF must also end with its `%%EOF` marker, and a PNG must start
+    with its header chunk, end with its end chunk and claim a plausible size. So a file that
+    merely begins like one (an HTML page, a ZIP or an executable behind `%PDF-`), a truncated
+    upload, or a pixel bomb is refused. Nothing is decoded or decompressed.
+    """
+    if _PDF_HEADER.match(content) and b"%%EOF" in content[-1024:]:
+        return "application/pdf"
+    if (
+        content.startswith(_PNG_SIGNATURE)
+        and content[8:16] == _PNG_IHDR
+        and content.rstrip(b"\x00").endswith(_PNG_IEND)
+        and len(content) >= 8 + 25 + 12
+    ):
+        width, height = struct.unpack(">II", content[16:24])
+        sides_fit = 0 < width <= MAX_PNG_SIDE and 0 < height <= MAX_PNG_SIDE
+        if sides_fit and width * height <= MAX_PNG_PIXELS:
+            return "image/png"
     return None
 
 
@@ -49,15 +86,25 @@ def _write_after_commit(session: Session, path: Path, content: bytes) -> None:
     is already there is the same bytes and is left alone."""
     if path.exists():
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Uploads carry applicants' papers: readable by the registry's own user only.
-    staged = stage(path, content, mode=0o600)
+    made_directory = not path.parent.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Uploads carry applicants' papers: readable by the registry's own user only.
+        staged = stage(path, content, mode=0o600)
+    except OSError as exc:  # stage removed its temporary file; the transaction rolls back
+        if made_directory:
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()
+        raise StorageFull(exc.strerror or type(exc).__name__) from exc
     on_outcome(session, committed=staged.put, rolled_back=staged.discard)
 
 
 def _clean_filename(filename: str) -> str:
-    name = Path(filename.replace("\\", "/")).name.strip() or "document"
-    return "".join(ch for ch in name if ch.isprintable())[:255]
+    """The name as shown, never used on disk: its last path part, printable characters only
+    (no NUL, no bidirectional or zero-width controls), at most 255, never "." or ".."."""
+    name = Path(filename.replace("\\", "/").replace("\x00", "")).name
+    name = "".join(ch for ch in name if ch.isprintable()).strip()[:255]
+    return "document" if name.strip(".") == "" else name
 
 
 def store_document(
@@ -82,8 +129,10 @@ def store_document(
         errors.append(
             FieldError("file", "too_large", f"the file is larger than {max_bytes} bytes", filename)
         )
-    media_type = sniff_media_type(content)
-    if content and media_type is None:
+    # Typed only when complete: a route reads one byte past the limit, and that cut-off head
+    # must be called too large, not also "not a PDF" for its missing end.
+    media_type = sniff_media_type(content) if 0 < len(content) <= max_bytes else None
+    if 0 < len(content) <= max_bytes and media_type is None:
         errors.append(FieldError("file", "unsupported_type", "only PDF and PNG files", filename))
     if errors:
         raise ValidationFailed(errors)
