@@ -64,8 +64,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def vpnreg_serve(url: str, data_dir: Path) -> Iterator[str]:
-    """`vpnreg serve` on a free 127.0.0.1 port; yields the base URL, stops it after."""
+def vpnreg_serve(url: str, data_dir: Path, *options: str) -> Iterator[str]:
+    """`vpnreg serve` on a free 127.0.0.1 port, with extra command-line `options`; yields the
+    base URL, stops it after."""
     port = _free_port()
     env = {
         **os.environ,
@@ -78,7 +79,7 @@ def vpnreg_serve(url: str, data_dir: Path) -> Iterator[str]:
     log_path = data_dir / "server.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [str(VPNREG), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [str(VPNREG), "serve", "--host", "127.0.0.1", "--port", str(port), *options],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
