@@ -122,3 +122,17 @@ class Busy(RegistryError):
 
     def __init__(self) -> None:
         super().__init__("the registry is busy; nothing was changed, try again in a moment")
+
+
+class Unavailable(Busy):
+    """The database could not be reached: restarting, or the connection was lost mid-request.
+
+    Answered like Busy (503 with Retry-After). A write whose connection broke may or may not
+    have been committed; clients retry it the way they would after a timeout."""
+
+    code = "unavailable"
+
+    def __init__(self) -> None:
+        RegistryError.__init__(
+            self, "the registry's database is unavailable for a moment; try again shortly"
+        )
