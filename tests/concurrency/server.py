@@ -67,6 +67,15 @@ def _free_port() -> int:
 def vpnreg_serve(url: str, data_dir: Path, *options: str) -> Iterator[str]:
     """`vpnreg serve` on a free 127.0.0.1 port, with extra command-line `options`; yields the
     base URL, stops it after."""
+    with serve_process(url, data_dir, *options) as (base, _process):
+        yield base
+
+
+@contextlib.contextmanager
+def serve_process(
+    url: str, data_dir: Path, *options: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """As vpnreg_serve, also yielding the process (for benchmarks that watch its memory)."""
     port = _free_port()
     env = {
         **os.environ,
@@ -94,7 +103,7 @@ def vpnreg_serve(url: str, data_dir: Path, *options: str) -> Iterator[str]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"vpnreg serve did not start:\n{log_path.read_text()}")
                 time.sleep(0.1)
-            yield base
+            yield base, process
         finally:
             process.terminate()
             try:

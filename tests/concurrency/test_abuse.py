@@ -29,6 +29,7 @@ BODY_TIMEOUT_S = 3.0
 #: A loaded 2-core machine may fire a deadline late; a socket still open after this is a failure.
 MARGIN_S = 8.0
 SLOW_CLIENTS = 300
+KEEP_ALIVE_S = 1
 
 
 @pytest.fixture
@@ -44,6 +45,8 @@ def base(tmp_path: Path) -> Iterator[str]:
         str(BODY_TIMEOUT_S),
         "--max-connections",
         "400",
+        "--keep-alive",
+        str(KEEP_ALIVE_S),
     ) as served:
         yield served
 
@@ -134,6 +137,43 @@ def test_slow_bodies_are_cut_off_while_others_are_answered(base: str) -> None:
     assert not late, f"{len(late)} of {SLOW_CLIENTS} slow-body sockets open for {max(late)} s"
     assert all(b" 408 " in answer.split(b"\r\n", 1)[0] for _, answer in closed), closed[:3]
     assert ordinary and set(ordinary) == {200}, ordinary
+
+
+def test_kept_alive_connections_idle_or_slow_are_closed(base: str) -> None:
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+    async def after_one_answer(then: bytes) -> tuple[float, bytes]:
+        host, port = _address(base)
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        await reader.readexactly(length)
+        started = time.monotonic()
+        reading = asyncio.create_task(reader.read())
+        for byte in then:
+            if reading.done():
+                break
+            with contextlib.suppress(ConnectionError):
+                writer.write(bytes([byte]))
+            await asyncio.wait([reading], timeout=0.2)
+        rest = b""
+        with contextlib.suppress(ConnectionError):
+            rest = await asyncio.wait_for(reading, timeout=HEADER_TIMEOUT_S + MARGIN_S)
+        writer.close()
+        return time.monotonic() - started, rest
+
+    idle, nothing = asyncio.run(after_one_answer(b""))
+    assert idle <= KEEP_ALIVE_S + MARGIN_S and nothing == b""
+    # The next request's head, sent a byte at a time, has its own deadline.
+    slow, answer = asyncio.run(after_one_answer(b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"a" * 200))
+    assert slow <= HEADER_TIMEOUT_S + MARGIN_S
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
 
 
 def test_connections_over_the_limit_get_503_then_the_server_recovers(base: str) -> None:

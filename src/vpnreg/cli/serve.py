@@ -22,7 +22,7 @@ def serve(
         typer.Option(
             min=0.001,
             help="Seconds a client has to send a request's line and headers, then 408 and "
-            "close (default: 10, or VPNREG_HTTP_HEADER_TIMEOUT_S).",
+            "close (default: VPNREG_HTTP_HEADER_TIMEOUT_S, else 10).",
         ),
     ] = None,
     body_timeout: Annotated[
@@ -30,7 +30,7 @@ def serve(
         typer.Option(
             min=0.001,
             help="Seconds a client has to send a request's body once the headers are in "
-            "(default: 60, or VPNREG_HTTP_BODY_TIMEOUT_S).",
+            "(default: VPNREG_HTTP_BODY_TIMEOUT_S, else 60).",
         ),
     ] = None,
     keep_alive: Annotated[
@@ -38,7 +38,7 @@ def serve(
         typer.Option(
             min=1,
             help="Seconds an idle kept-alive connection stays open "
-            "(default: 5, or VPNREG_HTTP_KEEP_ALIVE_S).",
+            "(default: VPNREG_HTTP_KEEP_ALIVE_S, else 5).",
         ),
     ] = None,
     max_connections: Annotated[
@@ -46,7 +46,7 @@ def serve(
         typer.Option(
             min=1,
             help="Open connections beyond which requests get 503 with Retry-After "
-            "(default: 1000, or VPNREG_HTTP_MAX_CONNECTIONS).",
+            "(default: VPNREG_HTTP_MAX_CONNECTIONS, else 1000).",
         ),
     ] = None,
 ) -> None:
