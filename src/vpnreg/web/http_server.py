@@ -14,6 +14,9 @@ sockets stayed open for a minute and more. This subclass of uvicorn's httptools 
 
 A client that misses a deadline gets 408 (when no answer was started) and its socket is
 closed. Body sizes are capped separately, by vpnreg.web.limits (413).
+
+This relies on the httptools protocol's internals (`cycle`, `connections`, `tasks`, `app`, the
+parser callbacks); tests/concurrency/test_abuse.py fails if a uvicorn upgrade changes them.
 """
 
 from __future__ import annotations
