@@ -136,7 +136,7 @@ def _unavailable_when_unreachable(context: ExceptionContext) -> None:
         context.original_exception, dbapi.OperationalError
     )
     if lost or refused:
-        raise Unavailable() from context.original_exception
+        raise Unavailable(str(context.original_exception)) from context.original_exception
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
