@@ -40,6 +40,16 @@ class Settings(BaseSettings):
     feed_max_wait_s: float = Field(default=60.0, gt=0)
     #: How many deltas the server keeps; older clients get a reset and fetch the snapshot.
     feed_max_deltas: int = Field(default=256, ge=1)
+    #: Portal sign-ups allowed per client address within an hour (every attempt counts).
+    signup_limit_per_hour: int = Field(default=10, ge=1, le=100_000)
+    #: `vpnreg serve` and slow clients: a request's line and headers must arrive within this
+    #: many seconds (slow loris), its body within `http_body_timeout_s` once the head is in.
+    http_header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    http_body_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    #: How long an idle kept-alive connection stays open between requests.
+    http_keep_alive_s: int = Field(default=5, ge=1, le=3600)
+    #: Open connections (and requests in progress) beyond this get 503 with Retry-After.
+    http_max_connections: int = Field(default=1000, ge=1, le=100_000)
 
     @property
     def is_production(self) -> bool:

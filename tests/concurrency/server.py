@@ -64,8 +64,18 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def vpnreg_serve(url: str, data_dir: Path) -> Iterator[str]:
-    """`vpnreg serve` on a free 127.0.0.1 port; yields the base URL, stops it after."""
+def vpnreg_serve(url: str, data_dir: Path, *options: str) -> Iterator[str]:
+    """`vpnreg serve` on a free 127.0.0.1 port, with extra command-line `options`; yields the
+    base URL, stops it after."""
+    with serve_process(url, data_dir, *options) as (base, _process):
+        yield base
+
+
+@contextlib.contextmanager
+def serve_process(
+    url: str, data_dir: Path, *options: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """As vpnreg_serve, also yielding the process (for benchmarks that watch its memory)."""
     port = _free_port()
     env = {
         **os.environ,
@@ -78,7 +88,7 @@ def vpnreg_serve(url: str, data_dir: Path) -> Iterator[str]:
     log_path = data_dir / "server.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [str(VPNREG), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [str(VPNREG), "serve", "--host", "127.0.0.1", "--port", str(port), *options],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -93,7 +103,7 @@ def vpnreg_serve(url: str, data_dir: Path) -> Iterator[str]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"vpnreg serve did not start:\n{log_path.read_text()}")
                 time.sleep(0.1)
-            yield base
+            yield base, process
         finally:
             process.terminate()
             try:

@@ -12,7 +12,6 @@ from tests.portal.forms import apply, csrf, sign_in, sign_out
 from tests.portal.world import PASSWORD, PortalWorld
 from vpnreg.registry import db
 from vpnreg.registry.services import queries
-from vpnreg.web.portal.signup import SIGNUP_LIMIT
 
 HX = {"HX-Request": "true"}
 
@@ -134,8 +133,8 @@ def _organisation_names(world: PortalWorld) -> list[str]:
         engine.dispose()
 
 
-def test_sign_ups_are_throttled_per_address(client: TestClient) -> None:
-    for i in range(SIGNUP_LIMIT):
+def test_sign_ups_are_throttled_per_address(client: TestClient, world: PortalWorld) -> None:
+    for i in range(world.settings.signup_limit_per_hour):
         assert post_signup(client, password="x", username=f"u{i}").status_code == 422
     blocked = post_signup(client)
     assert blocked.status_code == 429

@@ -17,7 +17,7 @@ from vpnreg.clock import Clock
 from vpnreg.core.excerpt import quoted
 from vpnreg.registry import services
 from vpnreg.registry.db import current_revision, make_engine, make_session_factory
-from vpnreg.registry.errors import RegistryError, ValidationFailed
+from vpnreg.registry.errors import RegistryError, Unavailable, ValidationFailed
 from vpnreg.registry.models import ISP, Organisation, SectorBody, User
 from vpnreg.registry.views import ApplicationView, UserView
 from vpnreg.settings import Settings
@@ -80,6 +80,8 @@ def error_lines(err: RegistryError) -> list[str]:
             )
             lines.append(f"{problem.field}: {problem.message} [{problem.code}]{value}")
         return lines
+    if isinstance(err, Unavailable) and err.reason:
+        return [f"{err} ({err.reason})"]
     return [str(err)]
 
 

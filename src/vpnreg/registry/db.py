@@ -11,8 +11,10 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from vpnreg.registry.errors import Unavailable
 
 #: Where the migration scripts live: inside the package, so an installed wheel can upgrade.
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -104,6 +106,8 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
         engine = create_engine(parsed, **kwargs)
         _install_sqlite_hooks(engine)
         return engine
+    # A connection the server dropped (a restart) is found and replaced before use, and a
+    # pool whose connections all died is emptied at the first one found dead.
     kwargs.setdefault("pool_pre_ping", True)
     # As many connections as the web server has worker threads (AnyIO's 40): with SQLAlchemy's
     # default of 15, writers waiting on a row lock held every connection and lookups queued
@@ -111,7 +115,28 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 30)
-    return create_engine(parsed, **kwargs)
+    engine = create_engine(parsed, **kwargs)
+    event.listen(engine, "handle_error", _unavailable_when_unreachable)
+    return engine
+
+
+def _unavailable_when_unreachable(context: ExceptionContext) -> None:
+    """A server that cannot be reached (refusing, starting up, shutting down) or a connection
+    lost mid-request is `Unavailable` (503 with Retry-After), not an internal error.
+
+    SQLAlchemy has already invalidated the connection (and, on a disconnect, the whole pool)
+    when it calls this, so the next request connects afresh: the server recovers by itself."""
+    if context.is_pre_ping or not isinstance(context.original_exception, Exception):
+        # A dead connection found by the pre-ping is SQLAlchemy's to replace, silently.
+        return
+    dbapi = context.dialect.loaded_dbapi
+    lost = context.is_disconnect
+    # `connection` is None only when connecting failed: the server is down or not ready.
+    refused = context.connection is None and isinstance(
+        context.original_exception, dbapi.OperationalError
+    )
+    if lost or refused:
+        raise Unavailable(str(context.original_exception)) from context.original_exception
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

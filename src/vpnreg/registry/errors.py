@@ -122,3 +122,20 @@ class Busy(RegistryError):
 
     def __init__(self) -> None:
         super().__init__("the registry is busy; nothing was changed, try again in a moment")
+
+
+class Unavailable(Busy):
+    """The database could not be reached: restarting, or the connection was lost mid-request.
+
+    Answered like Busy (503 with Retry-After). A write whose connection broke may or may not
+    have been committed; clients retry it the way they would after a timeout. `reason` is the
+    driver's own line (host, socket, what failed): for operators (the CLI prints it), never
+    for web clients."""
+
+    code = "unavailable"
+
+    def __init__(self, reason: str = "") -> None:
+        RegistryError.__init__(
+            self, "the registry's database is unavailable for a moment; try again shortly"
+        )
+        self.reason = " ".join(reason.split())[:300]

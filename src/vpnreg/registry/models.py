@@ -465,6 +465,20 @@ class LoginFailure(Base):
     failed_at: Mapped[dt.datetime]
 
 
+class SignupAttempt(Base):
+    """One sign-up attempt from a client address, kept for the throttle's window.
+
+    A table of its own: sign-ups are counted per address whatever the username, and signing in
+    (which clears that user's failures) never touches them."""
+
+    __tablename__ = "signup_attempts"
+    __table_args__ = (Index("ix_signup_attempts_address_attempted_at", "address", "attempted_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(64))
+    attempted_at: Mapped[dt.datetime]
+
+
 class OutboxMessage(Base):
     """A rendered notification e-mail waiting to be sent; written in the change's transaction."""
 

@@ -47,6 +47,7 @@ from vpnreg.core.feed.versions import DEFAULT_MAX_DELTAS
 from vpnreg.core.review import Role
 from vpnreg.feedkeys import ensure_dev_key, load_private_key
 from vpnreg.registry import services
+from vpnreg.registry.errors import Unavailable
 from vpnreg.registry.services.feed_publisher import CatchUp
 from vpnreg.registry.services.unit_of_work import Database
 from vpnreg.settings import Settings
@@ -385,6 +386,9 @@ class FeedServer:
                     self._signal()
             except asyncio.CancelledError:
                 raise
+            except Unavailable as err:
+                # The database is restarting or unreachable: say so in one line, no traceback.
+                _LOG.warning("feed publish: %s; retrying in %.1f s", err, options.check_interval_s)
             except Exception:
                 # A database hiccup must not stop the scheduler; the next tick tries again.
                 _LOG.exception("feed publish failed; retrying in %.1f s", options.check_interval_s)

@@ -150,6 +150,11 @@ def import_legacy(
                 problem(row, "valid_until", "past", f"{row.valid_until} is in the past")
 
     with service_transaction(session):
+        # The audit head is locked before anything is checked: an import (or any writer)
+        # running meanwhile finishes first, and the checks below then see what it wrote, so
+        # two imports of one file started together give one import and one clean refusal
+        # (PostgreSQL; on SQLite the write unit's BEGIN IMMEDIATE already serialises them).
+        chain = None if dry_run else AuditChain(session)
         orgs = {o.name: o for o in session.scalars(select(Organisation))}
         isps = {i.name: i.id for i in session.scalars(select(ISP))}
         new_org_category: dict[str, tuple[str, int]] = {}
@@ -196,7 +201,8 @@ def import_legacy(
                 organisations_created=len({r.organisation for r in items} - orgs.keys()),
                 isps_created=len({r.isp for r in items} - isps.keys()),
             )
-        return _write(session, items, orgs, isps, now, config, report_progress)
+        assert chain is not None
+        return _write(session, chain, items, orgs, isps, now, config, report_progress)
 
 
 def _check_registry_overlaps(
@@ -227,6 +233,7 @@ def _check_registry_overlaps(
 
 def _write(
     session: Session,
+    chain: AuditChain,
     items: list[_Row],
     orgs: dict[str, Organisation],
     isps: dict[str, int],
@@ -234,7 +241,6 @@ def _write(
     config: ServiceConfig,
     report_progress: Progress,
 ) -> ImportReport:
-    chain = AuditChain(session)
     org_ids = {name: o.id for name, o in orgs.items()}
     new_orgs = new_isps = 0
     for row in items:

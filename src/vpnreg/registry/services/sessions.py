@@ -94,6 +94,14 @@ def login_throttle(
         LoginFailure.failed_at > since,
     )
     count, oldest = session.execute(query).one()
+    return throttle_from(count=count, oldest=oldest, limit=limit, window=window, now=now)
+
+
+def throttle_from(
+    *, count: int, oldest: dt.datetime | None, limit: int, window: dt.timedelta, now: dt.datetime
+) -> Throttle:
+    """Blocked when `count` events (the oldest at `oldest`) within `window` reach `limit`;
+    free again when the oldest leaves the window."""
     if count < limit or oldest is None:
         return Throttle(blocked=False)
     if oldest.tzinfo is None:

@@ -6,7 +6,9 @@ lock of their own, `db.writer_gate`, so they take turns instead of polling SQLit
 read transaction the session had open is ended first; objects loaded in it stay usable
 (sessions do not expire on commit). When the lock is taken, the attempt is retried until
 WRITE_WAIT_S has passed, so contention costs time, never an error; only a lock held for longer
-than that gives `Busy` (HTTP 503).
+than that gives `Busy` (HTTP 503). A database that cannot be reached gives `Unavailable` (also
+503, raised by the engine: vpnreg.registry.db); a unit is never run again after it, since a
+connection lost at commit leaves the outcome unknown.
 
 Units nest: a service called inside another service's unit joins it (one transaction, one
 commit at the outermost), so a composite user action is all or nothing. Work outside the
@@ -32,7 +34,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from vpnreg.core.review import PermissionDenied, TransitionError
 from vpnreg.registry.db import WRITE_UNIT, is_lock_timeout, writer_gate
-from vpnreg.registry.errors import Busy, Forbidden, StaleVersion, StateConflict
+from vpnreg.registry.errors import Busy, Forbidden, StaleVersion, StateConflict, Unavailable
 
 #: How long a write unit keeps trying to take SQLite's write lock before answering Busy.
 WRITE_WAIT_S = 30.0
@@ -175,6 +177,9 @@ def run_unit(session: Session, work: Callable[[], T]) -> T:
     for attempt in range(UNIT_ATTEMPTS):
         try:
             return work()
+        except Unavailable:
+            # A connection lost at commit leaves the outcome unknown: the client decides.
+            raise
         except Busy:
             if attempt == UNIT_ATTEMPTS - 1:
                 raise

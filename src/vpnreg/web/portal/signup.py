@@ -1,14 +1,12 @@
 """Applicants' own pages about who they are: the public sign-up (a new organisation and its first
 login, then signed in) and the organisation profile (its public details, editable).
 
-Sign-ups are throttled per client address like sign-ins: every attempt is counted in the
-sign-in failure table under the pseudo-username SIGNUP_ACTOR, and past the limit within the
-window the page answers 429 with Retry-After.
+Sign-ups are throttled per client address (vpnreg.registry.services.signups): every attempt
+counts, at most VPNREG_SIGNUP_LIMIT_PER_HOUR (10) an hour, and signing in does not reset the
+count; past the limit the page answers 429 with Retry-After.
 """
 
 from __future__ import annotations
-
-import datetime as dt
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -17,8 +15,8 @@ from vpnreg.core.review import Role
 from vpnreg.registry import services
 from vpnreg.registry.errors import FieldError, RegistryError, ValidationFailed
 from vpnreg.registry.services import queries
-from vpnreg.registry.services.profile import INDIVIDUAL_CATEGORIES, SIGNUP_ACTOR
-from vpnreg.registry.services.sessions import login_throttle, record_login_failure
+from vpnreg.registry.services.profile import INDIVIDUAL_CATEGORIES
+from vpnreg.registry.services.signups import admit_signup
 from vpnreg.web.auth import sign_in
 from vpnreg.web.policy import APPLICANT, EVERYONE, allow, only
 from vpnreg.web.portal.deps import Config, DbSession, PortalClock, PortalUser, forbid_unless
@@ -27,9 +25,6 @@ from vpnreg.web.portal.review import CATEGORIES
 from vpnreg.web.posted import Posted
 
 router = APIRouter(include_in_schema=False)
-#: Sign-up attempts allowed per client address within the window.
-SIGNUP_LIMIT = 10
-SIGNUP_WINDOW = dt.timedelta(hours=1)
 FIELDS = ("name", "category", "registration_number", "username")
 
 
@@ -81,14 +76,8 @@ def signup(
     national_id = form.get("national_id").strip()
     now = clock.now()
     address = _address(request)
-    throttle = login_throttle(
-        session,
-        username=SIGNUP_ACTOR,
-        address=address,
-        now=now,
-        limit=SIGNUP_LIMIT,
-        window=SIGNUP_WINDOW,
-    )
+    limit: int = request.app.state.settings.signup_limit_per_hour
+    throttle = admit_signup(session, address=address, now=now, limit=limit)
     if throttle.blocked:
         minutes = max(1, (throttle.retry_after + 59) // 60)
         problem = FieldError("", "throttled", f"Too many sign-ups. Try again in {minutes} minutes.")
@@ -99,7 +88,6 @@ def signup(
             status_code=429,
             headers={"Retry-After": str(throttle.retry_after)},
         )
-    record_login_failure(session, username=SIGNUP_ACTOR, address=address, now=now)
     try:
         user = services.sign_up(
             session,
@@ -181,4 +169,4 @@ def profile_save(
     return RedirectResponse("/profile?done=profile_saved", status_code=303)
 
 
-__all__ = ["SIGNUP_LIMIT", "router"]
+__all__ = ["router"]
