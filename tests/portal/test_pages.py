@@ -28,9 +28,9 @@ def test_lookup_of_garbage_is_a_422_page_with_the_problem(client: TestClient) ->
 
 
 def test_status_of_an_unknown_tracking_number_is_404(client: TestClient) -> None:
-    response = client.get("/status", params={"tracking_number": "VPN-2026-999999"})
+    response = client.get("/status", params={"tracking_number": "VPN-2026-ABCD-EFGH"})
     assert response.status_code == 404
-    assert "VPN-2026-999999" in response.text
+    assert "VPN-2026-ABCD-EFGH" in response.text
 
 
 def test_status_page_shows_state_but_not_the_organisation(
@@ -39,7 +39,7 @@ def test_status_page_shows_state_but_not_the_organisation(
     sign_in(client, "ali")
     app_id = apply(client, world, "203.0.113.0/28")
     page = client.get(f"/applications/{app_id}").text
-    tracking = re.search(r"VPN-\d{4}-\d{6}", page)
+    tracking = re.search(r"VPN-\d{4}-[0-9A-Z]{4}-[0-9A-Z]{4}", page)
     assert tracking is not None
     public = TestClient(client.app).get("/status", params={"tracking_number": tracking.group(0)})
     assert public.status_code == 200

@@ -18,9 +18,10 @@ from sqlalchemy.orm import Session
 from vpnreg.files import stage
 from vpnreg.registry.audit_log import append_event
 from vpnreg.registry.errors import FieldError, NotFound, ValidationFailed
-from vpnreg.registry.models import Document
-from vpnreg.registry.services.actors import Actor, actor_name, actor_role, require_scope
+from vpnreg.registry.models import Application, Document
+from vpnreg.registry.services.actors import Actor, Person, actor_name, actor_role, require_scope
 from vpnreg.registry.services.applications import load_application
+from vpnreg.registry.services.queries import visibility
 from vpnreg.registry.services.transaction import on_outcome, service_transaction
 from vpnreg.registry.views import DocumentView
 
@@ -126,6 +127,56 @@ def list_documents(session: Session, *, application_id: int) -> list[DocumentVie
             select(Document).where(Document.application_id == application_id).order_by(Document.id)
         )
     ]
+
+
+def open_document(
+    session: Session,
+    *,
+    application_id: int,
+    document_id: int,
+    viewer: Person,
+    now: dt.datetime,
+    storage_dir: Path,
+) -> tuple[DocumentView, bytes]:
+    """A document of an application `viewer` may see (the same scope rule as for seeing the
+    application), with its bytes; the download is an audit event written in the unit that
+    checked the scope. NotFound for anything out of scope, so its existence is not told."""
+    with service_transaction(session):
+        app = session.scalar(
+            select(Application).where(Application.id == application_id, visibility(viewer))
+        )
+        doc = session.get(Document, document_id)
+        if app is None or doc is None or doc.application_id != app.id:
+            raise NotFound("document", document_id)
+        path = document_path(storage_dir, doc.sha256)
+        if not path.is_file():
+            raise NotFound("document file", document_id)
+        content = path.read_bytes()
+        append_event(
+            session,
+            time=now,
+            actor=actor_name(viewer),
+            action="download_document",
+            object_type="application",
+            object_id=app.id,
+            after={"document": doc.id, "kind": doc.kind, "sha256": doc.sha256},
+        )
+    return DocumentView.of(doc), content
+
+
+def download_filename(doc: DocumentView) -> str:
+    """The stored name made safe for a Content-Disposition header: ASCII letters, digits and
+    `._-` only (anything else becomes `_`), never empty, never a dot file."""
+    cleaned = "".join(
+        ch if ch.isascii() and (ch.isalnum() or ch in "._-") else "_" for ch in doc.filename
+    )
+    cleaned = cleaned.lstrip(".")[:100]
+    extension = {"application/pdf": ".pdf", "image/png": ".png"}.get(doc.media_type, "")
+    if not cleaned.strip("_"):
+        cleaned = f"document-{doc.id}{extension}"
+    elif extension and not cleaned.lower().endswith(extension):
+        cleaned += extension
+    return cleaned
 
 
 def read_document(

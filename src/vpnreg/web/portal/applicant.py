@@ -9,12 +9,13 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from vpnreg.core.ipspace import PrefixError, validate_prefix
-from vpnreg.core.review import TERMINAL_STATES, Role, State
+from vpnreg.core.review import Role
 from vpnreg.registry import services
 from vpnreg.registry.errors import FieldError, NotFound, RegistryError, ValidationFailed
 from vpnreg.registry.services import documents, queries
 from vpnreg.registry.views import OrganisationView, UserView
 from vpnreg.web.bounds import FormVersion, PathId, parse_id
+from vpnreg.web.documents import document_response
 from vpnreg.web.policy import APPLICANT, READERS, allow, only
 from vpnreg.web.portal.deps import (
     Config,
@@ -264,27 +265,6 @@ def my_applications(
     return render(request, "applications.html", {"organisation": org, "applications": rows})
 
 
-def applicant_actions(state: str, role: str) -> list[str]:
-    if role != Role.APPLICANT:
-        return []
-    actions: list[str] = []
-    if state == State.DRAFT:
-        actions += ["submit"]
-    if state in (State.ACTIVE, State.EXPIRING):
-        actions += ["renew"]
-    if state == State.REJECTED:
-        actions += ["appeal"]
-    if state in (
-        State.DRAFT,
-        State.SUBMITTED,
-        State.ISP_VERIFIED,
-        State.SECTOR_ENDORSED,
-        State.REJECTED,
-    ):
-        actions += ["withdraw", "upload"]
-    return actions
-
-
 def application_page(
     request: Request,
     session: DbSession,
@@ -296,6 +276,7 @@ def application_page(
     status_code: int = 200,
 ) -> HTMLResponse:
     app = queries.visible_application(session, application_id=application_id, viewer=user)
+    actions = services.available_actions(session, app, user, config=config)
     return render(
         request,
         "application.html",
@@ -303,11 +284,12 @@ def application_page(
             "app": app,
             "valid_from_local": local_time(app.valid_from, config.tz) if app.valid_from else "",
             "steps": timeline_steps(session, application_id=app.id, tz=config.tz),
-            "actions": applicant_actions(app.state, user.role),
+            "actions": actions,
+            "reviewable": user.role != Role.APPLICANT and bool(actions),
             "documents": documents.list_documents(session, application_id=app.id),
             "document_kinds": DOCUMENT_KINDS,
             "amendments": queries.open_amendments(session, viewer=user, application_id=app.id),
-            "can_amend": user.role == Role.APPLICANT and State(app.state) not in TERMINAL_STATES,
+            "can_amend": services.AMEND_PEERS in actions,
             "errors": errors or [],
         },
         status_code=status_code,
@@ -358,6 +340,31 @@ def upload_document(
     except RegistryError as exc:
         return _after(request, session, user, config, application_id, exc)
     return RedirectResponse(f"/applications/{application_id}?done=uploaded", status_code=303)
+
+
+@router.get(
+    "/applications/{application_id}/documents/{document_id}",
+    dependencies=[allow(READERS)],
+    name="portal.download_document",
+)
+def download_document(
+    request: Request,
+    session: DbSession,
+    user: PortalUser,
+    clock: PortalClock,
+    application_id: PathId,
+    document_id: PathId,
+) -> Response:
+    """Reviewers and the applicant open a document within their scope; each download is audited."""
+    doc, content = documents.open_document(
+        session,
+        application_id=application_id,
+        document_id=document_id,
+        viewer=user,
+        now=clock.now(),
+        storage_dir=request.app.state.document_dir,
+    )
+    return document_response(doc, content)
 
 
 Version = FormVersion

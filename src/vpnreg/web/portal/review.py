@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from vpnreg.core.review import ACTION_ARGUMENTS, Action, Role, State, argument_problems
 from vpnreg.registry import services
 from vpnreg.registry.errors import FieldError, NotFound, RegistryError, ValidationFailed
-from vpnreg.registry.services import ServiceConfig, queries
+from vpnreg.registry.services import ServiceConfig, documents, queries
 from vpnreg.registry.services.unit_of_work import DbSession as Session
 from vpnreg.registry.views import ApplicationView, UserView
 from vpnreg.web.bounds import PathId, parse_id
@@ -71,26 +71,13 @@ def waits_for(app: ApplicationView, role: str, config: ServiceConfig) -> bool:
     return True
 
 
-def decisions(app: ApplicationView, role: str, config: ServiceConfig) -> list[str]:
-    """The buttons a reviewer of `role` gets for `app` (the service still has the last word)."""
-    state = app.state
-    endorsed = config.needs_endorsement(app.category)
-    if role == Role.ISP and state == State.SUBMITTED:
-        return ["verify", "reject"]
-    if role == Role.SECTOR_BODY and state == State.ISP_VERIFIED and endorsed:
-        return ["endorse", "reject"]
-    if role == Role.REGULATOR:
-        if state == State.SUBMITTED:
-            return ["reject"]
-        if state == State.ISP_VERIFIED:
-            return ["reject"] if endorsed else ["approve", "reject"]
-        if state == State.SECTOR_ENDORSED:
-            return ["approve", "reject"]
-        if state == State.APPEALED:
-            return ["uphold", "overturn"]
-        if state in (State.APPROVED, State.ACTIVE, State.EXPIRING):
-            return ["revoke"]
-    return []
+def decisions(
+    session: Session, app: ApplicationView, user: UserView, config: ServiceConfig
+) -> list[str]:
+    """The decisions `user` gets buttons for on `app`: exactly the reviewer steps the registry
+    would accept now (services.available_actions), positive ones first."""
+    offered = services.available_actions(session, app, user, config=config)
+    return [a for a in LABELS if a in offered]
 
 
 @dataclass(frozen=True)
@@ -104,6 +91,7 @@ class QueueItem:
     prefixes: str
     age: str
     waiting_since: dt.datetime
+    decisions: tuple[str, ...]
 
 
 def _queue(
@@ -139,6 +127,7 @@ def _queue(
                     prefixes=", ".join(p.prefix for p in app.prefixes),
                     age=age_text(app.updated_at, now),
                     waiting_since=app.updated_at,
+                    decisions=tuple(decisions(session, app, user, config)),
                 )
             )
     # Oldest first: the longest wait is the most urgent.
@@ -159,7 +148,7 @@ def queue_page(
 ) -> Response:
     forbid_unless(user, Role.ISP, Role.SECTOR_BODY, Role.REGULATOR)
     items = _queue(session, user, config, clock.now(), category=category, search=q.strip())
-    offered = {d for i in items for d in _bulk_decisions(user.role, i.state, config, i)}
+    offered = {d for i in items for d in i.decisions}
     # The positive decision first, so the default is never a rejection.
     bulk = [a for a in LABELS if a in offered]
     return render(
@@ -178,17 +167,6 @@ def queue_page(
             ),
         },
     )
-
-
-def _bulk_decisions(role: str, state: str, config: ServiceConfig, item: QueueItem) -> list[str]:
-    fake = _StateView(state=state, category=item.category)
-    return decisions(fake, role, config)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class _StateView:
-    state: str
-    category: str
 
 
 def _item_page(
@@ -212,9 +190,10 @@ def _item_page(
             "findings": prefix_findings(session, app, now=now, config=config),
             "steps": timeline_steps(session, application_id=app.id, tz=config.tz),
             "decisions": [
-                (d, LABELS[d], d in NEEDS_REASON) for d in decisions(app, user.role, config)
+                (d, LABELS[d], d in NEEDS_REASON) for d in decisions(session, app, user, config)
             ],
             "appeals": queries.application_appeals(session, application_id=app.id),
+            "documents": documents.list_documents(session, application_id=app.id),
             "reason_codes": REASON_CODES,
             "errors": errors or [],
             "valid_from_local": local_time(app.valid_from, config.tz) if app.valid_from else "",
