@@ -96,9 +96,16 @@ def test_rejection_appeal_and_overturn_by_another_reviewer(registry: Run, tmp_pa
 
 def test_withdraw_and_overlap_naming_the_holder(registry: Run, tmp_path: Path) -> None:
     first = _apply(registry, tmp_path)
+    # Both in review at once: the first approved wins, the second is refused at approval.
+    second = _apply(registry, tmp_path, APPLICATION.replace("2001:db8:10::/48", "2001:db8:11::/48"))
     for verb, actor in (("verify", "isp1"), ("endorse", "seb"), ("approve", "reg1")):
         assert registry("review", verb, first, "--actor", actor).code == 0
-    second = _apply(registry, tmp_path, APPLICATION.replace("2001:db8:10::/48", "2001:db8:11::/48"))
+    # Once registered, the same space is refused at submission already, naming the holder.
+    path = tmp_path / "third.yaml"
+    path.write_text(APPLICATION.replace("2001:db8:10::/48", "2001:db8:12::/48"))
+    third = registry("apply", str(path), "--actor", "alice")
+    assert third.code == 1
+    assert first in third.err and "already registered" in third.err
     registry("review", "verify", second, "--actor", "isp1")
     registry("review", "endorse", second, "--actor", "seb")
     clash = registry("review", "approve", second, "--actor", "reg1")

@@ -208,8 +208,20 @@ def test_create_application_reports_every_problem_at_once(
 def test_overlapping_approval_is_refused_naming_the_holder(
     session: Session, world: World, config: services.ServiceConfig, clock: FrozenClock
 ) -> None:
-    first = approved(session, world, config, clock.now(), [("203.0.113.0/24", [])], bank=True)
+    # Both in review at once (a submission overlapping space already registered is refused at
+    # submit, tests/registry/test_submission.py): the first to be approved wins.
+    first = ready_for_decision(
+        session, world, config, clock.now(), [("203.0.113.0/24", [])], bank=True
+    )
     second = ready_for_decision(session, world, config, clock.now(), [("203.0.113.128/25", [])])
+    first = act(
+        "approve",
+        session,
+        application_id=first.id,
+        actor=world.regulator,
+        now=clock.now(),
+        config=config,
+    )
     with pytest.raises(OverlapConflict) as info:
         act(
             "approve",
