@@ -21,6 +21,7 @@ from vpnreg.registry.services.unit_of_work import DbSession as Session
 from vpnreg.registry.views import ApplicationView, UserView
 from vpnreg.web.bounds import PathId, parse_id
 from vpnreg.web.policy import ISP, REGULATOR, SECTOR_BODY, allow, only
+from vpnreg.web.portal.banners import decision_banner, result_line
 from vpnreg.web.portal.deps import (
     Config,
     DbSession,
@@ -145,9 +146,12 @@ def queue_page(
     config: Config,
     category: str = "",
     q: str = "",
+    application: str = "",
+    step: str = "",
 ) -> Response:
     forbid_unless(user, Role.ISP, Role.SECTOR_BODY, Role.REGULATOR)
     items = _queue(session, user, config, clock.now(), category=category, search=q.strip())
+    banner = _decided_banner(session, user, application, step)
     offered = {d for i in items for d in i.decisions}
     # The positive decision first, so the default is never a rejection.
     bulk = [a for a in LABELS if a in offered]
@@ -155,6 +159,7 @@ def queue_page(
         request,
         "queue.html",
         {
+            **({"flash": banner} if banner else {}),
             "items": items,
             "categories": CATEGORIES,
             "category": category,
@@ -167,6 +172,18 @@ def queue_page(
             ),
         },
     )
+
+
+def _decided_banner(session: Session, user: UserView, application: str, step: str) -> str | None:
+    """After a decision: what was decided on which application, read back from the registry."""
+    app_id = parse_id(application)
+    if app_id is None:
+        return None
+    try:
+        app = queries.visible_application(session, application_id=app_id, viewer=user)
+    except NotFound:
+        return None
+    return decision_banner(app, step)
 
 
 def _item_page(
@@ -187,7 +204,7 @@ def _item_page(
         {
             "app": app,
             "age": age_text(app.updated_at, now),
-            "findings": prefix_findings(session, app, now=now, config=config),
+            "findings": prefix_findings(session, app, now=now, config=config, viewer=user),
             "steps": timeline_steps(session, application_id=app.id, tz=config.tz),
             "decisions": [
                 (d, LABELS[d], d in NEEDS_REASON) for d in decisions(session, app, user, config)
@@ -307,7 +324,7 @@ def queue_bulk(
     results = []
     for (app_id, version), app in zip(picked, apps, strict=True):
         try:
-            decide(
+            after = decide(
                 session,
                 action=action,
                 application_id=app_id,
@@ -318,9 +335,9 @@ def queue_bulk(
                 reason_code=reason_code,
                 reason=reason,
             )
-            results.append((app.tracking_number, True, LABELS[action]))
+            results.append((app.tracking_number, True, result_line(action, True, after)))
         except RegistryError as exc:
-            results.append((app.tracking_number, False, str(exc)))
+            results.append((app.tracking_number, False, result_line(action, False, app, str(exc))))
     return render(request, "bulk_done.html", {"results": results, "label": LABELS[action]})
 
 
@@ -366,7 +383,10 @@ def queue_decide(
             errors=exc.field_errors(),
             status_code=exc.status,
         )
-    return RedirectResponse("/queue?done=decided", status_code=303)
+    return RedirectResponse(
+        f"/queue?done=decided&application={application_id}&step={form.get('action')}",
+        status_code=303,
+    )
 
 
 @router.post(
