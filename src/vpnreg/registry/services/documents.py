@@ -172,7 +172,7 @@ def download_filename(doc: DocumentView) -> str:
     )
     cleaned = cleaned.lstrip(".")[:100]
     extension = {"application/pdf": ".pdf", "image/png": ".png"}.get(doc.media_type, "")
-    if not cleaned.strip("_"):
+    if not any(ch.isalnum() for ch in cleaned.lower().removesuffix(extension)):
         cleaned = f"document-{doc.id}{extension}"
     elif extension and not cleaned.lower().endswith(extension):
         cleaned += extension
