@@ -130,7 +130,7 @@ def test_bulk_decisions_show_a_confirmation_before_acting(
     assert 'name="confirm" value="yes"' in confirm.text
     assert "203.0.113.0/28" in client.get("/queue").text
     done = client.post("/queue/bulk", data={**data, "confirm": "yes"})
-    assert done.text.count(">done<") == 2
+    assert done.text.count("<td>verified</td>") == 2
     assert "203.0.113.0/28" not in client.get("/queue").text
 
 

@@ -8,7 +8,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.portal.forms import apply, csrf, sign_in, sign_out
+from tests.portal.forms import apply, csrf, move, sign_in, sign_out
 from tests.portal.world import PASSWORD, PortalWorld
 from vpnreg.registry import db
 from vpnreg.registry.services import queries
@@ -44,21 +44,6 @@ def audit_actions(world: PortalWorld, object_type: str) -> list[tuple[str, str]]
             return [(e.actor, e.action) for e in page.items]
     finally:
         engine.dispose()
-
-
-def move(client: TestClient, who: str, app_id: int, action: str, version: int) -> None:
-    sign_in(client, who)
-    response = client.post(
-        f"/queue/{app_id}/decide",
-        data={
-            "csrf_token": csrf(client, f"/queue/{app_id}"),
-            "action": action,
-            "version": str(version),
-        },
-        follow_redirects=False,
-    )
-    assert response.status_code == 303, response.text
-    sign_out(client)
 
 
 # --- sign-up and profile --------------------------------------------------------------------
