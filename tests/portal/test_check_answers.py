@@ -91,7 +91,8 @@ def test_check_page_blocks_registered_space_with_the_reason_and_submit_is_refuse
     page = client.get(f"/applications/{app_id}/check").text
     blocking = re.search(r'<div class="problem" role="alert" id="blocking">(.*?)</div>', page, re.S)
     assert blocking is not None
-    assert "198.51.100.0/28 overlaps 198.51.100.0/24, which is already registered" in page
+    reason = re.sub(r"<[^>]+>", "", blocking.group(1))
+    assert "198.51.100.0/28 overlaps 198.51.100.0/24, which is already registered" in reason
     # Another organisation's registration is not named to this applicant.
     assert bank_tracking not in page and "another organisation&#39;s registration" in page
     assert f'action="/applications/{app_id}/check"' not in page

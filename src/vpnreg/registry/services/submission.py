@@ -29,17 +29,19 @@ def may_see(session: Session, viewer: Person | None, application_id: int) -> boo
     return found is not None
 
 
-def registered_overlap_text(overlap: Overlap, *, named: bool) -> str:
-    """Why `overlap` blocks a submission, naming the registration only if `named`."""
+def registered_overlap_text(overlap: Overlap, *, named: bool, lead: bool = True) -> str:
+    """Why `overlap` blocks a submission, naming the registration only if `named`; `lead`
+    False leaves out the asked prefix (a page that shows it beside the text)."""
     whose = (
         f"registration {overlap.tracking_number}"
         if named and overlap.tracking_number
         else "another organisation's registration"
     )
-    return (
-        f"{overlap.prefix} overlaps {overlap.other_prefix}, which is already registered "
-        f"({whose}); registered space cannot be applied for again"
+    text = (
+        f"overlaps {overlap.other_prefix}, which is already registered ({whose}); "
+        "registered space cannot be applied for again"
     )
+    return f"{overlap.prefix} {text}" if lead else text
 
 
 def registered_overlaps(

@@ -34,7 +34,7 @@ from vpnreg.web.portal.prefix_forms import (
     rows_from_form,
     split_peers,
 )
-from vpnreg.web.portal.requirements import document_kinds, required_documents
+from vpnreg.web.portal.requirements import KIND_LABELS, document_kinds, required_documents
 from vpnreg.web.portal.steps import timeline_steps
 from vpnreg.web.posted import Posted
 
@@ -300,6 +300,7 @@ def application_page(
             "reviewable": user.role != Role.APPLICANT and bool(actions),
             "documents": documents.list_documents(session, application_id=app.id),
             "document_kinds": document_kinds(app.category).offered,
+            "kind_labels": KIND_LABELS,
             "amendments": queries.open_amendments(session, viewer=user, application_id=app.id),
             "can_amend": services.AMEND_PEERS in actions,
             "errors": errors or [],
@@ -461,7 +462,6 @@ def _check_page(
     if app.state != State.DRAFT:
         return RedirectResponse(f"/applications/{app.id}", status_code=303)
     findings = prefix_findings(session, app, now=clock.now(), config=config, viewer=user)
-    kinds = document_kinds(app.category)
     return render(
         request,
         "check.html",
@@ -471,7 +471,7 @@ def _check_page(
             "blocking": [f for f in findings if f.blocks],
             "needs_endorsement": config.needs_endorsement(app.category),
             "documents": documents.list_documents(session, application_id=app.id),
-            "kind_labels": {k.kind: k.label for k in kinds.offered},
+            "kind_labels": KIND_LABELS,
             "errors": errors or [],
         },
         status_code=status_code,

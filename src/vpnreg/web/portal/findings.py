@@ -77,7 +77,7 @@ def prefix_findings(
         for hit in hits:
             named = may_see(session, viewer, hit.application_id)
             if hit.registered and app.renews_id != hit.application_id and app.state == "draft":
-                text = registered_overlap_text(hit, named=named)
+                text = registered_overlap_text(hit, named=named, lead=False)
                 findings.append(Finding(prefix, False, text, blocks=True))
             else:
                 findings.append(Finding(prefix, False, overlap_text(hit, named=named)))

@@ -21,6 +21,10 @@ FREELANCER_LETTER = DocumentKind("freelancer_letter", "Letter confirming freelan
 SECTOR_CERTIFICATE = DocumentKind("sector_certificate", "Sector body certificate")
 MISSION_NOTE = DocumentKind("diplomatic_note", "Note verbale from the ministry")
 OTHER = DocumentKind("supporting_document", "Other supporting document")
+#: What each kind is called on a page, whatever the category.
+KIND_LABELS: dict[str, str] = {
+    k.kind: k.label for k in (FREELANCER_LETTER, SECTOR_CERTIFICATE, MISSION_NOTE, OTHER)
+}
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from vpnreg.web.portal.deps import (
 )
 from vpnreg.web.portal.findings import prefix_findings
 from vpnreg.web.portal.pages import age_text, local_time, render
+from vpnreg.web.portal.requirements import KIND_LABELS
 from vpnreg.web.portal.steps import timeline_steps
 from vpnreg.web.posted import Posted
 
@@ -211,6 +212,7 @@ def _item_page(
             ],
             "appeals": queries.application_appeals(session, application_id=app.id),
             "documents": documents.list_documents(session, application_id=app.id),
+            "kind_labels": KIND_LABELS,
             "reason_codes": REASON_CODES,
             "errors": errors or [],
             "valid_from_local": local_time(app.valid_from, config.tz) if app.valid_from else "",
