@@ -47,6 +47,22 @@ def test_status_page_shows_state_but_not_the_organisation(
     assert "Lahore Code Works" not in public.text
 
 
+def test_status_answers_only_a_full_tracking_number(client: TestClient, world: PortalWorld) -> None:
+    sign_in(client, "ali")
+    app_id = apply(client, world, "203.0.113.0/28")
+    found = re.search(
+        r"VPN-\d{4}-[0-9A-Z]{4}-[0-9A-Z]{4}", client.get(f"/applications/{app_id}").text
+    )
+    assert found is not None
+    tracking = found.group(0)
+    public = TestClient(client.app)
+    assert public.get("/status", params={"tracking_number": tracking.lower()}).status_code == 200
+    for partial in (tracking[:-1], tracking[:9], tracking[:14], "%"):
+        response = public.get("/status", params={"tracking_number": partial})
+        assert response.status_code == 404, partial
+        assert "Submitted by the applicant" not in response.text
+
+
 def test_csv_errors_name_the_line_of_the_file(client: TestClient, world: PortalWorld) -> None:
     sign_in(client, "ali")
     token = csrf(client, "/apply")
