@@ -259,12 +259,13 @@ def test_clock_drives_validity(api: Api) -> None:
 
 
 def test_submit_over_registered_space_is_a_409_naming_the_overlap(api: Api) -> None:
-    holder = api.create("bina", ["192.0.2.128/25"])["id"]
+    # Space of its own: the module's applications share one registry.
+    holder = api.create("bina", ["2001:db8:1500::/40"])["id"]
     api.step("bina", holder, "submit")
     api.step("noc", holder, "verify")
     registered = api.step("reg1", holder, "approve")
     assert registered["state"] == "active"
-    app_id = api.create("ali", ["192.0.2.192/26"])["id"]
+    app_id = api.create("ali", ["2001:db8:1510::/44"])["id"]
     client = api.client("ali")
     url = f"/api/v1/applications/{app_id}"
     response = client.post(f"{url}/submit", headers={"If-Match": client.get(url).headers["ETag"]})
@@ -272,7 +273,7 @@ def test_submit_over_registered_space_is_a_409_naming_the_overlap(api: Api) -> N
     problem = response.json()
     assert problem["code"] == "overlap-conflict"
     detail = problem["detail"]
-    assert "192.0.2.192/26 overlaps 192.0.2.128/25, which is already registered" in detail
+    assert "2001:db8:1510::/44 overlaps 2001:db8:1500::/40, which is already registered" in detail
     # Indus Bank's registration is not Lahore Code Works' business: not named.
     assert str(registered["tracking_number"]) not in detail
     assert client.get(url).json()["state"] == "draft"

@@ -375,13 +375,14 @@ def test_add_rows_without_javascript_keeps_typed_values(
 
 def test_the_apply_forms_first_submit_button_submits(client: TestClient) -> None:
     """Pressing Enter in a field clicks the form's first submit button (HTML's implicit
-    submission), so that must be "Submit application", not "Add more prefix rows"."""
+    submission), so that must be "Continue" (to check your answers), not "Add more prefix
+    rows"."""
     sign_in(client, "ali")
     page = client.get("/apply").text
     form = page[page.index('id="apply-form"') :]
-    first = re.search(r'<button type="submit"[^>]*>([^<]+)</button>', form)
+    first = re.search(r'<button type="submit"([^>]*)>([^<]+)</button>', form)
     assert first is not None
-    assert first.group(1) == "Submit application"
+    assert first.group(2) == "Continue" and 'value="check"' in first.group(1)
 
 
 def test_pages_carry_the_csrf_token_for_htmx_posts(client: TestClient) -> None:
