@@ -141,3 +141,23 @@ def test_document_kinds_follow_the_category_and_version_is_not_shown(
     )
     assert refused.status_code == 422
     assert "cert.pdf" not in refused.text
+
+
+def test_the_peer_change_form_starts_from_the_current_peers(
+    client: TestClient, world: PortalWorld
+) -> None:
+    sign_in(client, "ali")
+    response = client.post(
+        "/apply",
+        data={
+            "csrf_token": csrf(client, "/apply"),
+            "isp_id": str(world.isp_id),
+            "prefix": ["203.0.113.0/28"],
+            "peers": ["198.51.100.10/32 198.51.100.20/32"],
+            "intent": "draft",
+        },
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    page = client.get(response.headers["location"]).text
+    assert 'name="peers" value="198.51.100.10/32 198.51.100.20/32"' in page
