@@ -1,12 +1,14 @@
 """What a page offers is what the server accepts (issue 15 item 5): for applications in every
 state a person can act in, and for every user of every role in and out of scope, each offered
-action succeeds through take_step (or amend_peers) and each action not offered is refused."""
+action succeeds through take_step (or amend_peers, store_document) and each action not offered
+is refused."""
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session
@@ -17,6 +19,7 @@ from vpnreg.clock import FrozenClock
 from vpnreg.registry import services
 from vpnreg.registry.errors import RegistryError
 from vpnreg.registry.models import User
+from vpnreg.registry.services.documents import store_document
 from vpnreg.registry.views import ApplicationView
 
 Build = Callable[[Session, World, services.ServiceConfig, dt.datetime], ApplicationView]
@@ -41,7 +44,8 @@ ARGUMENTS = {
     "uphold": {"reason": "still not eligible"},
     "overturn": {"reason": "eligible after all"},
 }
-ACTIONS = (*services.STEPS, services.AMEND_PEERS)
+ACTIONS = (*services.STEPS, services.AMEND_PEERS, services.UPLOAD_DOCUMENT)
+PDF = b"%PDF-1.4\n% a lease\n"
 
 
 def _rejected_by(reviewer: str, *, bank: bool = False) -> Build:
@@ -101,8 +105,14 @@ STATES: dict[str, Build] = {
 
 def _take(
     session: Session, app: ApplicationView, action: str, user: User, config: services.ServiceConfig,
-    now: dt.datetime,
+    now: dt.datetime, storage: Path,
 ) -> None:  # fmt: skip
+    if action == services.UPLOAD_DOCUMENT:
+        store_document(
+            session, application_id=app.id, kind="supporting_document", filename="a.pdf",
+            content=PDF, actor=user, now=now, storage_dir=storage,
+        )  # fmt: skip
+        return
     if action == services.AMEND_PEERS:
         services.amend_peers(
             session, application_id=app.id, prefix=app.prefixes[0].prefix,
@@ -117,7 +127,7 @@ def _take(
 @pytest.mark.parametrize("state", list(STATES), ids=list(STATES))
 def test_offered_actions_succeed_and_the_others_are_refused(
     session: Session, world: World, config: services.ServiceConfig, clock: FrozenClock,
-    state: str,
+    state: str, tmp_path: Path,
 ) -> None:  # fmt: skip
     now = clock.now()
     build = STATES[state]
@@ -132,13 +142,13 @@ def test_offered_actions_succeed_and_the_others_are_refused(
             if action in offered[who]:
                 continue
             with pytest.raises(RegistryError):
-                _take(session, app, action, getattr(world, who), config, now)
+                _take(session, app, action, getattr(world, who), config, now, tmp_path)
             assert services.get_application(session, application_id=app.id).version == app.version
     # Offered: accepted, each on a fresh application in the same state.
     for who in USERS:
         for action in sorted(offered[who] & set(ACTIONS)):
             fresh = build(session, world, config, now)
-            _take(session, fresh, action, getattr(world, who), config, now)
+            _take(session, fresh, action, getattr(world, who), config, now, tmp_path)
     assert any(offered.values()) or state in ("withdrawn", "revoked")
 
 

@@ -15,11 +15,12 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from vpnreg.core.review import PENDING_STATES, Role, State
 from vpnreg.files import stage
 from vpnreg.registry.audit_log import append_event
-from vpnreg.registry.errors import FieldError, NotFound, ValidationFailed
+from vpnreg.registry.errors import FieldError, NotFound, StateConflict, ValidationFailed
 from vpnreg.registry.models import Application, Document
-from vpnreg.registry.services.actors import Actor, Person, actor_name, actor_role, require_scope
+from vpnreg.registry.services.actors import Actor, Person, actor_name, require_role, require_scope
 from vpnreg.registry.services.applications import load_application
 from vpnreg.registry.services.queries import visibility
 from vpnreg.registry.services.transaction import on_outcome, service_transaction
@@ -73,7 +74,8 @@ def store_document(
     storage_dir: Path,
     max_bytes: int = MAX_DOCUMENT_BYTES,
 ) -> DocumentView:
-    """Attach a PDF or PNG to an application the actor may act on."""
+    """Attach a PDF or PNG to an application the actor may act on, before a decision on it
+    (PENDING_STATES; services.available_actions offers the upload in the same states)."""
     errors: list[FieldError] = []
     if not kind.strip():
         errors.append(FieldError("kind", "required", "say what the document is", kind))
@@ -92,8 +94,15 @@ def store_document(
     with service_transaction(session):
         app = load_application(session, application_id)
         if not isinstance(actor, str):
-            actor_role(actor)
+            # The applicant's papers: the routes allow only applicants, and so does the service.
+            require_role(actor, Role.APPLICANT)
             require_scope(session, actor, app)
+            if State(app.state) not in PENDING_STATES:
+                # After the decision the papers are the ones it was made on.
+                raise StateConflict(
+                    f"documents are added only before a decision; {app.tracking_number} is "
+                    f"{app.state.replace('_', ' ')}"
+                )
         sha = hashlib.sha256(content).hexdigest()
         _write_after_commit(session, document_path(storage_dir, sha), content)
         doc = Document(
