@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import Run
+from vpnreg.core.review import PROVISIONAL_DAYS, RENEWAL_DAYS
 
 #: Each test runs the real vpnreg several times, most on a registry built by ~13 CLI runs.
 pytestmark = pytest.mark.slow
@@ -251,3 +252,11 @@ def test_demo_is_idempotent_and_covers_every_state(run: Run, tmp_path: Path) -> 
     assert db.execute("SELECT count(*) FROM applications").fetchone()[0] == apps
     db.close()
     assert run("audit", "verify").code == 0
+
+
+def test_renew_help_states_the_real_periods(run: Run) -> None:
+    result = run("renew", "--help")
+    assert result.code == 0
+    text = " ".join(result.out.split())
+    assert f"for {RENEWAL_DAYS} days from its end" in text
+    assert f"a first approval is provisional, {PROVISIONAL_DAYS} days" in text
