@@ -256,3 +256,24 @@ def test_documents_accept_pdf_and_png_by_content_only(api: Api) -> None:
 def test_clock_drives_validity(api: Api) -> None:
     # The app reads time only from the injected clock.
     assert api.app.state.clock.now() == dt.datetime(2026, 1, 15, 9, 0, tzinfo=dt.UTC)
+
+
+def test_submit_over_registered_space_is_a_409_naming_the_overlap(api: Api) -> None:
+    # Space of its own: the module's applications share one registry.
+    holder = api.create("bina", ["2001:db8:1500::/40"])["id"]
+    api.step("bina", holder, "submit")
+    api.step("noc", holder, "verify")
+    registered = api.step("reg1", holder, "approve")
+    assert registered["state"] == "active"
+    app_id = api.create("ali", ["2001:db8:1510::/44"])["id"]
+    client = api.client("ali")
+    url = f"/api/v1/applications/{app_id}"
+    response = client.post(f"{url}/submit", headers={"If-Match": client.get(url).headers["ETag"]})
+    assert response.status_code == 409
+    problem = response.json()
+    assert problem["code"] == "overlap-conflict"
+    detail = problem["detail"]
+    assert "2001:db8:1510::/44 overlaps 2001:db8:1500::/40, which is already registered" in detail
+    # Indus Bank's registration is not Lahore Code Works' business: not named.
+    assert str(registered["tracking_number"]) not in detail
+    assert client.get(url).json()["state"] == "draft"

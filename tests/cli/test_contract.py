@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import Run
+from vpnreg.core.review import PROVISIONAL_DAYS, RENEWAL_DAYS
 
 #: Each test runs the real vpnreg several times, most on a registry built by ~13 CLI runs.
 pytestmark = pytest.mark.slow
@@ -96,9 +97,16 @@ def test_rejection_appeal_and_overturn_by_another_reviewer(registry: Run, tmp_pa
 
 def test_withdraw_and_overlap_naming_the_holder(registry: Run, tmp_path: Path) -> None:
     first = _apply(registry, tmp_path)
+    # Both in review at once: the first approved wins, the second is refused at approval.
+    second = _apply(registry, tmp_path, APPLICATION.replace("2001:db8:10::/48", "2001:db8:11::/48"))
     for verb, actor in (("verify", "isp1"), ("endorse", "seb"), ("approve", "reg1")):
         assert registry("review", verb, first, "--actor", actor).code == 0
-    second = _apply(registry, tmp_path, APPLICATION.replace("2001:db8:10::/48", "2001:db8:11::/48"))
+    # Once registered, the same space is refused at submission already, naming the holder.
+    path = tmp_path / "third.yaml"
+    path.write_text(APPLICATION.replace("2001:db8:10::/48", "2001:db8:12::/48"))
+    third = registry("apply", str(path), "--actor", "alice")
+    assert third.code == 1
+    assert first in third.err and "already registered" in third.err
     registry("review", "verify", second, "--actor", "isp1")
     registry("review", "endorse", second, "--actor", "seb")
     clash = registry("review", "approve", second, "--actor", "reg1")
@@ -244,3 +252,11 @@ def test_demo_is_idempotent_and_covers_every_state(run: Run, tmp_path: Path) -> 
     assert db.execute("SELECT count(*) FROM applications").fetchone()[0] == apps
     db.close()
     assert run("audit", "verify").code == 0
+
+
+def test_renew_help_states_the_real_periods(run: Run) -> None:
+    result = run("renew", "--help")
+    assert result.code == 0
+    text = " ".join(result.out.split())
+    assert f"for {RENEWAL_DAYS} days from its end" in text
+    assert f"a first approval is provisional, {PROVISIONAL_DAYS} days" in text

@@ -3,6 +3,7 @@ regulator approves, and the public lookup shows the address as registered."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,9 @@ def sign_out(page: Page, username: str) -> None:
     expect(nav.get_by_role("link", name="Sign in")).to_be_visible()
 
 
-def decide(page: Page, base: str, shots: Path, user: str, button: str, step: str) -> None:
+def decide(
+    page: Page, base: str, shots: Path, user: str, button: str, step: str, done: str
+) -> None:
     sign_in(page, base, user)
     page.goto(f"{base}/queue")
     row = page.get_by_role("row").filter(has_text="203.0.113.0/28")
@@ -42,7 +45,7 @@ def decide(page: Page, base: str, shots: Path, user: str, button: str, step: str
     expect(page.locator("#findings")).to_contain_text("no overlap with registered space")
     snap(page, shots, f"{step}-review")
     page.get_by_role("button", name=button).click()
-    expect(page.get_by_role("status")).to_have_text("Decision recorded.")
+    expect(page.get_by_role("status")).to_contain_text(re.compile(rf"Application VPN-\S+ {done}"))
     expect(page.get_by_role("row").filter(has_text="203.0.113.0/28")).to_have_count(0)
     sign_out(page, user)
 
@@ -64,16 +67,19 @@ def test_apply_verify_endorse_approve_then_lookup_says_registered(
     browser_page.get_by_label("Peers of prefix 1 (optional)").fill("198.51.100.10/32")
     browser_page.get_by_label("Prefix 2", exact=True).fill("2001:db8:10::/48")
     snap(browser_page, shots, "02-apply-form")
+    browser_page.get_by_role("button", name="Continue").click()
+    expect(browser_page.get_by_role("heading", level=1)).to_contain_text("Check your answers")
     browser_page.get_by_role("button", name="Submit application").click()
-    expect(browser_page.get_by_role("status")).to_contain_text("Application submitted")
+    expect(browser_page.get_by_role("status")).to_contain_text("submitted")
     expect(browser_page.get_by_role("heading", level=1)).to_contain_text("submitted")
     tracking = browser_page.locator("h1 .mono").inner_text()
     snap(browser_page, shots, "03-application-submitted")
     sign_out(browser_page, "ali")
 
-    decide(browser_page, base, shots, "noc", "Verify (prefixes are this subscriber's)", "04-isp")
-    decide(browser_page, base, shots, "pasha", "Endorse", "05-sector")
-    decide(browser_page, base, shots, "reg1", "Approve", "06-regulator")
+    verify = "Verify (prefixes are this subscriber's)"
+    decide(browser_page, base, shots, "noc", verify, "04-isp", "verified")
+    decide(browser_page, base, shots, "pasha", "Endorse", "05-sector", "endorsed")
+    decide(browser_page, base, shots, "reg1", "Approve", "06-regulator", "approved; valid until")
 
     browser_page.goto(f"{base}/status?tracking_number={tracking}")
     timeline = browser_page.locator("ol.timeline")

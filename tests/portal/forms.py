@@ -1,5 +1,5 @@
 """What a browser does with the portal's forms, for TestClient tests: fetch a page for its CSRF
-token, sign in, apply, sign out."""
+token, sign in, apply, take a reviewer's decision, sign out."""
 
 from __future__ import annotations
 
@@ -47,3 +47,18 @@ def apply(client: TestClient, world: PortalWorld, *prefixes: str) -> int:
 
 def sign_out(client: TestClient) -> None:
     client.post("/logout", data={"csrf_token": csrf(client, "/stats")})
+
+
+def move(client: TestClient, who: str, app_id: int, action: str, version: int) -> None:
+    sign_in(client, who)
+    response = client.post(
+        f"/queue/{app_id}/decide",
+        data={
+            "csrf_token": csrf(client, f"/queue/{app_id}"),
+            "action": action,
+            "version": str(version),
+        },
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    sign_out(client)

@@ -28,9 +28,9 @@ def test_lookup_of_garbage_is_a_422_page_with_the_problem(client: TestClient) ->
 
 
 def test_status_of_an_unknown_tracking_number_is_404(client: TestClient) -> None:
-    response = client.get("/status", params={"tracking_number": "VPN-2026-999999"})
+    response = client.get("/status", params={"tracking_number": "VPN-2026-ABCD-EFGH"})
     assert response.status_code == 404
-    assert "VPN-2026-999999" in response.text
+    assert "VPN-2026-ABCD-EFGH" in response.text
 
 
 def test_status_page_shows_state_but_not_the_organisation(
@@ -39,12 +39,28 @@ def test_status_page_shows_state_but_not_the_organisation(
     sign_in(client, "ali")
     app_id = apply(client, world, "203.0.113.0/28")
     page = client.get(f"/applications/{app_id}").text
-    tracking = re.search(r"VPN-\d{4}-\d{6}", page)
+    tracking = re.search(r"VPN-\d{4}-[0-9A-Z]{4}-[0-9A-Z]{4}", page)
     assert tracking is not None
     public = TestClient(client.app).get("/status", params={"tracking_number": tracking.group(0)})
     assert public.status_code == 200
     assert "Submitted by the applicant" in public.text
     assert "Lahore Code Works" not in public.text
+
+
+def test_status_answers_only_a_full_tracking_number(client: TestClient, world: PortalWorld) -> None:
+    sign_in(client, "ali")
+    app_id = apply(client, world, "203.0.113.0/28")
+    found = re.search(
+        r"VPN-\d{4}-[0-9A-Z]{4}-[0-9A-Z]{4}", client.get(f"/applications/{app_id}").text
+    )
+    assert found is not None
+    tracking = found.group(0)
+    public = TestClient(client.app)
+    assert public.get("/status", params={"tracking_number": tracking.lower()}).status_code == 200
+    for partial in (tracking[:-1], tracking[:9], tracking[:14], "%"):
+        response = public.get("/status", params={"tracking_number": partial})
+        assert response.status_code == 404, partial
+        assert "Submitted by the applicant" not in response.text
 
 
 def test_csv_errors_name_the_line_of_the_file(client: TestClient, world: PortalWorld) -> None:
@@ -130,7 +146,7 @@ def test_bulk_decisions_show_a_confirmation_before_acting(
     assert 'name="confirm" value="yes"' in confirm.text
     assert "203.0.113.0/28" in client.get("/queue").text
     done = client.post("/queue/bulk", data={**data, "confirm": "yes"})
-    assert done.text.count(">done<") == 2
+    assert done.text.count("<td>verified</td>") == 2
     assert "203.0.113.0/28" not in client.get("/queue").text
 
 

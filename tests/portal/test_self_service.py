@@ -8,7 +8,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.portal.forms import apply, csrf, sign_in, sign_out
+from tests.portal.forms import apply, csrf, move, sign_in, sign_out
 from tests.portal.world import PASSWORD, PortalWorld
 from vpnreg.registry import db
 from vpnreg.registry.services import queries
@@ -43,21 +43,6 @@ def audit_actions(world: PortalWorld, object_type: str) -> list[tuple[str, str]]
             return [(e.actor, e.action) for e in page.items]
     finally:
         engine.dispose()
-
-
-def move(client: TestClient, who: str, app_id: int, action: str, version: int) -> None:
-    sign_in(client, who)
-    response = client.post(
-        f"/queue/{app_id}/decide",
-        data={
-            "csrf_token": csrf(client, f"/queue/{app_id}"),
-            "action": action,
-            "version": str(version),
-        },
-        follow_redirects=False,
-    )
-    assert response.status_code == 303, response.text
-    sign_out(client)
 
 
 # --- sign-up and profile --------------------------------------------------------------------
@@ -391,13 +376,14 @@ def test_add_rows_without_javascript_keeps_typed_values(
 
 def test_the_apply_forms_first_submit_button_submits(client: TestClient) -> None:
     """Pressing Enter in a field clicks the form's first submit button (HTML's implicit
-    submission), so that must be "Submit application", not "Add more prefix rows"."""
+    submission), so that must be "Continue" (to check your answers), not "Add more prefix
+    rows"."""
     sign_in(client, "ali")
     page = client.get("/apply").text
     form = page[page.index('id="apply-form"') :]
-    first = re.search(r'<button type="submit"[^>]*>([^<]+)</button>', form)
+    first = re.search(r'<button type="submit"([^>]*)>([^<]+)</button>', form)
     assert first is not None
-    assert first.group(1) == "Submit application"
+    assert first.group(2) == "Continue" and 'value="check"' in first.group(1)
 
 
 def test_pages_carry_the_csrf_token_for_htmx_posts(client: TestClient) -> None:

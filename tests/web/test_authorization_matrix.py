@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.api.harness import Api, build_api, database_url, relogin
-from vpnreg.web.policy import ALL_CALLERS, access_for, allows, effective_routes
+from vpnreg.web.policy import ALL_CALLERS, READERS, access_for, allows, effective_routes
 from vpnreg.web.problems import POLICY_CODES
 
 
@@ -98,6 +98,9 @@ def test_the_table_holds_the_spec_rules(api: Api) -> None:
         ("POST", base + "/verify"): {"isp"},
         ("POST", base + "/endorse"): {"sector_body"},
         ("POST", base + "/submit"): {"applicant"},
+        # Documents: everyone who reads applications, each within its scope (issue 15 item 2).
+        ("GET", base + "/documents/{document_id}"): set(READERS),
+        ("GET", "/applications/{application_id}/documents/{document_id}"): set(READERS),
     }
     for (method, path), roles in rules.items():
         allowed = {c for c in ALL_CALLERS if allows(access_for(policy, method, path), c)}
@@ -150,3 +153,32 @@ def test_object_level_cases(api: Api, caller: str, action: str, expected: int) -
         etag = api.client("ali").get(url).headers["ETag"]
         response = client.post(f"{url}/{action}", headers={"If-Match": etag})
     assert response.status_code == expected, response.text
+
+
+@pytest.mark.parametrize(
+    ("caller", "expected"),
+    [
+        ("ali", 200),
+        ("noc", 200),
+        ("pasha", 200),
+        ("reg1", 200),
+        ("auditor", 200),
+        ("bina", 404),
+        ("ptcl-noc", 404),
+        ("public", 401),
+    ],
+    ids=lambda v: str(v),
+)
+def test_document_download_is_scoped(api: Api, caller: str, expected: int) -> None:
+    app_id = api.create("ali", ["198.51.100.208/28"])["id"]
+    url = f"/api/v1/applications/{app_id}/documents"
+    pdf = b"%PDF-1.4\n%lease\n"
+    uploaded = api.client("ali").post(url, files={"file": ("lease.pdf", pdf)}, data={"kind": "k"})
+    assert uploaded.status_code == 201, uploaded.text
+    api.step("ali", app_id, "submit")
+    client = api.client(caller)
+    response = client.get(f"{url}/{uploaded.json()['id']}")
+    assert response.status_code == expected, response.text
+    if expected == 200:
+        assert response.content == pdf
+        assert response.headers["content-disposition"] == 'attachment; filename="lease.pdf"'

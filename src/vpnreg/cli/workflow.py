@@ -15,7 +15,7 @@ import typer
 from vpnreg.cli.application_file import load_application_file
 from vpnreg.cli.registry_context import open_registry
 from vpnreg.cli.runtime import EXIT_USAGE, fail
-from vpnreg.core.review import action_named, argument_problems
+from vpnreg.core.review import PROVISIONAL_DAYS, RENEWAL_DAYS, action_named, argument_problems
 from vpnreg.registry import services
 from vpnreg.registry.views import ApplicationView
 
@@ -123,7 +123,9 @@ for _verb, _summary in (
 withdraw = _plain_step("withdraw", "The applicant withdraws an application before a decision.")
 renew = _plain_step(
     services.RENEW,
-    "Ask for another year: a new application linked to this one, valid from its end.",
+    f"Ask to continue a registration for {RENEWAL_DAYS} days from its end: a new application "
+    f"linked to this one, reviewed again (a first approval is provisional, {PROVISIONAL_DAYS} "
+    "days).",
 )
 
 

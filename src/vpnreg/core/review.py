@@ -83,6 +83,20 @@ DECIDED_STATES: frozenset[State] = frozenset(
 TERMINAL_STATES: frozenset[State] = frozenset(
     {State.EXPIRED, State.UPHELD, State.REVOKED, State.WITHDRAWN}
 )
+#: States in which an applicant may ask for a prefix's peers to change: before a decision while
+#: still in review, and while registered. Not once rejected (the appeal is about the application
+#: as rejected) nor in a terminal state.
+AMENDABLE_STATES: frozenset[State] = frozenset(
+    {
+        State.DRAFT,
+        State.SUBMITTED,
+        State.ISP_VERIFIED,
+        State.SECTOR_ENDORSED,
+        State.APPROVED,
+        State.ACTIVE,
+        State.EXPIRING,
+    }
+)
 #: States from which a rejection can be made, hence valid values of `rejected_from`.
 REJECTABLE_STATES: frozenset[State] = frozenset(
     {State.SUBMITTED, State.ISP_VERIFIED, State.SECTOR_ENDORSED}
@@ -329,13 +343,36 @@ def check_appeal_reviewer(action: Action, *, rejected_by: str, reviewer: str) ->
         )
 
 
-def allowed_actions(state: State, role: Role, *, needs_endorsement: bool) -> list[Action]:
-    """The actions `role` may take on an application in `state`, in Action order."""
-    return [
-        action
-        for action in Action
-        if any(role in t.roles for t in _rows(state, action, needs_endorsement))
-    ]
+def allowed_actions(
+    state: State,
+    role: Role,
+    *,
+    needs_endorsement: bool,
+    rejected_from: State | None = None,
+    rejected_by: str | None = None,
+    reviewer: str | None = None,
+) -> list[Action]:
+    """The actions `role` may take on an application in `state`, in Action order.
+
+    With `rejected_from` (and `rejected_by`, `reviewer`) it also applies what check_transition
+    and check_appeal_reviewer apply to an appeal's decision, so the answer is exactly what the
+    server will accept: no overturn without a row for the rejecting step, no decision of an
+    appeal by the reviewer who rejected.
+    """
+    allowed: list[Action] = []
+    for action in Action:
+        rows = [t for t in _rows(state, action, needs_endorsement) if role in t.roles]
+        if action is Action.OVERTURN and rejected_from is not None:
+            rows = [t for t in rows if t.rejected_from is rejected_from]
+        if not rows:
+            continue
+        if action in (Action.UPHOLD, Action.OVERTURN) and rejected_by is not None:
+            try:
+                check_appeal_reviewer(action, rejected_by=rejected_by, reviewer=reviewer or "")
+            except PermissionDenied:
+                continue
+        allowed.append(action)
+    return allowed
 
 
 def overturn_target(rejected_from: State, *, needs_endorsement: bool) -> State:

@@ -97,9 +97,12 @@ class OverlapConflict(RegistryError):
     code = "overlap_conflict"
     status = 409
 
-    def __init__(self, prefix: str, tracking_number: str, other_prefix: str) -> None:
+    def __init__(
+        self, prefix: str, tracking_number: str, other_prefix: str, message: str | None = None
+    ) -> None:
         super().__init__(
-            f"{prefix} overlaps {other_prefix} of registration {tracking_number} "
+            message
+            or f"{prefix} overlaps {other_prefix} of registration {tracking_number} "
             "over overlapping validity"
         )
         self.prefix = prefix

@@ -16,6 +16,7 @@ ServiceConfig (ServiceConfig.from_settings).
 from __future__ import annotations
 
 from vpnreg.registry.audit_log import verify_audit
+from vpnreg.registry.services.actions import AMEND_PEERS, UPLOAD_DOCUMENT, available_actions
 from vpnreg.registry.services.actors import Actor
 from vpnreg.registry.services.applications import (
     PrefixRequest,
@@ -64,9 +65,11 @@ from vpnreg.registry.services.workflow import (
 )
 
 __all__ = [
+    "AMEND_PEERS",
     "RENEW",
     "SIGNUP_ACTOR",
     "STEPS",
+    "UPLOAD_DOCUMENT",
     "Actor",
     "DocumentUpload",
     "FeedPublisher",
@@ -85,6 +88,7 @@ __all__ = [
     "arguments_for",
     "authenticate",
     "authenticate_token",
+    "available_actions",
     "create_application",
     "create_isp",
     "create_organisation",

@@ -1,4 +1,5 @@
-"""Creating applications: prefixes and peers validated all at once, tracking numbers, loading."""
+"""Creating applications: prefixes and peers validated all at once, random tracking numbers,
+loading."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from vpnreg.core.ipspace import (
     validate_prefix,
 )
 from vpnreg.core.review import Role, State
+from vpnreg.core.tracking import RANDOM_BYTES, tracking_number
 from vpnreg.registry.audit_log import append_event
 from vpnreg.registry.claims import range_keys
 from vpnreg.registry.errors import FieldError, NotFound, StaleVersion, ValidationFailed
@@ -31,8 +33,31 @@ from vpnreg.registry.views import ApplicationView
 PrefixRequest = tuple[str, Sequence[str]]
 
 
-def tracking_number(year: int, application_id: int) -> str:
-    return f"VPN-{year}-{application_id:06d}"
+def new_tracking_numbers(
+    session: Session, *, now: dt.datetime, config: ServiceConfig, count: int = 1
+) -> list[str]:
+    """`count` fresh tracking numbers for applications made at `now`, random (core.tracking) and
+    distinct from each other and from every stored one (drawn again on the rare collision)."""
+    year = now.astimezone(config.tz).year
+    chosen: set[str] = set()
+    while len(chosen) < count:
+        wanted = count - len(chosen)
+        drawn = {tracking_number(year, config.random_bytes(RANDOM_BYTES)) for _ in range(wanted)}
+        drawn -= chosen
+        for batch in _batches(sorted(drawn), 500):
+            taken = set(
+                session.scalars(
+                    select(Application.tracking_number).where(
+                        Application.tracking_number.in_(batch)
+                    )
+                )
+            )
+            chosen |= set(batch) - taken
+    return list(chosen)
+
+
+def _batches(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def peer_policy(policy: PrefixPolicy) -> PrefixPolicy:
@@ -166,9 +191,8 @@ def create_application(
             updated_at=now,
             prefixes=[build_prefix(i, n, peers) for i, (n, peers) in enumerate(checked)],
         )
+        app.tracking_number = new_tracking_numbers(session, now=now, config=config)[0]
         session.add(app)
-        session.flush()
-        app.tracking_number = tracking_number(now.astimezone(config.tz).year, app.id)
         session.flush()
         append_event(
             session,

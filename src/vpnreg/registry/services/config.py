@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -16,12 +18,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    """The regulator's time zone, the prefix policy, endorsed categories and the ID hash key."""
+    """The regulator's time zone, the prefix policy, endorsed categories, the ID hash key and
+    the source of randomness for tracking numbers."""
 
     tz: dt.tzinfo = field(default_factory=lambda: ZoneInfo("Asia/Karachi"))
     prefix_policy: PrefixPolicy = field(default_factory=PrefixPolicy)
     endorsed_categories: frozenset[str] = frozenset(DEFAULT_ENDORSED_CATEGORIES)
     id_hash_key: bytes = b"development-id-hash-key"
+    #: Where tracking numbers get their random part (tests pass a seeded source).
+    random_bytes: Callable[[int], bytes] = secrets.token_bytes
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServiceConfig:

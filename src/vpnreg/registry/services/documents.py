@@ -19,12 +19,27 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from vpnreg.core.review import PENDING_STATES, Role, State
 from vpnreg.files import stage
 from vpnreg.registry.audit_log import append_event
-from vpnreg.registry.errors import FieldError, NotFound, RegistryError, ValidationFailed
-from vpnreg.registry.models import Document
-from vpnreg.registry.services.actors import Actor, actor_name, actor_role, require_scope
+from vpnreg.registry.errors import (
+    FieldError,
+    NotFound,
+    RegistryError,
+    StateConflict,
+    ValidationFailed,
+)
+from vpnreg.registry.models import Application, Document
+from vpnreg.registry.services.actors import (
+    Actor,
+    Person,
+    actor_name,
+    actor_role,
+    require_role,
+    require_scope,
+)
 from vpnreg.registry.services.applications import load_application
+from vpnreg.registry.services.queries import visibility
 from vpnreg.registry.services.transaction import on_outcome, service_transaction
 from vpnreg.registry.views import DocumentView
 
@@ -119,7 +134,8 @@ def store_document(
     storage_dir: Path,
     max_bytes: int = MAX_DOCUMENT_BYTES,
 ) -> DocumentView:
-    """Attach a PDF or PNG to an application the actor may act on."""
+    """Attach a PDF or PNG to an application the actor may act on, before a decision on it
+    (PENDING_STATES; services.available_actions offers the upload in the same states)."""
     errors: list[FieldError] = []
     if not kind.strip():
         errors.append(FieldError("kind", "required", "say what the document is", kind))
@@ -140,8 +156,15 @@ def store_document(
     with service_transaction(session):
         app = load_application(session, application_id)
         if not isinstance(actor, str):
-            actor_role(actor)
+            # The applicant's papers: the routes allow only applicants, and so does the service.
+            require_role(actor, Role.APPLICANT)
             require_scope(session, actor, app)
+            if State(app.state) not in PENDING_STATES:
+                # After the decision the papers are the ones it was made on.
+                raise StateConflict(
+                    f"documents are added only before a decision; {app.tracking_number} is "
+                    f"{app.state.replace('_', ' ')}"
+                )
         sha = hashlib.sha256(content).hexdigest()
         _write_after_commit(session, document_path(storage_dir, sha), content)
         doc = Document(
@@ -175,6 +198,56 @@ def list_documents(session: Session, *, application_id: int) -> list[DocumentVie
             select(Document).where(Document.application_id == application_id).order_by(Document.id)
         )
     ]
+
+
+def open_document(
+    session: Session,
+    *,
+    application_id: int,
+    document_id: int,
+    viewer: Person,
+    now: dt.datetime,
+    storage_dir: Path,
+) -> tuple[DocumentView, bytes]:
+    """A document of an application `viewer` may see (the same scope rule as for seeing the
+    application), with its bytes; the download is an audit event written in the unit that
+    checked the scope. NotFound for anything out of scope, so its existence is not told."""
+    with service_transaction(session):
+        app = session.scalar(
+            select(Application).where(Application.id == application_id, visibility(viewer))
+        )
+        doc = session.get(Document, document_id)
+        if app is None or doc is None or doc.application_id != app.id:
+            raise NotFound("document", document_id)
+        path = document_path(storage_dir, doc.sha256)
+        if not path.is_file():
+            raise NotFound("document file", document_id)
+        content = path.read_bytes()
+        append_event(
+            session,
+            time=now,
+            actor=actor_name(viewer),
+            action="download_document",
+            object_type="application",
+            object_id=app.id,
+            after={"document": doc.id, "kind": doc.kind, "sha256": doc.sha256},
+        )
+    return DocumentView.of(doc), content
+
+
+def download_filename(doc: DocumentView) -> str:
+    """The stored name made safe for a Content-Disposition header: ASCII letters, digits and
+    `._-` only (anything else becomes `_`), never empty, never a dot file."""
+    cleaned = "".join(
+        ch if ch.isascii() and (ch.isalnum() or ch in "._-") else "_" for ch in doc.filename
+    )
+    cleaned = cleaned.lstrip(".")[:100]
+    extension = {"application/pdf": ".pdf", "image/png": ".png"}.get(doc.media_type, "")
+    if not any(ch.isalnum() for ch in cleaned.lower().removesuffix(extension)):
+        cleaned = f"document-{doc.id}{extension}"
+    elif extension and not cleaned.lower().endswith(extension):
+        cleaned += extension
+    return cleaned
 
 
 def read_document(

@@ -28,7 +28,7 @@ from vpnreg.registry.models import (
     Claim,
     Organisation,
 )
-from vpnreg.registry.services.applications import tracking_number
+from vpnreg.registry.services.applications import new_tracking_numbers
 from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.transaction import service_transaction
 
@@ -296,8 +296,7 @@ def _write(
             app_rows,
         )
     )
-    year = now.astimezone(config.tz).year
-    numbers = [tracking_number(year, i) for i in ids]
+    numbers = new_tracking_numbers(session, now=now, config=config, count=len(ids))
     table = Application.__table__
     assert isinstance(table, Table)
     session.execute(

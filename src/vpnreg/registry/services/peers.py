@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vpnreg.core.ipspace import PrefixError, parse_prefix
-from vpnreg.core.review import TERMINAL_STATES, Role
+from vpnreg.core.review import AMENDABLE_STATES, TERMINAL_STATES, Role, State
 from vpnreg.registry.audit_log import append_event
 from vpnreg.registry.errors import FieldError, NotFound, StateConflict, ValidationFailed
 from vpnreg.registry.models import AmendmentState, Application, PeerAmendment
@@ -51,7 +51,7 @@ def amend_peers(
         check_version(app, expected_version)
         actor_role(actor)
         require_scope(session, actor, app)
-        if app.state in _CLOSED:
+        if State(app.state) not in AMENDABLE_STATES:
             raise StateConflict(f"cannot amend {app.tracking_number}: it is {app.state}")
         try:
             wanted = str(parse_prefix(prefix))

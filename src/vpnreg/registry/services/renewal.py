@@ -12,14 +12,34 @@ from vpnreg.registry.audit_log import append_event
 from vpnreg.registry.errors import StateConflict
 from vpnreg.registry.models import Application, ApplicationPrefix, PrefixPeer, Review
 from vpnreg.registry.services.actors import Person, actor_role, require_role, require_scope
-from vpnreg.registry.services.applications import check_version, load_application, tracking_number
+from vpnreg.registry.services.applications import (
+    check_version,
+    load_application,
+    new_tracking_numbers,
+)
 from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.outbox import notify_state_change
 from vpnreg.registry.services.snapshots import application_snapshot
 from vpnreg.registry.services.transaction import service_transaction
+from vpnreg.registry.views import ApplicationView
 
 _RENEWABLE = (State.ACTIVE.value, State.EXPIRING.value)
 _OPEN = (State.WITHDRAWN.value, State.UPHELD.value, State.REVOKED.value, State.EXPIRED.value)
+
+
+def renewal_refusal(session: Session, old: Application | ApplicationView) -> str | None:
+    """Why `old` cannot be renewed now (not active or expiring, or a renewal already open), or
+    None if it can."""
+    if old.state not in _RENEWABLE:
+        return f"cannot renew {old.tracking_number}: it is {old.state}"
+    open_renewal = session.scalar(
+        select(Application.tracking_number).where(
+            Application.renews_id == old.id, Application.state.not_in(_OPEN)
+        )
+    )
+    if open_renewal is not None:
+        return f"{old.tracking_number} already has renewal {open_renewal}"
+    return None
 
 
 def renew(
@@ -44,15 +64,9 @@ def renew(
         check_version(old, expected_version)
         actor_role(actor)
         require_scope(session, actor, old)
-        if old.state not in _RENEWABLE:
-            raise StateConflict(f"cannot renew {old.tracking_number}: it is {old.state}")
-        open_renewal = session.scalar(
-            select(Application.tracking_number).where(
-                Application.renews_id == old.id, Application.state.not_in(_OPEN)
-            )
-        )
-        if open_renewal is not None:
-            raise StateConflict(f"{old.tracking_number} already has renewal {open_renewal}")
+        refusal = renewal_refusal(session, old)
+        if refusal is not None:
+            raise StateConflict(refusal)
         new = Application(
             organisation_id=old.organisation_id,
             isp_id=old.isp_id,
@@ -61,6 +75,7 @@ def renew(
             state=State.SUBMITTED.value,
             version=1,
             renews_id=old.id,
+            tracking_number=new_tracking_numbers(session, now=now, config=config)[0],
             created_by=actor.username,
             created_at=now,
             updated_at=now,
@@ -80,7 +95,6 @@ def renew(
         )
         session.add(new)
         session.flush()
-        new.tracking_number = tracking_number(now.astimezone(config.tz).year, new.id)
         session.add(
             Review(
                 application_id=new.id,

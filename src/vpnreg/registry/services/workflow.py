@@ -43,6 +43,7 @@ from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.outbox import notify_state_change
 from vpnreg.registry.services.renewal import renew
 from vpnreg.registry.services.snapshots import application_snapshot
+from vpnreg.registry.services.submission import refuse_registered_overlap
 from vpnreg.registry.services.transaction import run_unit, service_transaction
 from vpnreg.registry.views import ApplicationView
 
@@ -325,6 +326,15 @@ def _decide_appeal(
     pending.reason = reason
 
 
+def _submit_effect(
+    actor: Person, arguments: dict[str, str], now: dt.datetime, config: ServiceConfig
+) -> Effect:
+    def effect(session: Session, app: Application, target: State) -> None:
+        refuse_registered_overlap(session, app, viewer=actor, now=now)
+
+    return effect
+
+
 def _release_effect(
     actor: Person, arguments: dict[str, str], now: dt.datetime, config: ServiceConfig
 ) -> Effect:
@@ -395,6 +405,7 @@ def _approve_effect(
 
 #: Each action's own change beyond the state move (the others have none).
 _EFFECTS: dict[Action, Callable[[Person, dict[str, str], dt.datetime, ServiceConfig], Effect]] = {
+    Action.SUBMIT: _submit_effect,
     Action.APPROVE: _approve_effect,
     Action.REJECT: _reject_effect,
     Action.REVOKE: _release_effect,

@@ -21,6 +21,7 @@ from vpnreg.registry.services import queries
 from vpnreg.registry.views import ApplicationView, DocumentView, UserView
 from vpnreg.web.auth import AppClock, Config, CurrentUser, DbSession, OptionalUser
 from vpnreg.web.bounds import Offset, PathId, QueryId
+from vpnreg.web.documents import document_response
 from vpnreg.web.policy import (
     ADMIN,
     APPLICANT,
@@ -461,19 +462,16 @@ def download_document(
     application_id: PathId,
     document_id: PathId,
     db: DbSession,
-    viewer: OptionalUser,
+    user: CurrentUser,
+    clock: AppClock,
 ) -> Response:
-    _visible(db, application_id, viewer)
-    doc, content = document_service.read_document(
-        db, document_id=document_id, storage_dir=_storage(request)
+    """Within the caller's scope (404 otherwise); each download is an audit event."""
+    doc, content = document_service.open_document(
+        db,
+        application_id=application_id,
+        document_id=document_id,
+        viewer=user,
+        now=clock.now(),
+        storage_dir=_storage(request),
     )
-    if doc.application_id != application_id:
-        raise Problem(404, "not-found", f"document {document_id} not found")
-    return Response(
-        content,
-        media_type=doc.media_type,
-        headers={
-            "Content-Disposition": f'attachment; filename="document-{doc.id}"',
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    return document_response(doc, content)

@@ -9,13 +9,15 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from vpnreg.core.ipspace import PrefixError, validate_prefix
-from vpnreg.core.review import TERMINAL_STATES, Role, State
+from vpnreg.core.review import Role, State
 from vpnreg.registry import services
 from vpnreg.registry.errors import FieldError, NotFound, RegistryError, ValidationFailed
 from vpnreg.registry.services import documents, queries
 from vpnreg.registry.views import OrganisationView, UserView
 from vpnreg.web.bounds import FormVersion, PathId, parse_id
+from vpnreg.web.documents import document_response
 from vpnreg.web.policy import APPLICANT, READERS, allow, only
+from vpnreg.web.portal.banners import APPLICANT_DONE, decision_banner, validity_rule
 from vpnreg.web.portal.deps import (
     Config,
     DbSession,
@@ -23,6 +25,7 @@ from vpnreg.web.portal.deps import (
     PortalUser,
     forbid_unless,
 )
+from vpnreg.web.portal.findings import prefix_findings
 from vpnreg.web.portal.pages import local_time, render
 from vpnreg.web.portal.prefix_forms import (
     PrefixEntry,
@@ -31,7 +34,7 @@ from vpnreg.web.portal.prefix_forms import (
     rows_from_form,
     split_peers,
 )
-from vpnreg.web.portal.requirements import DOCUMENT_KINDS, required_documents
+from vpnreg.web.portal.requirements import KIND_LABELS, document_kinds, required_documents
 from vpnreg.web.portal.steps import timeline_steps
 from vpnreg.web.posted import Posted
 
@@ -199,7 +202,10 @@ def apply(
             errors.append(FieldError("prefixes", "required", "enter at least one prefix"))
         return _apply_page(request, session, user, form=state, errors=errors, status_code=422)
     assert isp_id is not None
-    submit = form.get("intent") == "submit"
+    intent = form.get("intent")
+    # "submit" creates and submits at once (kept for scripts); the form's own button continues
+    # to the check-your-answers page, which submits.
+    submit = intent == "submit"
     try:
         app = services.apply_for_registration(
             session,
@@ -222,8 +228,11 @@ def apply(
     except RegistryError as exc:
         bad = [FieldError("", exc.code, str(exc))]
         return _apply_page(request, session, user, form=state, errors=bad, status_code=exc.status)
-    done = "submitted" if submit else "created"
-    return RedirectResponse(f"/applications/{app.id}?done={done}", status_code=303)
+    if submit:
+        return RedirectResponse(f"/applications/{app.id}?done=submitted", status_code=303)
+    if intent == "draft":
+        return RedirectResponse(f"/applications/{app.id}?done=created", status_code=303)
+    return RedirectResponse(f"/applications/{app.id}/check", status_code=303)
 
 
 def documents_problem(label: str, got: tuple[str, bytes] | None) -> FieldError | None:
@@ -264,27 +273,6 @@ def my_applications(
     return render(request, "applications.html", {"organisation": org, "applications": rows})
 
 
-def applicant_actions(state: str, role: str) -> list[str]:
-    if role != Role.APPLICANT:
-        return []
-    actions: list[str] = []
-    if state == State.DRAFT:
-        actions += ["submit"]
-    if state in (State.ACTIVE, State.EXPIRING):
-        actions += ["renew"]
-    if state == State.REJECTED:
-        actions += ["appeal"]
-    if state in (
-        State.DRAFT,
-        State.SUBMITTED,
-        State.ISP_VERIFIED,
-        State.SECTOR_ENDORSED,
-        State.REJECTED,
-    ):
-        actions += ["withdraw", "upload"]
-    return actions
-
-
 def application_page(
     request: Request,
     session: DbSession,
@@ -296,18 +284,25 @@ def application_page(
     status_code: int = 200,
 ) -> HTMLResponse:
     app = queries.visible_application(session, application_id=application_id, viewer=user)
+    actions = services.available_actions(session, app, user, config=config)
+    step = APPLICANT_DONE.get(request.query_params.get("done", ""))
+    banner = decision_banner(app, step) if step is not None else None
     return render(
         request,
         "application.html",
         {
+            **({"flash": banner} if banner else {}),
+            "validity_rule": validity_rule(app),
             "app": app,
             "valid_from_local": local_time(app.valid_from, config.tz) if app.valid_from else "",
             "steps": timeline_steps(session, application_id=app.id, tz=config.tz),
-            "actions": applicant_actions(app.state, user.role),
+            "actions": actions,
+            "reviewable": user.role != Role.APPLICANT and bool(actions),
             "documents": documents.list_documents(session, application_id=app.id),
-            "document_kinds": DOCUMENT_KINDS,
+            "document_kinds": document_kinds(app.category).offered,
+            "kind_labels": KIND_LABELS,
             "amendments": queries.open_amendments(session, viewer=user, application_id=app.id),
-            "can_amend": user.role == Role.APPLICANT and State(app.state) not in TERMINAL_STATES,
+            "can_amend": services.AMEND_PEERS in actions,
             "errors": errors or [],
         },
         status_code=status_code,
@@ -342,9 +337,15 @@ def upload_document(
 ) -> Response:
     got = form.file("file")
     try:
-        queries.visible_application(session, application_id=application_id, viewer=user)
+        app = queries.visible_application(session, application_id=application_id, viewer=user)
+        offered = {k.kind for k in document_kinds(app.category).offered}
+        problems = []
+        if form.get("kind") not in offered:
+            problems.append(FieldError("kind", "invalid", "choose what the document is"))
         if got is None:
-            raise ValidationFailed([FieldError("file", "required", "choose a file")])
+            problems.append(FieldError("file", "required", "choose a file"))
+        if problems or got is None:
+            raise ValidationFailed(problems)
         documents.store_document(
             session,
             application_id=application_id,
@@ -358,6 +359,31 @@ def upload_document(
     except RegistryError as exc:
         return _after(request, session, user, config, application_id, exc)
     return RedirectResponse(f"/applications/{application_id}?done=uploaded", status_code=303)
+
+
+@router.get(
+    "/applications/{application_id}/documents/{document_id}",
+    dependencies=[allow(READERS)],
+    name="portal.download_document",
+)
+def download_document(
+    request: Request,
+    session: DbSession,
+    user: PortalUser,
+    clock: PortalClock,
+    application_id: PathId,
+    document_id: PathId,
+) -> Response:
+    """Reviewers and the applicant open a document within their scope; each download is audited."""
+    doc, content = documents.open_document(
+        session,
+        application_id=application_id,
+        document_id=document_id,
+        viewer=user,
+        now=clock.now(),
+        storage_dir=request.app.state.document_dir,
+    )
+    return document_response(doc, content)
 
 
 Version = FormVersion
@@ -418,6 +444,93 @@ def amend_peers(
     return RedirectResponse(
         f"/applications/{application_id}?done=amendment_requested", status_code=303
     )
+
+
+def _check_page(
+    request: Request,
+    session: DbSession,
+    user: UserView,
+    clock: PortalClock,
+    config: Config,
+    application_id: PathId,
+    *,
+    errors: list[FieldError] | None = None,
+    status_code: int = 200,
+) -> Response:
+    forbid_unless(user, Role.APPLICANT)
+    app = queries.visible_application(session, application_id=application_id, viewer=user)
+    if app.state != State.DRAFT:
+        return RedirectResponse(f"/applications/{app.id}", status_code=303)
+    findings = prefix_findings(session, app, now=clock.now(), config=config, viewer=user)
+    return render(
+        request,
+        "check.html",
+        {
+            "app": app,
+            "findings": findings,
+            "blocking": [f for f in findings if f.blocks],
+            "needs_endorsement": config.needs_endorsement(app.category),
+            "documents": documents.list_documents(session, application_id=app.id),
+            "kind_labels": KIND_LABELS,
+            "errors": errors or [],
+        },
+        status_code=status_code,
+    )
+
+
+@router.get(
+    "/applications/{application_id}/check",
+    dependencies=[allow(only(APPLICANT))],
+    response_class=HTMLResponse,
+    name="portal.check_answers",
+)
+def check_answers(
+    request: Request,
+    session: DbSession,
+    user: PortalUser,
+    clock: PortalClock,
+    config: Config,
+    application_id: PathId,
+) -> Response:
+    """Check your answers: every prefix with its findings, and the documents, before submitting.
+    An overlap with registered space is shown as the reason the application cannot be sent."""
+    return _check_page(request, session, user, clock, config, application_id)
+
+
+@router.post(
+    "/applications/{application_id}/check",
+    dependencies=[allow(only(APPLICANT))],
+    response_class=HTMLResponse,
+    name="portal.submit_checked",
+)
+def submit_checked(
+    request: Request,
+    session: DbSession,
+    user: PortalUser,
+    clock: PortalClock,
+    config: Config,
+    application_id: PathId,
+    version: Version,
+) -> Response:
+    """Submit from the check page; a refusal (an overlap, a stale page) is shown on that page."""
+    try:
+        queries.visible_application(session, application_id=application_id, viewer=user)
+        step = services.StepRequest(
+            action="submit", application_id=application_id, actor=user, expected_version=version
+        )
+        services.take_step(session, step, now=clock.now(), config=config)
+    except RegistryError as exc:
+        return _check_page(
+            request,
+            session,
+            user,
+            clock,
+            config,
+            application_id,
+            errors=exc.field_errors(),
+            status_code=exc.status,
+        )
+    return RedirectResponse(f"/applications/{application_id}?done=submitted", status_code=303)
 
 
 #: The steps an applicant takes from an application's page, and the notice each leaves.

@@ -16,11 +16,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from vpnreg.core.review import ACTION_ARGUMENTS, Action, Role, State, argument_problems
 from vpnreg.registry import services
 from vpnreg.registry.errors import FieldError, NotFound, RegistryError, ValidationFailed
-from vpnreg.registry.services import ServiceConfig, queries
+from vpnreg.registry.services import ServiceConfig, documents, queries
 from vpnreg.registry.services.unit_of_work import DbSession as Session
 from vpnreg.registry.views import ApplicationView, UserView
 from vpnreg.web.bounds import PathId, parse_id
 from vpnreg.web.policy import ISP, REGULATOR, SECTOR_BODY, allow, only
+from vpnreg.web.portal.banners import decision_banner, result_line
 from vpnreg.web.portal.deps import (
     Config,
     DbSession,
@@ -30,6 +31,7 @@ from vpnreg.web.portal.deps import (
 )
 from vpnreg.web.portal.findings import prefix_findings
 from vpnreg.web.portal.pages import age_text, local_time, render
+from vpnreg.web.portal.requirements import KIND_LABELS
 from vpnreg.web.portal.steps import timeline_steps
 from vpnreg.web.posted import Posted
 
@@ -71,26 +73,13 @@ def waits_for(app: ApplicationView, role: str, config: ServiceConfig) -> bool:
     return True
 
 
-def decisions(app: ApplicationView, role: str, config: ServiceConfig) -> list[str]:
-    """The buttons a reviewer of `role` gets for `app` (the service still has the last word)."""
-    state = app.state
-    endorsed = config.needs_endorsement(app.category)
-    if role == Role.ISP and state == State.SUBMITTED:
-        return ["verify", "reject"]
-    if role == Role.SECTOR_BODY and state == State.ISP_VERIFIED and endorsed:
-        return ["endorse", "reject"]
-    if role == Role.REGULATOR:
-        if state == State.SUBMITTED:
-            return ["reject"]
-        if state == State.ISP_VERIFIED:
-            return ["reject"] if endorsed else ["approve", "reject"]
-        if state == State.SECTOR_ENDORSED:
-            return ["approve", "reject"]
-        if state == State.APPEALED:
-            return ["uphold", "overturn"]
-        if state in (State.APPROVED, State.ACTIVE, State.EXPIRING):
-            return ["revoke"]
-    return []
+def decisions(
+    session: Session, app: ApplicationView, user: UserView, config: ServiceConfig
+) -> list[str]:
+    """The decisions `user` gets buttons for on `app`: exactly the reviewer steps the registry
+    would accept now (services.available_actions), positive ones first."""
+    offered = services.available_actions(session, app, user, config=config)
+    return [a for a in LABELS if a in offered]
 
 
 @dataclass(frozen=True)
@@ -104,6 +93,7 @@ class QueueItem:
     prefixes: str
     age: str
     waiting_since: dt.datetime
+    decisions: tuple[str, ...]
 
 
 def _queue(
@@ -139,6 +129,7 @@ def _queue(
                     prefixes=", ".join(p.prefix for p in app.prefixes),
                     age=age_text(app.updated_at, now),
                     waiting_since=app.updated_at,
+                    decisions=tuple(decisions(session, app, user, config)),
                 )
             )
     # Oldest first: the longest wait is the most urgent.
@@ -156,16 +147,20 @@ def queue_page(
     config: Config,
     category: str = "",
     q: str = "",
+    application: str = "",
+    step: str = "",
 ) -> Response:
     forbid_unless(user, Role.ISP, Role.SECTOR_BODY, Role.REGULATOR)
     items = _queue(session, user, config, clock.now(), category=category, search=q.strip())
-    offered = {d for i in items for d in _bulk_decisions(user.role, i.state, config, i)}
+    banner = _decided_banner(session, user, application, step)
+    offered = {d for i in items for d in i.decisions}
     # The positive decision first, so the default is never a rejection.
     bulk = [a for a in LABELS if a in offered]
     return render(
         request,
         "queue.html",
         {
+            **({"flash": banner} if banner else {}),
             "items": items,
             "categories": CATEGORIES,
             "category": category,
@@ -180,15 +175,16 @@ def queue_page(
     )
 
 
-def _bulk_decisions(role: str, state: str, config: ServiceConfig, item: QueueItem) -> list[str]:
-    fake = _StateView(state=state, category=item.category)
-    return decisions(fake, role, config)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class _StateView:
-    state: str
-    category: str
+def _decided_banner(session: Session, user: UserView, application: str, step: str) -> str | None:
+    """After a decision: what was decided on which application, read back from the registry."""
+    app_id = parse_id(application)
+    if app_id is None:
+        return None
+    try:
+        app = queries.visible_application(session, application_id=app_id, viewer=user)
+    except NotFound:
+        return None
+    return decision_banner(app, step)
 
 
 def _item_page(
@@ -209,12 +205,14 @@ def _item_page(
         {
             "app": app,
             "age": age_text(app.updated_at, now),
-            "findings": prefix_findings(session, app, now=now, config=config),
+            "findings": prefix_findings(session, app, now=now, config=config, viewer=user),
             "steps": timeline_steps(session, application_id=app.id, tz=config.tz),
             "decisions": [
-                (d, LABELS[d], d in NEEDS_REASON) for d in decisions(app, user.role, config)
+                (d, LABELS[d], d in NEEDS_REASON) for d in decisions(session, app, user, config)
             ],
             "appeals": queries.application_appeals(session, application_id=app.id),
+            "documents": documents.list_documents(session, application_id=app.id),
+            "kind_labels": KIND_LABELS,
             "reason_codes": REASON_CODES,
             "errors": errors or [],
             "valid_from_local": local_time(app.valid_from, config.tz) if app.valid_from else "",
@@ -328,7 +326,7 @@ def queue_bulk(
     results = []
     for (app_id, version), app in zip(picked, apps, strict=True):
         try:
-            decide(
+            after = decide(
                 session,
                 action=action,
                 application_id=app_id,
@@ -339,9 +337,9 @@ def queue_bulk(
                 reason_code=reason_code,
                 reason=reason,
             )
-            results.append((app.tracking_number, True, LABELS[action]))
+            results.append((app.tracking_number, True, result_line(action, True, after)))
         except RegistryError as exc:
-            results.append((app.tracking_number, False, str(exc)))
+            results.append((app.tracking_number, False, result_line(action, False, app, str(exc))))
     return render(request, "bulk_done.html", {"results": results, "label": LABELS[action]})
 
 
@@ -387,7 +385,10 @@ def queue_decide(
             errors=exc.field_errors(),
             status_code=exc.status,
         )
-    return RedirectResponse("/queue?done=decided", status_code=303)
+    return RedirectResponse(
+        f"/queue?done=decided&application={application_id}&step={form.get('action')}",
+        status_code=303,
+    )
 
 
 @router.post(

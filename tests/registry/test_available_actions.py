@@ -1,0 +1,171 @@
+"""What a page offers is what the server accepts (issue 15 item 5): for applications in every
+state a person can act in, and for every user of every role in and out of scope, each offered
+action succeeds through take_step (or amend_peers, store_document) and each action not offered
+is refused."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session
+
+from tests.registry.conftest import World
+from tests.registry.flow import act, approved, draft, ready_for_decision
+from vpnreg.clock import FrozenClock
+from vpnreg.registry import services
+from vpnreg.registry.errors import RegistryError
+from vpnreg.registry.models import User
+from vpnreg.registry.services.documents import store_document
+from vpnreg.registry.views import ApplicationView
+
+Build = Callable[[Session, World, services.ServiceConfig, dt.datetime], ApplicationView]
+_PREFIXES = itertools.count(1)
+
+
+def _prefix() -> list[tuple[str, list[str]]]:
+    """A prefix of its own for every application built, so approvals never overlap."""
+    return [(f"2001:db8:{next(_PREFIXES):x}::/48", [])]
+
+
+#: Every user the table is played by: each role, and users out of the application's scope.
+USERS = (
+    "applicant", "bank_applicant", "isp_user", "other_isp_user", "sector_user", "regulator",
+    "regulator2",
+)  # fmt: skip
+#: What each action is given: what it needs (reasons, grounds), nothing else.
+ARGUMENTS = {
+    "reject": {"reason_code": "policy", "reason": "not eligible"},
+    "revoke": {"reason": "misuse"},
+    "appeal": {"text": "we are eligible"},
+    "uphold": {"reason": "still not eligible"},
+    "overturn": {"reason": "eligible after all"},
+}
+ACTIONS = (*services.STEPS, services.AMEND_PEERS, services.UPLOAD_DOCUMENT)
+PDF = b"%PDF-1.4\n% a lease\n"
+
+
+def _rejected_by(reviewer: str, *, bank: bool = False) -> Build:
+    def build(s: Session, w: World, c: services.ServiceConfig, now: dt.datetime) -> ApplicationView:
+        app = ready_for_decision(s, w, c, now, _prefix(), bank=bank)
+        return act("reject", s, application_id=app.id, actor=getattr(w, reviewer), now=now,
+                   config=c, **ARGUMENTS["reject"])  # fmt: skip
+
+    return build
+
+
+def _then(build: Build, action: str, who: str) -> Build:
+    def then(s: Session, w: World, c: services.ServiceConfig, now: dt.datetime) -> ApplicationView:
+        app = build(s, w, c, now)
+        return act(action, s, application_id=app.id, actor=getattr(w, who), now=now, config=c,
+                   **ARGUMENTS.get(action, {}))  # fmt: skip
+
+    return then
+
+
+def _draft(s: Session, w: World, c: services.ServiceConfig, now: dt.datetime) -> ApplicationView:
+    return draft(s, w, c, now, _prefix())
+
+
+def _bank_verified(
+    s: Session, w: World, c: services.ServiceConfig, now: dt.datetime
+) -> ApplicationView:
+    return ready_for_decision(s, w, c, now, _prefix(), bank=True)
+
+
+def _active(s: Session, w: World, c: services.ServiceConfig, now: dt.datetime) -> ApplicationView:
+    return approved(s, w, c, now, _prefix())
+
+
+def _endorsed(s: Session, w: World, c: services.ServiceConfig, now: dt.datetime) -> ApplicationView:
+    return ready_for_decision(s, w, c, now, _prefix())
+
+
+_submitted = _then(_draft, "submit", "applicant")
+_rejected_by_regulator = _rejected_by("regulator")
+STATES: dict[str, Build] = {
+    "draft": _draft,
+    "submitted": _submitted,
+    "isp_verified-needs-endorsement": _then(_submitted, "verify", "isp_user"),
+    "isp_verified-no-endorsement": _bank_verified,
+    "sector_endorsed": _endorsed,
+    "active": _active,
+    "rejected": _rejected_by_regulator,
+    "appealed-rejected-by-regulator": _then(_rejected_by_regulator, "appeal", "applicant"),
+    "appealed-rejected-by-isp": _then(
+        _then(_submitted, "reject", "isp_user"), "appeal", "applicant"
+    ),
+    "withdrawn": _then(_draft, "withdraw", "applicant"),
+    "revoked": _then(_active, "revoke", "regulator"),
+}
+
+
+def _take(
+    session: Session, app: ApplicationView, action: str, user: User, config: services.ServiceConfig,
+    now: dt.datetime, storage: Path,
+) -> None:  # fmt: skip
+    if action == services.UPLOAD_DOCUMENT:
+        store_document(
+            session, application_id=app.id, kind="supporting_document", filename="a.pdf",
+            content=PDF, actor=user, now=now, storage_dir=storage,
+        )  # fmt: skip
+        return
+    if action == services.AMEND_PEERS:
+        services.amend_peers(
+            session, application_id=app.id, prefix=app.prefixes[0].prefix,
+            peers=["198.51.100.9/32"], actor=user, now=now, config=config,
+        )  # fmt: skip
+        return
+    act(action, session, application_id=app.id, actor=user, now=now, config=config,
+        **ARGUMENTS.get(action, {}))  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("state", list(STATES), ids=list(STATES))
+def test_offered_actions_succeed_and_the_others_are_refused(
+    session: Session, world: World, config: services.ServiceConfig, clock: FrozenClock,
+    state: str, tmp_path: Path,
+) -> None:  # fmt: skip
+    now = clock.now()
+    build = STATES[state]
+    app = build(session, world, config, now)
+    offered = {
+        who: services.available_actions(session, app, getattr(world, who), config=config)
+        for who in USERS
+    }
+    # Not offered: refused, and the application is left as it was.
+    for who in USERS:
+        for action in ACTIONS:
+            if action in offered[who]:
+                continue
+            with pytest.raises(RegistryError):
+                _take(session, app, action, getattr(world, who), config, now, tmp_path)
+            assert services.get_application(session, application_id=app.id).version == app.version
+    # Offered: accepted, each on a fresh application in the same state.
+    for who in USERS:
+        for action in sorted(offered[who] & set(ACTIONS)):
+            fresh = build(session, world, config, now)
+            _take(session, fresh, action, getattr(world, who), config, now, tmp_path)
+    assert any(offered.values()) or state in ("withdrawn", "revoked")
+
+
+def test_the_reviewer_who_rejected_is_not_offered_the_appeal(
+    session: Session, world: World, config: services.ServiceConfig, clock: FrozenClock
+) -> None:
+    app = STATES["appealed-rejected-by-regulator"](session, world, config, clock.now())
+    mine = services.available_actions(session, app, world.regulator, config=config)
+    other = services.available_actions(session, app, world.regulator2, config=config)
+    assert not {"uphold", "overturn"} & mine
+    assert {"uphold", "overturn"} <= other
+
+
+def test_a_rejected_application_offers_appeal_and_withdraw_but_no_peer_change(
+    session: Session, world: World, config: services.ServiceConfig, clock: FrozenClock
+) -> None:
+    app = STATES["rejected"](session, world, config, clock.now())
+    offered = services.available_actions(session, app, world.applicant, config=config)
+    assert {"appeal", "withdraw"} <= offered
+    assert services.AMEND_PEERS not in offered
