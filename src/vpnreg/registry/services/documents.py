@@ -34,7 +34,6 @@ from vpnreg.registry.services.actors import (
     Actor,
     Person,
     actor_name,
-    actor_role,
     require_role,
     require_scope,
 )
