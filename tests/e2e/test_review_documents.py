@@ -17,7 +17,7 @@ from vpnreg.registry.models import User
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-PDF = b"%PDF-1.4\n% sector body certificate\n"
+PDF = b"%PDF-1.4\n% sector body certificate\n%%EOF\n"
 
 
 def _register_for_the_bank(server: LiveServer, prefix: str) -> None:

@@ -107,7 +107,9 @@ def test_an_import_killed_at_any_point_changes_nothing(fresh_url: str, tmp_path:
     upgrade(fresh_url)
     file = _csv(tmp_path / "legacy.csv", ROWS)
     before = _counts(fresh_url)
-    # Points spread over the whole run: start-up, checking, writing, committing.
+    # Points spread over the whole run: start-up, checking, writing, committing. A kill that
+    # lands after the commit (a fast machine) must find the import whole: all or nothing.
+    killed_before_commit = 0
     for delay in (0.3, 0.8, 1.5, 2.5, 4.0, 6.0):
         process = _import(fresh_url, tmp_path, file, f"killed-{delay}")
         time.sleep(delay)
@@ -115,9 +117,12 @@ def test_an_import_killed_at_any_point_changes_nothing(fresh_url: str, tmp_path:
             break  # it finished before this point: later points cannot be reached
         process.send_signal(signal.SIGKILL)
         process.wait()
-        assert _counts(fresh_url) == before, f"killed after {delay} s"
+        after = _counts(fresh_url)
         verified = _audit_verifies(fresh_url, tmp_path)
         assert verified.returncode == 0, verified.stderr
-    else:
-        return
-    raise AssertionError(f"the import finished within {delay} s: kill points not all reached")
+        if after != before:
+            assert after["Application"] == after["Claim"] == ROWS, f"killed after {delay} s"
+            break
+        killed_before_commit += 1
+    # Start-up and checking alone take longer than the first three points on any machine.
+    assert killed_before_commit >= 3, f"only {killed_before_commit} kills landed before commit"

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from tests.portal.forms import apply, csrf, move, sign_in, sign_out
 from tests.portal.world import PortalWorld
 
-PDF = b"%PDF-1.4\n% certificate\n"
+PDF = b"%PDF-1.4\n% certificate\n%%EOF\n"
 
 
 def _continue(client: TestClient, world: PortalWorld, *prefixes: str) -> int:

@@ -30,7 +30,7 @@ def test_the_portal_refuses_a_hostile_upload(
     before = stored(directory)
     response = client.post(
         f"{page}/documents",
-        data={"csrf_token": csrf(client, page), "kind": "lease"},
+        data={"csrf_token": csrf(client, page), "kind": "supporting_document"},
         files={"file": (name, content, "application/pdf")},
         follow_redirects=False,
     )

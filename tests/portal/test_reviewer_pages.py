@@ -14,7 +14,7 @@ from tests.portal.world import PortalWorld
 from vpnreg.core.review import PROVISIONAL_DAYS
 from vpnreg.registry.models import AuditLogRow
 
-PDF = b"%PDF-1.4\n% certificate\n"
+PDF = b"%PDF-1.4\n% certificate\n%%EOF\n"
 
 
 def _downloads(world: PortalWorld) -> list[str]:

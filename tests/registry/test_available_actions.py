@@ -45,7 +45,7 @@ ARGUMENTS = {
     "overturn": {"reason": "eligible after all"},
 }
 ACTIONS = (*services.STEPS, services.AMEND_PEERS, services.UPLOAD_DOCUMENT)
-PDF = b"%PDF-1.4\n% a lease\n"
+PDF = b"%PDF-1.4\n% a lease\n%%EOF\n"
 
 
 def _rejected_by(reviewer: str, *, bank: bool = False) -> Build:

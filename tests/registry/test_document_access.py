@@ -18,7 +18,7 @@ from vpnreg.registry.models import AuditLogRow, User
 from vpnreg.registry.services.documents import download_filename, open_document, store_document
 from vpnreg.registry.views import DocumentView
 
-PDF = b"%PDF-1.4\n% a lease\n"
+PDF = b"%PDF-1.4\n% a lease\n%%EOF\n"
 
 
 def _downloads(session: Session) -> list[tuple[str, str]]:

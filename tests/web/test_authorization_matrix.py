@@ -172,7 +172,7 @@ def test_object_level_cases(api: Api, caller: str, action: str, expected: int) -
 def test_document_download_is_scoped(api: Api, caller: str, expected: int) -> None:
     app_id = api.create("ali", ["198.51.100.208/28"])["id"]
     url = f"/api/v1/applications/{app_id}/documents"
-    pdf = b"%PDF-1.4\n%lease\n"
+    pdf = b"%PDF-1.4\n%lease\n%%EOF\n"
     uploaded = api.client("ali").post(url, files={"file": ("lease.pdf", pdf)}, data={"kind": "k"})
     assert uploaded.status_code == 201, uploaded.text
     api.step("ali", app_id, "submit")
