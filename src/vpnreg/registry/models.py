@@ -479,6 +479,25 @@ class SignupAttempt(Base):
     attempted_at: Mapped[dt.datetime]
 
 
+class IdempotencyKey(Base):
+    """A client's Idempotency-Key on creating an application, and what that request made.
+
+    A retried create (after a timeout, a 503 or a lost connection) with the same key and the
+    same body gets the application its first attempt made, never a second one."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("owner", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: Who sent it (the actor's name): keys of different callers never meet.
+    owner: Mapped[str] = mapped_column(String(100))
+    key: Mapped[str] = mapped_column(String(128))
+    #: SHA-256 of the request's canonical form: the same key with another body is refused.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id"))
+    created_at: Mapped[dt.datetime]
+
+
 class OutboxMessage(Base):
     """A rendered notification e-mail waiting to be sent; written in the change's transaction."""
 

@@ -8,6 +8,7 @@ import datetime as dt
 from collections.abc import Sequence
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from vpnreg.core.ipspace import (
@@ -23,6 +24,7 @@ from vpnreg.registry.audit_log import append_event
 from vpnreg.registry.claims import range_keys
 from vpnreg.registry.errors import FieldError, NotFound, StaleVersion, ValidationFailed
 from vpnreg.registry.models import ISP, Application, ApplicationPrefix, Organisation, PrefixPeer
+from vpnreg.registry.services import idempotency
 from vpnreg.registry.services.actors import Actor, actor_name, require_role
 from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.snapshots import application_snapshot
@@ -154,14 +156,68 @@ def create_application(
     actor: Actor,
     now: dt.datetime,
     config: ServiceConfig,
+    idempotency_key: str | None = None,
 ) -> ApplicationView:
     """A new draft application of `organisation_id` for prefixes reached through `isp_id`.
 
     The category is the organisation's. Every prefix goes through validate_prefix; every
     problem (bad prefix, bad peer, overlap inside the application) is reported at once.
+    With an `idempotency_key`, a repeat of the same request by the same caller returns the
+    application the first one made (services.idempotency).
     """
     require_role(actor, Role.APPLICANT, Role.ADMIN)
+    if idempotency_key is None:
+        return _create(session, organisation_id, isp_id, prefixes, actor, now, config, None)
+    idempotency.check_key(idempotency_key)
+    once = _Once(
+        owner=actor_name(actor),
+        key=idempotency_key,
+        fingerprint=idempotency.request_fingerprint(
+            {
+                "organisation_id": organisation_id,
+                "isp_id": isp_id,
+                "prefixes": [[p, list(peers)] for p, peers in prefixes],
+            }
+        ),
+    )
+    try:
+        return _create(session, organisation_id, isp_id, prefixes, actor, now, config, once)
+    except IntegrityError:
+        # A request with the same key committed between our look-up and our insert
+        # (PostgreSQL; SQLite's writers take turns): answer with what it made.
+        with service_transaction(session):
+            made = idempotency.remembered(
+                session, owner=once.owner, key=once.key, fingerprint=once.fingerprint, now=now
+            )
+            if made is None:
+                raise
+            return ApplicationView.of(load_application(session, made, lock=False))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Once:
+    owner: str
+    key: str
+    fingerprint: str
+
+
+def _create(
+    session: Session,
+    organisation_id: int,
+    isp_id: int,
+    prefixes: Sequence[PrefixRequest],
+    actor: Actor,
+    now: dt.datetime,
+    config: ServiceConfig,
+    once: _Once | None,
+) -> ApplicationView:
     with service_transaction(session):
+        if once is not None:
+            made = idempotency.remembered(
+                session, owner=once.owner, key=once.key, fingerprint=once.fingerprint, now=now
+            )
+            if made is not None:
+                return ApplicationView.of(load_application(session, made, lock=False))
         org = session.get(Organisation, organisation_id)
         if org is None:
             raise NotFound("organisation", organisation_id)
@@ -203,6 +259,15 @@ def create_application(
             object_id=app.id,
             after=application_snapshot(app),
         )
+        if once is not None:
+            idempotency.remember(
+                session,
+                owner=once.owner,
+                key=once.key,
+                fingerprint=once.fingerprint,
+                application_id=app.id,
+                now=now,
+            )
     return ApplicationView.of(app)
 
 
