@@ -139,3 +139,28 @@ def test_buttons_follow_what_the_registry_accepts(client: TestClient, world: Por
     sign_in(client, "reg2")
     page = client.get(f"/queue/{app_id}").text
     assert "Overturn rejection" in page and "Uphold rejection" in page
+
+
+def test_a_refused_decision_links_its_errors_to_that_decisions_inputs(
+    client: TestClient, world: PortalWorld
+) -> None:
+    sign_in(client, "ali")
+    app_id = apply(client, world, "203.0.113.0/28")
+    sign_out(client)
+    sign_in(client, "noc")
+    response = client.post(
+        f"/queue/{app_id}/decide",
+        data={
+            "csrf_token": csrf(client, f"/queue/{app_id}"),
+            "action": "reject",
+            "version": "2",
+            "reason_code": "",
+            "reason": "",
+        },
+        follow_redirects=False,
+    )
+    assert response.status_code == 422, response.text[:300]
+    page = response.text
+    assert "The decision was not recorded" in page
+    assert 'href="#reason-reject"' in page and 'id="reason-reject"' in page
+    assert "<dt>Version</dt>" not in page  # an internal number, kept as a hidden input

@@ -58,7 +58,7 @@ class Registry:
         return int(self.session.scalar(select(func.count()).select_from(AuditLogRow)) or 0)
 
     def application(self, ref: str) -> ApplicationView:
-        """An application by numeric id or by tracking number (VPN-2026-000123)."""
+        """An application by numeric id or by tracking number (VPN-2026-7KQ3-M9XD)."""
         ref = ref.strip()
         if ref.upper().startswith(TRACKING_PREFIX):
             return services.find_application(self.session, tracking_number=ref.upper())

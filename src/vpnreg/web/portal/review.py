@@ -196,8 +196,10 @@ def _item_page(
     application_id: PathId,
     *,
     errors: list[FieldError] | None = None,
+    failed_action: str = "",
     status_code: int = 200,
 ) -> HTMLResponse:
+    """The review page; after a refused decision, its errors link to that decision's inputs."""
     app = queries.visible_application(session, application_id=application_id, viewer=user)
     return render(
         request,
@@ -215,6 +217,11 @@ def _item_page(
             "kind_labels": KIND_LABELS,
             "reason_codes": REASON_CODES,
             "errors": errors or [],
+            "error_ids": (
+                {"reason": f"reason-{failed_action}", "reason_code": f"code-{failed_action}"}
+                if failed_action in LABELS
+                else {}
+            ),
             "valid_from_local": local_time(app.valid_from, config.tz) if app.valid_from else "",
             "amendments": queries.open_amendments(session, viewer=user, application_id=app.id),
             "may_approve_amendments": user.role == Role.REGULATOR,
@@ -383,6 +390,7 @@ def queue_decide(
             clock.now(),
             application_id,
             errors=exc.field_errors(),
+            failed_action=form.get("action"),
             status_code=exc.status,
         )
     return RedirectResponse(
