@@ -12,6 +12,7 @@ from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import ConsoleLog, LiveServer
 from tests.e2e.test_full_flow import sign_in, sign_out, snap
+from tests.e2e.test_look import WIDTHS, blocking_violations, overflow
 from vpnreg.registry import db, services
 from vpnreg.registry.models import User
 
@@ -40,6 +41,19 @@ def _register_for_the_bank(server: LiveServer, prefix: str) -> None:
         engine.dispose()
 
 
+def _fits_and_passes_axe(page: Page) -> list[str]:
+    """The page at a desktop and a phone width: no sideways scrolling, no serious or critical
+    axe-core violation (the look walk's checks, for the pages this flow reaches)."""
+    problems = []
+    for width, height in WIDTHS.values():
+        page.set_viewport_size({"width": width, "height": height})
+        if (extra := overflow(page)) > 0:
+            problems.append(f"{page.url} at {width}px: {extra} px too wide")
+        problems += [f"{page.url} at {width}px: {v}" for v in blocking_violations(page)]
+    page.set_viewport_size({"width": 1280, "height": 900})
+    return problems
+
+
 def _continue(page: Page, server: LiveServer, prefix: str) -> None:
     page.goto(f"{server.base_url}/apply")
     page.get_by_label("Your internet service provider").select_option(label=server.world.isp_name)
@@ -57,6 +71,7 @@ def test_a_reviewer_downloads_the_document_of_an_application_under_review(
     _continue(browser_page, live_server, "203.0.113.0/28")
     expect(browser_page.locator("#findings")).to_contain_text("valid public prefix")
     snap(browser_page, shots, "issue15-01-check-your-answers")
+    assert _fits_and_passes_axe(browser_page) == []
     browser_page.get_by_role("button", name="Submit application").click()
     expect(browser_page.get_by_role("status")).to_contain_text("submitted")
     app_url = browser_page.url.split("?")[0]
@@ -74,6 +89,7 @@ def test_a_reviewer_downloads_the_document_of_an_application_under_review(
     link = browser_page.get_by_role("link", name="Sector body certificate: certificate.pdf")
     expect(link).to_be_visible()
     snap(browser_page, shots, "issue15-02-review-page-documents")
+    assert _fits_and_passes_axe(browser_page) == []
     with browser_page.expect_download() as info:
         link.click()
     download = info.value
@@ -99,6 +115,7 @@ def test_check_your_answers_refuses_a_prefix_overlapping_registered_space(
     )
     expect(browser_page.get_by_role("button", name="Submit application")).to_have_count(0)
     snap(browser_page, shots, "issue15-03-check-your-answers-refused")
+    assert _fits_and_passes_axe(browser_page) == []
     browser_page.get_by_role("button", name="Withdraw this draft").click()
     expect(browser_page.get_by_role("status")).to_contain_text("withdrawn")
     assert console.errors == []
