@@ -28,6 +28,7 @@ from vpnreg.registry.errors import (
     StaleVersion,
     ValidationFailed,
 )
+from vpnreg.web.policy import allowed_methods
 
 MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:vpnreg:problem:"
@@ -197,10 +198,14 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route matching the path only.
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.url.path))
         return problem_response(
             exc.status_code,
             code,
             str(exc.detail),
             instance=request.url.path,
-            headers=dict(exc.headers or {}),
+            headers=headers,
         )

@@ -29,6 +29,8 @@ _SIGNATURES = (
     (b"%PDF-", "application/pdf"),
     (b"\x89PNG\r\n\x1a\n", "image/png"),
 )
+#: Every media type a stored document can have.
+MEDIA_TYPES = tuple(media_type for _, media_type in _SIGNATURES)
 
 
 def sniff_media_type(content: bytes) -> str | None:

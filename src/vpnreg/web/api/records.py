@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from vpnreg.registry import services
@@ -102,10 +102,14 @@ def lookup(
     db: DbSession,
     clock: AppClock,
     config: Config,
-    ip: Annotated[str, Query(max_length=64)],
+    ip: Annotated[str, Query(min_length=1, max_length=64)],
 ) -> LookupPublic:
     result = services.lookup(db, address=ip, now=clock.now(), config=config)
     return LookupPublic(**vars(result))
+
+
+class RdapResponse(JSONResponse):
+    media_type = RDAP_MEDIA_TYPE
 
 
 def _rdap_error(status: int, title: str, description: str, **extra: Any) -> JSONResponse:
@@ -116,20 +120,40 @@ def _rdap_error(status: int, title: str, description: str, **extra: Any) -> JSON
         "description": [description],
         **extra,
     }
-    return JSONResponse(body, status_code=status, media_type=RDAP_MEDIA_TYPE)
+    return RdapResponse(body, status_code=status)
+
+
+def _rdap(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {RDAP_MEDIA_TYPE: {"schema": {"type": "object"}}},
+    }
 
 
 @router.get(
     "/ip/{address}",
     dependencies=[allow(EVERYONE)],
     summary="Public: is this address registered (an RDAP-flavoured ip network object)",
+    response_class=RdapResponse,
     responses={
-        200: {"description": "The registered network covering the address"},
-        400: {"description": "Not an IP address"},
-        404: {"description": "No registration covers the address (registered: false)"},
+        200: _rdap("The registered network covering the address"),
+        400: _rdap("Not an IP address"),
+        404: _rdap("No registration covers the address (registered: false)"),
     },
 )
-def ip_network(address: str, db: DbSession, clock: AppClock, config: Config) -> JSONResponse:
+def ip_network(
+    address: Annotated[
+        str,
+        Path(
+            max_length=64,
+            description="An IPv4 or IPv6 address (anything else answers 400)",
+            json_schema_extra={"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
+        ),
+    ],
+    db: DbSession,
+    clock: AppClock,
+    config: Config,
+) -> JSONResponse:
     """RFC 9083 section 5.4, reduced to what the public may see: the network, its category and
     validity. It names neither the organisation nor the subscriber."""
     try:
@@ -161,7 +185,7 @@ def ip_network(address: str, db: DbSession, clock: AppClock, config: Config) -> 
         "vpnreg_validUntil": result.valid_until.isoformat() if result.valid_until else None,
         "vpnreg_query": result.ip,
     }
-    return JSONResponse(body, media_type=RDAP_MEDIA_TYPE)
+    return RdapResponse(body)
 
 
 @router.get(
