@@ -121,6 +121,14 @@ def _coverage_cases(schema: Any, operation: Any) -> Iterable[Any]:
     )
 
 
+class _Raised:
+    """An exception the app let out (the test transport raises it instead of answering 500)."""
+
+    def __init__(self, err: Exception) -> None:
+        self.title = f"Server error ({type(err).__name__})"
+        self.message = str(err).splitlines()[0][:300]
+
+
 def fuzz(schema: Any, caller: str, headers: dict[str, str], *, examples: int) -> Outcome:
     """Run the coverage cases and `examples` generated cases of each mode, as `caller`."""
     outcome = Outcome(caller)
@@ -128,7 +136,9 @@ def fuzz(schema: Any, caller: str, headers: dict[str, str], *, examples: int) ->
 
     seen: set[tuple[str, str]] = set()
 
-    def found(operation: Any, case: schemathesis.Case, failures: Iterable[Failure]) -> None:
+    def found(
+        operation: Any, case: schemathesis.Case, failures: Iterable[Failure | _Raised]
+    ) -> None:
         for failure in failures:
             key = (operation.label, failure.title)
             if key not in seen:
@@ -139,7 +149,12 @@ def fuzz(schema: Any, caller: str, headers: dict[str, str], *, examples: int) ->
                 )
 
     def send(case: schemathesis.Case) -> None:
-        response = case.call(headers=headers)
+        try:
+            response = case.call(headers=headers)
+        except Exception as err:  # the app raised instead of answering: a server error
+            outcome.statuses[500] += 1
+            found(case.operation, case, [_Raised(err)])
+            return
         outcome.requests += 1
         outcome.statuses[response.status_code] += 1
         try:

@@ -12,6 +12,8 @@ from typing import Any
 import jsonschema_rs
 
 from tests.api.harness import Api
+from vpnreg.web.bounds import MAX_ID
+from vpnreg.web.schemas import FILLED_IN
 
 PROBLEM = "application/problem+json"
 PROBLEM_REF = "#/components/schemas/Problem"
@@ -121,15 +123,14 @@ def test_blank_reasons_and_names_are_refused_by_the_schema_it_documents(api: Api
     }.items():
         for name in fields:
             field = schemas[model]["properties"][name]
-            assert field["minLength"] == 1 and field["pattern"] == r"\S", (model, name)
+            assert field["minLength"] == 1 and field["pattern"] == FILLED_IN, (model, name)
     app_id = api.create("ali", ["203.0.113.224/28"])["id"]
     api.step("ali", app_id, "submit")
     client = api.client("noc")
     etag = client.get(f"{BASE}/{app_id}").headers["ETag"]
-    # A reason of white space only (\x1c is white space to str.strip, not to every regex engine).
     refused = client.post(
         f"{BASE}/{app_id}/reject",
-        json={"reason_code": "policy", "reason": " \t\x1c "},
+        json={"reason_code": "policy", "reason": " \t\u3000\n "},
         headers={"If-Match": etag},
     )
     assert refused.status_code == 422
@@ -196,3 +197,39 @@ def test_security_follows_the_policy_table(api: Api) -> None:
     assert {} in paths["/api/v1/ip/{address}"]["get"]["security"]
     assert {} not in paths["/api/v1/audit/events"]["get"]["security"]
     assert paths["/feed/v1/snapshot"]["get"]["security"] == [{"bearer": []}]
+
+
+def test_nul_and_control_characters_are_refused_before_the_database(api: Api) -> None:
+    # PostgreSQL refuses to store NUL: each of these answered 500 there (found by schemathesis).
+    document = _document(api)
+    admin = api.client("admin")
+    for name in ("Acme\x00Ltd", "Acme\x1bLtd"):
+        response = admin.post("/api/v1/organisations", json={"name": name, "category": "bank"})
+        assert response.status_code == 422, name
+        _assert_is_a_documented_problem(document, "POST", "/api/v1/organisations", response)
+    for query in ("q=a%00b", "state=a%00", "category=%00"):
+        response = admin.get(f"{BASE}?{query}")
+        assert response.status_code == 422, query
+    assert admin.get("/api/v1/prefixes?state=active&state=%00").status_code == 422
+    auditor = api.client("auditor")
+    for query in ("actor=%00", "object_type=x%00", "object_id=%01"):
+        assert auditor.get(f"/api/v1/audit/events?{query}").status_code == 422, query
+    assert admin.get(f"{BASE}?q=192.0.2&state=&category=").status_code == 200
+
+
+def test_ids_past_a_postgresql_integer_are_refused_and_the_largest_is_just_not_there(
+    api: Api,
+) -> None:
+    # Ids are PostgreSQL INTEGER: 2**31 and more answered 500 there ("integer out of range").
+    assert MAX_ID == 2**31 - 1
+    client = api.client("reg1")
+    largest = client.get(f"{BASE}?organisation_id={MAX_ID}&isp_id={MAX_ID}")
+    assert largest.status_code == 200 and largest.json()["items"] == []
+    assert client.get(f"{BASE}/{MAX_ID}").status_code == 404
+    for url in (f"{BASE}?organisation_id={MAX_ID + 1}", f"{BASE}/{2**40}/timeline"):
+        response = client.get(url)
+        assert response.status_code == 422, url
+    created = api.client("ali").post(
+        BASE, json={"isp_id": 2**40, "prefixes": [{"prefix": "203.0.113.248/29"}]}
+    )
+    assert created.status_code == 422

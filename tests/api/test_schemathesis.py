@@ -10,6 +10,7 @@ examples, is bench/bench_schemathesis.py.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,6 +46,22 @@ def schema(world: FuzzWorld) -> Any:
 @pytest.mark.parametrize("caller", ALL_CALLERS)
 def test_every_operation_answers_as_documented(caller: str, world: FuzzWorld, schema: Any) -> None:
     outcome = fuzz(schema, caller, world.headers[caller], examples=EXAMPLES)
+    assert outcome.failures == [], "\n\n".join(outcome.failures)
+    assert outcome.requests > 1000
+    assert not [s for s in outcome.statuses if s >= 500]
+
+
+@pytest.mark.slow
+def test_an_applicants_token_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    """The caller whose token once found server errors, once more on the production database."""
+    built = fuzz_world(pg_url, tmp_path)
+    try:
+        outcome = fuzz(
+            load_schema(built), "applicant", built.headers["applicant"], examples=EXAMPLES
+        )
+    finally:
+        built.api.app.state.database.dispose()
+        built.api.app.state.feed.close()
     assert outcome.failures == [], "\n\n".join(outcome.failures)
     assert outcome.requests > 1000
     assert not [s for s in outcome.statuses if s >= 500]

@@ -50,7 +50,6 @@ from vpnreg.registry import services
 from vpnreg.registry.services.feed_publisher import CatchUp
 from vpnreg.registry.services.unit_of_work import Database
 from vpnreg.settings import Settings
-from vpnreg.web.bounds import MAX_ID
 from vpnreg.web.policy import GATEWAY, allow, only
 
 __all__ = [
@@ -68,6 +67,8 @@ _LOG = logging.getLogger(__name__)
 _GZIP_MIN = 512
 _JSON = "application/json"
 _EMPTY_DELTAS = b'{"deltas":[]}'
+#: Serials are 64-bit (they are compared in memory, never sent to the database).
+MAX_SERIAL = 2**63 - 1
 #: How the OpenAPI document describes a feed answer (docs/feed-client.md has the contract).
 _SIGNED_JSON: dict[str, Any] = {
     "description": "A JSON document (signed, where it carries entries; see docs/feed-client.md)",
@@ -523,7 +524,7 @@ def feed_router(server: FeedServer) -> APIRouter:
     @router.get("/delta", response_class=Response, responses={200: _SIGNED_JSON})
     async def delta(
         request: Request,
-        since: Annotated[int, Query(ge=0, le=MAX_ID)],
+        since: Annotated[int, Query(ge=0, le=MAX_SERIAL)],
         session: Annotated[str | None, Query(max_length=64)] = None,
     ) -> Response:
         """The signed delta from `since` of `session` to now, or a reset answer."""
@@ -545,7 +546,7 @@ def feed_router(server: FeedServer) -> APIRouter:
     )
     async def notify(
         request: Request,
-        since: Annotated[int, Query(ge=0, le=MAX_ID)],
+        since: Annotated[int, Query(ge=0, le=MAX_SERIAL)],
         session: Annotated[str | None, Query(max_length=64)] = None,
         wait: Annotated[float, Query(ge=0)] = 0.0,
     ) -> Response:

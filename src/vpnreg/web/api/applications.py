@@ -34,7 +34,9 @@ from vpnreg.web.policy import (
 )
 from vpnreg.web.problems import Problem
 from vpnreg.web.schemas import (
-    NOT_BLANK,
+    FILLED_IN,
+    KEYWORD,
+    TEXT,
     AmendmentPublic,
     AmendPeersBody,
     AppealBody,
@@ -114,11 +116,13 @@ def _visible(db: DbSession, application_id: PathId, viewer: UserView | None) -> 
 def list_applications(
     db: DbSession,
     viewer: OptionalUser,
-    state: str | None = None,
-    category: str | None = None,
+    state: Annotated[str | None, Query(max_length=32, pattern=KEYWORD)] = None,
+    category: Annotated[str | None, Query(max_length=32, pattern=KEYWORD)] = None,
     organisation_id: QueryId = None,
     isp_id: QueryId = None,
-    q: Annotated[str | None, Query(max_length=64, description="tracking number or prefix")] = None,
+    q: Annotated[
+        str | None, Query(max_length=64, pattern=TEXT, description="tracking number or prefix")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
     offset: Offset = 0,
 ) -> ApplicationPage:
@@ -419,7 +423,7 @@ def upload_document(
     db: DbSession,
     user: CurrentUser,
     clock: AppClock,
-    kind: Annotated[str, Form(min_length=1, max_length=64, pattern=NOT_BLANK)] = "supporting",
+    kind: Annotated[str, Form(min_length=1, max_length=64, pattern=FILLED_IN)] = "supporting",
 ) -> DocumentPublic:
     limit: int = request.app.state.max_document_bytes
     # One byte past the limit is enough to know the file is too large.

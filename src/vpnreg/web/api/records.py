@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import Field
 
 from vpnreg.registry import services
 from vpnreg.registry.errors import ValidationFailed
@@ -23,6 +24,8 @@ from vpnreg.web.policy import (
     only,
 )
 from vpnreg.web.schemas import (
+    KEYWORD,
+    TEXT,
     AuditEventPublic,
     AuditPage,
     LookupPublic,
@@ -68,7 +71,9 @@ def me(request: Request, caller: CurrentCaller) -> MePublic:
 def list_prefixes(
     db: DbSession,
     viewer: OptionalUser,
-    state: Annotated[list[str] | None, Query()] = None,
+    state: Annotated[
+        list[Annotated[str, Field(max_length=32, pattern=KEYWORD)]] | None, Query()
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
     offset: Offset = 0,
 ) -> PrefixPage:
@@ -196,9 +201,9 @@ def ip_network(
 )
 def audit_events(
     db: DbSession,
-    object_type: str | None = None,
-    object_id: str | None = None,
-    actor: str | None = None,
+    object_type: Annotated[str | None, Query(max_length=64, pattern=TEXT)] = None,
+    object_id: Annotated[str | None, Query(max_length=64, pattern=TEXT)] = None,
+    actor: Annotated[str | None, Query(max_length=128, pattern=TEXT)] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
     offset: Offset = 0,
 ) -> AuditPage:
