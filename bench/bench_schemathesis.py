@@ -39,7 +39,7 @@ def main(examples: int | None = None) -> None:
             schema = load_schema(world)
             operations = sum(1 for _ in schema.get_all_operations())
             for caller in ALL_CALLERS:
-                outcome = fuzz(schema, caller, world.headers[caller], examples=examples)
+                outcome = fuzz(world, schema, caller, examples=examples)
                 outcomes.append(outcome)
                 print(
                     f"{caller}: {outcome.requests:,} requests in {outcome.seconds:.0f} s, "

@@ -105,8 +105,17 @@ def fuzz_world(url: str, data_dir: Path) -> FuzzWorld:
 
 
 def load_schema(world: FuzzWorld) -> Any:
+    """The document as the in-process app serves it, and the app to send the cases to."""
+    app = world.api.app
+
+    async def without_lifespan(scope: Any, receive: Any, send: Any) -> None:
+        # The app's lifespan (the feed's scheduler, the frozen heap) stays off, as with the
+        # harness's TestClients; schemathesis would start it for the rest of the process.
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+
     config = schemathesis.Config.from_dict({"checks": CHECKS_CONFIG})
-    return schemathesis.openapi.from_asgi(OPENAPI, world.api.app, config=config)
+    return schemathesis.openapi.from_asgi(OPENAPI, without_lifespan, config=config)
 
 
 def _operations(schema: Any) -> Iterator[Any]:
@@ -129,8 +138,9 @@ class _Raised:
         self.message = str(err).splitlines()[0][:300]
 
 
-def fuzz(schema: Any, caller: str, headers: dict[str, str], *, examples: int) -> Outcome:
+def fuzz(world: FuzzWorld, schema: Any, caller: str, *, examples: int) -> Outcome:
     """Run the coverage cases and `examples` generated cases of each mode, as `caller`."""
+    headers = world.headers[caller]
     outcome = Outcome(caller)
     started = time.monotonic()
 

@@ -45,7 +45,7 @@ def schema(world: FuzzWorld) -> Any:
 @pytest.mark.slow
 @pytest.mark.parametrize("caller", ALL_CALLERS)
 def test_every_operation_answers_as_documented(caller: str, world: FuzzWorld, schema: Any) -> None:
-    outcome = fuzz(schema, caller, world.headers[caller], examples=EXAMPLES)
+    outcome = fuzz(world, schema, caller, examples=EXAMPLES)
     assert outcome.failures == [], "\n\n".join(outcome.failures)
     assert outcome.requests > 1000
     assert not [s for s in outcome.statuses if s >= 500]
