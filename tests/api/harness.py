@@ -21,6 +21,7 @@ from tests.registry.conftest import PASSWORD, World, add_user, build_world, make
 from vpnreg.clock import FrozenClock
 from vpnreg.core.review import Role
 from vpnreg.registry.db import make_engine, make_session_factory, upgrade
+from vpnreg.registry.models import User
 from vpnreg.registry.services.tokens import create_token
 from vpnreg.settings import Settings
 from vpnreg.web.app import create_app
@@ -41,6 +42,8 @@ class Api:
     gateway_token: str
     clients: dict[str, TestClient] = field(default_factory=dict)
     usernames: dict[str, str] = field(default_factory=dict)
+    #: Every login's user id, by username.
+    user_ids: dict[str, int] = field(default_factory=dict)
 
     def client(self, who: str) -> TestClient:
         return self.clients[who]
@@ -116,8 +119,13 @@ def build_api(url: str, data_dir: Path) -> Api:
     try:
         with make_session_factory(engine)() as session:
             world = build_world(session, clock.now(), make_config())
-            add_user(session, "audit", Role.AUDITOR, clock.now())
-            add_user(session, "root", Role.ADMIN, clock.now())
+            auditor = add_user(session, "audit", Role.AUDITOR, clock.now())
+            admin = add_user(session, "root", Role.ADMIN, clock.now())
+            user_ids = {
+                user.username: user.id
+                for user in (*vars(world).values(), auditor, admin)
+                if isinstance(user, User)
+            }
             _, gateway_token = create_token(
                 session, name="gw1", role=Role.GATEWAY, actor="cli:admin", now=clock.now()
             )
@@ -131,7 +139,14 @@ def build_api(url: str, data_dir: Path) -> Api:
         feed_key=data_dir / "feed.key",
     )
     app = create_app(settings, clock=clock)
-    api = Api(app=app, clock=clock, world=world, url=url, gateway_token=gateway_token)
+    api = Api(
+        app=app,
+        clock=clock,
+        world=world,
+        url=url,
+        gateway_token=gateway_token,
+        user_ids=user_ids,
+    )
     usernames = {
         "applicant": "ali",
         "isp": "noc",

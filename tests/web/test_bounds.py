@@ -1,4 +1,4 @@
-"""Numbers past what the database holds (2**63 and more) are refused with a 4xx everywhere: in
+"""Numbers past what the database holds (past MAX_ID) are refused with a 4xx everywhere: in
 paths, queries, JSON bodies and portal forms, as every caller. They used to reach the driver
 and answer 500 (OverflowError)."""
 

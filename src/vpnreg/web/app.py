@@ -21,6 +21,7 @@ from vpnreg.registry.services import ServiceConfig
 from vpnreg.registry.services.documents import MAX_DOCUMENT_BYTES
 from vpnreg.registry.services.unit_of_work import Database
 from vpnreg.settings import Settings
+from vpnreg.web.api.openapi import install_openapi
 from vpnreg.web.auth import SESSION_COOKIE, csrf_for, enforce_policy, ensure_session_cookie
 from vpnreg.web.feed import install_feed
 from vpnreg.web.headers import SecurityHeaders
@@ -175,4 +176,5 @@ def create_app(
     app.add_middleware(BodyLimit)
     app.add_middleware(SecurityHeaders)
     app.state.policy = build_policy(app)
+    install_openapi(app)
     return app

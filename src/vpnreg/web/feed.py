@@ -68,6 +68,13 @@ _LOG = logging.getLogger(__name__)
 _GZIP_MIN = 512
 _JSON = "application/json"
 _EMPTY_DELTAS = b'{"deltas":[]}'
+#: Serials are 64-bit (they are compared in memory, never sent to the database).
+MAX_SERIAL = 2**63 - 1
+#: How the OpenAPI document describes a feed answer (docs/feed-client.md has the contract).
+_SIGNED_JSON: dict[str, Any] = {
+    "description": "A JSON document (signed, where it carries entries; see docs/feed-client.md)",
+    "content": {_JSON: {"schema": {"type": "object"}}},
+}
 
 
 class Timer(Protocol):
@@ -501,7 +508,14 @@ def feed_router(server: FeedServer) -> APIRouter:
         dependencies=[allow(only(GATEWAY)), Depends(server.gateway)],
     )
 
-    @router.get("/snapshot", response_class=Response)
+    @router.get(
+        "/snapshot",
+        response_class=Response,
+        responses={
+            200: _SIGNED_JSON,
+            304: {"description": "If-None-Match names the current state: nothing new"},
+        },
+    )
     async def snapshot(request: Request) -> Response:
         """The signed snapshot of the current set (ETag "session-serial"; 304 on a match)."""
         history = await server.current()
@@ -511,10 +525,10 @@ def feed_router(server: FeedServer) -> APIRouter:
         signed = await server.snapshot_document(history)
         return _respond(request, signed.body, headers={"ETag": etag}, gzipped=signed.gzipped)
 
-    @router.get("/delta", response_class=Response)
+    @router.get("/delta", response_class=Response, responses={200: _SIGNED_JSON})
     async def delta(
         request: Request,
-        since: Annotated[int, Query(ge=0)],
+        since: Annotated[int, Query(ge=0, le=MAX_SERIAL)],
         session: Annotated[str | None, Query(max_length=64)] = None,
     ) -> Response:
         """The signed delta from `since` of `session` to now, or a reset answer."""
@@ -529,10 +543,14 @@ def feed_router(server: FeedServer) -> APIRouter:
             request, signed.body, headers={"ETag": _etag(history)}, gzipped=signed.gzipped
         )
 
-    @router.get("/notify", response_class=Response, responses={204: {"description": "no change"}})
+    @router.get(
+        "/notify",
+        response_class=Response,
+        responses={200: _SIGNED_JSON, 204: {"description": "no change within `wait` seconds"}},
+    )
     async def notify(
         request: Request,
-        since: Annotated[int, Query(ge=0)],
+        since: Annotated[int, Query(ge=0, le=MAX_SERIAL)],
         session: Annotated[str | None, Query(max_length=64)] = None,
         wait: Annotated[float, Query(ge=0)] = 0.0,
     ) -> Response:

@@ -187,3 +187,12 @@ def route_path_of(app: FastAPI, route: object, request_path: str) -> str | None:
         if regex.match(request_path):
             return entry.path
     return None
+
+
+def allowed_methods(app: FastAPI, request_path: str) -> list[str]:
+    """Every method some route of `app` answers at `request_path`, sorted (for `Allow`)."""
+    methods: set[str] = set()
+    for entry in effective_routes(app):
+        if entry.enforced and compile_path(entry.path)[0].match(request_path):
+            methods.update(entry.methods)
+    return sorted(methods)

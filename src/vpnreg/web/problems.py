@@ -33,6 +33,7 @@ from vpnreg.registry.errors import (
     StaleVersion,
     ValidationFailed,
 )
+from vpnreg.web.policy import allowed_methods
 
 MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:vpnreg:problem:"
@@ -237,9 +238,11 @@ def install_problem_handlers(app: FastAPI) -> None:
             from vpnreg.web.error_pages import recognise_visitor
 
             await recognise_visitor(request)
-        return answer(
-            request, exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})
-        )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route matching the path only.
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.url.path))
+        return answer(request, exc.status_code, code, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

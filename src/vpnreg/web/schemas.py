@@ -11,9 +11,27 @@ from vpnreg.registry.schemas import MAX_PREFIXES, PrefixIn
 from vpnreg.registry.views import ApplicationView, IspView, OrganisationView
 from vpnreg.web.bounds import MAX_ID
 
+#: Control characters, but tab and line breaks: never part of a person's text, and PostgreSQL
+#: refuses to store NUL (a 500 on PostgreSQL before these patterns, found by schemathesis).
+_CONTROL = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
+#: Text without control characters (query filters, free text).
+TEXT = rf"^[^{_CONTROL}]*$"
+#: ... with somewhere a character that is not white space: the services strip reasons and names
+#: and refuse what is left empty, and the document says so. (Without control characters, the
+#: regex engine's white space is exactly `str.strip`'s; the engine is linear in the input.)
+FILLED_IN = rf"^[^{_CONTROL}]*[^\s{_CONTROL}][^{_CONTROL}]*$"
+#: A name from a fixed list (states, categories): an unknown one matches nothing.
+KEYWORD = r"^[a-z_]*$"
+_REQUEST = ConfigDict(extra="forbid")
+
+
+def filled_in(max_length: int, description: str | None = None) -> Any:
+    """A field a person must fill in: not blank, at most `max_length` characters."""
+    return Field(min_length=1, max_length=max_length, pattern=FILLED_IN, description=description)
+
 
 class ApplicationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _REQUEST
 
     #: The applicant's own organisation when left out.
     organisation_id: int | None = Field(default=None, ge=0, le=MAX_ID)
@@ -86,35 +104,36 @@ class TimelineEntryPublic(BaseModel):
 
 
 class RejectBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _REQUEST
 
-    reason_code: str = Field(max_length=64)
-    reason: str = Field(max_length=4000)
+    reason_code: str = filled_in(64, "e.g. not_subscriber, incomplete_documents, not_eligible")
+    reason: str = filled_in(4000)
 
 
 class RevokeBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _REQUEST
 
-    reason: str = Field(max_length=4000)
-    reason_code: str = Field(default="revoked", max_length=64)
+    reason: str = filled_in(4000)
+    #: Blank means the default.
+    reason_code: str = Field(default="revoked", max_length=64, pattern=TEXT)
 
 
 class AppealBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _REQUEST
 
-    text: str = Field(max_length=8000)
+    text: str = filled_in(8000, "the grounds of the appeal")
 
 
 class DecisionBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _REQUEST
 
-    reason: str = Field(max_length=4000)
+    reason: str = filled_in(4000)
 
 
 class AmendPeersBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _REQUEST
 
-    prefix: str = Field(max_length=64)
+    prefix: str = Field(min_length=1, max_length=64)
     peers: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=64)
 
 
@@ -128,12 +147,17 @@ class AmendmentPublic(BaseModel):
 
 
 class OrganisationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _REQUEST
 
-    name: str = Field(max_length=200)
-    category: str = Field(max_length=32)
-    registration_number: str | None = Field(default=None, max_length=64)
-    national_id: str | None = Field(default=None, max_length=32)
+    name: str = filled_in(200)
+    category: str = Field(
+        min_length=1,
+        max_length=32,
+        pattern=KEYWORD,
+        description="software_house, call_centre, freelancer, bank, foreign_mission or other",
+    )
+    registration_number: str | None = Field(default=None, max_length=64, pattern=TEXT)
+    national_id: str | None = Field(default=None, max_length=32, pattern=TEXT)
 
 
 class OrganisationPublic(BaseModel):

@@ -51,6 +51,8 @@ _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 #: opens it (the registry itself never decodes one).
 MAX_PNG_SIDE = 16_384
 MAX_PNG_PIXELS = 80_000_000
+#: Every media type a stored document can have (what sniff_media_type answers).
+MEDIA_TYPES = ("application/pdf", "image/png")
 
 
 class StorageFull(RegistryError):

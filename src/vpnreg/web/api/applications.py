@@ -35,6 +35,9 @@ from vpnreg.web.policy import (
 )
 from vpnreg.web.problems import Problem
 from vpnreg.web.schemas import (
+    FILLED_IN,
+    KEYWORD,
+    TEXT,
     AmendmentPublic,
     AmendPeersBody,
     AppealBody,
@@ -73,7 +76,7 @@ IfMatch = Annotated[
     str | None,
     Header(
         alias="If-Match",
-        description='The ETag of the version acted on, e.g. "3" (required: 428 without it)',
+        description='The ETag of the version acted on, e.g. "3" (428 without it, 412 if stale)',
     ),
 ]
 
@@ -114,11 +117,13 @@ def _visible(db: DbSession, application_id: PathId, viewer: UserView | None) -> 
 def list_applications(
     db: DbSession,
     viewer: OptionalUser,
-    state: str | None = None,
-    category: str | None = None,
+    state: Annotated[str | None, Query(max_length=32, pattern=KEYWORD)] = None,
+    category: Annotated[str | None, Query(max_length=32, pattern=KEYWORD)] = None,
     organisation_id: QueryId = None,
     isp_id: QueryId = None,
-    q: Annotated[str | None, Query(max_length=64, description="tracking number or prefix")] = None,
+    q: Annotated[
+        str | None, Query(max_length=64, pattern=TEXT, description="tracking number or prefix")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
     offset: Offset = 0,
 ) -> ApplicationPage:
@@ -241,20 +246,10 @@ def _take(
     return _answer(app, status, location=status == 201)
 
 
-_RESPONSES: dict[int | str, dict[str, Any]] = {
-    403: {"description": "Not this caller's business, or the role may not take this step"},
-    404: {"description": "No such application visible to the caller"},
-    409: {"description": "Not possible in the application's state, or the space is taken"},
-    412: {"description": "If-Match names an older version"},
-    428: {"description": "If-Match is missing"},
-}
-
-
 def _doc(action: str, summary: str) -> dict[str, Any]:
     return {
         "dependencies": [allow(STEP_ACCESS[action])],
         "response_model": ApplicationPublic,
-        "responses": _RESPONSES,
         "summary": f"{summary.capitalize()} an application",
     }
 
@@ -312,7 +307,6 @@ _body_transition("overturn", DecisionBody, "overturn (the rejection of)")
     dependencies=[allow(STEP_ACCESS[services.RENEW])],
     status_code=201,
     response_model=ApplicationPublic,
-    responses=_RESPONSES,
     summary="Renew a registration (creates the renewal application)",
 )
 def renew(
@@ -331,7 +325,6 @@ def renew(
     dependencies=[allow(only(APPLICANT))],
     status_code=202,
     response_model=AmendmentPublic,
-    responses=_RESPONSES,
     summary="Ask for a prefix's peers to change (in force once a regulator approves)",
 )
 def amend_peers(
@@ -363,7 +356,6 @@ def amend_peers(
     "/{application_id}/amendments/{amendment_id}/approve",
     dependencies=[allow(only(REGULATOR))],
     response_model=ApplicationPublic,
-    responses=_RESPONSES,
     summary="Approve a pending peer amendment",
 )
 def approve_amendment(
@@ -432,7 +424,7 @@ def upload_document(
     db: DbSession,
     user: CurrentUser,
     clock: AppClock,
-    kind: Annotated[str, Form(max_length=64)] = "supporting",
+    kind: Annotated[str, Form(min_length=1, max_length=64, pattern=FILLED_IN)] = "supporting",
 ) -> DocumentPublic:
     limit: int = request.app.state.max_document_bytes
     # One byte past the limit is enough to know the file is too large.
@@ -456,6 +448,16 @@ def upload_document(
     "/{application_id}/documents/{document_id}",
     dependencies=[allow(READERS)],
     summary="Download one document",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The document's bytes, typed by their content",
+            "content": {
+                media_type: {"schema": {"type": "string", "format": "binary"}}
+                for media_type in document_service.MEDIA_TYPES
+            },
+        }
+    },
 )
 def download_document(
     request: Request,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import Field
 
 from vpnreg.registry import services
 from vpnreg.registry.errors import ValidationFailed
@@ -23,6 +24,8 @@ from vpnreg.web.policy import (
     only,
 )
 from vpnreg.web.schemas import (
+    KEYWORD,
+    TEXT,
     AuditEventPublic,
     AuditPage,
     LookupPublic,
@@ -68,7 +71,9 @@ def me(request: Request, caller: CurrentCaller) -> MePublic:
 def list_prefixes(
     db: DbSession,
     viewer: OptionalUser,
-    state: Annotated[list[str] | None, Query()] = None,
+    state: Annotated[
+        list[Annotated[str, Field(max_length=32, pattern=KEYWORD)]] | None, Query()
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
     offset: Offset = 0,
 ) -> PrefixPage:
@@ -102,10 +107,14 @@ def lookup(
     db: DbSession,
     clock: AppClock,
     config: Config,
-    ip: Annotated[str, Query(max_length=64)],
+    ip: Annotated[str, Query(min_length=1, max_length=64)],
 ) -> LookupPublic:
     result = services.lookup(db, address=ip, now=clock.now(), config=config)
     return LookupPublic(**vars(result))
+
+
+class RdapResponse(JSONResponse):
+    media_type = RDAP_MEDIA_TYPE
 
 
 def _rdap_error(status: int, title: str, description: str, **extra: Any) -> JSONResponse:
@@ -116,20 +125,40 @@ def _rdap_error(status: int, title: str, description: str, **extra: Any) -> JSON
         "description": [description],
         **extra,
     }
-    return JSONResponse(body, status_code=status, media_type=RDAP_MEDIA_TYPE)
+    return RdapResponse(body, status_code=status)
+
+
+def _rdap(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {RDAP_MEDIA_TYPE: {"schema": {"type": "object"}}},
+    }
 
 
 @router.get(
     "/ip/{address}",
     dependencies=[allow(EVERYONE)],
     summary="Public: is this address registered (an RDAP-flavoured ip network object)",
+    response_class=RdapResponse,
     responses={
-        200: {"description": "The registered network covering the address"},
-        400: {"description": "Not an IP address"},
-        404: {"description": "No registration covers the address (registered: false)"},
+        200: _rdap("The registered network covering the address"),
+        400: _rdap("Not an IP address"),
+        404: _rdap("No registration covers the address (registered: false)"),
     },
 )
-def ip_network(address: str, db: DbSession, clock: AppClock, config: Config) -> JSONResponse:
+def ip_network(
+    address: Annotated[
+        str,
+        Path(
+            max_length=64,
+            description="An IPv4 or IPv6 address (anything else answers 400)",
+            json_schema_extra={"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
+        ),
+    ],
+    db: DbSession,
+    clock: AppClock,
+    config: Config,
+) -> JSONResponse:
     """RFC 9083 section 5.4, reduced to what the public may see: the network, its category and
     validity. It names neither the organisation nor the subscriber."""
     try:
@@ -161,7 +190,7 @@ def ip_network(address: str, db: DbSession, clock: AppClock, config: Config) -> 
         "vpnreg_validUntil": result.valid_until.isoformat() if result.valid_until else None,
         "vpnreg_query": result.ip,
     }
-    return JSONResponse(body, media_type=RDAP_MEDIA_TYPE)
+    return RdapResponse(body)
 
 
 @router.get(
@@ -172,9 +201,9 @@ def ip_network(address: str, db: DbSession, clock: AppClock, config: Config) -> 
 )
 def audit_events(
     db: DbSession,
-    object_type: str | None = None,
-    object_id: str | None = None,
-    actor: str | None = None,
+    object_type: Annotated[str | None, Query(max_length=64, pattern=TEXT)] = None,
+    object_id: Annotated[str | None, Query(max_length=64, pattern=TEXT)] = None,
+    actor: Annotated[str | None, Query(max_length=128, pattern=TEXT)] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
     offset: Offset = 0,
 ) -> AuditPage:
