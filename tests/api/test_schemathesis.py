@@ -56,9 +56,7 @@ def test_an_applicants_token_on_postgresql(pg_url: str, tmp_path: Path) -> None:
     """The caller whose token once found server errors, once more on the production database."""
     built = fuzz_world(pg_url, tmp_path)
     try:
-        outcome = fuzz(
-            load_schema(built), "applicant", built.headers["applicant"], examples=EXAMPLES
-        )
+        outcome = fuzz(built, load_schema(built), "applicant", examples=EXAMPLES)
     finally:
         built.api.app.state.database.dispose()
         built.api.app.state.feed.close()

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from vpnreg.registry import services
 from vpnreg.registry.services import documents as document_service
 from vpnreg.registry.services import queries
+from vpnreg.registry.services.idempotency import KEY_PATTERN
 from vpnreg.registry.views import ApplicationView, DocumentView, UserView
 from vpnreg.web.auth import AppClock, Config, CurrentUser, DbSession, OptionalUser
 from vpnreg.web.bounds import Offset, PathId, QueryId
@@ -77,6 +78,21 @@ IfMatch = Annotated[
     Header(
         alias="If-Match",
         description='The ETag of the version acted on, e.g. "3" (428 without it, 412 if stale)',
+    ),
+]
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=128,
+        pattern=KEY_PATTERN,
+        description="Optional. A key of the client's choosing (1 to 128 printable ASCII "
+        "characters): sent again with the same body within 24 hours, the create answers with "
+        "the application the first request made instead of making another; the same key with "
+        "another body is refused (422).",
     ),
 ]
 
@@ -154,7 +170,12 @@ def list_applications(
     summary="Create a draft application",
 )
 def create_application(
-    body: ApplicationCreate, db: DbSession, user: CurrentUser, clock: AppClock, config: Config
+    body: ApplicationCreate,
+    db: DbSession,
+    user: CurrentUser,
+    clock: AppClock,
+    config: Config,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     organisation_id = body.organisation_id or user.organisation_id
     if organisation_id is None:
@@ -174,6 +195,7 @@ def create_application(
         actor=user,
         now=clock.now(),
         config=config,
+        idempotency_key=idempotency_key,
     )
     return _answer(app, 201, location=True)
 
