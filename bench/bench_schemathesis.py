@@ -36,10 +36,9 @@ def main(examples: int | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         world = fuzz_world(f"sqlite:///{tmp}/registry.db", Path(tmp))
         try:
-            schema = load_schema(world)
-            operations = sum(1 for _ in schema.get_all_operations())
+            operations = sum(1 for _ in load_schema(world, "public").get_all_operations())
             for caller in ALL_CALLERS:
-                outcome = fuzz(world, schema, caller, examples=examples)
+                outcome = fuzz(world, load_schema(world, caller), caller, examples=examples)
                 outcomes.append(outcome)
                 print(
                     f"{caller}: {outcome.requests:,} requests in {outcome.seconds:.0f} s, "

@@ -26,6 +26,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.core.failures import Failure, FailureGroup
+from schemathesis.core.parameters import ParameterLocation
+from schemathesis.specs.openapi.checks import negative_data_rejection
 
 from tests.api.harness import Api, build_api
 from vpnreg.registry.services.tokens import create_token
@@ -104,8 +106,11 @@ def fuzz_world(url: str, data_dir: Path) -> FuzzWorld:
     return FuzzWorld(api=api, headers=headers)
 
 
-def load_schema(world: FuzzWorld) -> Any:
-    """The document as the in-process app serves it, and the app to send the cases to."""
+def load_schema(world: FuzzWorld, caller: str) -> Any:
+    """The document as the in-process app serves it, the app to send the cases to, and the
+    caller's token (so that schemathesis does not generate the Authorization header as an
+    input of its own: an invalid one it generated was replaced by the caller's, and the case
+    then counted as invalid input wrongly accepted)."""
     app = world.api.app
 
     async def without_lifespan(scope: Any, receive: Any, send: Any) -> None:
@@ -114,7 +119,11 @@ def load_schema(world: FuzzWorld) -> Any:
         if scope["type"] != "lifespan":
             await app(scope, receive, send)
 
-    config = schemathesis.Config.from_dict({"checks": CHECKS_CONFIG})
+    settings: dict[str, Any] = {"checks": CHECKS_CONFIG, "auth": {"auto-signup": False}}
+    token = world.headers[caller].get("Authorization", "").removeprefix("Bearer ")
+    if token:
+        settings["auth"]["openapi"] = {"bearer": {"bearer": token}}
+    config = schemathesis.Config.from_dict(settings)
     return schemathesis.openapi.from_asgi(OPENAPI, without_lifespan, config=config)
 
 
@@ -158,6 +167,14 @@ def fuzz(world: FuzzWorld, schema: Any, caller: str, *, examples: int) -> Outcom
                     f"{caller}: {operation.label}: {failure.title}: {failure.message}\n  {request}"
                 )
 
+    def excluded(case: schemathesis.Case) -> list[Any]:
+        # A case made invalid in its headers may owe it to a generated Authorization header,
+        # which the caller's own replaces: it then arrives valid, and is rightly accepted.
+        meta = case.meta
+        if "Authorization" in headers and meta and meta.is_negative_at(ParameterLocation.HEADER):
+            return [negative_data_rejection]
+        return []
+
     def send(case: schemathesis.Case) -> None:
         try:
             response = case.call(headers=headers)
@@ -168,7 +185,7 @@ def fuzz(world: FuzzWorld, schema: Any, caller: str, *, examples: int) -> Outcom
         outcome.requests += 1
         outcome.statuses[response.status_code] += 1
         try:
-            case.validate_response(response, headers=headers)
+            case.validate_response(response, headers=headers, excluded_checks=excluded(case))
         except FailureGroup as group:
             found(case.operation, case, group.exceptions)
 
