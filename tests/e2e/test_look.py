@@ -250,7 +250,7 @@ def test_a_bad_prefix_row_is_linked_and_marked_on_the_apply_form(
     page.select_option("#isp_id", index=1)
     page.fill("#prefix-1", "10.0.0.0/8")
     page.fill("#peers-1", "not-a-peer")
-    page.get_by_role("button", name="Submit application").click()
+    page.get_by_role("button", name="Continue").click()
     summary = page.locator("[data-error-summary]")
     assert page.evaluate("document.activeElement.hasAttribute('data-error-summary')")
     texts = summary.locator("a").all_inner_texts()
