@@ -84,7 +84,7 @@ def _counts(api: Api) -> tuple[int, int, int, int]:
 def _other_sessions_token(api: Api, caller: str) -> str:
     """A valid CSRF token, but of another person's session (the attacker's own)."""
     other = "reg2" if caller != "reg2" else "bina"
-    token = api.client(other).headers["X-CSRF-Token"]
+    token = str(api.client(other).headers["X-CSRF-Token"])
     assert token and token != api.client(caller).headers.get("X-CSRF-Token")
     return token
 
@@ -121,12 +121,7 @@ def test_every_state_changing_route_refuses_a_missing_or_foreign_csrf_token(api:
             "foreign field": {"headers": {"X-CSRF-Token": ""}, "data": {"csrf_token": foreign}},
         }
         for name, kwargs in attempts.items():
-            response = client.request(
-                method,
-                url,
-                follow_redirects=False,
-                **kwargs,  # type: ignore[arg-type]
-            )
+            response = client.request(method, url, follow_redirects=False, **kwargs)
             if response.status_code != 403 or '"code":"csrf-failed"' not in response.text:
                 wrong.append(f"{method} {path} as {caller}, {name}: {response.status_code}")
     assert wrong == []
