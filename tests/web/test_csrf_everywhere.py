@@ -42,7 +42,8 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 
 
 def _state_changing_routes(api: Api) -> list[tuple[str, str, str]]:
-    """(method, path, caller) for every enforced non-safe route a person or the public may call."""
+    """(method, path, caller) for every enforced non-safe route and every caller allowed there
+    that a browser could be (each role with a session, and the public with its anonymous one)."""
     found = []
     for entry in effective_routes(api.app):
         if not entry.enforced:
@@ -50,15 +51,11 @@ def _state_changing_routes(api: Api) -> list[tuple[str, str, str]]:
         for method in sorted(entry.methods - SAFE_METHODS):
             access = access_for(api.app.state.policy, method, entry.path)
             assert access is not None, f"{method} {entry.path} has no policy entry"
-            callers = [
-                c
-                for c in ALL_CALLERS
-                if c not in _MACHINES and allows(access, None if c == PUBLIC else c)
+            found += [
+                (method, entry.path, caller)
+                for caller in ALL_CALLERS
+                if caller not in _MACHINES and allows(access, None if caller == PUBLIC else caller)
             ]
-            # Prefer a signed-in person: their session is what a forged request would ride on.
-            people = [c for c in callers if c != PUBLIC]
-            if people or callers:
-                found.append((method, entry.path, (people or callers)[0]))
     return sorted(found)
 
 
@@ -90,11 +87,22 @@ def _other_sessions_token(api: Api, caller: str) -> str:
 
 
 def test_the_enumeration_finds_the_portal_forms(api: Api) -> None:
-    paths = {path for _, path, _ in _state_changing_routes(api)}
+    routes = _state_changing_routes(api)
+    paths = {path for _, path, _ in routes}
     # A sample the portal is known to have, so an empty or broken enumeration fails here.
     for expected in ("/login", "/logout", "/apply", "/queue/{application_id}/decide"):
         assert expected in paths, sorted(paths)
     assert len(paths) >= 15
+    # Every route a browser-borne caller may use is tried (token-only routes are CSRF-exempt).
+    browser_borne = {
+        (m, e.path)
+        for e in effective_routes(api.app)
+        if e.enforced
+        for m in e.methods - SAFE_METHODS
+        if (access_for(api.app.state.policy, m, e.path) or frozenset()) - _MACHINES
+    }
+    assert {(m, p) for m, p, _ in routes} == browser_borne
+    assert len(routes) > len(paths)  # more than one caller on many routes
 
 
 def test_every_state_changing_route_refuses_a_missing_or_foreign_csrf_token(api: Api) -> None:
