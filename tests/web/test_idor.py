@@ -1,4 +1,5 @@
-"""Object scope (IDOR): every role iterates application ids over every read route that names one.
+"""Object scope (IDOR): every role iterates application ids over every read route that names one,
+and organisation ids over the organisation routes.
 
 The world holds applications of two organisations (a software house, covered by the sector body,
 and a bank, which is not) through two ISPs, drafts and submitted ones, each with a document. The
@@ -187,3 +188,30 @@ def test_in_scope_pages_show_the_application_and_others_reveal_nothing(built: Bu
     assert [p.status_code for p in pages] == [404, 404]
     strip = re.compile(r"\d+")
     assert strip.sub("", pages[0].text) == strip.sub("", pages[1].text)
+
+
+def test_every_role_reads_exactly_its_organisations_and_404_elsewhere(built: Built) -> None:
+    api = built.api
+    every = {api.world.soft_org, api.world.bank_org}
+    # Applicants their own; the reviewers of applications none by id; oversight all.
+    expected = {
+        "ali": {api.world.soft_org},
+        "bina": {api.world.bank_org},
+        "noc": set(),
+        "ptcl-noc": set(),
+        "pasha": set(),
+        "reg1": every,
+        "auditor": every,
+        "admin": every,
+    }
+    wrong = []
+    for who, mine in expected.items():
+        client = api.client(who)
+        for org_id in range(1, max(every) + BEYOND + 1):
+            status = client.get(f"/api/v1/organisations/{org_id}").status_code
+            if status != (200 if org_id in mine else 404):
+                wrong.append(f"{who} GET /api/v1/organisations/{org_id}: {status}")
+        listed = {int(o["id"]) for o in client.get("/api/v1/organisations").json()}
+        if listed != mine:
+            wrong.append(f"{who} lists organisations {sorted(listed)}")
+    assert wrong == []
