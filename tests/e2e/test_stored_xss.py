@@ -3,7 +3,7 @@
 On a live server, an organisation is named with the payloads (as an administrator would), its
 applicant files an application with a document whose file name is a payload, the ISP rejects it
 with a payload reason and the applicant appeals with a payload text; a peer field with a payload
-goes through the apply form. Then every role opens every page that shows them in Chromium: no
+goes through the apply form, and another organisation is named with them at sign-up. Then every role opens every page that shows them in Chromium: no
 dialog opens, nothing logs a console error, no element the payload would inject exists, and the
 payload text is there, literally. (The CSP refuses inline script, so a dialog alone would prove
 little: the check that no injected element exists is what fails if a template stops escaping.)
@@ -225,3 +225,26 @@ def test_a_payload_in_a_peer_field_comes_back_as_text(planted: Planted, browser:
     finally:
         page.context.close()
     assert problems == []
+
+
+def test_an_organisation_named_by_sign_up_renders_as_text(
+    live_server: LiveServer, browser: Browser
+) -> None:
+    base = live_server.base_url
+    name = f"Signup {TEXTAREA} {SCRIPT} {JS_URL}"
+    page, problems = _open(browser, base, None)
+    try:
+        page.goto(f"{base}/signup")
+        page.fill("#s-name", name)
+        page.select_option("#s-category", "software_house")
+        page.fill("#s-reg", "0099999")
+        page.fill("#s-user", "signup-mallory")
+        page.fill("#s-pass", PASSWORD)
+        page.click("main form button[type=submit]")
+        page.wait_for_url(re.compile(r".*/apply\?done=signed_up$"))
+        wrong = _visit(page, f"{base}/apply", [name])
+        wrong += _visit(page, f"{base}/profile", [name])
+        wrong += _visit(page, f"{base}/applications", [name])
+    finally:
+        page.context.close()
+    assert wrong + problems == []
