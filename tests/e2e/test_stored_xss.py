@@ -3,10 +3,11 @@
 On a live server, an organisation is named with the payloads (as an administrator would), its
 applicant files an application with a document whose file name is a payload, the ISP rejects it
 with a payload reason and the applicant appeals with a payload text; a peer field with a payload
-goes through the apply form, and another organisation is named with them at sign-up. Then every role opens every page that shows them in Chromium: no
-dialog opens, nothing logs a console error, no element the payload would inject exists, and the
-payload text is there, literally. (The CSP refuses inline script, so a dialog alone would prove
-little: the check that no injected element exists is what fails if a template stops escaping.)
+goes through the apply form, and another organisation is named with them at sign-up. Then every
+role opens every page that shows them in Chromium: no dialog opens, nothing logs a console error,
+no element the payload would inject exists, and the payload text is there, literally. (The CSP
+refuses inline script, so a dialog alone would prove little: the check that no injected element
+exists is what fails if a template stops escaping.)
 """
 
 from __future__ import annotations
