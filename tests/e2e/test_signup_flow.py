@@ -51,9 +51,11 @@ def test_sign_up_then_apply_with_inline_checks_and_enter_to_submit(
     browser_page.get_by_label("Prefix 5", exact=True).fill("198.51.100.64/28")
     snap(browser_page, shots, "11-apply-inline-checks")
 
-    # Enter in a field submits the application (the form's first submit button).
+    # Enter in a field takes the form's first submit button: Continue, to check the answers.
     browser_page.get_by_label("Prefix 5", exact=True).press("Enter")
-    expect(browser_page.get_by_role("status")).to_contain_text("Application submitted")
+    expect(browser_page.get_by_role("heading", level=1)).to_contain_text("Check your answers")
+    browser_page.get_by_role("button", name="Submit application").click()
+    expect(browser_page.get_by_role("status")).to_contain_text("submitted")
     heading = browser_page.get_by_role("heading", level=1)
     expect(heading).to_contain_text("submitted")
     prefixes = browser_page.locator("table").first

@@ -17,9 +17,11 @@ from contextlib import contextmanager
 from typing import NewType
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from vpnreg.registry.db import make_engine, make_session_factory
+from vpnreg.registry.errors import Unavailable
 
 #: The session every service takes first, as the web knows it: a handle to pass on, by a name
 #: that needs no SQLAlchemy import (a NewType, so no Session class sits in the web's modules).
@@ -91,8 +93,13 @@ class Database:
 
 
 def _close(session: Session) -> None:
+    """Roll back and close. A connection lost meanwhile (the database restarted after the
+    request's answer was decided) has nothing left to roll back: the server ended that
+    transaction, and the pool replaces the connection, so the loss is not the request's error."""
     try:
         session.rollback()
+    except (Unavailable, DBAPIError):
+        session.invalidate()
     finally:
         session.close()
 
