@@ -5,30 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.harness import Api, build_api, database_url, login
+from tests.api.harness import Api, login
 from tests.registry.conftest import PASSWORD
 from vpnreg.feedkeys import generate_keypair
 from vpnreg.registry.db import upgrade
 from vpnreg.settings import Settings
 from vpnreg.web.app import create_app
-
-
-@pytest.fixture(scope="module")
-def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    urls = database_url("sqlite", tmp_path_factory, request)
-    built = build_api(next(urls), tmp_path_factory.mktemp("data"))
-    try:
-        yield built
-    finally:
-        built.app.state.database.dispose()
-        next(urls, None)
 
 
 def _csrf(page: str) -> str:

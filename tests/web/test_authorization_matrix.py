@@ -8,24 +8,12 @@ for a page, a redirect to sign in); anything else means the table let the caller
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 
-from tests.api.harness import Api, build_api, database_url, relogin
+from tests.api.harness import Api, relogin
 from vpnreg.web.policy import ALL_CALLERS, READERS, access_for, allows, effective_routes
 from vpnreg.web.problems import POLICY_CODES
-
-
-@pytest.fixture(scope="module")
-def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    urls = database_url("sqlite", tmp_path_factory, request)
-    built = build_api(next(urls), tmp_path_factory.mktemp("data"))
-    try:
-        yield built
-    finally:
-        built.app.state.database.dispose()
-        next(urls, None)
 
 
 def _fill(path: str, application_id: int) -> str:

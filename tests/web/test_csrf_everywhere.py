@@ -9,12 +9,10 @@ and no new session, application or document appears).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
-import pytest
 from sqlalchemy import func, select
 
-from tests.api.harness import Api, build_api, database_url
+from tests.api.harness import Api
 from vpnreg.registry.db import make_engine, make_session_factory
 from vpnreg.registry.models import Application, AuditLogRow, Document, WebSession
 from vpnreg.web.policy import (
@@ -28,17 +26,6 @@ from vpnreg.web.policy import (
 
 #: Callers without a person behind them: a token is CSRF-exempt by design (no cookie is sent).
 _MACHINES = frozenset({"gateway"})
-
-
-@pytest.fixture(scope="module")
-def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    urls = database_url("sqlite", tmp_path_factory, request)
-    built = build_api(next(urls), tmp_path_factory.mktemp("data"))
-    try:
-        yield built
-    finally:
-        built.app.state.database.dispose()
-        next(urls, None)
 
 
 def _state_changing_routes(api: Api) -> list[tuple[str, str, str]]:

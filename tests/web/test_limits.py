@@ -4,24 +4,10 @@ excerpt of bad input, so one huge request costs neither memory nor a huge answer
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
-from tests.api.harness import Api, build_api, database_url
+from tests.api.harness import Api
 from vpnreg.web.limits import MAX_BODY_BYTES, BodyLimit
-
-
-@pytest.fixture(scope="module")
-def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    urls = database_url("sqlite", tmp_path_factory, request)
-    built = build_api(next(urls), tmp_path_factory.mktemp("data"))
-    try:
-        yield built
-    finally:
-        built.app.state.database.dispose()
-        next(urls, None)
 
 
 def test_a_declared_large_body_is_refused_unread(api: Api) -> None:

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.harness import CSRF_FIELD, Api, build_api, database_url
+from tests.api.harness import CSRF_FIELD, Api
 from tests.registry.conftest import PASSWORD
 
 VARIANTS = [
@@ -54,17 +53,6 @@ VARIANTS = [
     "/%5Cevil.example",
     "/.//evil.example",
 ]
-
-
-@pytest.fixture(scope="module")
-def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    urls = database_url("sqlite", tmp_path_factory, request)
-    built = build_api(next(urls), tmp_path_factory.mktemp("data"))
-    try:
-        yield built
-    finally:
-        built.app.state.database.dispose()
-        next(urls, None)
 
 
 def _stays_on_site(location: str) -> bool:
