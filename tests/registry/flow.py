@@ -42,6 +42,7 @@ def draft(
     prefixes: list[tuple[str, list[str]]],
     *,
     bank: bool = False,
+    idempotency_key: str | None = None,
 ) -> ApplicationView:
     return services.create_application(
         session,
@@ -51,6 +52,7 @@ def draft(
         actor=world.bank_applicant if bank else world.applicant,
         now=now,
         config=config,
+        idempotency_key=idempotency_key,
     )
 
 

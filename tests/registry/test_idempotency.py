@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tests.registry.conftest import World, build_world
+from tests.registry.flow import draft
 from vpnreg.clock import FrozenClock
 from vpnreg.registry import services
 from vpnreg.registry.db import make_engine, make_session_factory, upgrade
@@ -32,16 +33,7 @@ def create(
     *,
     bank: bool = False,
 ) -> services.ApplicationView:
-    return services.create_application(
-        session,
-        organisation_id=world.bank_org if bank else world.soft_org,
-        isp_id=world.isp,
-        prefixes=prefixes,
-        actor=world.bank_applicant if bank else world.applicant,
-        now=now,
-        config=config,
-        idempotency_key=key,
-    )
+    return draft(session, world, config, now, prefixes, bank=bank, idempotency_key=key)
 
 
 def count(session: Session, model: type[Application] | type[AuditLogRow]) -> int:
