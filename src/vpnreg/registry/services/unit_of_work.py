@@ -47,12 +47,13 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session for one unit of work; whatever is left uncommitted is rolled back."""
-        with self._sessions()() as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+        """A session for one unit of work; whatever is left uncommitted is rolled back, and a
+        connection lost meanwhile is let go quietly (`_close`), as after a request."""
+        session = self._sessions()()
+        try:
+            yield session
+        finally:
+            _close(session)
 
     def open_request(self) -> DbSession:
         """A session for one request; it connects on first use, so opening costs no I/O."""
