@@ -43,6 +43,7 @@ ARGUMENTS = {
     "appeal": {"text": "we are eligible"},
     "uphold": {"reason": "still not eligible"},
     "overturn": {"reason": "eligible after all"},
+    "withdraw_attestation": {"reason": "line cancelled"},
 }
 ACTIONS = (*services.STEPS, services.AMEND_PEERS, services.UPLOAD_DOCUMENT)
 PDF = b"%PDF-1.4\n% a lease\n%%EOF\n"
@@ -100,6 +101,8 @@ STATES: dict[str, Build] = {
     ),
     "withdrawn": _then(_draft, "withdraw", "applicant"),
     "revoked": _then(_active, "revoke", "regulator"),
+    "suspended": _then(_active, "withdraw_attestation", "isp_user"),
+    "reattested": _then(_then(_active, "withdraw_attestation", "isp_user"), "reattest", "isp_user"),
 }
 
 
@@ -169,3 +172,22 @@ def test_a_rejected_application_offers_appeal_and_withdraw_but_no_peer_change(
     offered = services.available_actions(session, app, world.applicant, config=config)
     assert {"appeal", "withdraw"} <= offered
     assert services.AMEND_PEERS not in offered
+
+
+def test_attestation_steps_are_offered_to_the_attesting_isp_only(
+    session: Session, world: World, config: services.ServiceConfig, clock: FrozenClock
+) -> None:
+    now = clock.now()
+    active = STATES["active"](session, world, config, now)
+    suspended = STATES["suspended"](session, world, config, now)
+
+    def offered(app: ApplicationView, who: str) -> frozenset[str]:
+        return services.available_actions(session, app, getattr(world, who), config=config)
+
+    assert {"withdraw_attestation"} == offered(active, "isp_user")
+    assert {"reattest"} == offered(suspended, "isp_user")
+    assert {"revoke"} == offered(suspended, "regulator")
+    for who in ("other_isp_user", "sector_user"):
+        assert offered(active, who) == offered(suspended, who) == frozenset()
+    # The applicant may neither renew nor amend a suspended registration.
+    assert offered(suspended, "applicant") == frozenset()
