@@ -41,11 +41,15 @@ LABELS = {
     "verify": "Verify (prefixes are this subscriber's)",
     "endorse": "Endorse",
     "approve": "Approve",
+    "reattest": "Re-attest (the line is this subscriber's again)",
     "reject": "Reject",
     "revoke": "Revoke",
     "uphold": "Uphold rejection",
     "overturn": "Overturn rejection",
+    "withdraw_attestation": "Withdraw attestation",
 }
+#: Decisions that take something away: shown as dangerous buttons.
+DANGEROUS = frozenset({"reject", "revoke", "uphold", "withdraw_attestation"})
 #: Decisions that take a written reason (the core table says which, and which must have one).
 NEEDS_REASON = frozenset(a for a in LABELS if ACTION_ARGUMENTS.get(Action(a)))
 #: The registry's categories (vpnreg.registry.models.Category, which the web may not import).
@@ -53,10 +57,24 @@ CATEGORIES = ("software_house", "call_centre", "freelancer", "bank", "foreign_mi
 REASON_CODES = ("not_subscriber", "incomplete_documents", "not_eligible", "policy", "other")
 
 
-def queue_states(role: str) -> tuple[str, ...]:
-    """What waits for each reviewer; further narrowed per category by `waits_for`."""
+#: The registrations an ISP has attested, which it finds by searching its queue (a tracking
+#: number or a prefix) to withdraw its attestation: too many to list unasked.
+ATTESTED = tuple(s.value for s in (State.APPROVED, State.ACTIVE, State.EXPIRING))
+
+
+ISP_HINT = (
+    "Registrations whose attestation you withdrew wait here for your re-attestation. To "
+    "withdraw your attestation of a registration (line cancelled, address reassigned), search "
+    "for its tracking number or prefix."
+)
+
+
+def queue_states(role: str, *, searching: bool = False) -> tuple[str, ...]:
+    """What waits for each reviewer; further narrowed per category by `waits_for`. An ISP's
+    suspended registrations wait for its re-attestation; searching, it also finds the
+    registrations it attested."""
     if role == Role.ISP:
-        return (State.SUBMITTED.value,)
+        return (State.SUBMITTED.value, State.SUSPENDED.value) + (ATTESTED if searching else ())
     if role == Role.SECTOR_BODY:
         return (State.ISP_VERIFIED.value,)
     if role == Role.REGULATOR:
@@ -106,7 +124,7 @@ def _queue(
     search: str,
 ) -> list[QueueItem]:
     items: list[QueueItem] = []
-    for state in queue_states(user.role):
+    for state in queue_states(user.role, searching=bool(search)):
         page = queries.list_applications(
             session,
             viewer=user,
@@ -166,6 +184,8 @@ def queue_page(
             "category": category,
             "q": q,
             "bulk_actions": [(a, LABELS[a]) for a in bulk],
+            "searching": bool(q.strip()),
+            "find_hint": ISP_HINT if user.role == Role.ISP else "",
             "reason_codes": REASON_CODES,
             "role_label": user.role.replace("_", " "),
             "amendments": (
@@ -216,6 +236,7 @@ def _item_page(
             "documents": documents.list_documents(session, application_id=app.id),
             "kind_labels": KIND_LABELS,
             "reason_codes": REASON_CODES,
+            "dangerous": DANGEROUS,
             "errors": errors or [],
             "error_ids": (
                 {"reason": f"reason-{failed_action}", "reason_code": f"code-{failed_action}"}
