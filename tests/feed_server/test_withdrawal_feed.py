@@ -1,19 +1,22 @@
 """The feed after an ISP withdraws its attestation (issue 17): the next publish drops the
-registration's prefixes, a re-attestation's publish puts back exactly what was there, and the
-publisher that long-polling gateways wait on wakes on the withdrawal's audit event (both
-backends)."""
+registration's prefixes, a re-attestation's publish puts back exactly what was there, the
+publisher that long-polling gateways wait on wakes on the withdrawal's audit event, and a real
+long-polling feed client follows both (both backends)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from tests.feed_server.conftest import Committed
 from tests.feed_server.flow import bank_registration, registered_table, texts
+from tests.feed_server.server import feed_app, serving, trusted
 from tests.registry.conftest import World
 from tests.registry.flow import act
-from vpnreg.clock import FrozenClock
+from vpnreg.agent.feedclient import FeedClient, PollStatus, Timers
+from vpnreg.clock import FrozenClock, SystemClock
 from vpnreg.registry import services
 from vpnreg.registry.services.feed_publisher import CatchUp, FeedPublisher
 
@@ -76,3 +79,51 @@ def test_the_publisher_wakes_on_the_withdrawal(committed: Committed, clock: Froz
         assert list(after.entries) == []
     finally:
         publisher.close()
+
+
+def test_a_long_polling_gateway_drops_the_prefixes_within_seconds_and_gets_them_back(
+    committed: Committed, tmp_path: Path
+) -> None:
+    """The real feed client against the real server: each of its long polls (at most 5 s, the
+    issue's "seconds") ends with the set the registry holds after the step."""
+    clock = SystemClock()
+    _, gateway = services.create_token(
+        committed.session, name="gw", role="gateway", actor="cli:admin", now=clock.now()
+    )
+    kept = bank_registration(committed.session, committed.world, committed.config, clock.now(),
+                             "198.51.100.0/24")  # fmt: skip
+    app = bank_registration(committed.session, committed.world, committed.config, clock.now(),
+                            "192.0.2.0/24")  # fmt: skip
+    committed.session.rollback()
+    feed, server = feed_app(committed.url, tmp_path / "keys", clock)
+    with serving(feed) as base:
+        client = FeedClient(
+            source=f"{base}/feed/v1",
+            trusted=trusted(server),
+            state_dir=tmp_path / "state",
+            clock=clock,
+            token=gateway,
+            timers=Timers(refresh_s=5),
+        )
+        with client:
+            first = client.poll()
+            assert first.status is PollStatus.UPDATED, first.error
+            assert client.state is not None
+            held = {e.registration_id for e in client.state.entries}
+            assert held == {kept.id, app.id}
+
+            steps = (
+                ("withdraw_attestation", {"reason": "line cancelled"}, {kept.id}),
+                ("reattest", {}, {kept.id, app.id}),
+            )
+            for action, arguments, expected in steps:
+                act(action, committed.session, application_id=app.id,
+                    actor=committed.world.isp_user, now=clock.now(), config=committed.config,
+                    **arguments)  # fmt: skip
+                committed.session.rollback()
+                polled = client.poll(wait_s=5)
+                assert polled.status is PollStatus.UPDATED, polled.error
+                assert {e.registration_id for e in client.state.entries} == expected
+                registry = registered_table(committed.session, committed.config, clock.now())
+                committed.session.rollback()
+                assert client.state.set_hash == registry.set_hash()
