@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from vpnreg.core.review import (
+    ATTESTED_STATES,
     DECIDED_STATES,
     PENDING_STATES,
     REGISTERED_STATES,
@@ -246,6 +247,15 @@ def test_reattest_resumes_where_the_dates_say(restores: State) -> None:
                 S.SUSPENDED, A.REATTEST, R.ISP, needs_endorsement=ne, restores=restores
             )
             assert got is want
+        offered = allowed_actions(S.SUSPENDED, R.ISP, needs_endorsement=ne, restores=restores)
+        assert offered == ([] if want is None else [A.REATTEST])
+
+
+def test_withdrawal_and_reattestation_span_exactly_the_attested_states() -> None:
+    withdrawn_from = {t.state for t in TRANSITIONS if t.action is A.WITHDRAW_ATTESTATION}
+    restored_to = {t.target for t in TRANSITIONS if t.action is A.REATTEST}
+    assert withdrawn_from == restored_to == ATTESTED_STATES
+    assert not ATTESTED_STATES & {S.SUSPENDED} and S.SUSPENDED not in REGISTERED_STATES
 
 
 def test_reattest_of_an_ended_registration_says_so() -> None:

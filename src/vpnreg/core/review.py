@@ -418,19 +418,23 @@ def allowed_actions(
     rejected_from: State | None = None,
     rejected_by: str | None = None,
     reviewer: str | None = None,
+    restores: State | None = None,
 ) -> list[Action]:
     """The actions `role` may take on an application in `state`, in Action order.
 
     With `rejected_from` (and `rejected_by`, `reviewer`) it also applies what check_transition
     and check_appeal_reviewer apply to an appeal's decision, so the answer is exactly what the
     server will accept: no overturn without a row for the rejecting step, no decision of an
-    appeal by the reviewer who rejected.
+    appeal by the reviewer who rejected. With `restores` (restored_state now) likewise no
+    re-attestation of a registration whose validity has ended.
     """
     allowed: list[Action] = []
     for action in Action:
         rows = [t for t in _rows(state, action, needs_endorsement) if role in t.roles]
         if action is Action.OVERTURN and rejected_from is not None:
             rows = [t for t in rows if t.rejected_from is rejected_from]
+        if action is Action.REATTEST and restores is not None:
+            rows = [t for t in rows if t.restores is restores]
         if not rows:
             continue
         if action in (Action.UPHOLD, Action.OVERTURN) and rejected_by is not None:

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from vpnreg.core.review import ACTION_ARGUMENTS, Action, Role, State, argument_problems
+from vpnreg.core.review import (
+    ACTION_ARGUMENTS,
+    ATTESTED_STATES,
+    Action,
+    Role,
+    State,
+    argument_problems,
+)
 from vpnreg.registry import services
 from vpnreg.registry.errors import FieldError, NotFound, RegistryError, ValidationFailed
 from vpnreg.registry.services import ServiceConfig, documents, queries
@@ -59,7 +66,7 @@ REASON_CODES = ("not_subscriber", "incomplete_documents", "not_eligible", "polic
 
 #: The registrations an ISP has attested, which it finds by searching its queue (a tracking
 #: number or a prefix) to withdraw its attestation: too many to list unasked.
-ATTESTED = tuple(s.value for s in (State.APPROVED, State.ACTIVE, State.EXPIRING))
+ATTESTED = tuple(sorted(s.value for s in ATTESTED_STATES))
 
 
 ISP_HINT = (
@@ -92,11 +99,11 @@ def waits_for(app: ApplicationView, role: str, config: ServiceConfig) -> bool:
 
 
 def decisions(
-    session: Session, app: ApplicationView, user: UserView, config: ServiceConfig
+    session: Session, app: ApplicationView, user: UserView, config: ServiceConfig, now: dt.datetime
 ) -> list[str]:
     """The decisions `user` gets buttons for on `app`: exactly the reviewer steps the registry
     would accept now (services.available_actions), positive ones first."""
-    offered = services.available_actions(session, app, user, config=config)
+    offered = services.available_actions(session, app, user, config=config, now=now)
     return [a for a in LABELS if a in offered]
 
 
@@ -147,7 +154,7 @@ def _queue(
                     prefixes=", ".join(p.prefix for p in app.prefixes),
                     age=age_text(app.updated_at, now),
                     waiting_since=app.updated_at,
-                    decisions=tuple(decisions(session, app, user, config)),
+                    decisions=tuple(decisions(session, app, user, config, now)),
                 )
             )
     # Oldest first: the longest wait is the most urgent.
@@ -230,7 +237,8 @@ def _item_page(
             "findings": prefix_findings(session, app, now=now, config=config, viewer=user),
             "steps": timeline_steps(session, application_id=app.id, tz=config.tz),
             "decisions": [
-                (d, LABELS[d], d in NEEDS_REASON) for d in decisions(session, app, user, config)
+                (d, LABELS[d], d in NEEDS_REASON)
+                for d in decisions(session, app, user, config, now)
             ],
             "appeals": queries.application_appeals(session, application_id=app.id),
             "documents": documents.list_documents(session, application_id=app.id),
