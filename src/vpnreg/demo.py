@@ -92,7 +92,7 @@ STATE_COUNTS: dict[State, int] = {
     State.ISP_VERIFIED: 14,
     State.SECTOR_ENDORSED: 10,
     State.APPROVED: 6,
-    State.ACTIVE: 70,
+    State.ACTIVE: 66,
     State.EXPIRING: 16,
     State.EXPIRED: 14,
     State.REJECTED: 10,
@@ -100,6 +100,7 @@ STATE_COUNTS: dict[State, int] = {
     State.UPHELD: 5,
     State.REVOKED: 8,
     State.WITHDRAWN: 13,
+    State.SUSPENDED: 4,
 }
 
 
@@ -278,6 +279,15 @@ class _Loader:
                 )
             else:
                 app = self.step(app, "approve", regulator, at + 3 * gap)
+                if target is State.SUSPENDED:
+                    app = self.step(
+                        app,
+                        "withdraw_attestation",
+                        isp_user,
+                        at + 10 * gap,
+                        reason="The line was cancelled; the address now belongs to another "
+                        "subscriber.",
+                    )
                 if target is State.REVOKED:
                     app = self.step(
                         app,

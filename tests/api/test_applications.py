@@ -225,6 +225,8 @@ def test_openapi_lists_one_literal_path_per_transition(api: Api) -> None:
         "overturn",
         "renew",
         "amend-peers",
+        "withdraw-attestation",
+        "reattest",
     ):
         assert "post" in paths[f"/api/v1/applications/{{application_id}}/{action}"], action
 

@@ -241,6 +241,7 @@ def test_demo_is_idempotent_and_covers_every_state(run: Run, tmp_path: Path) -> 
     assert states == {
         "draft", "submitted", "isp_verified", "sector_endorsed", "approved", "active",
         "expiring", "expired", "rejected", "appealed", "upheld", "revoked", "withdrawn",
+        "suspended",
     }  # fmt: skip
     assert 190 <= apps <= 220
     assert orgs == 50

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from vpnreg.core.review import (
+    ATTESTED_STATES,
     DECIDED_STATES,
     PENDING_STATES,
     REGISTERED_STATES,
@@ -28,6 +29,7 @@ from vpnreg.core.review import (
     overturn_target,
     provisional_until,
     renewal_period,
+    restored_state,
     time_transition,
     validity_end,
 )
@@ -47,6 +49,7 @@ BOTH = None  # the row holds whether or not the category needs sector endorsemen
 # Written out by hand from the brief, deliberately not derived from TRANSITIONS:
 # (state, action, needs_endorsement or BOTH, target, roles). Anything absent is forbidden.
 # OVERTURN is listed with rejected_from=SUBMITTED here; OVERTURN_EXPECTED covers the rest.
+# REATTEST is listed with restores=ACTIVE here; REATTEST_EXPECTED covers the rest.
 EXPECTED: list[tuple[State, Action, bool | None, State, frozenset[Role]]] = [
     (S.DRAFT, A.SUBMIT, BOTH, S.SUBMITTED, APPLICANT),
     (S.DRAFT, A.WITHDRAW, BOTH, S.WITHDRAWN, APPLICANT),
@@ -68,6 +71,12 @@ EXPECTED: list[tuple[State, Action, bool | None, State, frozenset[Role]]] = [
     (S.ACTIVE, A.REVOKE, BOTH, S.REVOKED, REGULATOR),
     (S.EXPIRING, A.EXPIRE, BOTH, S.EXPIRED, SYSTEM),
     (S.EXPIRING, A.REVOKE, BOTH, S.REVOKED, REGULATOR),
+    (S.APPROVED, A.WITHDRAW_ATTESTATION, BOTH, S.SUSPENDED, ISP),
+    (S.ACTIVE, A.WITHDRAW_ATTESTATION, BOTH, S.SUSPENDED, ISP),
+    (S.EXPIRING, A.WITHDRAW_ATTESTATION, BOTH, S.SUSPENDED, ISP),
+    (S.SUSPENDED, A.REATTEST, BOTH, S.ACTIVE, ISP),
+    (S.SUSPENDED, A.REVOKE, BOTH, S.REVOKED, REGULATOR),
+    (S.SUSPENDED, A.EXPIRE, BOTH, S.EXPIRED, SYSTEM),
     (S.REJECTED, A.APPEAL, BOTH, S.APPEALED, APPLICANT),
     (S.REJECTED, A.WITHDRAW, BOTH, S.WITHDRAWN, APPLICANT),
     (S.APPEALED, A.UPHOLD, BOTH, S.UPHELD, REGULATOR),
@@ -83,6 +92,14 @@ OVERTURN_EXPECTED: dict[tuple[State, bool], State] = {
     (S.ISP_VERIFIED, True): S.SECTOR_ENDORSED,
     (S.SECTOR_ENDORSED, False): S.APPROVED,
     (S.SECTOR_ENDORSED, True): S.APPROVED,
+}
+
+# The state a suspended registration's dates give -> where re-attestation takes it; absent =
+# error (nothing restores an ended registration).
+REATTEST_EXPECTED: dict[State, State] = {
+    S.APPROVED: S.APPROVED,
+    S.ACTIVE: S.ACTIVE,
+    S.EXPIRING: S.EXPIRING,
 }
 
 
@@ -110,7 +127,11 @@ def test_every_state_action_pair(state: State, action: Action, needs_endorsement
     if want is None:
         with pytest.raises(TransitionError) as caught:
             next_state(
-                state, action, needs_endorsement=needs_endorsement, rejected_from=S.SUBMITTED
+                state,
+                action,
+                needs_endorsement=needs_endorsement,
+                rejected_from=S.SUBMITTED,
+                restores=S.ACTIVE,
             )
         assert caught.value.state is state
         assert caught.value.action is action
@@ -118,7 +139,11 @@ def test_every_state_action_pair(state: State, action: Action, needs_endorsement
         assert "\n" not in caught.value.message
     else:
         got = next_state(
-            state, action, needs_endorsement=needs_endorsement, rejected_from=S.SUBMITTED
+            state,
+            action,
+            needs_endorsement=needs_endorsement,
+            rejected_from=S.SUBMITTED,
+            restores=S.ACTIVE,
         )
         assert got is want[0]
 
@@ -135,6 +160,7 @@ def test_every_role_on_every_pair(state: State, action: Action, needs_endorsemen
                 role,
                 needs_endorsement=needs_endorsement,
                 rejected_from=S.SUBMITTED,
+                restores=S.ACTIVE,
             )
 
         if want is None:
@@ -207,6 +233,38 @@ def test_overturn_resumes_after_the_rejecting_step(
         assert got is want
 
 
+@pytest.mark.parametrize("restores", list(State), ids=str)
+def test_reattest_resumes_where_the_dates_say(restores: State) -> None:
+    want = REATTEST_EXPECTED.get(restores)
+    for ne in (False, True):
+        if want is None:
+            with pytest.raises(TransitionError, match="cannot reattest"):
+                check_transition(
+                    S.SUSPENDED, A.REATTEST, R.ISP, needs_endorsement=ne, restores=restores
+                )
+        else:
+            got = check_transition(
+                S.SUSPENDED, A.REATTEST, R.ISP, needs_endorsement=ne, restores=restores
+            )
+            assert got is want
+        offered = allowed_actions(S.SUSPENDED, R.ISP, needs_endorsement=ne, restores=restores)
+        assert offered == ([] if want is None else [A.REATTEST])
+
+
+def test_withdrawal_and_reattestation_span_exactly_the_attested_states() -> None:
+    withdrawn_from = {t.state for t in TRANSITIONS if t.action is A.WITHDRAW_ATTESTATION}
+    restored_to = {t.target for t in TRANSITIONS if t.action is A.REATTEST}
+    assert withdrawn_from == restored_to == ATTESTED_STATES
+    assert not ATTESTED_STATES & {S.SUSPENDED} and S.SUSPENDED not in REGISTERED_STATES
+
+
+def test_reattest_of_an_ended_registration_says_so() -> None:
+    with pytest.raises(TransitionError, match="whose validity has ended"):
+        next_state(S.SUSPENDED, A.REATTEST, needs_endorsement=False, restores=S.EXPIRED)
+    with pytest.raises(TransitionError, match="without knowing the state the dates give"):
+        next_state(S.SUSPENDED, A.REATTEST, needs_endorsement=False)
+
+
 def test_overturn_without_rejected_from_is_refused() -> None:
     with pytest.raises(TransitionError, match="without knowing the step"):
         next_state(S.APPEALED, A.OVERTURN, needs_endorsement=False)
@@ -273,7 +331,7 @@ def test_table_is_unambiguous() -> None:
     # No two rows may answer the same question differently.
     for s, a, ne in itertools.product(State, Action, (False, True)):
         keys = [
-            t.rejected_from
+            (t.rejected_from, t.restores)
             for t in TRANSITIONS
             if t.state is s
             and t.action is a
@@ -298,6 +356,7 @@ def test_table_is_unambiguous() -> None:
         pytest.param(S.UPHELD, {"decided", "terminal"}, id="upheld"),
         pytest.param(S.REVOKED, {"decided", "terminal"}, id="revoked"),
         pytest.param(S.WITHDRAWN, {"terminal"}, id="withdrawn"),
+        pytest.param(S.SUSPENDED, {"decided"}, id="suspended"),
     ],
 )
 def test_state_sets(state: State, sets: set[str]) -> None:
@@ -383,6 +442,7 @@ UNTIL = D(2026, 4, 15)  # ends 2026-04-15T19:00Z in Karachi
         pytest.param(S.EXPIRED, utc(2026, 2, 1), KARACHI, False, id="expired-state"),
         pytest.param(S.REVOKED, utc(2026, 2, 1), KARACHI, False, id="revoked"),
         pytest.param(S.SUBMITTED, utc(2026, 2, 1), KARACHI, False, id="submitted"),
+        pytest.param(S.SUSPENDED, utc(2026, 2, 1), KARACHI, False, id="suspended"),
     ],
 )
 def test_is_registered(state: State, at: dt.datetime, tz: dt.tzinfo, registered: bool) -> None:
@@ -417,6 +477,11 @@ def test_is_registered_refuses_naive_times() -> None:
         pytest.param(S.EXPIRED, utc(2026, 5, 1), None, id="expired-stays"),
         pytest.param(S.REVOKED, utc(2026, 5, 1), None, id="revoked-stays"),
         pytest.param(S.SUBMITTED, utc(2026, 5, 1), None, id="submitted-untouched"),
+        # Suspended: still ends at its end, but is neither activated nor marked expiring.
+        pytest.param(S.SUSPENDED, FROM - US, None, id="suspended-early"),
+        pytest.param(S.SUSPENDED, utc(2026, 3, 16, 19), None, id="suspended-in-notice"),
+        pytest.param(S.SUSPENDED, utc(2026, 4, 15, 18, 59), None, id="suspended-last-minute"),
+        pytest.param(S.SUSPENDED, utc(2026, 4, 15, 19), A.EXPIRE, id="suspended-at-end"),
     ],
 )
 def test_time_transition(state: State, at: dt.datetime, action: Action | None) -> None:
@@ -447,6 +512,26 @@ def sweep(state: State, at: dt.datetime) -> list[Action]:
 )
 def test_time_transitions_chain(at: dt.datetime, actions: list[Action]) -> None:
     assert sweep(S.APPROVED, at) == actions
+
+
+@pytest.mark.parametrize(
+    ("at", "state"),
+    [
+        pytest.param(FROM - US, S.APPROVED, id="not-yet-valid"),
+        pytest.param(FROM, S.ACTIVE, id="valid"),
+        pytest.param(utc(2026, 3, 16, 18, 59), S.ACTIVE, id="before-notice"),
+        pytest.param(utc(2026, 3, 16, 19), S.EXPIRING, id="in-notice"),
+        pytest.param(utc(2026, 4, 15, 18, 59), S.EXPIRING, id="last-minute"),
+        pytest.param(utc(2026, 4, 15, 19), S.EXPIRED, id="ended"),
+    ],
+)
+def test_restored_state_is_where_time_takes_an_approval(at: dt.datetime, state: State) -> None:
+    assert restored_state(valid_from=FROM, valid_until=UNTIL, at=at, tz=KARACHI) is state
+    # The same relation stated through the sweep: approved, then time's steps.
+    swept = S.APPROVED
+    for action in sweep(S.APPROVED, at):
+        swept = next_state(swept, action, needs_endorsement=False)
+    assert swept is state
 
 
 @pytest.mark.parametrize(

@@ -37,10 +37,13 @@ LOGINS = {
     "regulator": "regulator1",
     "auditor": "auditor",
     "admin": "admin",
+    # Demo organisation 50 and ISP 5 hold a registration whose attestation was withdrawn.
+    "suspended_applicant": "applicant50",
+    "suspending_isp": "isp5",
 }
 
 #: role -> pages it visits: (name, path, status expected); "{queue}" / "{application}" stand for
-#: the first item its list page links to.
+#: the first item its list page links to, "{suspended-…}" for the first suspended one.
 PAGES: dict[str, list[tuple[str, str, int]]] = {
     "anonymous": [
         ("home", "/", 200),
@@ -73,6 +76,11 @@ PAGES: dict[str, list[tuple[str, str, int]]] = {
     ],
     "auditor": [("home", "/", 200), ("stats", "/stats", 200), ("forbidden", "/queue", 403)],
     "admin": [("users", "/admin/users", 200), ("forbidden", "/apply", 403)],
+    "suspended_applicant": [("application-suspended", "{suspended-application}", 200)],
+    "suspending_isp": [
+        ("queue-with-suspended", "/queue", 200),
+        ("review-suspended", "{suspended-queue}", 200),
+    ],
 }
 
 
@@ -84,9 +92,11 @@ def sign_in(page: Page, base_url: str, username: str) -> None:
     page.wait_for_url(re.compile(r"^(?!.*/login).*$"))
 
 
-def first_link(page: Page, base_url: str, list_path: str, prefix: str) -> str:
+def first_link(page: Page, base_url: str, list_path: str, prefix: str, row: str = "") -> str:
+    """The first link to `prefix`… on `list_path` (in a table row holding `row`, if given)."""
     page.goto(base_url + list_path)
-    href = page.locator(f"main a[href^='{prefix}']").first.get_attribute("href")
+    scope = f"main tr:has({row})" if row else "main"
+    href = page.locator(f"{scope} a[href^='{prefix}']").first.get_attribute("href")
     assert href, f"{list_path} links to no {prefix}…"
     return href
 
@@ -137,6 +147,12 @@ def test_every_page_fits_a_phone_and_passes_axe(
     links = {
         "{queue}": lambda: first_link(page, demo_server, "/queue", "/queue/"),
         "{application}": lambda: first_link(page, demo_server, "/applications", "/applications/"),
+        "{suspended-application}": lambda: first_link(
+            page, demo_server, "/applications", "/applications/", ".badge.suspended"
+        ),
+        "{suspended-queue}": lambda: first_link(
+            page, demo_server, "/queue", "/queue/", ".badge.suspended"
+        ),
     }
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from tests.registry.conftest import World
 from tests.registry.flow import act, approved, draft, ready_for_decision
 from vpnreg.clock import FrozenClock
+from vpnreg.core.review import validity_end
 from vpnreg.registry import services
 from vpnreg.registry.errors import RegistryError
 from vpnreg.registry.models import User
@@ -24,6 +25,7 @@ from vpnreg.registry.views import ApplicationView
 
 Build = Callable[[Session, World, services.ServiceConfig, dt.datetime], ApplicationView]
 _PREFIXES = itertools.count(1)
+_US = dt.timedelta(microseconds=1)
 
 
 def _prefix() -> list[tuple[str, list[str]]]:
@@ -43,6 +45,7 @@ ARGUMENTS = {
     "appeal": {"text": "we are eligible"},
     "uphold": {"reason": "still not eligible"},
     "overturn": {"reason": "eligible after all"},
+    "withdraw_attestation": {"reason": "line cancelled"},
 }
 ACTIONS = (*services.STEPS, services.AMEND_PEERS, services.UPLOAD_DOCUMENT)
 PDF = b"%PDF-1.4\n% a lease\n%%EOF\n"
@@ -100,6 +103,8 @@ STATES: dict[str, Build] = {
     ),
     "withdrawn": _then(_draft, "withdraw", "applicant"),
     "revoked": _then(_active, "revoke", "regulator"),
+    "suspended": _then(_active, "withdraw_attestation", "isp_user"),
+    "reattested": _then(_then(_active, "withdraw_attestation", "isp_user"), "reattest", "isp_user"),
 }
 
 
@@ -169,3 +174,37 @@ def test_a_rejected_application_offers_appeal_and_withdraw_but_no_peer_change(
     offered = services.available_actions(session, app, world.applicant, config=config)
     assert {"appeal", "withdraw"} <= offered
     assert services.AMEND_PEERS not in offered
+
+
+def test_attestation_steps_are_offered_to_the_attesting_isp_only(
+    session: Session, world: World, config: services.ServiceConfig, clock: FrozenClock
+) -> None:
+    now = clock.now()
+    active = STATES["active"](session, world, config, now)
+    suspended = STATES["suspended"](session, world, config, now)
+
+    def offered(app: ApplicationView, who: str) -> frozenset[str]:
+        return services.available_actions(session, app, getattr(world, who), config=config)
+
+    assert {"withdraw_attestation"} == offered(active, "isp_user")
+    assert {"reattest"} == offered(suspended, "isp_user")
+    assert {"revoke"} == offered(suspended, "regulator")
+    for who in ("other_isp_user", "sector_user"):
+        assert offered(active, who) == offered(suspended, who) == frozenset()
+    # The applicant may neither renew nor amend a suspended registration.
+    assert offered(suspended, "applicant") == frozenset()
+
+
+def test_a_suspended_registration_past_its_end_offers_no_reattestation(
+    session: Session, world: World, config: services.ServiceConfig, clock: FrozenClock
+) -> None:
+    app = STATES["suspended"](session, world, config, clock.now())
+    assert app.valid_until is not None
+    ended = validity_end(app.valid_until, config.tz)
+    isp = world.isp_user
+    before = services.available_actions(session, app, isp, config=config, now=ended - _US)
+    after = services.available_actions(session, app, isp, config=config, now=ended)
+    assert (before, after) == ({"reattest"}, frozenset())
+    # ... because take_step refuses it then (the sweep has not expired it yet).
+    with pytest.raises(RegistryError, match="validity has ended"):
+        act("reattest", session, application_id=app.id, actor=isp, now=ended, config=config)

@@ -99,6 +99,8 @@ _DONE = {
     "appeal": "appealed",
     "uphold": "upheld",
     "overturn": "overturned",
+    "withdraw_attestation": "suspended (attestation withdrawn)",
+    "reattest": "re-attested",
 }
 
 
@@ -117,8 +119,13 @@ for _verb, _summary in (
     ("verify", "The ISP attests that the subscriber holds the addresses."),
     ("endorse", "The sector body endorses (for the categories that need it)."),
     ("approve", "The regulator approves; the registration starts when its validity begins."),
+    (
+        "reattest",
+        "The ISP attests again to a registration it had withdrawn its attestation of: it is "
+        "back in force (active, or expiring, as its dates say) without a new review.",
+    ),
 ):
-    review_app.command(_verb)(_plain_step(_verb, _summary))
+    review_app.command(_verb.replace("_", "-"))(_plain_step(_verb, _summary))
 
 withdraw = _plain_step("withdraw", "The applicant withdraws an application before a decision.")
 renew = _plain_step(
@@ -151,6 +158,21 @@ def review_revoke(
 ) -> None:
     """Revoke a registration, with a reason."""
     _act(ref, "revoke", actor, expect_version, reason_code=reason_code, reason=reason)
+
+
+@review_app.command("withdraw-attestation")
+def review_withdraw_attestation(
+    ref: AppRef,
+    actor: Actor,
+    reason: Annotated[
+        str | None,
+        typer.Option(help="Why, e.g. line cancelled, address reassigned (required)."),
+    ] = None,
+    expect_version: ExpectVersion = None,
+) -> None:
+    """The ISP withdraws its attestation: the registration is suspended and leaves the feed
+    until the ISP re-attests (the regulator may revoke it; it still ends at its end)."""
+    _act(ref, "withdraw_attestation", actor, expect_version, reason=reason)
 
 
 @appeal_app.command("file")

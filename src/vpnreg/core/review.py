@@ -26,6 +26,10 @@ class State(StrEnum):
     UPHELD = "upheld"
     REVOKED = "revoked"
     WITHDRAWN = "withdrawn"
+    #: The ISP has withdrawn its attestation (line cancelled, address reassigned): off the
+    #: allowlist, address space still held, until the ISP attests again, the regulator revokes
+    #: it or its validity ends.
+    SUSPENDED = "suspended"
 
 
 class Action(StrEnum):
@@ -42,6 +46,8 @@ class Action(StrEnum):
     OVERTURN = "overturn"
     REVOKE = "revoke"
     WITHDRAW = "withdraw"
+    WITHDRAW_ATTESTATION = "withdraw_attestation"
+    REATTEST = "reattest"
 
 
 class Role(StrEnum):
@@ -68,17 +74,22 @@ PENDING_STATES: frozenset[State] = frozenset(
         State.APPEALED,
     }
 )
-#: The regulator has decided for good (a rejection is not final until upheld).
+#: The regulator has decided for good (a rejection is not final until upheld). A suspension is
+#: the ISP's, not a new decision: the regulator's approval stands behind a suspended registration.
 DECIDED_STATES: frozenset[State] = frozenset(
     {
         State.APPROVED,
         State.ACTIVE,
         State.EXPIRING,
+        State.SUSPENDED,
         State.EXPIRED,
         State.UPHELD,
         State.REVOKED,
     }
 )
+#: States that stand on the ISP's attestation, which the ISP may withdraw (-> SUSPENDED); a
+#: re-attestation restores one of them, whichever the dates give (restored_state).
+ATTESTED_STATES: frozenset[State] = frozenset({State.APPROVED, State.ACTIVE, State.EXPIRING})
 #: No action leads out of these.
 TERMINAL_STATES: frozenset[State] = frozenset(
     {State.EXPIRED, State.UPHELD, State.REVOKED, State.WITHDRAWN}
@@ -113,7 +124,9 @@ class Transition:
 
     `needs_endorsement` None means the row holds whatever the category; True or False restricts
     it. `rejected_from` is set only on OVERTURN rows: the state in which the application was
-    rejected, which decides where an overturned application resumes.
+    rejected, which decides where an overturned application resumes. `restores` is set only on
+    REATTEST rows: the state the registration's dates give at the moment of re-attestation
+    (restored_state), which is where it resumes.
     """
 
     state: State
@@ -122,6 +135,7 @@ class Transition:
     roles: frozenset[Role]
     needs_endorsement: bool | None = None
     rejected_from: State | None = None
+    restores: State | None = None
 
 
 _APPLICANT = frozenset({Role.APPLICANT})
@@ -152,6 +166,17 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(State.ACTIVE, Action.REVOKE, State.REVOKED, _REGULATOR),
     Transition(State.EXPIRING, Action.EXPIRE, State.EXPIRED, _SYSTEM),
     Transition(State.EXPIRING, Action.REVOKE, State.REVOKED, _REGULATOR),
+    # The ISP that attested withdraws its attestation (line cancelled, address reassigned).
+    Transition(State.APPROVED, Action.WITHDRAW_ATTESTATION, State.SUSPENDED, _ISP),
+    Transition(State.ACTIVE, Action.WITHDRAW_ATTESTATION, State.SUSPENDED, _ISP),
+    Transition(State.EXPIRING, Action.WITHDRAW_ATTESTATION, State.SUSPENDED, _ISP),
+    # Its re-attestation restores the registration without a new review, in whichever state
+    # its dates give now; the regulator may end it; time still ends it at its end.
+    Transition(State.SUSPENDED, Action.REATTEST, State.APPROVED, _ISP, restores=State.APPROVED),
+    Transition(State.SUSPENDED, Action.REATTEST, State.ACTIVE, _ISP, restores=State.ACTIVE),
+    Transition(State.SUSPENDED, Action.REATTEST, State.EXPIRING, _ISP, restores=State.EXPIRING),
+    Transition(State.SUSPENDED, Action.REVOKE, State.REVOKED, _REGULATOR),
+    Transition(State.SUSPENDED, Action.EXPIRE, State.EXPIRED, _SYSTEM),
     Transition(State.REJECTED, Action.APPEAL, State.APPEALED, _APPLICANT),
     Transition(State.REJECTED, Action.WITHDRAW, State.WITHDRAWN, _APPLICANT),
     Transition(State.APPEALED, Action.UPHOLD, State.UPHELD, _REGULATOR),
@@ -198,6 +223,7 @@ ACTION_ARGUMENTS: dict[Action, dict[str, bool]] = {
     Action.APPEAL: {"text": True},
     Action.UPHOLD: {"reason": True},
     Action.OVERTURN: {"reason": True},
+    Action.WITHDRAW_ATTESTATION: {"reason": True},
 }
 #: What a missing argument is called in a message to a person.
 ARGUMENT_LABELS: dict[str, str] = {
@@ -273,7 +299,12 @@ def _rows(state: State, action: Action, needs_endorsement: bool) -> list[Transit
 
 
 def _row(
-    state: State, action: Action, *, needs_endorsement: bool, rejected_from: State | None
+    state: State,
+    action: Action,
+    *,
+    needs_endorsement: bool,
+    rejected_from: State | None,
+    restores: State | None = None,
 ) -> Transition:
     rows = _rows(state, action, needs_endorsement)
     if not rows:
@@ -283,6 +314,8 @@ def _row(
                 state, action, f"cannot {action} an application that is {state} and {awaits}"
             )
         raise TransitionError(state, action)
+    if action is Action.REATTEST:
+        return _restoring_row(state, action, rows, restores)
     if action is not Action.OVERTURN:
         # Rows for one (state, action) differ only in their endorsement condition.
         return rows[0]
@@ -300,15 +333,42 @@ def _row(
     )
 
 
+def _restoring_row(
+    state: State, action: Action, rows: list[Transition], restores: State | None
+) -> Transition:
+    if restores is None:
+        raise TransitionError(
+            state, action, "cannot reattest without knowing the state the dates give"
+        )
+    for t in rows:
+        if t.restores is restores:
+            return t
+    if restores is State.EXPIRED:
+        message = "cannot reattest a registration whose validity has ended"
+    else:
+        message = f"cannot reattest a registration into {restores}"
+    raise TransitionError(state, action, message)
+
+
 def next_state(
-    state: State, action: Action, *, needs_endorsement: bool, rejected_from: State | None = None
+    state: State,
+    action: Action,
+    *,
+    needs_endorsement: bool,
+    rejected_from: State | None = None,
+    restores: State | None = None,
 ) -> State:
     """Where `action` takes an application in `state`; TransitionError if it cannot.
 
-    `rejected_from` is needed only for OVERTURN: the state the application was in when rejected.
+    `rejected_from` is needed only for OVERTURN: the state the application was in when rejected;
+    `restores` only for REATTEST: the state its dates give now (restored_state).
     """
     return _row(
-        state, action, needs_endorsement=needs_endorsement, rejected_from=rejected_from
+        state,
+        action,
+        needs_endorsement=needs_endorsement,
+        rejected_from=rejected_from,
+        restores=restores,
     ).target
 
 
@@ -319,13 +379,20 @@ def check_transition(
     *,
     needs_endorsement: bool,
     rejected_from: State | None = None,
+    restores: State | None = None,
 ) -> State:
     """next_state, and also check that `role` may take the action here.
 
     The state is checked first: an impossible action is a TransitionError whoever asks, so a
     caller can tell "not now" from "not you".
     """
-    row = _row(state, action, needs_endorsement=needs_endorsement, rejected_from=rejected_from)
+    row = _row(
+        state,
+        action,
+        needs_endorsement=needs_endorsement,
+        rejected_from=rejected_from,
+        restores=restores,
+    )
     if role not in row.roles:
         raise PermissionDenied(role, action, state=state)
     return row.target
@@ -351,19 +418,23 @@ def allowed_actions(
     rejected_from: State | None = None,
     rejected_by: str | None = None,
     reviewer: str | None = None,
+    restores: State | None = None,
 ) -> list[Action]:
     """The actions `role` may take on an application in `state`, in Action order.
 
     With `rejected_from` (and `rejected_by`, `reviewer`) it also applies what check_transition
     and check_appeal_reviewer apply to an appeal's decision, so the answer is exactly what the
     server will accept: no overturn without a row for the rejecting step, no decision of an
-    appeal by the reviewer who rejected.
+    appeal by the reviewer who rejected. With `restores` (restored_state now) likewise no
+    re-attestation of a registration whose validity has ended.
     """
     allowed: list[Action] = []
     for action in Action:
         rows = [t for t in _rows(state, action, needs_endorsement) if role in t.roles]
         if action is Action.OVERTURN and rejected_from is not None:
             rows = [t for t in rows if t.rejected_from is rejected_from]
+        if action is Action.REATTEST and restores is not None:
+            rows = [t for t in rows if t.restores is restores]
         if not rows:
             continue
         if action in (Action.UPHOLD, Action.OVERTURN) and rejected_by is not None:
@@ -440,11 +511,33 @@ def time_transition(
     _require_aware("valid_from", valid_from)
     if state is State.APPROVED:
         return Action.ACTIVATE if valid_from <= at else None
-    if state in REGISTERED_STATES and at >= validity_end(valid_until, tz):
+    # A suspended registration still ends at its end; it is neither activated nor marked
+    # expiring while suspended (a re-attestation puts it where the dates say: restored_state).
+    ends = state in REGISTERED_STATES or state is State.SUSPENDED
+    if ends and at >= validity_end(valid_until, tz):
         return Action.EXPIRE
     if state is State.ACTIVE and at >= expiring_from(valid_until, tz):
         return Action.MARK_EXPIRING
     return None
+
+
+def restored_state(
+    *, valid_from: dt.datetime, valid_until: dt.date, at: dt.datetime, tz: dt.tzinfo
+) -> State:
+    """The state a registration with these dates is in at `at` had nothing suspended it:
+    approved (not yet valid), active, expiring, or expired (then nothing can restore it).
+
+    It is where time alone takes an approval (time_transition applied until None), so a
+    re-attested registration is exactly where it would be without the suspension.
+    """
+    state = State.APPROVED
+    while (
+        action := time_transition(
+            state=state, valid_from=valid_from, valid_until=valid_until, at=at, tz=tz
+        )
+    ) is not None:
+        state = next_state(state, action, needs_endorsement=False)
+    return state
 
 
 def provisional_until(start: dt.datetime, tz: dt.tzinfo) -> dt.date:

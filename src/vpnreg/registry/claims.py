@@ -4,6 +4,12 @@ Addresses are compared as 32-hex-digit strings (IPv4 mapped into ::ffff:0:0/96),
 the numbers they stand for, so one indexed range query finds overlaps on both backends. On
 PostgreSQL an exclusion constraint on the claims table is the final word; on SQLite the same
 query runs inside the BEGIN IMMEDIATE transaction that serialises writers.
+
+A suspended registration (its ISP withdrew the attestation) keeps its claims: it is off the
+allowlist, but its ISP may attest again and restore it without a new review, which must not find
+the space taken meanwhile. So nobody else can be approved for that space while it is suspended;
+the claims go only when it is revoked or expires (the regulator revokes one that will not come
+back, which frees the space at once).
 """
 
 from __future__ import annotations
@@ -124,7 +130,8 @@ def claim_space(session: Session, application: Application, *, tz: dt.tzinfo) ->
 
 
 def release_space(session: Session, application_id: int) -> int:
-    """Drop the claims of a registration that no longer holds (revoked, withdrawn, expired)."""
+    """Drop the claims of a registration that no longer holds (revoked, withdrawn, expired);
+    never of a suspended one, which may be restored."""
     result = session.execute(
         delete(Claim)
         .where(Claim.application_id == application_id)

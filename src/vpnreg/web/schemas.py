@@ -130,6 +130,14 @@ class DecisionBody(BaseModel):
     reason: str = filled_in(4000)
 
 
+class AttestationWithdrawalBody(BaseModel):
+    model_config = _REQUEST
+
+    reason: str = filled_in(
+        4000, "why the ISP no longer attests, e.g. line cancelled, address reassigned"
+    )
+
+
 class AmendPeersBody(BaseModel):
     model_config = _REQUEST
 

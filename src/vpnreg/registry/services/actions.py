@@ -10,9 +10,18 @@ is refused.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy.orm import Session
 
-from vpnreg.core.review import AMENDABLE_STATES, PENDING_STATES, Role, State, allowed_actions
+from vpnreg.core.review import (
+    AMENDABLE_STATES,
+    PENDING_STATES,
+    Role,
+    State,
+    allowed_actions,
+    restored_state,
+)
 from vpnreg.registry.errors import Forbidden
 from vpnreg.registry.services.actors import Person, actor_role, require_scope
 from vpnreg.registry.services.config import ServiceConfig
@@ -27,10 +36,18 @@ UPLOAD_DOCUMENT = "upload_document"
 
 
 def available_actions(
-    session: Session, app: ApplicationView, actor: Person, *, config: ServiceConfig
+    session: Session,
+    app: ApplicationView,
+    actor: Person,
+    *,
+    config: ServiceConfig,
+    now: dt.datetime | None = None,
 ) -> frozenset[str]:
     """Every step name (services.STEPS) `actor` may take on `app` as it stands, plus
-    AMEND_PEERS and UPLOAD_DOCUMENT for the applicant where those are possible."""
+    AMEND_PEERS and UPLOAD_DOCUMENT for the applicant where those are possible.
+
+    With `now`, a suspended registration whose validity has ended (the sweep has not expired it
+    yet) offers no re-attestation, which take_step would refuse at that moment."""
     try:
         role = actor_role(actor)
         require_scope(session, actor, app)
@@ -47,6 +64,7 @@ def available_actions(
             rejected_from=rejected_from,
             rejected_by=None if app.rejected_by is None else str(app.rejected_by),
             reviewer=str(actor.id),
+            restores=_restores(app, now, config),
         )
         if action.value in STEPS
     }
@@ -58,6 +76,16 @@ def available_actions(
         if state in PENDING_STATES:
             offered.add(UPLOAD_DOCUMENT)
     return frozenset(offered)
+
+
+def _restores(app: ApplicationView, now: dt.datetime | None, config: ServiceConfig) -> State | None:
+    if now is None or app.state != State.SUSPENDED:
+        return None
+    if app.valid_from is None or app.valid_until is None:
+        return None
+    return restored_state(
+        valid_from=app.valid_from, valid_until=app.valid_until, at=now, tz=config.tz
+    )
 
 
 __all__ = ["AMEND_PEERS", "UPLOAD_DOCUMENT", "available_actions"]

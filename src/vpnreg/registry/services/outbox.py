@@ -25,6 +25,21 @@ _NEXT_HANDLERS: dict[str, tuple[Role, ...]] = {
 }
 
 
+#: What a step means for the applicant, where the bare states do not say it.
+_EXPLANATIONS: dict[str, str] = {
+    "withdraw_attestation": (
+        "Your ISP has withdrawn its attestation that these addresses belong to your line. "
+        "The registration is suspended: its addresses are off the allowlist from now on. It "
+        "resumes, without a new review, if your ISP attests again; otherwise it ends at its "
+        "end date or when the regulator revokes it."
+    ),
+    "reattest": (
+        "Your ISP has attested again that these addresses belong to your line. The "
+        "registration is in force again until its end date."
+    ),
+}
+
+
 @dataclass(frozen=True)
 class OutboxItem:
     """One outbox row as plain data."""
@@ -82,6 +97,8 @@ def render_message(
     ]
     if app.valid_until is not None:
         lines.append(f"Valid to:  {app.valid_until.isoformat()}")
+    if action in _EXPLANATIONS:
+        lines += ["", _EXPLANATIONS[action]]
     if reason:
         lines += ["", "Reason:", reason]
     lines += ["", "This is an automatic message of the VPN endpoint registry."]

@@ -382,7 +382,8 @@ def list_audit_events(
 
 #: Applications whose prefixes are claimed: in review (pending claims) or decided and not over.
 _PENDING_CLAIM_STATES = ("submitted", "isp_verified", "sector_endorsed", "appealed")
-_REGISTRATION_STATES = ("approved", "active", "expiring")
+#: A suspended registration still holds its space (claims.py), so it still blocks others.
+_REGISTRATION_STATES = ("approved", "active", "expiring", "suspended")
 
 
 @dataclass(frozen=True)
@@ -392,8 +393,8 @@ class Overlap:
     `relation` says how: "same" (identical), "inside" (the other is strictly inside the asked
     prefix) or "covers" (the other strictly contains the asked prefix; CIDR prefixes either nest or
     are disjoint, so there is no other way to overlap).
-    `registered` is True for a registration (approved, active, expiring), False for a claim
-    still in review.
+    `registered` is True for a registration (approved, active, expiring, or suspended, which
+    keeps its space), False for a claim still in review.
     """
 
     prefix: str

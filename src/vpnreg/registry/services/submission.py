@@ -1,5 +1,6 @@
 """The rule checked when an application is submitted: none of its prefixes may overlap space
-that is registered (approved, active or expiring) to another application.
+that is registered (approved, active or expiring, or suspended: a suspended registration keeps
+its space while its ISP may attest again) to another application.
 
 Such an application could only be refused by the regulator at the end, after the ISP and the
 sector body had done their work, so it is refused at the door instead (HTTP 409), naming the

@@ -1,4 +1,8 @@
-"""What the passage of time does: activation, the expiring notice and expiry (advance_time)."""
+"""What the passage of time does: activation, the expiring notice and expiry (advance_time).
+
+A suspended registration (its ISP withdrew the attestation) still expires at its end, and gives
+up its claims then like any other.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,12 @@ from vpnreg.registry.services.snapshots import application_snapshot
 from vpnreg.registry.services.transaction import service_transaction
 from vpnreg.registry.services.workflow import record_step
 
-_TIMED_STATES = (State.APPROVED.value, State.ACTIVE.value, State.EXPIRING.value)
+_TIMED_STATES = (
+    State.APPROVED.value,
+    State.ACTIVE.value,
+    State.EXPIRING.value,
+    State.SUSPENDED.value,
+)
 
 
 @dataclass(frozen=True)

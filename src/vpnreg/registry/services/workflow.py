@@ -1,9 +1,10 @@
 """The one entry for every step a person takes on an application: `take_step`.
 
 A step names its action (submit, verify, endorse, approve, reject, revoke, withdraw, appeal,
-uphold, overturn, or renew), the application, who acts, the version they acted on, and the
-action's arguments, which the core table ACTION_ARGUMENTS checks (a reason, a reason code, the
-grounds of an appeal). The API, the portal and the CLI call it and nothing else.
+uphold, overturn, withdraw_attestation, reattest, or renew), the application, who acts, the
+version they acted on, and the action's arguments, which the core table ACTION_ARGUMENTS
+checks (a reason, a reason code, the grounds of an appeal). The API, the portal and the CLI
+call it and nothing else.
 
 Each step loads the application under a row lock, refuses a stale expected_version, asks the
 core state machine whether the actor's role may take the action, checks that the application is
@@ -32,6 +33,7 @@ from vpnreg.core.review import (
     check_transition,
     provisional_until,
     renewal_period,
+    restored_state,
 )
 from vpnreg.registry.audit_log import append_event
 from vpnreg.registry.claims import claim_space, release_space
@@ -64,6 +66,8 @@ STEPS: tuple[str, ...] = (
     Action.APPEAL,
     Action.UPHOLD,
     Action.OVERTURN,
+    Action.WITHDRAW_ATTESTATION,
+    Action.REATTEST,
     RENEW,
 )
 
@@ -247,6 +251,7 @@ def _step(
             role,
             needs_endorsement=config.needs_endorsement(app.category),
             rejected_from=rejected_from if action is Action.OVERTURN else None,
+            restores=_restores(app, now, config) if action is Action.REATTEST else None,
         )
         require_scope(session, actor, app)
         before = application_snapshot(app)
@@ -277,6 +282,15 @@ def _step(
                 before=before,
             )
     return app
+
+
+def _restores(app: Application, now: dt.datetime, config: ServiceConfig) -> State | None:
+    """Where a re-attestation of `app` resumes: the state its dates give at `now`."""
+    if app.valid_from is None or app.valid_until is None:
+        return None
+    return restored_state(
+        valid_from=app.valid_from, valid_until=app.valid_until, at=now, tz=config.tz
+    )
 
 
 def _approval_effect(config: ServiceConfig, now: dt.datetime) -> Effect:
@@ -403,7 +417,8 @@ def _approve_effect(
     return _approval_effect(config, now)
 
 
-#: Each action's own change beyond the state move (the others have none).
+#: Each action's own change beyond the state move (the others have none). WITHDRAW_ATTESTATION
+#: and REATTEST have none on purpose: a suspended registration keeps its claims (claims.py).
 _EFFECTS: dict[Action, Callable[[Person, dict[str, str], dt.datetime, ServiceConfig], Effect]] = {
     Action.SUBMIT: _submit_effect,
     Action.APPROVE: _approve_effect,

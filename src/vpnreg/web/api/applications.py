@@ -1,4 +1,5 @@
-"""/api/v1/applications: create, read, list, timeline, and one literal path per transition.
+"""/api/v1/applications: create, read, list, timeline, and one literal path per transition
+(the step's name, with a hyphen for an underscore: withdraw-attestation).
 
 Every transition needs `If-Match` with the ETag of the version it acts on: missing gives 428,
 stale gives 412 (the service refuses it; nothing changes). Each is the registry's one step entry
@@ -45,6 +46,7 @@ from vpnreg.web.schemas import (
     ApplicationCreate,
     ApplicationPage,
     ApplicationPublic,
+    AttestationWithdrawalBody,
     DecisionBody,
     DocumentPublic,
     RejectBody,
@@ -68,6 +70,8 @@ STEP_ACCESS: dict[str, Access] = {
     "appeal": only(APPLICANT),
     "uphold": only(REGULATOR),
     "overturn": only(REGULATOR),
+    "withdraw_attestation": only(ISP),
+    "reattest": only(ISP),
     services.RENEW: only(APPLICANT),
 }
 
@@ -276,6 +280,10 @@ def _doc(action: str, summary: str) -> dict[str, Any]:
     }
 
 
+def _path(action: str) -> str:
+    return f"/{{application_id}}/{action.replace('_', '-')}"
+
+
 def _plain_transition(action: str) -> None:
     """One literal POST path for a transition that takes no body (each listed in OpenAPI)."""
 
@@ -290,10 +298,10 @@ def _plain_transition(action: str) -> None:
         return _take(action, application_id, if_match, db, user, clock, config)
 
     endpoint.__name__ = endpoint.__qualname__ = action
-    router.post(f"/{{application_id}}/{action}", **_doc(action, action))(endpoint)
+    router.post(_path(action), **_doc(action, action))(endpoint)
 
 
-for _action in ("submit", "verify", "endorse", "approve", "withdraw"):
+for _action in ("submit", "verify", "endorse", "approve", "withdraw", "reattest"):
     _plain_transition(_action)
 
 
@@ -314,7 +322,7 @@ def _body_transition(action: str, body_model: type[BaseModel], summary: str) -> 
 
     endpoint.__annotations__["body"] = body_model  # FastAPI reads the body's schema from here
     endpoint.__name__ = endpoint.__qualname__ = action
-    router.post(f"/{{application_id}}/{action}", **_doc(action, summary))(endpoint)
+    router.post(_path(action), **_doc(action, summary))(endpoint)
 
 
 _body_transition("reject", RejectBody, "reject")
@@ -322,6 +330,9 @@ _body_transition("revoke", RevokeBody, "revoke")
 _body_transition("appeal", AppealBody, "appeal")
 _body_transition("uphold", DecisionBody, "uphold (an appeal against)")
 _body_transition("overturn", DecisionBody, "overturn (the rejection of)")
+# The ISP that attested takes it back (the registration is suspended, off the feed at once);
+# `reattest` above restores it.
+_body_transition("withdraw_attestation", AttestationWithdrawalBody, "withdraw the attestation of")
 
 
 @router.post(

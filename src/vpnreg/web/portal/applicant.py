@@ -35,7 +35,7 @@ from vpnreg.web.portal.prefix_forms import (
     split_peers,
 )
 from vpnreg.web.portal.requirements import KIND_LABELS, document_kinds, required_documents
-from vpnreg.web.portal.steps import timeline_steps
+from vpnreg.web.portal.steps import suspension_step, timeline_steps
 from vpnreg.web.posted import Posted
 
 router = APIRouter(include_in_schema=False)
@@ -287,6 +287,7 @@ def application_page(
     actions = services.available_actions(session, app, user, config=config)
     step = APPLICANT_DONE.get(request.query_params.get("done", ""))
     banner = decision_banner(app, step) if step is not None else None
+    steps = timeline_steps(session, application_id=app.id, tz=config.tz)
     return render(
         request,
         "application.html",
@@ -295,7 +296,8 @@ def application_page(
             "validity_rule": validity_rule(app),
             "app": app,
             "valid_from_local": local_time(app.valid_from, config.tz) if app.valid_from else "",
-            "steps": timeline_steps(session, application_id=app.id, tz=config.tz),
+            "steps": steps,
+            "suspension": suspension_step(app, steps),
             "actions": actions,
             "reviewable": user.role != Role.APPLICANT and bool(actions),
             "documents": documents.list_documents(session, application_id=app.id),

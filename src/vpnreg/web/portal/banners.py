@@ -24,6 +24,8 @@ DONE_WORDS = {
     "uphold": "rejection upheld",
     "overturn": "rejection overturned",
     "renew": "renewal submitted; your ISP will verify it next",
+    "withdraw_attestation": "suspended: attestation withdrawn, off the allowlist",
+    "reattest": "re-attested and in force again",
 }
 
 #: What each step did, short, for one row of a bulk result ("VPN-…: verified").
@@ -35,6 +37,8 @@ RESULT_WORDS = {
     "revoke": "revoked",
     "uphold": "rejection upheld",
     "overturn": "rejection overturned",
+    "withdraw_attestation": "suspended",
+    "reattest": "re-attested",
 }
 
 

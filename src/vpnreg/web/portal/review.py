@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from vpnreg.core.review import ACTION_ARGUMENTS, Action, Role, State, argument_problems
+from vpnreg.core.review import (
+    ACTION_ARGUMENTS,
+    ATTESTED_STATES,
+    Action,
+    Role,
+    State,
+    argument_problems,
+)
 from vpnreg.registry import services
 from vpnreg.registry.errors import FieldError, NotFound, RegistryError, ValidationFailed
 from vpnreg.registry.services import ServiceConfig, documents, queries
@@ -41,11 +48,15 @@ LABELS = {
     "verify": "Verify (prefixes are this subscriber's)",
     "endorse": "Endorse",
     "approve": "Approve",
+    "reattest": "Re-attest (the line is this subscriber's again)",
     "reject": "Reject",
     "revoke": "Revoke",
     "uphold": "Uphold rejection",
     "overturn": "Overturn rejection",
+    "withdraw_attestation": "Withdraw attestation",
 }
+#: Decisions that take something away: shown as dangerous buttons.
+DANGEROUS = frozenset({"reject", "revoke", "uphold", "withdraw_attestation"})
 #: Decisions that take a written reason (the core table says which, and which must have one).
 NEEDS_REASON = frozenset(a for a in LABELS if ACTION_ARGUMENTS.get(Action(a)))
 #: The registry's categories (vpnreg.registry.models.Category, which the web may not import).
@@ -53,10 +64,24 @@ CATEGORIES = ("software_house", "call_centre", "freelancer", "bank", "foreign_mi
 REASON_CODES = ("not_subscriber", "incomplete_documents", "not_eligible", "policy", "other")
 
 
-def queue_states(role: str) -> tuple[str, ...]:
-    """What waits for each reviewer; further narrowed per category by `waits_for`."""
+#: The registrations an ISP has attested, which it finds by searching its queue (a tracking
+#: number or a prefix) to withdraw its attestation: too many to list unasked.
+ATTESTED = tuple(sorted(s.value for s in ATTESTED_STATES))
+
+
+ISP_HINT = (
+    "Registrations whose attestation you withdrew wait here for your re-attestation. To "
+    "withdraw your attestation of a registration (line cancelled, address reassigned), search "
+    "for its tracking number or prefix."
+)
+
+
+def queue_states(role: str, *, searching: bool = False) -> tuple[str, ...]:
+    """What waits for each reviewer; further narrowed per category by `waits_for`. An ISP's
+    suspended registrations wait for its re-attestation; searching, it also finds the
+    registrations it attested."""
     if role == Role.ISP:
-        return (State.SUBMITTED.value,)
+        return (State.SUBMITTED.value, State.SUSPENDED.value) + (ATTESTED if searching else ())
     if role == Role.SECTOR_BODY:
         return (State.ISP_VERIFIED.value,)
     if role == Role.REGULATOR:
@@ -74,11 +99,11 @@ def waits_for(app: ApplicationView, role: str, config: ServiceConfig) -> bool:
 
 
 def decisions(
-    session: Session, app: ApplicationView, user: UserView, config: ServiceConfig
+    session: Session, app: ApplicationView, user: UserView, config: ServiceConfig, now: dt.datetime
 ) -> list[str]:
     """The decisions `user` gets buttons for on `app`: exactly the reviewer steps the registry
     would accept now (services.available_actions), positive ones first."""
-    offered = services.available_actions(session, app, user, config=config)
+    offered = services.available_actions(session, app, user, config=config, now=now)
     return [a for a in LABELS if a in offered]
 
 
@@ -106,7 +131,7 @@ def _queue(
     search: str,
 ) -> list[QueueItem]:
     items: list[QueueItem] = []
-    for state in queue_states(user.role):
+    for state in queue_states(user.role, searching=bool(search)):
         page = queries.list_applications(
             session,
             viewer=user,
@@ -129,7 +154,7 @@ def _queue(
                     prefixes=", ".join(p.prefix for p in app.prefixes),
                     age=age_text(app.updated_at, now),
                     waiting_since=app.updated_at,
-                    decisions=tuple(decisions(session, app, user, config)),
+                    decisions=tuple(decisions(session, app, user, config, now)),
                 )
             )
     # Oldest first: the longest wait is the most urgent.
@@ -166,6 +191,8 @@ def queue_page(
             "category": category,
             "q": q,
             "bulk_actions": [(a, LABELS[a]) for a in bulk],
+            "searching": bool(q.strip()),
+            "find_hint": ISP_HINT if user.role == Role.ISP else "",
             "reason_codes": REASON_CODES,
             "role_label": user.role.replace("_", " "),
             "amendments": (
@@ -210,12 +237,14 @@ def _item_page(
             "findings": prefix_findings(session, app, now=now, config=config, viewer=user),
             "steps": timeline_steps(session, application_id=app.id, tz=config.tz),
             "decisions": [
-                (d, LABELS[d], d in NEEDS_REASON) for d in decisions(session, app, user, config)
+                (d, LABELS[d], d in NEEDS_REASON)
+                for d in decisions(session, app, user, config, now)
             ],
             "appeals": queries.application_appeals(session, application_id=app.id),
             "documents": documents.list_documents(session, application_id=app.id),
             "kind_labels": KIND_LABELS,
             "reason_codes": REASON_CODES,
+            "dangerous": DANGEROUS,
             "errors": errors or [],
             "error_ids": (
                 {"reason": f"reason-{failed_action}", "reason_code": f"code-{failed_action}"}

@@ -6,8 +6,10 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from vpnreg.core.review import State
 from vpnreg.registry.services.queries import TimelineEntry, application_timeline
 from vpnreg.registry.services.unit_of_work import DbSession
+from vpnreg.registry.views import ApplicationView
 from vpnreg.web.portal.pages import local_time
 
 #: What each review action reads as on a status page.
@@ -26,6 +28,8 @@ LABELS = {
     "overturn": "Rejection overturned",
     "revoke": "Revoked by the regulator",
     "withdraw": "Withdrawn by the applicant",
+    "withdraw_attestation": "Attestation withdrawn by the ISP",
+    "reattest": "Re-attested by the ISP",
     "renew": "Renewal requested",
 }
 
@@ -38,6 +42,14 @@ class Step:
     at_local: str
     actor: str | None
     reason: str | None
+
+
+def suspension_step(app: ApplicationView, steps: list[Step]) -> Step | None:
+    """The step that suspended `app` (its ISP's withdrawal, with the reason), while it is
+    suspended; None otherwise."""
+    if app.state != State.SUSPENDED:
+        return None
+    return next((s for s in reversed(steps) if s.to_state == State.SUSPENDED), None)
 
 
 def timeline_steps(session: DbSession, *, application_id: int, tz: dt.tzinfo) -> list[Step]:
