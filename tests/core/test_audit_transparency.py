@@ -192,7 +192,7 @@ def test_every_exported_hash_recomputes_and_a_changed_field_does_not() -> None:
     event = lines[2][1]
     assert isinstance(event, dict)
     event["after"]["map"]["state"]["value"] = "approved"
-    with pytest.raises(ExportError, match="event 3 .*does not match its exported fields"):
+    with pytest.raises(ExportError, match=r"event 3 .*does not match its exported fields"):
         verify_export(lines, wanted=())
 
 

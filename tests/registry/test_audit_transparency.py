@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 
 from tests.registry.conftest import World
 from tests.registry.flow import act, approved, ready_for_decision
+from tests.registry.tampering import drop_triggers, rewrite_from
 from vpnreg.clock import FrozenClock
-from vpnreg.core.audit import HASH_V1, HASH_V2, next_record, record_hash
+from vpnreg.core.audit import HASH_V1, HASH_V2, next_record
 from vpnreg.core.audit_checkpoint import CheckpointError, parse_checkpoint, sign_checkpoint
 from vpnreg.core.audit_export import BEFORE_TRANSPARENCY, check_against_checkpoints
 from vpnreg.core.feed import key_id
@@ -30,14 +31,6 @@ TRUSTED: dict[str, Ed25519PublicKey] = {key_id(KEY.public_key()): KEY.public_key
 NATIONAL_ID = "35202-1234567-8"
 #: Fields of hashes and salts: hex digits, where any short number may occur by chance.
 _HEX_KEYS = {"salt", "digest", "hash", "prev_hash"}
-
-
-def _drop_triggers(session: Session, table: str) -> None:
-    postgres = session.get_bind().dialect.name == "postgresql"
-    for name in (f"{table}_no_update", f"{table}_no_delete"):
-        session.execute(
-            text(f"DROP TRIGGER IF EXISTS {name}" + (f" ON {table}" if postgres else ""))
-        )
 
 
 def _append_v1(session: Session, now: dt.datetime, **fields: Any) -> None:
@@ -71,7 +64,7 @@ def history(
     and a registration through the services (version 2). Returns the event count."""
     session.execute(update(AuditHead).values(seq=0, hash=""))
     # The world's own events came first in this database; start the log over for a mixed chain.
-    _drop_triggers(session, "audit_log")
+    drop_triggers(session, "audit_log")
     session.execute(text("DELETE FROM audit_log"))
     _append_v1(
         session,
@@ -152,7 +145,7 @@ def test_tampering_with_a_version_2_event_or_its_new_columns_is_found(
     session: Session, history: int, change: str, kind: str
 ) -> None:
     k = history - 2
-    _drop_triggers(session, "audit_log")
+    drop_triggers(session, "audit_log")
     session.execute(text(change), {"k": k, "salt": bytes(16)})
     problem = verify_audit(session)
     assert problem is not None
@@ -234,35 +227,6 @@ def test_checkpoints_are_signed_chained_and_made_only_when_the_chain_moved(
     check_against_checkpoints(_export(session), [first, second], TRUSTED)
 
 
-def _rewrite_from(session: Session, seq: int, after: dict[str, object]) -> None:
-    """Change event `seq`'s `after` and recompute every later hash with each event's own salt,
-    as an administrator with the database (and no scruples) could."""
-    records = list(iter_records(session))
-    previous = records[seq - 2].hash
-    for record in records[seq - 1 :]:
-        new_after = after if record.seq == seq else record.after
-        digest = record_hash(
-            seq=record.seq,
-            time=record.time,
-            actor=record.actor,
-            action=record.action,
-            object_type=record.object_type,
-            object_id=record.object_id,
-            before=record.before,
-            after=new_after,  # type: ignore[arg-type]
-            prev_hash=previous,
-            version=record.version,
-            salt=record.salt,
-        )
-        session.execute(
-            update(AuditLogRow)
-            .where(AuditLogRow.seq == record.seq)
-            .values(after=new_after, prev_hash=previous, hash=digest)
-        )
-        previous = digest
-    session.execute(update(AuditHead).values(hash=previous))
-
-
 def test_a_history_rewritten_after_a_checkpoint_is_caught_from_outside(
     session: Session, history: int, clock: FrozenClock
 ) -> None:
@@ -271,16 +235,16 @@ def test_a_history_rewritten_after_a_checkpoint_is_caught_from_outside(
     check_against_checkpoints(_export(session), [parse_checkpoint(saved)], TRUSTED)
     rejection = next(r for r in iter_records(session) if r.action == "reject")
     assert isinstance(rejection.after, dict)
-    _drop_triggers(session, "audit_log")
-    _rewrite_from(session, rejection.seq, {**rejection.after, "reason_code": "withdrawn"})
+    drop_triggers(session, "audit_log")
+    rewrite_from(session, rejection.seq, {**rejection.after, "reason_code": "withdrawn"})
     # Inside, the rewrite is invisible: every hash and link holds (ADR 0003's known limit).
     assert verify_audit(session) is None
     rewritten = _export(session)
-    with pytest.raises(CheckpointError, match="checkpoint 1: event .* history was rewritten"):
+    with pytest.raises(CheckpointError, match=r"checkpoint 1: event .* history was rewritten"):
         check_against_checkpoints(rewritten, [parse_checkpoint(saved)], TRUSTED)
     # Re-signing checkpoint 1 over the new head makes the registry's own list consistent, but
     # the copy the auditor kept shows that checkpoint 1 was rewritten.
-    _drop_triggers(session, "audit_checkpoints")
+    drop_triggers(session, "audit_checkpoints")
     forged = sign_checkpoint(
         number=1,
         count=signed.count,

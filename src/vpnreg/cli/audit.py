@@ -182,13 +182,17 @@ def _verify_export(export: Path, sources: list[str], trust: list[Path]) -> None:
     summary, last = outcome.export, outcome.checkpoints[-1]
     typer.echo(
         f"export consistent: {summary.events} events ({summary.withheld} before transparency), "
-        f"{len(outcome.checkpoints)} signed checkpoints, the latest {last.number} at event "
+        f"{len(outcome.checkpoints)} signed checkpoint(s), the latest {last.number} at event "
         f"{last.count} ({last.time.isoformat()})"
     )
 
 
 @audit_app.command("checkpoint")
-def audit_checkpoint() -> None:
+def audit_checkpoint(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the signed checkpoint as JSON (to keep a copy).")
+    ] = False,
+) -> None:
     """Sign a checkpoint of the audit chain now (count, head hash, time) with the feed key."""
     from vpnreg.feedkeys import FeedKeyError, server_signing_key
     from vpnreg.registry.services import transparency
@@ -199,6 +203,9 @@ def audit_checkpoint() -> None:
         except FeedKeyError as err:
             fail(str(err))
         made = transparency.make_checkpoint(reg.session, now=reg.now(), private_key=key)
+    if as_json:
+        typer.echo(json.dumps(made.to_json(), sort_keys=True))
+        return
     typer.echo(
         f"checkpoint {made.number}: {made.count} events, head {made.head}, "
         f"{made.time.isoformat()}, key {made.key_id}"
