@@ -220,6 +220,13 @@ def test_a_version_1_event_is_shown_only_without_personal_fields() -> None:
     assert verify_export([(1, json.loads(export_line(public)))], wanted=()).withheld == 0
 
 
+def _withhold(event: dict[str, object]) -> None:
+    """Pass a version 2 event off as one from before transparency, hiding its fields."""
+    kept = {"seq": event["seq"], "prev_hash": event["prev_hash"], "hash": event["hash"]}
+    event.clear()
+    event.update(kept, v=HASH_V1, withheld=BEFORE_TRANSPARENCY)
+
+
 @pytest.mark.parametrize(
     ("break_it", "message"),
     [
@@ -231,6 +238,9 @@ def test_a_version_1_event_is_shown_only_without_personal_fields() -> None:
         pytest.param(lambda ls: ls[2][1].update(v=7), "unknown hash version", id="bad-version"),
         pytest.param(lambda ls: ls[2][1].update(time="noon"), "not an ISO time", id="bad-time"),
         pytest.param(lambda ls: ls[2][1].pop("actor"), "actor must be an object", id="no-actor"),
+        pytest.param(
+            lambda ls: _withhold(ls[2][1]), "withheld but follows version 2", id="hidden-v2"
+        ),
     ],
 )
 def test_an_inconsistent_export_is_named(

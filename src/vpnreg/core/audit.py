@@ -141,6 +141,11 @@ def canonical_json(value: object) -> bytes:
     return text.encode("utf-8")
 
 
+def utc_text(moment: dt.datetime) -> str:
+    """An aware datetime as canonical_json writes it: UTC "YYYY-MM-DDTHH:MM:SS.ffffffZ"."""
+    return canonical_json(moment).decode("utf-8")[1:-1]
+
+
 @dataclass(frozen=True)
 class AuditRecord:
     """One stored audit event with its place in the chain."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime as dt
 import hashlib
 import itertools
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from vpnreg.core.audit import canonical_json
+from vpnreg.core.audit import utc_text
 from vpnreg.core.feed.signing import key_id, microseconds
 
 #: Domain separation: a checkpoint signature is never valid as a feed header and vice versa.
@@ -65,7 +66,7 @@ class Checkpoint:
             "number": self.number,
             "count": self.count,
             "head": self.head,
-            "time": canonical_json(self.time).decode()[1:-1],
+            "time": utc_text(self.time),
             "previous": self.previous,
             "digest": self.digest,
             "key_id": self.key_id,
@@ -79,31 +80,25 @@ def _hex64(name: str, value: object) -> bytes:
     return bytes.fromhex(value)
 
 
-def signing_bytes(
-    checkpoint: Checkpoint | None = None,
-    *,
-    number: int | None = None,
-    count: int | None = None,
-    head: str | None = None,
-    time: dt.datetime | None = None,
-    previous: str | None = None,
-) -> bytes:
-    """The exact bytes a checkpoint's signature covers (from a checkpoint or its fields)."""
-    if checkpoint is not None:
-        number, count, head = checkpoint.number, checkpoint.count, checkpoint.head
-        time, previous = checkpoint.time, checkpoint.previous
-    assert number is not None and count is not None and time is not None
-    for name, value in (("number", number), ("count", count)):
+def signing_bytes(checkpoint: Checkpoint) -> bytes:
+    """The exact bytes a checkpoint's signature covers (layout in ADR 0008); CheckpointError
+    when a field is out of its range or malformed."""
+    for name, value in (("number", checkpoint.number), ("count", checkpoint.count)):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
             raise CheckpointError(f"{name} must be a non-negative integer, got {value!r}")
-    if number < 1:
-        raise CheckpointError(f"number must be at least 1, got {number}")
+    if checkpoint.number < 1:
+        raise CheckpointError(f"number must be at least 1, got {checkpoint.number}")
     try:
-        when = microseconds(time)
+        when = microseconds(checkpoint.time)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"time: {err}") from None
     return _LAYOUT.pack(
-        DOMAIN, number, count, _hex64("head", head), when, _hex64("previous", previous)
+        DOMAIN,
+        checkpoint.number,
+        checkpoint.count,
+        _hex64("head", checkpoint.head),
+        when,
+        _hex64("previous", checkpoint.previous),
     )
 
 
@@ -117,17 +112,17 @@ def sign_checkpoint(
     private_key: Ed25519PrivateKey,
 ) -> Checkpoint:
     """A checkpoint signed with `private_key` (the feed's)."""
-    data = signing_bytes(number=number, count=count, head=head, time=time, previous=previous)
-    signature = base64.b64encode(private_key.sign(data)).decode("ascii")
-    return Checkpoint(
+    unsigned = Checkpoint(
         number=number,
         count=count,
         head=head,
         time=time,
         previous=previous,
         key_id=key_id(private_key.public_key()),
-        signature=signature,
+        signature="",
     )
+    signature = private_key.sign(signing_bytes(unsigned))
+    return dataclasses.replace(unsigned, signature=base64.b64encode(signature).decode("ascii"))
 
 
 def parse_checkpoint(data: object) -> Checkpoint:

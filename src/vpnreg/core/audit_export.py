@@ -33,6 +33,7 @@ from vpnreg.core.audit import (
     field_digest,
     field_salt,
     record_hash,
+    utc_text,
 )
 from vpnreg.core.audit_checkpoint import Checkpoint, CheckpointError, check_history
 from vpnreg.core.audit_checkpoint import verify_signature as verify_checkpoint_signature
@@ -81,10 +82,6 @@ def public_actor(actor: str) -> bool:
     return actor == "system" or actor.startswith("cli:")
 
 
-def _time_text(time: dt.datetime) -> str:
-    return canonical_json(time).decode("utf-8")[1:-1]
-
-
 def _field(event_salt: bytes, path: list[str], value: object, shown: bool) -> dict[str, object]:
     salt = field_salt(event_salt, path)
     if shown:
@@ -121,7 +118,7 @@ def export_event(record: AuditRecord) -> dict[str, object]:
         if record.salt is None:
             raise ValueError(f"event {record.seq} is version 2 without a salt")
         return common | {
-            "time": _time_text(record.time),
+            "time": utc_text(record.time),
             "action": record.action,
             "object_type": record.object_type,
             "object_id": record.object_id,
@@ -133,7 +130,7 @@ def export_event(record: AuditRecord) -> dict[str, object]:
         }
     if _v1_public(record):
         return common | {
-            "time": _time_text(record.time),
+            "time": utc_text(record.time),
             "actor": record.actor,
             "action": record.action,
             "object_type": record.object_type,
@@ -258,11 +255,14 @@ class ExportSummary:
 def verify_export(events: Iterable[tuple[int, object]], *, wanted: Iterable[int]) -> ExportSummary:
     """Check an export streamed as (line number, decoded JSON) pairs: consecutive seq from 1,
     every recomputable hash matching its fields, every prev_hash naming the event before.
-    Keeps only the hashes at the counts in `wanted`. ExportError names the first problem."""
+    Only events before the first version 2 event may be withheld (they were hashed before
+    transparency). Keeps only the hashes at the counts in `wanted`. ExportError names the first
+    problem."""
     wanted_counts = set(wanted)
     heads: dict[int, str] = {0: GENESIS_HASH} if 0 in wanted_counts else {}
     previous = GENESIS_HASH
     count = withheld = 0
+    transparent = False
     for line, event in events:
         where = f"line {line}"
         if not isinstance(event, Mapping):
@@ -279,9 +279,14 @@ def verify_export(events: Iterable[tuple[int, object]], *, wanted: Iterable[int]
             )
         recomputed = exported_hash(event, where)
         if recomputed is None:
+            if transparent:
+                # Only history from before version 2 may be withheld; hiding a later event
+                # would hide what a rewrite changed.
+                raise ExportError(f"{where} is withheld but follows version 2 events")
             withheld += 1
         elif recomputed != claimed:
             raise ExportError(f"{where}: its hash does not match its exported fields")
+        transparent = transparent or event.get("v") == HASH_V2
         count += 1
         previous = claimed
         if count in wanted_counts:
