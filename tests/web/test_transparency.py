@@ -6,12 +6,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.api.harness import Api, build_api, database_url
+from tests.console import VPNREG
+from tests.feed_server.server import serving
 from tests.feed_server.timers import FakeTimer
 from tests.fixtures.postgres import BACKENDS
 from vpnreg.core.audit_checkpoint import parse_checkpoint, verify_signature
@@ -118,3 +123,35 @@ def test_the_scheduler_signs_every_interval_and_survives_a_failure(
         assert "audit checkpoint failed" in caplog.text
     finally:
         database.dispose()
+
+
+def test_the_cli_checks_an_export_against_the_served_checkpoints(api: Api, tmp_path: Path) -> None:
+    _sign(api, 2)
+    with api.app.state.database.session() as session:
+        signed = transparency.count_checkpoints(session)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VPNREG_")}
+    env["VPNREG_DATABASE_URL"] = api.url
+    feed_pub = str(public_key_path(api.app.state.settings.feed_key))
+
+    def vpnreg(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(VPNREG), *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    exported = vpnreg("audit", "export", "--out", "audit.jsonl")
+    assert exported.returncode == 0, exported.stderr
+    with serving(api.app) as base:
+        # One checkpoint a page: the check follows every `next` link.
+        url = f"{base}/transparency/checkpoints?limit=1"
+        checked = vpnreg(
+            "audit", "verify", "--export", "audit.jsonl", "--checkpoint", url, "--trust", feed_pub
+        )
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stderr == ""
+    assert f"{signed} signed checkpoint(s)" in checked.stdout
