@@ -22,6 +22,7 @@ from vpnreg.core.audit_export import BEFORE_TRANSPARENCY, check_against_checkpoi
 from vpnreg.core.feed import key_id
 from vpnreg.registry import services
 from vpnreg.registry.audit_log import iter_records, verify_audit
+from vpnreg.registry.db import make_engine, make_session_factory, upgrade
 from vpnreg.registry.errors import StateConflict
 from vpnreg.registry.models import AuditCheckpoint, AuditHead, AuditLogRow
 from vpnreg.registry.services import transparency
@@ -271,3 +272,64 @@ def test_checkpoints_are_append_only(session: Session, history: int, clock: Froz
     with pytest.raises(Exception, match="append-only"), session.begin_nested():
         session.execute(text("DELETE FROM audit_checkpoints"))
     assert session.scalar(select(AuditCheckpoint.count)) == history
+
+
+def test_migration_0010_keeps_old_events_at_version_1_and_appends_version_2(
+    fresh_url: str, clock: FrozenClock
+) -> None:
+    upgrade(fresh_url, "0007")
+    engine = make_engine(fresh_url)
+    try:
+        previous = None
+        with engine.begin() as conn:
+            # Two events as the code of revision 0007 wrote them (no hash_version, no salt).
+            for i in range(2):
+                previous = next_record(
+                    previous,
+                    time=clock.now(),
+                    actor="reg1",
+                    action="create_user",
+                    object_type="user",
+                    object_id=str(i + 1),
+                    before=None,
+                    after={"id": i + 1, "username": f"user{i}"},
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO audit_log (seq, time, actor, action, object_type, object_id, "
+                        "after, prev_hash, hash) VALUES (:seq, :time, :actor, :action, "
+                        ":object_type, :object_id, :after, :prev_hash, :hash)"
+                    ),
+                    {
+                        "seq": previous.seq,
+                        "time": previous.time,
+                        "actor": previous.actor,
+                        "action": previous.action,
+                        "object_type": previous.object_type,
+                        "object_id": previous.object_id,
+                        "after": json.dumps(previous.after),
+                        "prev_hash": previous.prev_hash,
+                        "hash": previous.hash,
+                    },
+                )
+            assert previous is not None
+            conn.execute(
+                text("UPDATE audit_head SET seq = 2, hash = :h WHERE id = 1"), {"h": previous.hash}
+            )
+        upgrade(fresh_url)
+        with make_session_factory(engine)() as session:
+            assert verify_audit(session) is None
+            services.create_isp(session, name="Nayatel", actor="cli:admin", now=clock.now())
+            assert [r.version for r in iter_records(session)] == [HASH_V1, HASH_V1, HASH_V2]
+            assert verify_audit(session) is None
+            lines = _export(session)
+            assert [e.get("withheld") for _, e in lines] == [  # type: ignore[union-attr]
+                BEFORE_TRANSPARENCY,
+                BEFORE_TRANSPARENCY,
+                None,
+            ]
+            made = transparency.make_checkpoint(session, now=clock.now(), private_key=KEY)
+            outcome = check_against_checkpoints(lines, [made], TRUSTED)
+            assert (outcome.export.events, outcome.export.withheld) == (3, 2)
+    finally:
+        engine.dispose()
