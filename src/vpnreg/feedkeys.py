@@ -165,3 +165,9 @@ def ensure_dev_key(path: Path) -> Ed25519PrivateKey:
         write_keypair(key, path)
         return key
     return load_private_key(path)
+
+
+def server_signing_key(path: Path, *, production: bool) -> Ed25519PrivateKey:
+    """The registry's signing key (VPNREG_FEED_KEY), for the feed and the audit checkpoints:
+    loaded as it is in production; in development generated with its .pub when missing."""
+    return load_private_key(path) if production else ensure_dev_key(path)

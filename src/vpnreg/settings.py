@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     feed_max_wait_s: float = Field(default=60.0, gt=0)
     #: How many deltas the server keeps; older clients get a reset and fetch the snapshot.
     feed_max_deltas: int = Field(default=256, ge=1)
+    #: The server signs a checkpoint of the audit chain this often, when events were appended
+    #: since the last one (ADR 0008).
+    audit_checkpoint_interval_min: float = Field(default=10.0, gt=0, le=1440)
     #: Portal sign-ups allowed per client address within an hour (every attempt counts).
     signup_limit_per_hour: int = Field(default=10, ge=1, le=100_000)
     #: `vpnreg serve` and slow clients: a request's line and headers must arrive within this

@@ -35,7 +35,7 @@ COMMANDS = {
     "amend": "workflow",
     "lookup": "records",
     "import": "records",
-    "audit": "records",
+    "audit": "audit",
     "feed": "feed",
     "classify": "classify",
     "gateway": "gateway",

@@ -1,4 +1,4 @@
-"""`vpnreg lookup`, `vpnreg import`, `vpnreg audit verify`: reading and bulk-loading."""
+"""`vpnreg lookup`, `vpnreg import`: reading and bulk-loading (the audit commands: cli/audit.py)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,6 @@ from vpnreg.core.legacy_csv import decode, parse_legacy_csv
 
 #: Files shorter than this import too fast to need a progress bar.
 PROGRESS_MIN_ROWS = 1000
-
-
-audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
 
 def lookup(
@@ -114,20 +111,6 @@ def import_csv(
     )
 
 
-@audit_app.command("verify")
-def audit_verify() -> None:
-    """Check the whole audit log's hash chain; names the first bad event."""
-    from vpnreg.registry import services
-
-    with open_registry() as reg:
-        problem = services.verify_audit(reg.session)
-        if problem is not None:
-            fail(f"audit log broken at event {problem.seq}: {problem.kind}: {problem.message}")
-        count = reg.audit_count()
-    typer.echo(f"audit log intact: {count} events")
-
-
 def register(app: typer.Typer) -> None:
     app.command()(lookup)
     app.command("import")(import_csv)
-    app.add_typer(audit_app, name="audit")

@@ -3,6 +3,12 @@
 Each record's hash covers its own fields and the previous record's hash, so changing, removing,
 inserting or reordering a stored record breaks the chain at (or just before) that record.
 See docs/adr/0003-audit-hash-chain.md for what this does and does not protect against.
+
+Two hash versions live in one chain. Version 1 (ADR 0003) hashes the fields themselves.
+Version 2 (ADR 0008) hashes the public fields (seq, time, action, object, prev_hash) and, for
+the actor and each key of the before/after snapshots, a digest salted per event, so a public
+export can show a field in clear (with its field salt) or only its digest, and anyone can still
+recompute the record's hash. The event salt is the caller's (this module draws no randomness).
 """
 
 from __future__ import annotations
@@ -19,6 +25,17 @@ from enum import Enum
 from typing import TypeAlias
 
 GENESIS_HASH = "0" * 64
+
+#: Version 1 hashes the canonical JSON of every field (ADR 0003).
+HASH_V1 = 1
+#: Version 2 hashes each personal-bearing field through a salted digest (ADR 0008).
+HASH_V2 = 2
+HASH_VERSIONS = frozenset({HASH_V1, HASH_V2})
+#: Bytes of random salt a version 2 event carries (the caller draws them).
+SALT_BYTES = 16
+#: Domain separation of the two version 2 hashes: a field digest never equals a field salt.
+_FIELD_SALT_DOMAIN = b"vpnreg.audit.field-salt.v2\x00"
+_FIELD_DIGEST_DOMAIN = b"vpnreg.audit.field.v2\x00"
 
 #: What before/after snapshots may hold (canonical_json accepts exactly these, recursively).
 JSON: TypeAlias = (
@@ -111,6 +128,10 @@ def canonical_json(value: object) -> bytes:
     Errors name the path of the bad value, as in "$.after.rate[1]". Strings with lone surrogates
     cannot be UTF-8 and raise UnicodeEncodeError (a ValueError).
     """
+    kind = type(value)
+    if value is None or kind is str or kind is int or kind is bool:
+        # The common case of a version 2 field digest: the same bytes, without the walk.
+        return json.dumps(value, ensure_ascii=False).encode("utf-8")
     try:
         plain = _plain(value)
     except _Refused as refused:
@@ -118,6 +139,11 @@ def canonical_json(value: object) -> bytes:
         raise refused.error(f"{path}: {refused.detail}") from None
     text = json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return text.encode("utf-8")
+
+
+def utc_text(moment: dt.datetime) -> str:
+    """An aware datetime as canonical_json writes it: UTC "YYYY-MM-DDTHH:MM:SS.ffffffZ"."""
+    return canonical_json(moment).decode("utf-8")[1:-1]
 
 
 @dataclass(frozen=True)
@@ -134,6 +160,99 @@ class AuditRecord:
     after: JSON | None
     prev_hash: str
     hash: str
+    #: HASH_V1 or HASH_V2; a stored record of another number cannot be hashed (malformed).
+    version: int = HASH_V1
+    #: The event's random salt (version 2 only; None for version 1).
+    salt: bytes | None = None
+
+
+def field_salt(event_salt: bytes, path: Sequence[str]) -> bytes:
+    """The salt of one field of an event: SHA-256 over the event salt and the field's path
+    (["actor"], ["after", "state"], ["before"] for a snapshot that is not an object).
+
+    An export that shows a field in clear shows this salt with it; the one-way derivation keeps
+    the event salt, and so every other field's salt, secret.
+    """
+    digest = hashlib.sha256(_FIELD_SALT_DOMAIN + event_salt)
+    for part in path:
+        # Length-prefixed parts: ("a", "bc") and ("ab", "c") never share an encoding.
+        encoded = part.encode("utf-8")
+        digest.update(len(encoded).to_bytes(4, "big") + encoded)
+    return digest.digest()
+
+
+def field_digest(salt: bytes, value: object) -> str:
+    """Hex SHA-256 committing to one field's value under its field salt."""
+    return hashlib.sha256(_FIELD_DIGEST_DOMAIN + salt + canonical_json(value)).hexdigest()
+
+
+#: How a version 2 record commits to a snapshot: None, {"map": {key: digest}} for an object,
+#: {"whole": digest} for anything else.
+Commitment: TypeAlias = "dict[str, str | dict[str, str]] | None"
+
+
+def commit_snapshot(event_salt: bytes, section: str, value: object) -> Commitment:
+    """The commitment to a before/after snapshot: one digest per key of an object (so keys can
+    be disclosed one by one), else one digest of the whole value."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        digests: dict[str, str] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"$.{section}: key {key!r} is not a str")
+            digests[key] = field_digest(field_salt(event_salt, [section, key]), item)
+        return {"map": digests}
+    return {"whole": field_digest(field_salt(event_salt, [section]), value)}
+
+
+def committed_hash(
+    *,
+    seq: int,
+    time: dt.datetime,
+    action: str,
+    object_type: str,
+    object_id: str,
+    prev_hash: str,
+    actor_digest: str,
+    before: Commitment,
+    after: Commitment,
+) -> str:
+    """Hex SHA-256 of a version 2 record from its public fields and its fields' commitments.
+
+    What the registry computes from the stored row and an outside verifier from an export.
+    """
+    _check_fields(seq, time, action, object_type, object_id, prev_hash)
+    body = {
+        "v": HASH_V2,
+        "seq": seq,
+        "time": time,
+        "action": action,
+        "object_type": object_type,
+        "object_id": object_id,
+        "prev_hash": prev_hash,
+        "actor": actor_digest,
+        "before": before,
+        "after": after,
+    }
+    return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def _check_fields(
+    seq: int, time: dt.datetime, action: str, object_type: str, object_id: str, prev_hash: str
+) -> None:
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+        raise ValueError(f"seq must be a positive int, got {seq!r}")
+    for name, text in (
+        ("action", action),
+        ("object_type", object_type),
+        ("object_id", object_id),
+        ("prev_hash", prev_hash),
+    ):
+        if not isinstance(text, str):
+            raise TypeError(f"{name} must be a str, got {type(text).__name__}")
+    if not isinstance(time, dt.datetime):
+        raise TypeError(f"time must be a datetime, got {type(time).__name__}")
 
 
 def record_hash(
@@ -147,33 +266,49 @@ def record_hash(
     before: JSON | None,
     after: JSON | None,
     prev_hash: str,
+    version: int = HASH_V1,
+    salt: bytes | None = None,
 ) -> str:
-    """Hex SHA-256 of the canonical JSON of every field of a record except its own hash."""
-    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
-        raise ValueError(f"seq must be a positive int, got {seq!r}")
-    for name, text in (
-        ("actor", actor),
-        ("action", action),
-        ("object_type", object_type),
-        ("object_id", object_id),
-        ("prev_hash", prev_hash),
-    ):
-        if not isinstance(text, str):
-            raise TypeError(f"{name} must be a str, got {type(text).__name__}")
-    if not isinstance(time, dt.datetime):
-        raise TypeError(f"time must be a datetime, got {type(time).__name__}")
-    body = {
-        "seq": seq,
-        "time": time,
-        "actor": actor,
-        "action": action,
-        "object_type": object_type,
-        "object_id": object_id,
-        "before": before,
-        "after": after,
-        "prev_hash": prev_hash,
-    }
-    return hashlib.sha256(canonical_json(body)).hexdigest()
+    """Hex SHA-256 of a record, by its hash version.
+
+    Version 1: the canonical JSON of every field except its own hash. Version 2: the public
+    fields plus salted digests of the actor and of each snapshot key (committed_hash); `salt`
+    is the event's salt, SALT_BYTES long. A salt on a version 1 record, a missing or short one
+    on version 2, or an unknown version raise ValueError: the row cannot be trusted.
+    """
+    _check_fields(seq, time, action, object_type, object_id, prev_hash)
+    if not isinstance(actor, str):
+        raise TypeError(f"actor must be a str, got {type(actor).__name__}")
+    if version == HASH_V1 and not isinstance(version, bool):
+        if salt is not None:
+            raise ValueError("a version 1 record carries no salt")
+        body = {
+            "seq": seq,
+            "time": time,
+            "actor": actor,
+            "action": action,
+            "object_type": object_type,
+            "object_id": object_id,
+            "before": before,
+            "after": after,
+            "prev_hash": prev_hash,
+        }
+        return hashlib.sha256(canonical_json(body)).hexdigest()
+    if version == HASH_V2 and not isinstance(version, bool):
+        if not isinstance(salt, bytes) or len(salt) != SALT_BYTES:
+            raise ValueError(f"a version 2 record needs a salt of {SALT_BYTES} bytes")
+        return committed_hash(
+            seq=seq,
+            time=time,
+            action=action,
+            object_type=object_type,
+            object_id=object_id,
+            prev_hash=prev_hash,
+            actor_digest=field_digest(field_salt(salt, ["actor"]), actor),
+            before=commit_snapshot(salt, "before", before),
+            after=commit_snapshot(salt, "after", after),
+        )
+    raise ValueError(f"unknown hash version {version!r}")
 
 
 def next_record(
@@ -186,8 +321,11 @@ def next_record(
     object_id: str,
     before: JSON | None,
     after: JSON | None,
+    salt: bytes | None = None,
 ) -> AuditRecord:
-    """The record that follows `prev` (or starts the chain when `prev` is None)."""
+    """The record that follows `prev` (or starts the chain when `prev` is None): hash version 2
+    with `salt` (the caller's random SALT_BYTES), version 1 without."""
+    version = HASH_V1 if salt is None else HASH_V2
     seq = 1 if prev is None else prev.seq + 1
     prev_hash = GENESIS_HASH if prev is None else prev.hash
     digest = record_hash(
@@ -200,6 +338,8 @@ def next_record(
         before=before,
         after=after,
         prev_hash=prev_hash,
+        version=version,
+        salt=salt,
     )
     return AuditRecord(
         seq=seq,
@@ -212,6 +352,8 @@ def next_record(
         after=after,
         prev_hash=prev_hash,
         hash=digest,
+        version=version,
+        salt=salt,
     )
 
 
@@ -241,6 +383,8 @@ def _recomputed(record: AuditRecord) -> str:
         before=record.before,
         after=record.after,
         prev_hash=record.prev_hash,
+        version=record.version,
+        salt=record.salt,
     )
 
 

@@ -4,19 +4,30 @@ Every change a service makes is recorded here in the same transaction as the cha
 head (table audit_head, one row) is read with SELECT ... FOR UPDATE, so on PostgreSQL concurrent
 writers queue on that row lock; on SQLite the write unit's BEGIN IMMEDIATE already serialises
 writers.
+
+Events are appended with hash version 2 (ADR 0008) and a fresh random salt from os.urandom;
+events stored before migration 0010 keep version 1, and verification checks both.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Text, cast, insert, select, update
 from sqlalchemy.orm import Session
 
-from vpnreg.core.audit import GENESIS_HASH, AuditRecord, ChainProblem, next_record, verify_chain
+from vpnreg.core.audit import (
+    GENESIS_HASH,
+    SALT_BYTES,
+    AuditRecord,
+    ChainProblem,
+    next_record,
+    verify_chain,
+)
 from vpnreg.registry.models import AuditHead, AuditLogRow
 
 #: Rows fetched per round trip when streaming the log for verification.
@@ -37,6 +48,8 @@ _COLUMNS = (
     cast(AuditLogRow.after, Text).label("after"),
     AuditLogRow.prev_hash,
     AuditLogRow.hash,
+    AuditLogRow.hash_version.label("version"),
+    AuditLogRow.salt,
 )
 
 
@@ -72,7 +85,14 @@ def _to_record(row: AuditLogRow) -> AuditRecord:
         after=row.after,
         prev_hash=row.prev_hash,
         hash=row.hash,
+        version=row.hash_version,
+        salt=_bytes(row.salt),
     )
+
+
+def _bytes(stored: bytes | memoryview | None) -> bytes | None:
+    # psycopg may hand bytea back as a memoryview; the hash needs bytes.
+    return None if stored is None else bytes(stored)
 
 
 class AuditChain:
@@ -120,6 +140,7 @@ class AuditChain:
             object_id=str(object_id),
             before=before,
             after=after,
+            salt=os.urandom(SALT_BYTES),
         )
         self._pending.append(record)
         self._prev = record
@@ -143,6 +164,8 @@ class AuditChain:
                     "after": r.after,
                     "prev_hash": r.prev_hash,
                     "hash": r.hash,
+                    "hash_version": r.version,
+                    "salt": r.salt,
                 }
                 for r in self._pending
             ],
@@ -235,6 +258,7 @@ def iter_records(session: Session, *, batch: int = VERIFY_BATCH) -> Iterator[Aud
             fields = row._asdict()
             fields["before"] = _decoded(fields["before"])
             fields["after"] = _decoded(fields["after"])
+            fields["salt"] = _bytes(fields["salt"])
             yield AuditRecord(**fields)
         last_seq = rows[-1].seq
 

@@ -327,6 +327,25 @@ class AuditLogRow(Base):
     after: Mapped[Any] = mapped_column(JSON, nullable=True)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: 1: hashed as in ADR 0003 (events before migration 0010); 2: salted field digests (ADR 0008).
+    hash_version: Mapped[int] = mapped_column(Integer, server_default="1")
+    #: The event's random salt (version 2); never exported, so short values stay unguessable.
+    salt: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+
+class AuditCheckpoint(Base):
+    """A signed checkpoint of the audit chain (count, head hash, time), chained to the one
+    before; append-only like the log (triggers refuse UPDATE and DELETE)."""
+
+    __tablename__ = "audit_checkpoints"
+
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    count: Mapped[int] = mapped_column(BigInteger)
+    head: Mapped[str] = mapped_column(String(64))
+    time: Mapped[dt.datetime]
+    previous: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(16))
+    signature: Mapped[str] = mapped_column(String(128))
 
 
 class AuditHead(Base):

@@ -30,6 +30,7 @@ from vpnreg.web.policy import EVERYONE, SAFE_METHODS, allow, build_policy
 from vpnreg.web.portal.pages import templates
 from vpnreg.web.problems import install_problem_handlers
 from vpnreg.web.security import signing_key
+from vpnreg.web.transparency import install_transparency
 
 HERE = Path(__file__).resolve().parent
 
@@ -169,7 +170,10 @@ def create_app(
         router = getattr(module, "router", None)
         if router is not None:
             app.include_router(router)
-    install_feed(app, settings, clock=app.state.clock)
+    feed = install_feed(app, settings, clock=app.state.clock)
+    install_transparency(
+        app, settings, database=app.state.database, key=feed.signing_key, clock=app.state.clock
+    )
     # Last, so it runs after the other start-up steps (the feed's first publish included).
     app.include_router(APIRouter(lifespan=_frozen_heap))
     app.add_middleware(FeedNotifier)

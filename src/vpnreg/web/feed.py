@@ -45,7 +45,7 @@ from vpnreg.core.feed import FeedHistory, dump_document, merge_deltas, sign_delt
 from vpnreg.core.feed.document import expires_after, sign_history_snapshot
 from vpnreg.core.feed.versions import DEFAULT_MAX_DELTAS
 from vpnreg.core.review import Role
-from vpnreg.feedkeys import ensure_dev_key, load_private_key
+from vpnreg.feedkeys import server_signing_key
 from vpnreg.registry import services
 from vpnreg.registry.errors import Unavailable
 from vpnreg.registry.services.feed_publisher import CatchUp
@@ -298,9 +298,8 @@ class FeedServer:
         """The feed key named by the settings; generated in development when missing."""
         with self._setup_lock:
             if self._key is None:
-                path = self._settings.feed_key
-                self._key = (
-                    load_private_key(path) if self._settings.is_production else ensure_dev_key(path)
+                self._key = server_signing_key(
+                    self._settings.feed_key, production=self._settings.is_production
                 )
             return self._key
 
