@@ -95,16 +95,16 @@ ZEEK = (
     + HEADER
     + "#fields\tindicator\tindicator_type\tmeta.source\tmeta.desc\n"
     "192.0.2.0/25\tIntel::SUBNET\tvpnreg\t"
-    "vpnreg registration 17 valid until 2027-01-31, peers any\n"
+    "vpnreg registration 17 until 2027-01-31T19:00:00Z (exclusive), ports any, protocols any, peers any\n"
     "192.0.2.128/25\tIntel::SUBNET\tvpnreg\t"
-    "vpnreg registration 18 valid until 2027-01-31, peers 198.51.100.0/24 2001:db8:ffff::/48\n"
+    "vpnreg registration 18 until 2027-01-31T19:00:00Z (exclusive), ports any, protocols any, peers 198.51.100.0/24 2001:db8:ffff::/48\n"
     "203.0.113.0/24\tIntel::SUBNET\tvpnreg\t"
-    "vpnreg registration 21 valid until 2027-01-31, peers 198.51.100.7/32\n"
+    "vpnreg registration 21 until 2027-01-31T19:00:00Z (exclusive), ports any, protocols any, peers 198.51.100.7/32\n"
     "203.0.113.64/26\tIntel::SUBNET\tvpnreg\t"
-    "vpnreg registration 22 valid until 2026-06-30, peers any\n"
+    "vpnreg registration 22 until 2026-06-30T19:00:00Z (exclusive), ports any, protocols any, peers any\n"
     "2001:db8:1::/48\tIntel::SUBNET\tvpnreg\t"
-    "vpnreg registration 30 valid until 2027-01-31, peers 2001:db8:ff::/48; "
-    "vpnreg registration 31 valid until 2027-01-31, peers any\n"
+    "vpnreg registration 30 until 2027-01-31T19:00:00Z (exclusive), ports any, protocols any, peers 2001:db8:ff::/48; "
+    "vpnreg registration 31 until 2027-01-31T19:00:00Z (exclusive), ports any, protocols any, peers any\n"
 )
 
 TXT = "192.0.2.0/25\n192.0.2.128/25\n203.0.113.0/24\n203.0.113.64/26\n2001:db8:1::/48\n"
@@ -137,37 +137,49 @@ def test_json_is_every_entry_in_canonical_order() -> None:
                 "prefix": "192.0.2.0/25",
                 "peers": [],
                 "registration_id": 17,
-                "valid_until": "2027-01-31",
+                "valid_until": "2027-01-31T19:00:00Z",
+                "ports": [0, 65535],
+                "protocols": [],
             },
             {
                 "prefix": "192.0.2.128/25",
                 "peers": ["198.51.100.0/24", "2001:db8:ffff::/48"],
                 "registration_id": 18,
-                "valid_until": "2027-01-31",
+                "valid_until": "2027-01-31T19:00:00Z",
+                "ports": [0, 65535],
+                "protocols": [],
             },
             {
                 "prefix": "203.0.113.0/24",
                 "peers": ["198.51.100.7/32"],
                 "registration_id": 21,
-                "valid_until": "2027-01-31",
+                "valid_until": "2027-01-31T19:00:00Z",
+                "ports": [0, 65535],
+                "protocols": [],
             },
             {
                 "prefix": "203.0.113.64/26",
                 "peers": [],
                 "registration_id": 22,
-                "valid_until": "2026-06-30",
+                "valid_until": "2026-06-30T19:00:00Z",
+                "ports": [0, 65535],
+                "protocols": [],
             },
             {
                 "prefix": "2001:db8:1::/48",
                 "peers": ["2001:db8:ff::/48"],
                 "registration_id": 30,
-                "valid_until": "2027-01-31",
+                "valid_until": "2027-01-31T19:00:00Z",
+                "ports": [0, 65535],
+                "protocols": [],
             },
             {
                 "prefix": "2001:db8:1::/48",
                 "peers": [],
                 "registration_id": 31,
-                "valid_until": "2027-01-31",
+                "valid_until": "2027-01-31T19:00:00Z",
+                "ports": [0, 65535],
+                "protocols": [],
             },
         ],
     }

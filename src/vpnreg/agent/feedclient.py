@@ -42,6 +42,7 @@ from vpnreg.core.feed import (
     TruncatedDocument,
     VerifiedDelta,
     VerifiedSnapshot,
+    VersionMismatch,
     apply_delta,
     check_not_older,
     dump_document,
@@ -551,7 +552,13 @@ class FeedClient:
             raise MalformedDocument(
                 "delta response holds something that is not a document"
             ) from None
-        return self._accept_deltas(raws)
+        try:
+            return self._accept_deltas(raws)
+        except VersionMismatch as exc:
+            # Deltas of another entry version than the set held (ADR 0006): a snapshot
+            # resynchronises; nothing was switched or persisted.
+            self._log.info("%s; fetching a snapshot", exc)
+            return self._fetch_snapshot(http, conditional=False)
 
     def _fetch_snapshot(self, http: httpx.Client, *, conditional: bool) -> PollStatus:
         headers = {}

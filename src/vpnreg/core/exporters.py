@@ -2,7 +2,8 @@
 
 Every renderer is pure and deterministic: it sorts what it writes and reads no clock (the
 generation time is passed in). The output is plain unsigned data; docs/exporters.md describes
-each format and how to load it.
+each format and how to load it. Formats that cannot say a port range list the whole address of
+a port-ranged entry: an export never leaves out a registered subscriber behind a shared address.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
 
 from vpnreg.core.feed import AllowlistEntry, Network, format_time
+from vpnreg.core.feed.entry import protocol_names, time_text
 
 #: The nftables table this export owns; the gateway agent's own table is `inet vpnreg`.
 NFT_TABLE = "vpnreg_allow"
@@ -225,9 +227,13 @@ def _zeek_description(entries: Iterable[AllowlistEntry]) -> str:
     parts = []
     for entry in sorted(entries, key=lambda e: e.registration_id):
         peers = " ".join(str(peer) for peer in entry.peers) or "any"
+        lo, hi = entry.ports
+        ports = "any" if entry.any_port else (f"{lo}" if lo == hi else f"{lo}-{hi}")
+        protocols = " ".join(protocol_names(entry.protocols)) or "any"
         parts.append(
             f"vpnreg registration {entry.registration_id}"
-            f" valid until {entry.valid_until.isoformat()}, peers {peers}"
+            f" until {time_text(entry.valid_until)} (exclusive), ports {ports},"
+            f" protocols {protocols}, peers {peers}"
         )
     return "; ".join(parts)
 
