@@ -71,8 +71,8 @@ _CONNECT_TIMEOUT_S = 10.0
 #: trickles a body in, a few bytes per read timeout, is given up on (unreachable) after this.
 _TRANSFER_S = 600.0
 #: Largest document or response accepted, counted after decompression. A snapshot costs about
-#: 90 bytes per entry (more with peers): a million entries is about 90 MB.
-DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+#: 140 bytes per v2 entry (more with peers): a million entries is about 140 MB.
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 #: Decompressed bytes produced per step, so a gzip bomb never expands past the cap in memory.
 _INFLATE_STEP = 256 * 1024
 #: Clock for _TRANSFER_S (module level so tests can drive it).

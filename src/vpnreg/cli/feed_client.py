@@ -47,7 +47,7 @@ def pull(
         typer.Option(
             "--max-bytes",
             min=1,
-            help="Refuse a feed document or response larger than this (default 256 MiB).",
+            help="Refuse a feed document or response larger than this (default 512 MiB).",
         ),
     ] = None,
 ) -> None:

@@ -126,8 +126,8 @@ def _table(entries: EntryTable | Iterable[AllowlistEntry]) -> EntryTable:
 def _header_json(header: Header) -> dict[str, Any]:
     version = {"version": header.version} if header.version != 1 else {}
     return {
-        **version,
         "type": str(header.type),
+        **version,
         "session_id": header.session_id,
         "serial": header.serial,
         "previous_serial": header.previous_serial,
