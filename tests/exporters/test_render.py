@@ -8,6 +8,7 @@ import itertools
 import json
 import random
 from collections.abc import Sequence
+from ipaddress import ip_network
 
 import pytest
 from hypothesis import given
@@ -20,7 +21,7 @@ from vpnreg.core.exporters import (
     file_suffixes,
     render,
 )
-from vpnreg.core.feed import AllowlistEntry
+from vpnreg.core.feed import AllowlistEntry, VpnProtocol
 
 from .sample import GENERATED, SAMPLE, entry
 
@@ -95,16 +96,22 @@ ZEEK = (
     + HEADER
     + "#fields\tindicator\tindicator_type\tmeta.source\tmeta.desc\n"
     "192.0.2.0/25\tIntel::SUBNET\tvpnreg\t"
-    "vpnreg registration 17 until 2027-01-31T19:00:00Z (exclusive), ports any, protocols any, peers any\n"
+    "vpnreg registration 17 until 2027-01-31T19:00:00Z (exclusive), ports any, "
+    "protocols any, peers any\n"
     "192.0.2.128/25\tIntel::SUBNET\tvpnreg\t"
-    "vpnreg registration 18 until 2027-01-31T19:00:00Z (exclusive), ports any, protocols any, peers 198.51.100.0/24 2001:db8:ffff::/48\n"
+    "vpnreg registration 18 until 2027-01-31T19:00:00Z (exclusive), ports any, "
+    "protocols any, peers 198.51.100.0/24 2001:db8:ffff::/48\n"
     "203.0.113.0/24\tIntel::SUBNET\tvpnreg\t"
-    "vpnreg registration 21 until 2027-01-31T19:00:00Z (exclusive), ports any, protocols any, peers 198.51.100.7/32\n"
+    "vpnreg registration 21 until 2027-01-31T19:00:00Z (exclusive), ports any, "
+    "protocols any, peers 198.51.100.7/32\n"
     "203.0.113.64/26\tIntel::SUBNET\tvpnreg\t"
-    "vpnreg registration 22 until 2026-06-30T19:00:00Z (exclusive), ports any, protocols any, peers any\n"
+    "vpnreg registration 22 until 2026-06-30T19:00:00Z (exclusive), ports any, "
+    "protocols any, peers any\n"
     "2001:db8:1::/48\tIntel::SUBNET\tvpnreg\t"
-    "vpnreg registration 30 until 2027-01-31T19:00:00Z (exclusive), ports any, protocols any, peers 2001:db8:ff::/48; "
-    "vpnreg registration 31 until 2027-01-31T19:00:00Z (exclusive), ports any, protocols any, peers any\n"
+    "vpnreg registration 30 until 2027-01-31T19:00:00Z (exclusive), ports any, "
+    "protocols any, peers 2001:db8:ff::/48; "
+    "vpnreg registration 31 until 2027-01-31T19:00:00Z (exclusive), ports any, "
+    "protocols any, peers any\n"
 )
 
 TXT = "192.0.2.0/25\n192.0.2.128/25\n203.0.113.0/24\n203.0.113.64/26\n2001:db8:1::/48\n"
@@ -328,3 +335,34 @@ def test_merged_prefixes_cover_exactly_the_registered_addresses(
         # the minimal one.
         for a, b in itertools.pairwise(merged):
             assert not (a.prefixlen == b.prefixlen and a.supernet() == b.supernet()), (a, b)
+
+
+def test_a_port_ranged_entry_is_said_where_the_format_can_say_it() -> None:
+    """A CGNAT port block with an end instant and a protocol: json and zeek-intel carry them,
+    the address sets list the whole address (never leaving out a registered subscriber)."""
+    cgnat = AllowlistEntry(
+        prefix=ip_network("198.51.100.7/32"),
+        peers=(),
+        registration_id=40,
+        valid_until=dt.datetime(2026, 1, 15, 21, 30, 5, tzinfo=dt.UTC),
+        ports=(1024, 2047),
+        protocols=frozenset({VpnProtocol.WIREGUARD}),
+    )
+    as_json = json.loads(render(ExportFormat.JSON, [cgnat], generated=GENERATED)[MAIN_FILE])
+    assert as_json["entries"] == [
+        {
+            "prefix": "198.51.100.7/32",
+            "peers": [],
+            "registration_id": 40,
+            "valid_until": "2026-01-15T21:30:05Z",
+            "ports": [1024, 2047],
+            "protocols": ["wireguard"],
+        }
+    ]
+    zeek = render(ExportFormat.ZEEK_INTEL, [cgnat], generated=GENERATED)[MAIN_FILE]
+    assert (
+        "vpnreg registration 40 until 2026-01-15T21:30:05Z (exclusive), ports 1024-2047,"
+        " protocols wireguard, peers any"
+    ) in zeek
+    assert render(ExportFormat.TXT, [cgnat], generated=GENERATED)[MAIN_FILE] == "198.51.100.7/32\n"
+    assert "198.51.100.7/32" in render(ExportFormat.NFT, [cgnat], generated=GENERATED)[MAIN_FILE]
