@@ -24,7 +24,6 @@ from vpnreg.core.feed import (
     EntryTable,
     Header,
     encode_network,
-    set_hash,
     sign_delta,
     sign_snapshot,
     signing_bytes,
