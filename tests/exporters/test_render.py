@@ -9,6 +9,7 @@ import json
 import random
 from collections.abc import Sequence
 from ipaddress import ip_network
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -19,6 +20,7 @@ from vpnreg.core.exporters import (
     MAIN_FILE,
     ExportFormat,
     file_suffixes,
+    port_boxes,
     render,
 )
 from vpnreg.core.feed import AllowlistEntry, VpnProtocol
@@ -32,8 +34,10 @@ NFT = (
     "# vpnreg allowlist, nftables: plain data, unsigned\n"
     + HEADER
     + "# Load with `nft -f`: one transaction that declares table inet vpnreg_allow if it is\n"
-    "# missing, empties its two sets and fills them again. Chains you add to this table keep\n"
-    "# their rules; nothing outside the table is touched.\n"
+    "# missing, empties its sets and fills them again. Chains you add to this table keep\n"
+    "# their rules; nothing outside the table is touched. allow4/allow6: every registered\n"
+    "# address; allow4_ports/allow6_ports: address . domestic port, exactly as registered\n"
+    "# (a shared CGNAT address only for its registered port blocks).\n"
     "table inet vpnreg_allow {\n"
     "\tset allow4 {\n"
     "\t\ttype ipv4_addr\n"
@@ -43,15 +47,32 @@ NFT = (
     "\t\ttype ipv6_addr\n"
     "\t\tflags interval\n"
     "\t}\n"
+    "\tset allow4_ports {\n"
+    "\t\ttype ipv4_addr . inet_service\n"
+    "\t\tflags interval\n"
+    "\t}\n"
+    "\tset allow6_ports {\n"
+    "\t\ttype ipv6_addr . inet_service\n"
+    "\t\tflags interval\n"
+    "\t}\n"
     "}\n"
     "flush set inet vpnreg_allow allow4\n"
     "flush set inet vpnreg_allow allow6\n"
+    "flush set inet vpnreg_allow allow4_ports\n"
+    "flush set inet vpnreg_allow allow6_ports\n"
     "add element inet vpnreg_allow allow4 {\n"
     "\t192.0.2.0/24,\n"
     "\t203.0.113.0/24\n"
     "}\n"
     "add element inet vpnreg_allow allow6 {\n"
     "\t2001:db8:1::/48\n"
+    "}\n"
+    "add element inet vpnreg_allow allow4_ports {\n"
+    "\t192.0.2.0/24 . 0-65535,\n"
+    "\t203.0.113.0/24 . 0-65535\n"
+    "}\n"
+    "add element inet vpnreg_allow allow6_ports {\n"
+    "\t2001:db8:1::/48 . 0-65535\n"
     "}\n"
 )
 
@@ -218,11 +239,14 @@ def test_empty_allowlist(fmt: ExportFormat) -> None:
     assert render(fmt, [], generated=GENERATED)[MAIN_FILE] == EMPTY_MAIN[fmt]
 
 
-def test_empty_nft_declares_both_sets_and_adds_no_element() -> None:
+def test_empty_nft_declares_every_set_and_adds_no_element() -> None:
     text = render(ExportFormat.NFT, [], generated=GENERATED)[MAIN_FILE]
     assert "add element" not in text
     assert "elements" not in text
-    assert text.endswith("flush set inet vpnreg_allow allow4\nflush set inet vpnreg_allow allow6\n")
+    assert text.endswith(
+        "flush set inet vpnreg_allow allow4\nflush set inet vpnreg_allow allow6\n"
+        "flush set inet vpnreg_allow allow4_ports\nflush set inet vpnreg_allow allow6_ports\n"
+    )
     assert "\tset allow4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t}\n" in text
     assert "\tset allow6 {\n\t\ttype ipv6_addr\n\t\tflags interval\n\t}\n" in text
 
@@ -365,4 +389,54 @@ def test_a_port_ranged_entry_is_said_where_the_format_can_say_it() -> None:
         " protocols wireguard, peers any"
     ) in zeek
     assert render(ExportFormat.TXT, [cgnat], generated=GENERATED)[MAIN_FILE] == "198.51.100.7/32\n"
-    assert "198.51.100.7/32" in render(ExportFormat.NFT, [cgnat], generated=GENERATED)[MAIN_FILE]
+    nft = render(ExportFormat.NFT, [cgnat], generated=GENERATED)[MAIN_FILE]
+    assert "add element inet vpnreg_allow allow4 {\n\t198.51.100.7/32\n}" in nft
+    assert "add element inet vpnreg_allow allow4_ports {\n\t198.51.100.7/32 . 1024-2047\n}" in nft
+
+
+def _pairs(entries: Sequence[AllowlistEntry], version: int, ports: range) -> set[tuple[int, int]]:
+    """(address, port) pairs the entries register, by brute force over a small space."""
+    return {
+        (int(address), port)
+        for entry in entries
+        if entry.prefix.version == version
+        for address in entry.prefix
+        for port in ports
+        if entry.ports[0] <= port <= entry.ports[1]
+    }
+
+
+_SPACE = [
+    ipaddress.ip_network(f"198.51.100.{a}/{p}", strict=False)
+    for a in (0, 4, 7, 8)
+    for p in (29, 30, 32)
+]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(_SPACE),
+            st.integers(0, 12).flatmap(lambda lo: st.tuples(st.just(lo), st.integers(lo, 12))),
+        ),
+        max_size=8,
+    )
+)
+def test_nft_port_elements_are_disjoint_and_exact(boxes: list[tuple[Any, tuple[int, int]]]) -> None:
+    entries = [
+        AllowlistEntry(
+            prefix=prefix,
+            peers=(),
+            registration_id=i + 1,
+            valid_until=dt.datetime(2027, 1, 1, tzinfo=dt.UTC),
+            ports=ports,
+        )
+        for i, (prefix, ports) in enumerate(boxes)
+    ]
+    elements = port_boxes(entries, 4)
+    covered = [
+        {(int(a), port) for a in prefix for port in range(lo, hi + 1)}
+        for prefix, lo, hi in elements
+    ]
+    assert sum(len(c) for c in covered) == len(set().union(*covered))  # pairwise disjoint
+    assert set().union(*covered) == _pairs(entries, 4, range(13))
