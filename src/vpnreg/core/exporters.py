@@ -118,13 +118,19 @@ def port_boxes(entries: Iterable[AllowlistEntry], version: int) -> list[PortBox]
     the entries of one IP version register, pairwise disjoint (nft refuses some overlapping
     interval elements): a sweep over the address boundaries, the ports of each stretch merged,
     equal neighbouring stretches joined, each stretch written as its fewest prefixes."""
+    chosen = [e for e in entries if e.prefix.version == version]
+    # Entries of any port are the common case: their merged prefixes are disjoint already, and
+    # the sweep is needed only around port-ranged ones.
+    v4, v6 = merged_prefixes([e for e in chosen if e.any_port])
+    whole = v4 if version == 4 else v6
+    ranged = [(e.prefix, e.ports) for e in chosen if not e.any_port]
+    if not ranged:
+        return [(prefix, 0, 65535) for prefix in whole]
     starts: dict[int, list[tuple[int, int]]] = defaultdict(list)
     ends: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for entry in entries:
-        if entry.prefix.version != version:
-            continue
-        starts[int(entry.prefix.network_address)].append(entry.ports)
-        ends[int(entry.prefix.broadcast_address) + 1].append(entry.ports)
+    for prefix, ports in [*((p, (0, 65535)) for p in whole), *ranged]:
+        starts[int(prefix.network_address)].append(ports)
+        ends[int(prefix.broadcast_address) + 1].append(ports)
     active: Counter[tuple[int, int]] = Counter()
     stretches: list[tuple[int, int, tuple[tuple[int, int], ...]]] = []
     cuts = sorted(starts.keys() | ends.keys())
