@@ -189,7 +189,8 @@ def doc_entry(prefix: str, registration_id: int) -> AllowlistEntry:
         prefix=ipaddress.ip_network(prefix),
         peers=(),
         registration_id=registration_id,
-        valid_until=dt.date.today() + dt.timedelta(days=365),
+        # a year from now, whole seconds (entry v2): the bench's gateway clock is real time
+        valid_until=dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=365),
     )
 
 

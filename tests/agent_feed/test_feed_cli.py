@@ -13,10 +13,11 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-from tests.agent_feed.fakefeed import KEY, new_history, snapshot_bytes
+from tests.agent_feed.fakefeed import KEY, SESSION, new_history, snapshot_bytes
 from tests.console import VPNREG
 from vpnreg.cli.feed_client import register
 from vpnreg.cli.runtime import CliError
+from vpnreg.core.feed import EnforcementMode, EntryTable, FeedHistory
 from vpnreg.feedkeys import public_key_bytes
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -92,6 +93,29 @@ def test_pull_updates_then_is_unchanged(
     second = pull(app, feed, trust, state)
     assert second.exit_code == 0
     assert second.stdout.endswith("(unchanged)\n")
+
+
+def test_pull_of_a_v1_feed_says_its_version_and_a_v3_feed_is_refused(
+    app: typer.Typer, feed: Path, trust: Path, tmp_path: Path
+) -> None:
+    v1 = [
+        {"prefix": "192.0.2.0/24", "peers": [], "registration_id": 1, "valid_until": "2027-01-31"}
+    ]
+    history = FeedHistory.new(
+        session_id=SESSION, now=NOW - dt.timedelta(minutes=5),
+        entries=EntryTable.from_json_list(v1, version=1), mode=EnforcementMode.enforce_all(),
+    )  # fmt: skip
+    feed.write_bytes(snapshot_bytes(history, NOW))
+    state = tmp_path / "state"
+    first = pull(app, feed, trust, state)
+    assert first.exit_code == 0, first.output
+    assert "1 entries of version 1 (read for one release)" in first.stdout
+    doc = json.loads(snapshot_bytes(new_history(NOW - dt.timedelta(minutes=1)), NOW))
+    doc["version"] = 3
+    feed.write_text(json.dumps(doc))
+    message = refusal(pull(app, feed, trust, state))
+    assert "UnsupportedVersion: feed document version 3 is not supported" in message
+    assert "keeping serial 1" in message
 
 
 def test_pull_refuses_a_tampered_feed_and_keeps_the_held_copy(

@@ -29,7 +29,7 @@ def entry(prefix: str, registration_id: int, *peers: str) -> AllowlistEntry:
         prefix=ipaddress.ip_network(prefix),
         peers=tuple(ipaddress.ip_network(p) for p in peers),
         registration_id=registration_id,
-        valid_until=dt.date(2027, 1, 1),
+        valid_until=dt.datetime(2027, 1, 1, 19, tzinfo=dt.UTC),
     )
 
 

@@ -105,7 +105,7 @@ def test_defaults_and_the_command_line_over_the_file(tmp_path: Path) -> None:
     assert (cfg.block_timeout_s, cfg.fail_open_on_stop, cfg.refresh_s) == (600, True, 60.0)
     assert (cfg.retention_days, cfg.rotate_bytes, cfg.on_stale) == (30, 64 << 20, OnStale.KEEP)
     assert cfg.state_dir == Path("/var/lib/vpnreg/gateway") and cfg.metrics_port is None
-    assert cfg.feed_max_bytes == 256 << 20
+    assert cfg.feed_max_bytes == 512 << 20
     assert load(conf, {"feed": str(tmp_path / "f.json")}).refresh_s == 0.5
     # an option left out (None, or no repeats) keeps the file's value
     assert load(conf, {"home": (), "enforce": None}).home == (net("198.51.100.0/24"),)

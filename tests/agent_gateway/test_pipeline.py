@@ -8,6 +8,7 @@ import io
 import ipaddress
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from vpnreg.agent.metrics import GatewayMetrics
 from vpnreg.agent.verdictlog import VerdictLog
 from vpnreg.clock import FrozenClock
 from vpnreg.core.classify import FlowFeatures
-from vpnreg.core.feed import EnforcementMode, Mode
+from vpnreg.core.feed import EnforcementMode, Mode, VpnProtocol
 from vpnreg.core.policy import BlockKey, Registration, SimpleIndex
 
 ip = ipaddress.ip_address
@@ -202,6 +203,50 @@ def test_registration_with_peers_lifts_only_listed_peers(made: Made) -> None:
     assert [a.key for a in made.backend.active_blocks()] == [WG_KEY]
     made.feed(entry(f"{CLIENT}/32", 5, "192.0.2.0/24", "203.0.113.0/24"), serial=3)
     assert made.backend.active_blocks() == ()
+
+
+def test_an_entry_ends_at_its_signed_time_by_the_gateway_clock(
+    made: Made, clock: FrozenClock
+) -> None:
+    """Expiry is enforced by the gateway itself: the held copy is not refreshed (stale feed)."""
+    end = clock.now() + dt.timedelta(hours=2)
+    made.feed(replace(entry(f"{CLIENT}/32", 5), valid_until=end), serial=1)
+    before = made.gateway.handle(wg())
+    assert before is not None and before.verdict.value == "registered"
+    clock.advance(dt.timedelta(hours=2))
+    after = made.gateway.handle(wg(sport=40001))
+    assert after is not None and after.rule.value == "not-registered"
+    assert "registration 5 ended" in after.explanation
+    assert after.block_keys == (WG_KEY,)
+
+
+def test_a_shared_cgnat_address_blocks_only_the_unregistered_subscriber(made: Made) -> None:
+    """Two subscribers behind one address, the registered one on ports 1024-2047: the other's
+    WireGuard flow to the same server is blocked by a key that carries its own port."""
+    made.feed(replace(entry(f"{CLIENT}/32", 5), ports=(1024, 2047)), serial=1)
+    registered = made.gateway.handle(wg(sport=1500))
+    assert registered is not None and registered.registration_id == 5
+    blocked = made.gateway.handle(wg(sport=3000))
+    assert blocked is not None and blocked.verdict.value == "unregistered"
+    cgnat_key = BlockKey(ip(CLIENT), ip(SERVER), 17, 51820, 3000)
+    assert [a.key for a in made.backend.active_blocks()] == [cgnat_key]
+    # a new registration for the other subscriber's port block lifts that block
+    made.feed(
+        replace(entry(f"{CLIENT}/32", 5), ports=(1024, 2047)),
+        replace(entry(f"{CLIENT}/32", 6), ports=(2048, 3071)),
+        serial=2,
+    )
+    assert made.backend.active_blocks() == ()
+
+
+def test_a_protocol_the_registration_does_not_list_is_blocked(made: Made) -> None:
+    made.feed(
+        replace(entry(f"{CLIENT}/32", 5), protocols=frozenset({VpnProtocol.OPENVPN})), serial=1
+    )
+    decision = made.gateway.handle(wg())
+    assert decision is not None and decision.rule.value == "protocol-not-registered"
+    assert decision.registration_id == 5 and decision.block_keys == (WG_KEY,)
+    assert made.lines()[-1]["rule"] == "protocol-not-registered"
 
 
 def test_blocks_refreshed_until_the_flow_ends(made: Made, clock: FrozenClock) -> None:

@@ -17,6 +17,9 @@ OVPN_TCP = BlockKey(ip("198.51.100.2"), ip("203.0.113.2"), 6, 1194)
 ESP = BlockKey(ip("198.51.100.2"), ip("203.0.113.2"), 50)
 GRE6 = BlockKey(ip("2001:db8:a::2"), ip("2001:db8:b::2"), 47)
 UDP6 = BlockKey(ip("2001:db8:a::2"), ip("2001:db8:b::2"), 17, 443)
+#: A flow from a shared CGNAT address: keyed by the domestic (local) port too.
+WG_CGNAT = BlockKey(ip("198.51.100.2"), ip("203.0.113.2"), 17, 51820, 3000)
+UDP6_CGNAT = BlockKey(ip("2001:db8:a::2"), ip("2001:db8:b::2"), 17, 443, 1500)
 
 
 def backend(timeout: int = 600) -> tuple[NftablesBackend, FakeNft]:
@@ -44,6 +47,16 @@ def test_start_recreates_the_table_in_one_script() -> None:
         pytest.param("v4_addr", "ipv4_addr . ipv4_addr . inet_proto", id="v4-addr"),
         pytest.param("v6_port", "ipv6_addr . ipv6_addr . inet_proto . inet_service", id="v6-port"),
         pytest.param("v6_addr", "ipv6_addr . ipv6_addr . inet_proto", id="v6-addr"),
+        pytest.param(
+            "v4_lport",
+            "ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service",
+            id="v4-lport",
+        ),
+        pytest.param(
+            "v6_lport",
+            "ipv6_addr . ipv6_addr . inet_proto . inet_service . inet_service",
+            id="v6-lport",
+        ),
     ],
 )
 def test_sets_have_types_and_timeout(name: str, type_: str) -> None:
@@ -70,6 +83,23 @@ def test_sets_have_types_and_timeout(name: str, type_: str) -> None:
         ),
         pytest.param("ip6 saddr . ip6 daddr . meta l4proto @v6_addr counter drop", id="v6a-out"),
         pytest.param("ip6 daddr . ip6 saddr . meta l4proto @v6_addr counter drop", id="v6a-in"),
+        # the domestic side's port: its source port outbound, its destination port inbound
+        pytest.param(
+            "ip saddr . ip daddr . meta l4proto . th dport . th sport @v4_lport counter drop",
+            id="v4l-out",
+        ),
+        pytest.param(
+            "ip daddr . ip saddr . meta l4proto . th sport . th dport @v4_lport counter drop",
+            id="v4l-in",
+        ),
+        pytest.param(
+            "ip6 saddr . ip6 daddr . meta l4proto . th dport . th sport @v6_lport counter drop",
+            id="v6l-out",
+        ),
+        pytest.param(
+            "ip6 daddr . ip6 saddr . meta l4proto . th sport . th dport @v6_lport counter drop",
+            id="v6l-in",
+        ),
     ],
 )
 def test_forward_chain_drops_both_directions(rule: str) -> None:
@@ -95,6 +125,16 @@ def test_default_timeout_is_ten_minutes() -> None:
         pytest.param(GRE6, "inet vpnreg v6_addr { 2001:db8:a::2 . 2001:db8:b::2 . 47 }", id="gre6"),
         pytest.param(
             UDP6, "inet vpnreg v6_port { 2001:db8:a::2 . 2001:db8:b::2 . 17 . 443 }", id="udp6"
+        ),
+        pytest.param(
+            WG_CGNAT,
+            "inet vpnreg v4_lport { 198.51.100.2 . 203.0.113.2 . 17 . 51820 . 3000 }",
+            id="udp-cgnat",
+        ),
+        pytest.param(
+            UDP6_CGNAT,
+            "inet vpnreg v6_lport { 2001:db8:a::2 . 2001:db8:b::2 . 17 . 443 . 1500 }",
+            id="udp6-cgnat",
         ),
     ],
 )
@@ -162,6 +202,15 @@ LISTING = {
                                    "expires": 300}}],
             }
         },
+        {
+            "set": {
+                "family": "inet", "name": "v4_lport", "table": "vpnreg", "handle": 6,
+                "type": ["ipv4_addr", "ipv4_addr", "inet_proto", "inet_service", "inet_service"],
+                "flags": ["timeout"], "timeout": 600,
+                "elem": [{"elem": {"val": {"concat": ["198.51.100.2", "203.0.113.2", 17, 51820,
+                                                      3000]}, "expires": 42}}],
+            }
+        },
         {"set": {"family": "inet", "name": "v4_port", "table": "someone_else",
                  "elem": [{"elem": {"val": {"concat": ["192.0.2.1", "192.0.2.2", 17, 1]}}}]}},
         {"chain": {"family": "inet", "table": "vpnreg", "name": "forward", "handle": 1}},
@@ -178,6 +227,7 @@ def test_active_blocks_parses_json_listing() -> None:
         (WG, 595.0),
         (OVPN_TCP, 12.0),
         (GRE6, 300.0),
+        (WG_CGNAT, 42.0),
     ]
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -32,6 +33,9 @@ F = "203.0.113.40"  # foreign
 F2 = "203.0.113.50"  # foreign
 A6 = "2001:db8:a::10"  # home
 F6 = "2001:db8:f::40"  # foreign
+#: The gateway's clock in every decision; registrations end at END unless a row says otherwise.
+NOW = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
+END = dt.datetime(2026, 3, 1, 19, 0, 0, tzinfo=dt.UTC)
 
 
 def udp(src: str, dst: str, sport: int = 40000, dport: int = 51820) -> FlowKey:
@@ -39,7 +43,20 @@ def udp(src: str, dst: str, sport: int = 40000, dport: int = 51820) -> FlowKey:
 
 
 def reg(rid: int, prefix: str, *peers: str) -> Registration:
-    return Registration(rid, net(prefix), tuple(net(p) for p in peers))
+    return Registration(rid, net(prefix), tuple(net(p) for p in peers), valid_until=END)
+
+
+def ranged(rid: int, prefix: str, lo: int, hi: int, *protocols: str) -> Registration:
+    """A CGNAT port block (RFC 7422) of `prefix`, optionally for some protocols only."""
+    return replace(reg(rid, prefix), ports=(lo, hi), protocols=frozenset(protocols))
+
+
+def only(rid: int, prefix: str, *protocols: str) -> Registration:
+    return replace(reg(rid, prefix), protocols=frozenset(protocols))
+
+
+def ending(rid: int, prefix: str, until: dt.datetime) -> Registration:
+    return replace(reg(rid, prefix), valid_until=until)
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,8 @@ class Row:
     registration_id: int | None = None
     local: str | None = None  # the domestic side the block key names (unregistered rows only)
     vpn: str | None = "wireguard"
+    #: The domestic address is shared by port-ranged registrations: keys carry the local port.
+    shared: bool = False
 
 
 ROWS = [
@@ -251,6 +270,156 @@ ROWS = [
         Rule.NOT_REGISTERED,
         local=A6,
     ),
+    # -- expiry (the gateway's clock; the end is exclusive) --
+    Row(
+        "expiry:before-the-end",
+        udp(A, F),
+        (ending(40, "198.51.100.0/24", NOW + dt.timedelta(seconds=1)),),
+        Verdict.REGISTERED,
+        Rule.REGISTERED_ANY_PEER,
+        40,
+    ),
+    Row(
+        "expiry:at-the-end",
+        udp(A, F),
+        (ending(41, "198.51.100.0/24", NOW),),
+        Verdict.UNREGISTERED,
+        Rule.NOT_REGISTERED,
+        local=A,
+    ),
+    Row(
+        "expiry:ended-one-another-holds",
+        udp(A, F),
+        (ending(42, "198.51.100.0/24", NOW), reg(43, "198.51.100.0/24")),
+        Verdict.REGISTERED,
+        Rule.REGISTERED_ANY_PEER,
+        43,
+    ),
+    # -- port ranges (CGNAT port blocks): the domestic endpoint's port --
+    Row(
+        "ports:domestic-client-port-inside",
+        udp(A, F, sport=1500),
+        (ranged(50, A + "/32", 1024, 2047),),
+        Verdict.REGISTERED,
+        Rule.REGISTERED_ANY_PEER,
+        50,
+    ),
+    Row(
+        "ports:domestic-server-port-inside",
+        udp(F, A, sport=51820, dport=2047),
+        (ranged(50, A + "/32", 1024, 2047),),
+        Verdict.REGISTERED,
+        Rule.REGISTERED_ANY_PEER,
+        50,
+    ),
+    Row(
+        "ports:domestic-port-outside",
+        udp(A, F, sport=2048),
+        (ranged(50, A + "/32", 1024, 2047),),
+        Verdict.UNREGISTERED,
+        Rule.NOT_REGISTERED,
+        local=A,
+        shared=True,
+    ),
+    Row(
+        "ports:the-remote-port-does-not-count",
+        udp(A, F, sport=40000, dport=1500),
+        (ranged(50, A + "/32", 1024, 2047),),
+        Verdict.UNREGISTERED,
+        Rule.NOT_REGISTERED,
+        local=A,
+        shared=True,
+    ),
+    Row(
+        "ports:two-subscribers-share-the-address",
+        udp(A, F, sport=3000),
+        (ranged(50, A + "/32", 1024, 2047), ranged(51, A + "/32", 2048, 3071)),
+        Verdict.REGISTERED,
+        Rule.REGISTERED_ANY_PEER,
+        51,
+    ),
+    Row(
+        "ports:a-range-never-covers-esp",
+        FlowKey(ip(A), 0, ip(F), 0, 50),
+        (ranged(50, A + "/32", 0, 65534),),
+        Verdict.UNREGISTERED,
+        Rule.NOT_REGISTERED,
+        local=A,
+        vpn="ipsec",
+        shared=True,
+    ),
+    Row(
+        "ports:any-port-covers-esp",
+        FlowKey(ip(A), 0, ip(F), 0, 50),
+        (reg(52, A + "/32"),),
+        Verdict.REGISTERED,
+        Rule.REGISTERED_ANY_PEER,
+        52,
+        vpn="ipsec",
+    ),
+    Row(
+        "ports:inside-but-peer-not-listed",
+        udp(A, F, sport=1500),
+        (replace(ranged(53, A + "/32", 1024, 2047), peers=(net("192.0.2.0/24"),)),),
+        Verdict.UNREGISTERED,
+        Rule.PEER_NOT_LISTED,
+        53,
+        local=A,
+        shared=True,
+    ),
+    # -- protocols --
+    Row(
+        "protocol:listed",
+        udp(A, F),
+        (only(60, "198.51.100.0/24", "openvpn", "wireguard"),),
+        Verdict.REGISTERED,
+        Rule.REGISTERED_ANY_PEER,
+        60,
+    ),
+    Row(
+        "protocol:not-listed",
+        udp(A, F),
+        (only(61, "198.51.100.0/24", "openvpn"),),
+        Verdict.UNREGISTERED,
+        Rule.PROTOCOL_NOT_REGISTERED,
+        61,
+        local=A,
+    ),
+    Row(
+        "protocol:not-listed-another-registration-allows-it",
+        udp(A, F),
+        (only(61, "198.51.100.0/24", "openvpn"), only(62, "198.51.100.0/24", "wireguard")),
+        Verdict.REGISTERED,
+        Rule.REGISTERED_ANY_PEER,
+        62,
+    ),
+    Row(
+        "protocol:not-listed-port-outside-is-not-registered",
+        udp(A, F, sport=5000),
+        (ranged(63, A + "/32", 1024, 2047, "openvpn"),),
+        Verdict.UNREGISTERED,
+        Rule.NOT_REGISTERED,
+        local=A,
+        shared=True,
+    ),
+    Row(
+        "protocol:not-listed-port-inside",
+        udp(A, F, sport=1500),
+        (ranged(63, A + "/32", 1024, 2047, "openvpn"),),
+        Verdict.UNREGISTERED,
+        Rule.PROTOCOL_NOT_REGISTERED,
+        63,
+        local=A,
+        shared=True,
+    ),
+    Row(
+        "protocol:not-listed-and-ended-is-not-registered",
+        udp(A, F),
+        (replace(only(64, "198.51.100.0/24", "openvpn"), valid_until=NOW),),
+        Verdict.UNREGISTERED,
+        Rule.NOT_REGISTERED,
+        local=A,
+    ),
 ]
 
 
@@ -264,6 +433,7 @@ def test_truth_table(row: Row, dry_run: bool) -> None:
         home=HOME,
         dry_run=dry_run,
         feed_serial=42,
+        now=NOW,
     )
     assert (d.verdict, d.rule, d.registration_id, d.feed_serial) == (
         row.verdict,
@@ -274,7 +444,11 @@ def test_truth_table(row: Row, dry_run: bool) -> None:
     if row.verdict is Verdict.UNREGISTERED:
         assert d.action is (Action.REPORT if dry_run else Action.BLOCK)
         assert row.local is not None
-        assert d.block_keys == block_keys(row.flow, row.vpn, ip(row.local))
+        assert d.block_keys == block_keys(row.flow, row.vpn, ip(row.local), shared=row.shared)
+        assert all(
+            (k.local_port is not None) is (row.shared and k.ip_protocol in (6, 17))
+            for k in d.block_keys
+        )
         assert all(k.local == ip(row.local) for k in d.block_keys)
         assert ("dry run" in d.explanation) is dry_run
     else:
@@ -288,7 +462,7 @@ def test_truth_table(row: Row, dry_run: bool) -> None:
 def test_explanation_without_feed() -> None:
     d = decide(
         flow=udp(A, F), vpn_protocol="openvpn", index=SimpleIndex([]), home=HOME,
-        dry_run=False, feed_serial=None,
+        dry_run=False, feed_serial=None, now=NOW,
     )  # fmt: skip
     assert d.feed_serial is None
     assert "no feed" in d.explanation
@@ -299,7 +473,7 @@ def test_explanation_without_feed() -> None:
 def test_v6_explanation_brackets_addresses() -> None:
     d = decide(
         flow=udp(A6, F6), vpn_protocol="wireguard", index=SimpleIndex([]), home=HOME,
-        dry_run=False, feed_serial=1,
+        dry_run=False, feed_serial=1, now=NOW,
     )  # fmt: skip
     assert "[2001:db8:a::10]:40000 -> [2001:db8:f::40]:51820" in d.explanation
 
@@ -397,7 +571,7 @@ def test_block_keys_refuse_a_stranger() -> None:
 def test_decide_blocks_pptp_as_a_pair() -> None:
     d = decide(
         flow=FlowKey(ip(A), 51000, ip(F), 1723, 6), vpn_protocol="pptp", index=SimpleIndex([]),
-        home=HOME, dry_run=False, feed_serial=3,
+        home=HOME, dry_run=False, feed_serial=3, now=NOW,
     )  # fmt: skip
     assert d.block_keys == (key(A, F, 6, 1723), key(A, F, 47))
 
@@ -451,6 +625,31 @@ def test_simple_index_orders_most_specific_first() -> None:
         pytest.param(reg(1, "192.0.2.0/24"), key(A, F, 50), False, id="other-prefix"),
         pytest.param(reg(1, "192.0.2.0/24"), key(A, C, 50), True, id="remote-domestic-carries"),
         pytest.param(reg(1, "2001:db8:a::/48"), key(A, F, 47), False, id="other-family"),
+        pytest.param(
+            ranged(1, A + "/32", 1024, 2047),
+            BlockKey(ip(A), ip(F), 17, 51820, 1500),
+            True,
+            id="range-covers-the-local-port",
+        ),
+        pytest.param(
+            ranged(1, A + "/32", 1024, 2047),
+            BlockKey(ip(A), ip(F), 17, 51820, 2048),
+            False,
+            id="range-misses-the-local-port",
+        ),
+        pytest.param(
+            ranged(1, A + "/32", 1024, 2047),
+            key(A, F, 17, 51820),
+            True,
+            id="range-lifts-a-key-made-before-the-address-was-shared",
+        ),
+        pytest.param(ranged(1, A + "/32", 0, 65534), key(A, F, 50), False, id="range-not-esp"),
+        pytest.param(
+            ranged(1, C + "/32", 1024, 2047),
+            key(A, C, 17, 1500),
+            True,
+            id="range-on-the-remote-domestic-side",
+        ),
     ],
 )
 def test_lifted_by(registration: Registration, block: BlockKey, lifted: bool) -> None:
@@ -473,7 +672,7 @@ def test_row_0_unconfirmed_is_passed_and_never_blocked(
 ) -> None:
     d = decide(
         flow=flow, vpn_protocol="openvpn", index=SimpleIndex(registrations), home=HOME,
-        dry_run=dry_run, feed_serial=9, unconfirmed=True,
+        dry_run=dry_run, feed_serial=9, now=NOW, unconfirmed=True,
     )  # fmt: skip
     assert (d.verdict, d.action, d.rule) == (Verdict.UNCONFIRMED, Action.PASS, Rule.UNCONFIRMED)
     assert d.block_keys == () and d.registration_id is None and d.feed_serial == 9
@@ -481,7 +680,7 @@ def test_row_0_unconfirmed_is_passed_and_never_blocked(
     # the same flow confirmed is decided by the table (blocked when unregistered)
     confirmed = decide(
         flow=flow, vpn_protocol="openvpn", index=SimpleIndex(registrations), home=HOME,
-        dry_run=dry_run, feed_serial=9,
+        dry_run=dry_run, feed_serial=9, now=NOW,
     )  # fmt: skip
     assert confirmed.verdict is not Verdict.UNCONFIRMED
 
@@ -489,6 +688,69 @@ def test_row_0_unconfirmed_is_passed_and_never_blocked(
 def test_unconfirmed_without_a_protocol_is_not_vpn() -> None:
     d = decide(
         flow=udp(A, F), vpn_protocol="none", index=SimpleIndex(()), home=HOME,
-        dry_run=False, feed_serial=None, unconfirmed=True,
+        dry_run=False, feed_serial=None, now=NOW, unconfirmed=True,
     )  # fmt: skip
     assert d.verdict is Verdict.NOT_VPN
+
+
+# --- port ranges, protocols and expiry in block keys and explanations -----------------------------
+
+
+def test_a_shared_address_keys_blocks_by_the_domestic_port() -> None:
+    """Two subscribers behind one CGNAT address: the unregistered one's block never hits the
+    registered one's flow to the same server (same remote address and port)."""
+    index = SimpleIndex([ranged(50, A + "/32", 1024, 2047)])
+    blocked = decide(
+        flow=udp(A, F, sport=3000), vpn_protocol="wireguard", index=index, home=HOME,
+        dry_run=False, feed_serial=5, now=NOW,
+    )  # fmt: skip
+    assert blocked.block_keys == (BlockKey(ip(A), ip(F), 17, 51820, 3000),)
+    registered = udp(A, F, sport=1500)
+    assert all(
+        (k.local, k.remote, k.ip_protocol, k.remote_port, k.local_port)
+        != (registered.src_ip, registered.dst_ip, 17, registered.dst_port, registered.src_port)
+        for k in blocked.block_keys
+    )
+    assert "in no registration for this port" in blocked.explanation
+
+
+def test_pptp_on_a_shared_address() -> None:
+    control = FlowKey(ip(A), 3000, ip(F), 1723, 6)
+    gre = FlowKey(ip(A), 0, ip(F), 0, 47)
+    assert block_keys(control, "pptp", ip(A), shared=True) == (
+        BlockKey(ip(A), ip(F), 6, 1723, 3000),
+        key(A, F, 47),
+    )
+    # the GRE flow does not show the control connection's domestic port: no guess
+    assert block_keys(gre, "pptp", ip(A), shared=True) == (key(A, F, 47),)
+
+
+def test_protocol_not_registered_names_the_registration_and_its_protocols() -> None:
+    d = decide(
+        flow=udp(A, F), vpn_protocol="wireguard",
+        index=SimpleIndex([only(61, "198.51.100.0/24", "openvpn", "ipsec")]), home=HOME,
+        dry_run=True, feed_serial=5, now=NOW,
+    )  # fmt: skip
+    assert d.rule is Rule.PROTOCOL_NOT_REGISTERED
+    assert d.action is Action.REPORT
+    assert "registration 61 (198.51.100.0/24) but not for wireguard" in d.explanation
+    assert "(it allows ipsec, openvpn)" in d.explanation
+
+
+def test_an_ended_registration_is_named_in_the_explanation() -> None:
+    d = decide(
+        flow=udp(A, F), vpn_protocol="wireguard",
+        index=SimpleIndex([ending(41, "198.51.100.0/24", NOW)]), home=HOME,
+        dry_run=False, feed_serial=5, now=NOW,
+    )  # fmt: skip
+    assert d.rule is Rule.NOT_REGISTERED
+    assert "registration 41 ended 2026-03-01T12:00:00Z" in d.explanation
+
+
+def test_block_key_with_a_local_port() -> None:
+    k = BlockKey(ip(A), ip(F), 17, 51820, 1500)
+    assert str(k) == "198.51.100.10 <-> 203.0.113.40 udp port 51820 local port 1500"
+    with pytest.raises(ValueError, match="no ports"):
+        BlockKey(ip(A), ip(F), 50, None, 1500)
+    with pytest.raises(ValueError, match="local port"):
+        BlockKey(ip(A), ip(F), 17, 1, 65536)

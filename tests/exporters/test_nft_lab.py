@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 from pathlib import Path
@@ -126,3 +127,35 @@ def test_a_chain_added_to_the_table_keeps_its_rule_across_reloads(
     listing = netns.run("nft", "list", "chain", "inet", NFT_TABLE, "input")
     assert "ip saddr @allow4 accept" in listing
     assert set_elements(netns, NFT_SET_V4) == nets("203.0.113.0/24")
+
+
+def test_port_ranged_entries_load_as_disjoint_address_port_intervals(
+    netns: Netns, tmp_path: Path
+) -> None:
+    """CGNAT port blocks beside a whole prefix around them and an overlapping block of the same
+    address: the real nft takes the file, loads it twice, and holds exactly what is registered."""
+    ranged = [
+        dataclasses.replace(entry("198.51.100.7/32", 10), ports=(1024, 2047)),
+        dataclasses.replace(entry("198.51.100.7/32", 11), ports=(2000, 3071)),
+        dataclasses.replace(entry("198.51.100.0/30", 12), ports=(1500, 1600)),
+        dataclasses.replace(entry("2001:db8:c::1/128", 13), ports=(443, 443)),
+        *SAMPLE,
+    ]
+    netns.nft_file(tmp_path, nft_text(ranged))
+    netns.nft_file(tmp_path, nft_text(ranged))
+    listing = json.loads(netns.run("nft", "-j", "list", "set", "inet", NFT_TABLE, "allow4_ports"))
+    (found,) = [item["set"] for item in listing["nftables"] if "set" in item]
+    assert len(found["elem"]) == 4
+    text = netns.run("nft", "list", "set", "inet", NFT_TABLE, "allow4_ports")
+    for element in (
+        "198.51.100.0/30 . 1500-1600",
+        "198.51.100.7 . 1024-3071",
+        "192.0.2.0/24 . 0-65535",
+        "203.0.113.0/24 . 0-65535",
+    ):
+        assert element in text
+    assert "2001:db8:c::1 . 443" in netns.run(
+        "nft", "list", "set", "inet", NFT_TABLE, "allow6_ports"
+    )
+    # the address sets keep listing every registered address, port blocks included
+    assert ipaddress.ip_network("198.51.100.7/32") in set_elements(netns, NFT_SET_V4)

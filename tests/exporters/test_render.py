@@ -8,6 +8,8 @@ import itertools
 import json
 import random
 from collections.abc import Sequence
+from ipaddress import ip_network
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -18,9 +20,10 @@ from vpnreg.core.exporters import (
     MAIN_FILE,
     ExportFormat,
     file_suffixes,
+    port_boxes,
     render,
 )
-from vpnreg.core.feed import AllowlistEntry
+from vpnreg.core.feed import AllowlistEntry, VpnProtocol
 
 from .sample import GENERATED, SAMPLE, entry
 
@@ -31,8 +34,10 @@ NFT = (
     "# vpnreg allowlist, nftables: plain data, unsigned\n"
     + HEADER
     + "# Load with `nft -f`: one transaction that declares table inet vpnreg_allow if it is\n"
-    "# missing, empties its two sets and fills them again. Chains you add to this table keep\n"
-    "# their rules; nothing outside the table is touched.\n"
+    "# missing, empties its sets and fills them again. Chains you add to this table keep\n"
+    "# their rules; nothing outside the table is touched. allow4/allow6: every registered\n"
+    "# address; allow4_ports/allow6_ports: address . domestic port, exactly as registered\n"
+    "# (a shared CGNAT address only for its registered port blocks).\n"
     "table inet vpnreg_allow {\n"
     "\tset allow4 {\n"
     "\t\ttype ipv4_addr\n"
@@ -42,15 +47,32 @@ NFT = (
     "\t\ttype ipv6_addr\n"
     "\t\tflags interval\n"
     "\t}\n"
+    "\tset allow4_ports {\n"
+    "\t\ttype ipv4_addr . inet_service\n"
+    "\t\tflags interval\n"
+    "\t}\n"
+    "\tset allow6_ports {\n"
+    "\t\ttype ipv6_addr . inet_service\n"
+    "\t\tflags interval\n"
+    "\t}\n"
     "}\n"
     "flush set inet vpnreg_allow allow4\n"
     "flush set inet vpnreg_allow allow6\n"
+    "flush set inet vpnreg_allow allow4_ports\n"
+    "flush set inet vpnreg_allow allow6_ports\n"
     "add element inet vpnreg_allow allow4 {\n"
     "\t192.0.2.0/24,\n"
     "\t203.0.113.0/24\n"
     "}\n"
     "add element inet vpnreg_allow allow6 {\n"
     "\t2001:db8:1::/48\n"
+    "}\n"
+    "add element inet vpnreg_allow allow4_ports {\n"
+    "\t192.0.2.0/24 . 0-65535,\n"
+    "\t203.0.113.0/24 . 0-65535\n"
+    "}\n"
+    "add element inet vpnreg_allow allow6_ports {\n"
+    "\t2001:db8:1::/48 . 0-65535\n"
     "}\n"
 )
 
@@ -95,16 +117,22 @@ ZEEK = (
     + HEADER
     + "#fields\tindicator\tindicator_type\tmeta.source\tmeta.desc\n"
     "192.0.2.0/25\tIntel::SUBNET\tvpnreg\t"
-    "vpnreg registration 17 valid until 2027-01-31, peers any\n"
+    "vpnreg registration 17 until 2027-01-31T19:00:00Z (exclusive), ports any, "
+    "protocols any, peers any\n"
     "192.0.2.128/25\tIntel::SUBNET\tvpnreg\t"
-    "vpnreg registration 18 valid until 2027-01-31, peers 198.51.100.0/24 2001:db8:ffff::/48\n"
+    "vpnreg registration 18 until 2027-01-31T19:00:00Z (exclusive), ports any, "
+    "protocols any, peers 198.51.100.0/24 2001:db8:ffff::/48\n"
     "203.0.113.0/24\tIntel::SUBNET\tvpnreg\t"
-    "vpnreg registration 21 valid until 2027-01-31, peers 198.51.100.7/32\n"
+    "vpnreg registration 21 until 2027-01-31T19:00:00Z (exclusive), ports any, "
+    "protocols any, peers 198.51.100.7/32\n"
     "203.0.113.64/26\tIntel::SUBNET\tvpnreg\t"
-    "vpnreg registration 22 valid until 2026-06-30, peers any\n"
+    "vpnreg registration 22 until 2026-06-30T19:00:00Z (exclusive), ports any, "
+    "protocols any, peers any\n"
     "2001:db8:1::/48\tIntel::SUBNET\tvpnreg\t"
-    "vpnreg registration 30 valid until 2027-01-31, peers 2001:db8:ff::/48; "
-    "vpnreg registration 31 valid until 2027-01-31, peers any\n"
+    "vpnreg registration 30 until 2027-01-31T19:00:00Z (exclusive), ports any, "
+    "protocols any, peers 2001:db8:ff::/48; "
+    "vpnreg registration 31 until 2027-01-31T19:00:00Z (exclusive), ports any, "
+    "protocols any, peers any\n"
 )
 
 TXT = "192.0.2.0/25\n192.0.2.128/25\n203.0.113.0/24\n203.0.113.64/26\n2001:db8:1::/48\n"
@@ -137,37 +165,49 @@ def test_json_is_every_entry_in_canonical_order() -> None:
                 "prefix": "192.0.2.0/25",
                 "peers": [],
                 "registration_id": 17,
-                "valid_until": "2027-01-31",
+                "valid_until": "2027-01-31T19:00:00Z",
+                "ports": [0, 65535],
+                "protocols": [],
             },
             {
                 "prefix": "192.0.2.128/25",
                 "peers": ["198.51.100.0/24", "2001:db8:ffff::/48"],
                 "registration_id": 18,
-                "valid_until": "2027-01-31",
+                "valid_until": "2027-01-31T19:00:00Z",
+                "ports": [0, 65535],
+                "protocols": [],
             },
             {
                 "prefix": "203.0.113.0/24",
                 "peers": ["198.51.100.7/32"],
                 "registration_id": 21,
-                "valid_until": "2027-01-31",
+                "valid_until": "2027-01-31T19:00:00Z",
+                "ports": [0, 65535],
+                "protocols": [],
             },
             {
                 "prefix": "203.0.113.64/26",
                 "peers": [],
                 "registration_id": 22,
-                "valid_until": "2026-06-30",
+                "valid_until": "2026-06-30T19:00:00Z",
+                "ports": [0, 65535],
+                "protocols": [],
             },
             {
                 "prefix": "2001:db8:1::/48",
                 "peers": ["2001:db8:ff::/48"],
                 "registration_id": 30,
-                "valid_until": "2027-01-31",
+                "valid_until": "2027-01-31T19:00:00Z",
+                "ports": [0, 65535],
+                "protocols": [],
             },
             {
                 "prefix": "2001:db8:1::/48",
                 "peers": [],
                 "registration_id": 31,
-                "valid_until": "2027-01-31",
+                "valid_until": "2027-01-31T19:00:00Z",
+                "ports": [0, 65535],
+                "protocols": [],
             },
         ],
     }
@@ -199,11 +239,14 @@ def test_empty_allowlist(fmt: ExportFormat) -> None:
     assert render(fmt, [], generated=GENERATED)[MAIN_FILE] == EMPTY_MAIN[fmt]
 
 
-def test_empty_nft_declares_both_sets_and_adds_no_element() -> None:
+def test_empty_nft_declares_every_set_and_adds_no_element() -> None:
     text = render(ExportFormat.NFT, [], generated=GENERATED)[MAIN_FILE]
     assert "add element" not in text
     assert "elements" not in text
-    assert text.endswith("flush set inet vpnreg_allow allow4\nflush set inet vpnreg_allow allow6\n")
+    assert text.endswith(
+        "flush set inet vpnreg_allow allow4\nflush set inet vpnreg_allow allow6\n"
+        "flush set inet vpnreg_allow allow4_ports\nflush set inet vpnreg_allow allow6_ports\n"
+    )
     assert "\tset allow4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t}\n" in text
     assert "\tset allow6 {\n\t\ttype ipv6_addr\n\t\tflags interval\n\t}\n" in text
 
@@ -316,3 +359,88 @@ def test_merged_prefixes_cover_exactly_the_registered_addresses(
         # the minimal one.
         for a, b in itertools.pairwise(merged):
             assert not (a.prefixlen == b.prefixlen and a.supernet() == b.supernet()), (a, b)
+
+
+def test_a_port_ranged_entry_is_said_where_the_format_can_say_it() -> None:
+    """A CGNAT port block with an end instant and a protocol: json and zeek-intel carry them,
+    the address sets list the whole address (never leaving out a registered subscriber)."""
+    cgnat = AllowlistEntry(
+        prefix=ip_network("198.51.100.7/32"),
+        peers=(),
+        registration_id=40,
+        valid_until=dt.datetime(2026, 1, 15, 21, 30, 5, tzinfo=dt.UTC),
+        ports=(1024, 2047),
+        protocols=frozenset({VpnProtocol.WIREGUARD}),
+    )
+    as_json = json.loads(render(ExportFormat.JSON, [cgnat], generated=GENERATED)[MAIN_FILE])
+    assert as_json["entries"] == [
+        {
+            "prefix": "198.51.100.7/32",
+            "peers": [],
+            "registration_id": 40,
+            "valid_until": "2026-01-15T21:30:05Z",
+            "ports": [1024, 2047],
+            "protocols": ["wireguard"],
+        }
+    ]
+    zeek = render(ExportFormat.ZEEK_INTEL, [cgnat], generated=GENERATED)[MAIN_FILE]
+    assert (
+        "vpnreg registration 40 until 2026-01-15T21:30:05Z (exclusive), ports 1024-2047,"
+        " protocols wireguard, peers any"
+    ) in zeek
+    assert render(ExportFormat.TXT, [cgnat], generated=GENERATED)[MAIN_FILE] == "198.51.100.7/32\n"
+    nft = render(ExportFormat.NFT, [cgnat], generated=GENERATED)[MAIN_FILE]
+    assert "add element inet vpnreg_allow allow4 {\n\t198.51.100.7/32\n}" in nft
+    assert "add element inet vpnreg_allow allow4_ports {\n\t198.51.100.7/32 . 1024-2047\n}" in nft
+
+
+def _pairs(entries: Sequence[AllowlistEntry], version: int, ports: range) -> set[tuple[int, int]]:
+    """(address, port) pairs the entries register, by brute force over a small space."""
+    return {
+        (int(address), port)
+        for entry in entries
+        if entry.prefix.version == version
+        for address in entry.prefix
+        for port in ports
+        if entry.ports[0] <= port <= entry.ports[1]
+    }
+
+
+_SPACE = [
+    ipaddress.ip_network(f"198.51.100.{a}/{p}", strict=False)
+    for a in (0, 4, 7, 8)
+    for p in (29, 30, 32)
+]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(_SPACE),
+            st.one_of(
+                st.just((0, 65535)),
+                st.integers(0, 12).flatmap(lambda lo: st.tuples(st.just(lo), st.integers(lo, 12))),
+            ),
+        ),
+        max_size=8,
+    )
+)
+def test_nft_port_elements_are_disjoint_and_exact(boxes: list[tuple[Any, tuple[int, int]]]) -> None:
+    entries = [
+        AllowlistEntry(
+            prefix=prefix,
+            peers=(),
+            registration_id=i + 1,
+            valid_until=dt.datetime(2027, 1, 1, tzinfo=dt.UTC),
+            ports=ports,
+        )
+        for i, (prefix, ports) in enumerate(boxes)
+    ]
+    elements = port_boxes(entries, 4)
+    covered = [
+        # ports 0..12 hold every edge the entries draw; 65535 stands for the rest
+        {(int(a), port) for a in prefix for port in range(lo, min(hi, 12) + 1)}
+        for prefix, lo, hi in elements
+    ]
+    assert sum(len(c) for c in covered) == len(set().union(*covered))  # pairwise disjoint
+    assert set().union(*covered) == _pairs(entries, 4, range(13))

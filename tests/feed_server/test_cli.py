@@ -101,9 +101,14 @@ def test_snapshot_holds_the_registry_and_mode_is_regulator_only(cli: Cli) -> Non
         doc = json.loads(out.read_bytes())
         assert doc["serial"] == 2
         assert doc["mode"] == {"default": "enforce", "per_protocol": {"openvpn": "dry-run"}}
+        assert doc["version"] == 2
+        until = doc["entries"][0]["valid_until"]
+        # the exclusive end: the start of the day after the last day, in the regulator's zone
+        assert until.endswith("T19:00:00Z")
         assert doc["entries"] == [
             {"prefix": "192.0.2.0/24", "peers": ["198.51.100.7/32"],
-             "registration_id": app_id, "valid_until": doc["entries"][0]["valid_until"]}
+             "registration_id": app_id, "valid_until": until, "ports": [0, 65535],
+             "protocols": []}
         ]  # fmt: skip
         pulled = pull(cli, out)
         assert pulled.code == 0 and "serial 2, 1 entries" in pulled.out, pulled.err

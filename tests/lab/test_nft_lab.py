@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import re
 import signal
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.lab
 
 ip = ipaddress.ip_address
 HOME = (ipaddress.ip_network("198.51.100.0/24"), ipaddress.ip_network("2001:db8:a::/48"))
+NOW = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
 
 
 def keys_for(tunnel: Tunnel, vpn: str) -> tuple[BlockKey, ...]:
@@ -38,7 +40,7 @@ def keys_for(tunnel: Tunnel, vpn: str) -> tuple[BlockKey, ...]:
     flow = FlowKey(ip(A_IP), 40000, ip(B_IP), tunnel.port, tunnel.ip_protocol)
     decision = decide(
         flow=flow, vpn_protocol=vpn, index=SimpleIndex([]), home=HOME, dry_run=False,
-        feed_serial=1,
+        feed_serial=1, now=NOW,
     )  # fmt: skip
     assert (decision.verdict, decision.action) == (Verdict.UNREGISTERED, Action.BLOCK)
     return decision.block_keys
@@ -156,6 +158,41 @@ def test_unblock_of_another_peer_changes_nothing(
                               (ipaddress.ip_network("192.0.2.0/24"),))  # fmt: skip
     assert gw.unblock_matching(lifted_by(other_peer)) == ()
     assert lab.tunnel_blocked(tunnels.wireguard)
+
+
+def test_a_cgnat_key_drops_only_the_flow_from_its_domestic_port(
+    lab: Lab, tunnels: Tunnels, gw: NftablesBackend
+) -> None:
+    """A's address is shared (CGNAT), another subscriber holds a registered port block: the
+    policy's key carries A's own WireGuard port, and a key for another domestic port between
+    the same hosts leaves A's tunnel alone."""
+    assert lab.tunnel_works(tunnels.wireguard, within_s=2)
+    shown = lab.inside(lab.ns_a, "wg", "show", f"wga{lab.tag}", "listen-port").stdout
+    a_port = int(shown.split()[-1])
+    lo = 1024 if a_port >= 4096 else 8192
+    other_block = Registration(9, ipaddress.ip_network(f"{A_IP}/32"), ports=(lo, lo + 1023))
+    flow = FlowKey(ip(A_IP), a_port, ip(B_IP), 51820, 17)
+    decision = decide(
+        flow=flow, vpn_protocol="wireguard", index=SimpleIndex([other_block]), home=HOME,
+        dry_run=False, feed_serial=1, now=NOW,
+    )  # fmt: skip
+    assert decision.verdict is Verdict.UNREGISTERED
+    assert decision.block_keys == (BlockKey(ip(A_IP), ip(B_IP), 17, 51820, a_port),)
+    # a neighbour's flow from another port of the same address to the same server
+    gw.block([BlockKey(ip(A_IP), ip(B_IP), 17, 51820, lo)])
+    assert lab.tunnel_works(tunnels.wireguard, within_s=2)
+    gw.block(decision.block_keys)
+    assert lab.tunnel_blocked(tunnels.wireguard)
+    assert lab.tunnel_works(tunnels.openvpn_udp, within_s=2)
+    assert lab.plain_traffic_works()
+    assert {a.key for a in gw.active_blocks()} == {
+        BlockKey(ip(A_IP), ip(B_IP), 17, 51820, lo),
+        *decision.block_keys,
+    }
+    # a registration of A's own port block lifts A's key and only it
+    own = Registration(10, ipaddress.ip_network(f"{A_IP}/32"), ports=(a_port, a_port))
+    assert gw.unblock_matching(lifted_by(own)) == decision.block_keys
+    assert lab.tunnel_works(tunnels.wireguard, within_s=5)
 
 
 def test_ipv6_key_blocks_only_ipv6(lab: Lab, gw: NftablesBackend) -> None:

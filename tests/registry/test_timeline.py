@@ -90,6 +90,14 @@ def test_lookup_and_entries_follow_is_registered_at_the_day_boundary(
     assert [(str(e.prefix), [str(p) for p in e.peers], e.registration_id) for e in entries] == [
         ("192.0.2.0/24", ["198.51.100.7/32"], app.id)
     ]
+    # entry v2 (ADR 0006): the exclusive end is the registration's own end (Claim.valid_end),
+    # for any port and any protocol
+    (published,) = entries
+    assert published.valid_until == end
+    assert published.holds_at(end - dt.timedelta(seconds=1)) and not published.holds_at(end)
+    assert (published.ports, published.protocols) == ((0, 65535), frozenset())
+    stored = session.scalars(select(Claim.valid_end)).one()
+    assert stored == end
     miss = services.lookup(session, address="203.0.113.1", now=clock.now(), config=config)
     assert (miss.registered, miss.registration_id) == (False, None)
     assert ipaddress.ip_address(miss.ip).version == 4

@@ -75,8 +75,14 @@ class AllowlistIndex:
 
 
 def registration(entry: AllowlistEntry) -> Registration:
+    """The policy's view of an entry: its end, ports and protocols included (ADR 0006)."""
     return Registration(
-        registration_id=entry.registration_id, prefix=entry.prefix, peers=entry.peers
+        registration_id=entry.registration_id,
+        prefix=entry.prefix,
+        peers=entry.peers,
+        valid_until=entry.valid_until,
+        ports=entry.ports,
+        protocols=frozenset(str(p) for p in entry.protocols),
     )
 
 

@@ -42,6 +42,7 @@ from vpnreg.core.feed import (
     TruncatedDocument,
     VerifiedDelta,
     VerifiedSnapshot,
+    VersionMismatch,
     apply_delta,
     check_not_older,
     dump_document,
@@ -70,8 +71,8 @@ _CONNECT_TIMEOUT_S = 10.0
 #: trickles a body in, a few bytes per read timeout, is given up on (unreachable) after this.
 _TRANSFER_S = 600.0
 #: Largest document or response accepted, counted after decompression. A snapshot costs about
-#: 90 bytes per entry (more with peers): a million entries is about 90 MB.
-DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+#: 140 bytes per v2 entry (more with peers): a million entries is about 140 MB.
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 #: Decompressed bytes produced per step, so a gzip bomb never expands past the cap in memory.
 _INFLATE_STEP = 256 * 1024
 #: Clock for _TRANSFER_S (module level so tests can drive it).
@@ -551,7 +552,13 @@ class FeedClient:
             raise MalformedDocument(
                 "delta response holds something that is not a document"
             ) from None
-        return self._accept_deltas(raws)
+        try:
+            return self._accept_deltas(raws)
+        except VersionMismatch as exc:
+            # Deltas of another entry version than the set held (ADR 0006): a snapshot
+            # resynchronises; nothing was switched or persisted.
+            self._log.info("%s; fetching a snapshot", exc)
+            return self._fetch_snapshot(http, conditional=False)
 
     def _fetch_snapshot(self, http: httpx.Client, *, conditional: bool) -> PollStatus:
         headers = {}

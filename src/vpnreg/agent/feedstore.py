@@ -243,7 +243,8 @@ class FeedStore:
             raise MalformedDocument("the proof of a rebuilt copy must be a delta")
         if not isinstance(body["entries"], list):
             raise MalformedDocument("the rebuilt entries must be a list")
-        entries = EntryTable.from_json_list(body["entries"])
+        # the entries are of the proof's version (a v1 set rebuilt from v1 deltas stays v1)
+        entries = EntryTable.from_json_list(body["entries"], version=proof.version)
         if len(entries) != len(body["entries"]):
             raise MalformedDocument("the rebuilt entries list an entry twice")
         if entries.set_hash() != proof.set_hash:

@@ -231,6 +231,7 @@ class Gateway:
             flow.dst_port,
             flow.protocol,
         )
+        now = self.clock.now()
         with self.lock:
             view = self.view
             decision = decide(
@@ -240,6 +241,8 @@ class Gateway:
                 home=self.home,
                 dry_run=self.enforce is EnforceKind.DRY_RUN or view.dry_run(protocol),
                 feed_serial=view.serial,
+                # the gateway's own clock: an entry's signed end holds even on a stale feed
+                now=now,
                 unconfirmed=unconfirmed,
             )
             if decision.action is Action.BLOCK or (
@@ -251,7 +254,6 @@ class Gateway:
                     for block in decision.block_keys:
                         held = self.held.setdefault(block, HeldBlock(protocol))
                         held.conversations.add(conversation(record))
-        now = self.clock.now()
         if self.verdicts is not None:
             self.verdicts.write(
                 verdict_line(

@@ -1,9 +1,11 @@
 """The nftables back end: rulesets rendered as text from data, applied through one runner.
 
 The agent owns exactly one table, ``table inet vpnreg``, and touches nothing else. Blocked keys live
-in four sets (IPv4/IPv6 x with/without a port) with a timeout; a forward-hook chain with policy
-accept drops packets whose key is in a set, in both directions. Every change is one ``nft -f -``
-script, which nftables applies as one transaction.
+in six sets (IPv4/IPv6 x without a port, with the remote port, with the remote and the domestic
+port) with a timeout; a forward-hook chain with policy accept drops packets whose key is in a set,
+in both directions. The keys with the domestic port are those of a CGNAT address shared by
+port-ranged registrations: they drop one subscriber's flow, never another's on the same address.
+Every change is one ``nft -f -`` script, which nftables applies as one transaction.
 """
 
 from __future__ import annotations
@@ -102,11 +104,14 @@ class NftSet:
     name: str
     family: int  # 4 or 6
     with_port: bool
+    #: Also keyed by the domestic endpoint's port (a shared CGNAT address).
+    with_local_port: bool = False
 
     @property
     def type(self) -> str:
         addr = "ipv4_addr" if self.family == 4 else "ipv6_addr"
         parts = [addr, addr, "inet_proto"] + (["inet_service"] if self.with_port else [])
+        parts += ["inet_service"] if self.with_local_port else []
         return " . ".join(parts)
 
     def match_rules(self) -> tuple[str, str]:
@@ -117,6 +122,9 @@ class NftSet:
         if self.with_port:
             out += " . th dport"
             back += " . th sport"
+        if self.with_local_port:
+            out += " . th sport"
+            back += " . th dport"
         return (f"{out} @{self.name} counter drop", f"{back} @{self.name} counter drop")
 
 
@@ -125,18 +133,29 @@ SETS = (
     NftSet("v4_addr", 4, False),
     NftSet("v6_port", 6, True),
     NftSet("v6_addr", 6, False),
+    NftSet("v4_lport", 4, True, True),
+    NftSet("v6_lport", 6, True, True),
 )
 
 
 def set_for(key: BlockKey) -> NftSet:
     with_port = key.ip_protocol in PORT_PROTOCOLS
-    return next(s for s in SETS if s.family == key.family and s.with_port == with_port)
+    with_local_port = key.local_port is not None
+    return next(
+        s
+        for s in SETS
+        if s.family == key.family
+        and s.with_port == with_port
+        and s.with_local_port == with_local_port
+    )
 
 
 def element(key: BlockKey) -> str:
     parts = [str(key.local), str(key.remote), str(key.ip_protocol)]
     if key.remote_port is not None:
         parts.append(str(key.remote_port))
+    if key.local_port is not None:
+        parts.append(str(key.local_port))
     return " . ".join(parts)
 
 
@@ -217,7 +236,10 @@ def _active_block(entry: Any, default_timeout: int) -> ActiveBlock:
     parts = value["concat"]
     proto = parts[2] if isinstance(parts[2], int) else _PROTOCOL_NUMBERS[parts[2]]
     port = int(parts[3]) if len(parts) > 3 else None
-    key = BlockKey(ipaddress.ip_address(parts[0]), ipaddress.ip_address(parts[1]), proto, port)
+    local_port = int(parts[4]) if len(parts) > 4 else None
+    key = BlockKey(
+        ipaddress.ip_address(parts[0]), ipaddress.ip_address(parts[1]), proto, port, local_port
+    )
     return ActiveBlock(key, float(expires))
 
 

@@ -47,7 +47,7 @@ def pull(
         typer.Option(
             "--max-bytes",
             min=1,
-            help="Refuse a feed document or response larger than this (default 256 MiB).",
+            help="Refuse a feed document or response larger than this (default 512 MiB).",
         ),
     ] = None,
 ) -> None:
@@ -89,9 +89,11 @@ def pull(
     state = result.state
     if state is None:
         fail("the feed gave no state")
+    # a v1 copy (ADR 0006: read for one release) is named, so operators see it pass
+    version = " of version 1 (read for one release)" if state.version == 1 else ""
     typer.echo(
-        f"feed: session {state.session_id} serial {state.serial}, {len(state.entries)} entries, "
-        f"set hash {state.set_hash} ({result.status})"
+        f"feed: session {state.session_id} serial {state.serial}, {len(state.entries)} entries"
+        f"{version}, set hash {state.set_hash} ({result.status})"
     )
 
 

@@ -2,24 +2,30 @@
 
 Every renderer is pure and deterministic: it sorts what it writes and reads no clock (the
 generation time is passed in). The output is plain unsigned data; docs/exporters.md describes
-each format and how to load it.
+each format and how to load it. Formats that cannot say a port range list the whole address of
+a port-ranged entry: an export never leaves out a registered subscriber behind a shared address.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import itertools
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
 
 from vpnreg.core.feed import AllowlistEntry, Network, format_time
+from vpnreg.core.feed.entry import protocol_names, time_text
 
 #: The nftables table this export owns; the gateway agent's own table is `inet vpnreg`.
 NFT_TABLE = "vpnreg_allow"
 NFT_SET_V4 = "allow4"
 NFT_SET_V6 = "allow6"
+#: (address . domestic port) interval sets: exactly what is registered, port ranges included.
+NFT_PORT_SET_V4 = "allow4_ports"
+NFT_PORT_SET_V6 = "allow6_ports"
 
 IPSET_V4 = "vpnreg_allow4"
 IPSET_V6 = "vpnreg_allow6"
@@ -93,6 +99,61 @@ def merged_prefixes(entries: Iterable[AllowlistEntry]) -> tuple[list[Network], l
     return list(ipaddress.collapse_addresses(v4)), list(ipaddress.collapse_addresses(v6))
 
 
+PortBox = tuple[Network, int, int]
+
+
+def _merged_ranges(ranges: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Overlapping and adjacent port ranges merged, in order."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return tuple(out)
+
+
+def port_boxes(entries: Iterable[AllowlistEntry], version: int) -> list[PortBox]:
+    """(prefix, port lo, port hi) elements covering exactly the (address, domestic port) pairs
+    the entries of one IP version register, pairwise disjoint (nft refuses some overlapping
+    interval elements): a sweep over the address boundaries, the ports of each stretch merged,
+    equal neighbouring stretches joined, each stretch written as its fewest prefixes."""
+    chosen = [e for e in entries if e.prefix.version == version]
+    # Entries of any port are the common case: their merged prefixes are disjoint already, and
+    # the sweep is needed only around port-ranged ones.
+    v4, v6 = merged_prefixes([e for e in chosen if e.any_port])
+    whole = v4 if version == 4 else v6
+    ranged = [(e.prefix, e.ports) for e in chosen if not e.any_port]
+    if not ranged:
+        return [(prefix, 0, 65535) for prefix in whole]
+    starts: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    ends: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for prefix, ports in [*((p, (0, 65535)) for p in whole), *ranged]:
+        starts[int(prefix.network_address)].append(ports)
+        ends[int(prefix.broadcast_address) + 1].append(ports)
+    active: Counter[tuple[int, int]] = Counter()
+    stretches: list[tuple[int, int, tuple[tuple[int, int], ...]]] = []
+    cuts = sorted(starts.keys() | ends.keys())
+    for cut, following in itertools.pairwise(cuts):
+        for ports in ends.get(cut, ()):
+            active[ports] -= 1
+        for ports in starts.get(cut, ()):
+            active[ports] += 1
+        merged = _merged_ranges(p for p, n in active.items() if n > 0)
+        if not merged:
+            continue
+        if stretches and stretches[-1][1] == cut - 1 and stretches[-1][2] == merged:
+            stretches[-1] = (stretches[-1][0], following - 1, merged)
+        else:
+            stretches.append((cut, following - 1, merged))
+    address = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+    boxes: list[PortBox] = []
+    for first, last, ranges in stretches:
+        for prefix in ipaddress.summarize_address_range(address(first), address(last)):
+            boxes.extend((prefix, lo, hi) for lo, hi in ranges)
+    return boxes
+
+
 def _header(title: str, entries: Sequence[AllowlistEntry], stamp: str) -> list[str]:
     v4, v6 = merged_prefixes(entries)
     return [
@@ -129,14 +190,25 @@ def _nft_elements(set_name: str, prefixes: Sequence[Network]) -> list[str]:
     return [f"add element inet {NFT_TABLE} {set_name} {{", body, "}"]
 
 
+def _nft_port_elements(set_name: str, boxes: Sequence[PortBox]) -> list[str]:
+    if not boxes:
+        return []
+    body = ",\n".join(
+        f"\t{prefix} . {lo}" if lo == hi else f"\t{prefix} . {lo}-{hi}" for prefix, lo, hi in boxes
+    )
+    return [f"add element inet {NFT_TABLE} {set_name} {{", body, "}"]
+
+
 def _render_nft(entries: Sequence[AllowlistEntry], stamp: str) -> dict[str, str]:
     v4, v6 = merged_prefixes(entries)
     lines = [
         "#!/usr/sbin/nft -f",
         *_header("nftables", entries, stamp),
         f"# Load with `nft -f`: one transaction that declares table inet {NFT_TABLE} if it is",
-        "# missing, empties its two sets and fills them again. Chains you add to this table keep",
-        "# their rules; nothing outside the table is touched.",
+        "# missing, empties its sets and fills them again. Chains you add to this table keep",
+        "# their rules; nothing outside the table is touched. allow4/allow6: every registered",
+        "# address; allow4_ports/allow6_ports: address . domestic port, exactly as registered",
+        "# (a shared CGNAT address only for its registered port blocks).",
         f"table inet {NFT_TABLE} {{",
         f"\tset {NFT_SET_V4} {{",
         "\t\ttype ipv4_addr",
@@ -146,11 +218,23 @@ def _render_nft(entries: Sequence[AllowlistEntry], stamp: str) -> dict[str, str]
         "\t\ttype ipv6_addr",
         "\t\tflags interval",
         "\t}",
+        f"\tset {NFT_PORT_SET_V4} {{",
+        "\t\ttype ipv4_addr . inet_service",
+        "\t\tflags interval",
+        "\t}",
+        f"\tset {NFT_PORT_SET_V6} {{",
+        "\t\ttype ipv6_addr . inet_service",
+        "\t\tflags interval",
+        "\t}",
         "}",
         f"flush set inet {NFT_TABLE} {NFT_SET_V4}",
         f"flush set inet {NFT_TABLE} {NFT_SET_V6}",
+        f"flush set inet {NFT_TABLE} {NFT_PORT_SET_V4}",
+        f"flush set inet {NFT_TABLE} {NFT_PORT_SET_V6}",
         *_nft_elements(NFT_SET_V4, v4),
         *_nft_elements(NFT_SET_V6, v6),
+        *_nft_port_elements(NFT_PORT_SET_V4, port_boxes(entries, 4)),
+        *_nft_port_elements(NFT_PORT_SET_V6, port_boxes(entries, 6)),
     ]
     return {MAIN_FILE: "\n".join(lines) + "\n"}
 
@@ -225,9 +309,13 @@ def _zeek_description(entries: Iterable[AllowlistEntry]) -> str:
     parts = []
     for entry in sorted(entries, key=lambda e: e.registration_id):
         peers = " ".join(str(peer) for peer in entry.peers) or "any"
+        lo, hi = entry.ports
+        ports = "any" if entry.any_port else (f"{lo}" if lo == hi else f"{lo}-{hi}")
+        protocols = " ".join(protocol_names(entry.protocols)) or "any"
         parts.append(
             f"vpnreg registration {entry.registration_id}"
-            f" valid until {entry.valid_until.isoformat()}, peers {peers}"
+            f" until {time_text(entry.valid_until)} (exclusive), ports {ports},"
+            f" protocols {protocols}, peers {peers}"
         )
     return "; ".join(parts)
 

@@ -63,7 +63,7 @@ def entry(prefix: str, reg: int, peers: tuple[str, ...] = ()) -> AllowlistEntry:
         prefix=ipaddress.ip_network(prefix),
         peers=tuple(ipaddress.ip_network(p) for p in peers),
         registration_id=reg,
-        valid_until=dt.date(2027, 1, 31),
+        valid_until=dt.datetime(2027, 1, 31, 19, tzinfo=dt.UTC),
     )
 
 

@@ -222,5 +222,5 @@ def _entry(i: int) -> AllowlistEntry:
         prefix=ipaddress.ip_network(f"192.0.2.{i * 4}/30"),
         peers=(),
         registration_id=i,
-        valid_until=dt.date(2027, 1, 31),
+        valid_until=dt.datetime(2027, 1, 31, 19, tzinfo=dt.UTC),
     )

@@ -1,6 +1,7 @@
 """The allowlist feed: entries, their canonical encoding and set hash, signed documents, history.
 
-Pure: callers pass the time, the keys and the data. Layout and rationale: docs/adr/0001.
+Pure: callers pass the time, the keys and the data. Layout and rationale: docs/adr/0001 and
+0006 (entry version 2).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from vpnreg.core.feed.document import (
     verify_document,
 )
 from vpnreg.core.feed.entry import (
+    ANY_PORTS,
+    ENTRY_VERSION,
     NETWORK_SIZE,
     RECORD_SIZE,
     AllowlistEntry,
@@ -24,6 +27,7 @@ from vpnreg.core.feed.entry import (
     decode_network,
     encode_network,
 )
+from vpnreg.core.feed.entry_v1 import v1_valid_until
 from vpnreg.core.feed.errors import (
     BadSignature,
     DocumentTooLarge,
@@ -37,9 +41,11 @@ from vpnreg.core.feed.errors import (
     TruncatedDocument,
     UnknownKey,
     UnsignedDocument,
+    UnsupportedVersion,
+    VersionMismatch,
 )
 from vpnreg.core.feed.mode import EnforcementMode, Mode
-from vpnreg.core.feed.sethash import RECORD_DTYPE, EntryTable, set_hash
+from vpnreg.core.feed.sethash import RECORD_DTYPE, SUPPORTED_VERSIONS, EntryTable, set_hash
 from vpnreg.core.feed.signing import (
     DocumentType,
     Header,
@@ -58,9 +64,12 @@ from vpnreg.core.feed.versions import FeedHistory, HistoryDelta, HistorySnapshot
 from vpnreg.core.protocols import VpnProtocol
 
 __all__ = [
+    "ANY_PORTS",
+    "ENTRY_VERSION",
     "NETWORK_SIZE",
     "RECORD_DTYPE",
     "RECORD_SIZE",
+    "SUPPORTED_VERSIONS",
     "AllowlistEntry",
     "BadSignature",
     "DocumentTooLarge",
@@ -86,8 +95,10 @@ __all__ = [
     "TruncatedDocument",
     "UnknownKey",
     "UnsignedDocument",
+    "UnsupportedVersion",
     "VerifiedDelta",
     "VerifiedSnapshot",
+    "VersionMismatch",
     "VpnProtocol",
     "apply_delta",
     "changes_digest",
@@ -104,5 +115,6 @@ __all__ = [
     "sign_snapshot",
     "sign_snapshot_bytes",
     "signing_bytes",
+    "v1_valid_until",
     "verify_document",
 ]

@@ -18,9 +18,10 @@ from vpnreg.core.feed.errors import (
     MalformedDocument,
     TruncatedDocument,
     UnsignedDocument,
+    UnsupportedVersion,
 )
 from vpnreg.core.feed.mode import EnforcementMode
-from vpnreg.core.feed.sethash import EntryTable
+from vpnreg.core.feed.sethash import SUPPORTED_VERSIONS, EntryTable
 from vpnreg.core.feed.signing import (
     DocumentType,
     Header,
@@ -41,10 +42,16 @@ _SIGNATURE_KEYS = frozenset({"key_id", "signature"})
 _HEADER_KEYS = frozenset(
     {"type", "session_id", "serial", "previous_serial", "set_hash", "mode", "created", "expires"}
 )
-_KEYS = {
+_V1_KEYS = {
     DocumentType.SNAPSHOT: _HEADER_KEYS | _SIGNATURE_KEYS | {"entries"},
     DocumentType.DELTA: _HEADER_KEYS | _SIGNATURE_KEYS | {"added", "removed"},
 }
+#: Fields per document version and type: v2 adds "version" (v1 documents have no such field).
+_KEYS = {
+    1: _V1_KEYS,
+    2: {kind: keys | {"version"} for kind, keys in _V1_KEYS.items()},
+}
+_SUPPORTED_TEXT = " and ".join(str(v) for v in SUPPORTED_VERSIONS)
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,10 @@ class VerifiedSnapshot:
     entries: EntryTable
     #: A snapshot follows nothing: its previous serial is always 0.
     previous_serial: int = 0
+
+    @property
+    def version(self) -> int:
+        return self.entries.version
 
     def state(self) -> FeedState:
         return FeedState(
@@ -92,6 +103,10 @@ class VerifiedDelta:
     added: EntryTable
     removed: EntryTable
 
+    @property
+    def version(self) -> int:
+        return self.added.version
+
 
 # -- building ----------------------------------------------------------------------------------
 
@@ -109,8 +124,10 @@ def _table(entries: EntryTable | Iterable[AllowlistEntry]) -> EntryTable:
 
 
 def _header_json(header: Header) -> dict[str, Any]:
+    version = {"version": header.version} if header.version != 1 else {}
     return {
         "type": str(header.type),
+        **version,
         "session_id": header.session_id,
         "serial": header.serial,
         "previous_serial": header.previous_serial,
@@ -146,7 +163,15 @@ def _signed_snapshot_head(
     """The one place a snapshot header is built, checked and signed: its JSON fields with
     `key_id` and `signature` (the entries are covered by the set hash in the header)."""
     header = Header(
-        DocumentType.SNAPSHOT, session_id, serial, 0, table.set_hash(), mode, created, expires
+        DocumentType.SNAPSHOT,
+        session_id,
+        serial,
+        0,
+        table.set_hash(),
+        mode,
+        created,
+        expires,
+        version=table.version,
     )
     _check_header(header)
     key, signature = sign_header(header, private_key)
@@ -250,6 +275,8 @@ def sign_delta(
     added_t, removed_t = _table(added), _table(removed)
     if not 0 < previous_serial < serial:
         raise ValueError("a delta needs 0 < previous_serial < serial")
+    if added_t.version != removed_t.version:
+        raise ValueError("a delta's added and removed entries must be of one version")
     header = Header(
         DocumentType.DELTA,
         session_id,
@@ -260,6 +287,7 @@ def sign_delta(
         created,
         expires,
         changes_digest(added=added_t, removed=removed_t),
+        added_t.version,
     )
     _check_header(header)
     key, signature = sign_header(header, private_key)
@@ -338,10 +366,10 @@ def _time(value: object, name: str) -> dt.datetime:
         raise MalformedDocument(f"{name} is not a valid time") from None
 
 
-def _entries(value: object, name: str) -> EntryTable:
+def _entries(value: object, name: str, version: int) -> EntryTable:
     if not isinstance(value, list):
         raise MalformedDocument(f"{name} must be a list of entries")
-    table = EntryTable.from_json_list(value)
+    table = EntryTable.from_json_list(value, version=version)
     if len(table) != len(value):
         raise MalformedDocument(f"{name} lists an entry twice")
     return table
@@ -361,15 +389,17 @@ def verify_document(
     doc = load_json(raw)
     if not isinstance(doc, dict):
         raise MalformedDocument("document must be a JSON object")
+    version = _version(doc)
     try:
         kind = DocumentType(str(doc.get("type")))
     except ValueError:
         raise MalformedDocument("type must be 'snapshot' or 'delta'") from None
     if any(doc.get(k) in (None, "") for k in _SIGNATURE_KEYS):
         raise UnsignedDocument("document carries no key_id or no signature")
-    if set(doc) != _KEYS[kind]:
-        missing = sorted(_KEYS[kind] - set(doc))
-        extra = sorted(set(doc) - _KEYS[kind])
+    expected = _KEYS[version][kind]
+    if set(doc) != expected:
+        missing = sorted(expected - set(doc))
+        extra = sorted(set(doc) - expected)
         raise MalformedDocument(f"{kind} fields: missing {missing}, unexpected {extra}")
     key, signature = doc["key_id"], doc["signature"]
     if not isinstance(key, str) or not isinstance(signature, str):
@@ -387,10 +417,12 @@ def verify_document(
     if kind is DocumentType.SNAPSHOT:
         if doc["previous_serial"] != 0 or type(doc["previous_serial"]) is not int:
             raise MalformedDocument("a snapshot's previous_serial must be 0")
-        header = Header(kind, session_id, serial, 0, set_hash, mode, created, expires)
+        header = Header(
+            kind, session_id, serial, 0, set_hash, mode, created, expires, version=version
+        )
         verify_header(header, key=key, signature=signature, trusted=trusted)
         _not_expired(expires, now)
-        entries = _entries(doc["entries"], "entries")
+        entries = _entries(doc["entries"], "entries", version)
         if entries.set_hash() != set_hash:
             raise HashMismatch("the snapshot's entries do not hash to its set_hash")
         result: VerifiedSnapshot | VerifiedDelta = VerifiedSnapshot(
@@ -400,13 +432,13 @@ def verify_document(
         previous = _serial(doc["previous_serial"], "previous_serial", minimum=1)
         if not previous < serial:
             raise MalformedDocument("a delta's previous_serial must be below its serial")
-        added = _entries(doc["added"], "added")
-        removed = _entries(doc["removed"], "removed")
+        added = _entries(doc["added"], "added", version)
+        removed = _entries(doc["removed"], "removed", version)
         if not added.isdisjoint(removed):
             raise MalformedDocument("a delta adds and removes the same entry")
         digest = changes_digest(added=added, removed=removed)
         header = Header(
-            kind, session_id, serial, previous, set_hash, mode, created, expires, digest
+            kind, session_id, serial, previous, set_hash, mode, created, expires, digest, version
         )
         verify_header(header, key=key, signature=signature, trusted=trusted)
         _not_expired(expires, now)
@@ -415,6 +447,23 @@ def verify_document(
         )
     check_not_older(held, result)
     return result
+
+
+def _version(doc: dict[str, Any]) -> int:
+    """The document's version: 1 without a version field (ADR 0001), else the field's value,
+    which this client must read (UnsupportedVersion names what it reads)."""
+    if "version" not in doc:
+        return 1
+    value = doc["version"]
+    if type(value) is not int:
+        raise MalformedDocument("version must be an integer")
+    if value == 1:
+        raise MalformedDocument("a version 1 document carries no version field")
+    if value not in SUPPORTED_VERSIONS:
+        raise UnsupportedVersion(
+            f"feed document version {value} is not supported (this client reads {_SUPPORTED_TEXT})"
+        )
+    return value
 
 
 def _not_expired(expires: dt.datetime, now: dt.datetime) -> None:

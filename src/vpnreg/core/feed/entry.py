@@ -1,4 +1,9 @@
-"""The allowlist entry and its canonical fixed-width binary encoding (see ADR 0001)."""
+"""The allowlist entry (version 2) and its canonical fixed-width binary encoding (ADR 0006).
+
+The network encoding is ADR 0001's; the 74-byte record adds an exclusive end instant in whole
+seconds, the domestic endpoint's port range and the allowed VPN protocols. Version 1 records
+(ADR 0001) are read by `vpnreg.core.feed.entry_v1`.
+"""
 
 from __future__ import annotations
 
@@ -13,28 +18,44 @@ from dataclasses import dataclass
 from typing import Any
 
 from vpnreg.core.feed.errors import MalformedDocument
+from vpnreg.core.protocols import MODE_PROTOCOLS, VpnProtocol
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: Bytes of one encoded network: family, 16-byte address, prefix length.
 NETWORK_SIZE = 18
-#: Bytes of one encoded entry (the record that is sorted and hashed).
-RECORD_SIZE = 64
+#: Bytes of one encoded v2 entry (the record that is sorted and hashed).
+RECORD_SIZE = 74
+#: Where the peers digest starts in a v2 record (it is the record's last 32 bytes).
+PEERS_DIGEST_AT = RECORD_SIZE - 32
+#: The entry format this module writes (the feed document's "version").
+ENTRY_VERSION = 2
 #: Family bytes; IPv4 sorts before IPv6 because 4 < 6.
 FAMILY_V4 = 4
 FAMILY_V6 = 6
 MAX_REGISTRATION_ID = 2**64 - 1
 MAX_PEERS = 2**16 - 1
 EPOCH = dt.date(1970, 1, 1)
+EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+#: The latest end a datetime can hold (9999-12-31T23:59:59Z), in seconds since the epoch.
+MAX_VALID_UNTIL_S = int(
+    (dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC) - EPOCH_UTC).total_seconds()
+)
 NO_PEERS_DIGEST = bytes(32)
+MAX_PORT = 65535
+#: The port range that covers every port (and portless protocols such as ESP and GRE).
+ANY_PORTS = (0, MAX_PORT)
+#: Bit i of the protocols field is the i-th protocol of ADR 0001's order; 0 means any.
+PROTOCOL_BITS: dict[VpnProtocol, int] = {p: 1 << i for i, p in enumerate(MODE_PROTOCOLS)}
+ALL_PROTOCOL_BITS = sum(PROTOCOL_BITS.values())
 
 #: IPv4 addresses are stored IPv4-mapped (::ffff:a.b.c.d); the family byte keeps them apart
 #: from real IPv6 addresses of that range.
 _V4_MAPPED = bytes(10) + b"\xff\xff"
-#: The record layout of ADR 0001 for struct.pack: big-endian, no padding.
-ENTRY_STRUCT = struct.Struct(">B16sBQIH32s")
-JSON_KEYS = frozenset({"prefix", "peers", "registration_id", "valid_until"})
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+#: The v2 record layout for struct.pack: big-endian, no padding.
+ENTRY_STRUCT = struct.Struct(">B16sBQQHHHH32s")
+JSON_KEYS = frozenset({"prefix", "peers", "registration_id", "valid_until", "ports", "protocols"})
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 
 assert ENTRY_STRUCT.size == RECORD_SIZE
 
@@ -81,35 +102,92 @@ def parse_network(text: object) -> Network:
         raise MalformedDocument(f"bad network {text!r}: {exc}") from None
 
 
-def parse_date(text: object) -> dt.date:
-    """Parse a YYYY-MM-DD day on or after 1970-01-01."""
-    if not isinstance(text, str) or not _DATE.fullmatch(text):
-        raise MalformedDocument("valid_until must be a YYYY-MM-DD string")
-    try:
-        day = dt.date.fromisoformat(text)
-    except ValueError as exc:
-        raise MalformedDocument(f"bad valid_until {text!r}: {exc}") from None
-    if day < EPOCH:
-        raise MalformedDocument("valid_until before 1970-01-01")
-    return day
-
-
 def parse_registration_id(value: object) -> int:
     if type(value) is not int or not 0 < value <= MAX_REGISTRATION_ID:
         raise MalformedDocument("registration_id must be an integer in 1..2**64-1")
     return value
 
 
+def seconds(moment: dt.datetime) -> int:
+    """Whole seconds since 1970-01-01T00:00Z of an aware datetime."""
+    return (moment - EPOCH_UTC) // dt.timedelta(seconds=1)
+
+
+def from_seconds(value: int) -> dt.datetime:
+    return EPOCH_UTC + dt.timedelta(seconds=value)
+
+
+def time_text(moment: dt.datetime) -> str:
+    """valid_until as JSON writes it: UTC, whole seconds, a Z."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_valid_until(text: object) -> dt.datetime:
+    """Parse a YYYY-MM-DDTHH:MM:SSZ instant on or after 1970-01-01T00:00:00Z."""
+    if not isinstance(text, str) or not _TIME.fullmatch(text):
+        raise MalformedDocument("valid_until must be a UTC time like 2027-01-31T19:00:00Z")
+    try:
+        moment = dt.datetime.fromisoformat(text[:-1]).replace(tzinfo=dt.UTC)
+    except ValueError as exc:
+        raise MalformedDocument(f"bad valid_until {text!r}: {exc}") from None
+    if moment < EPOCH_UTC:
+        raise MalformedDocument("valid_until before 1970-01-01T00:00:00Z")
+    return moment
+
+
+def parse_ports(value: object) -> tuple[int, int]:
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or any(type(v) is not int for v in value)
+        or not 0 <= value[0] <= value[1] <= MAX_PORT
+    ):
+        raise MalformedDocument("ports must be [lo, hi] with 0 <= lo <= hi <= 65535")
+    return (value[0], value[1])
+
+
+def parse_protocols(value: object) -> frozenset[VpnProtocol]:
+    if not isinstance(value, list) or any(type(v) is not str for v in value):
+        raise MalformedDocument("protocols must be a list of VPN protocol names")
+    try:
+        found = [VpnProtocol(v) for v in value]
+    except ValueError as exc:
+        raise MalformedDocument(f"protocols: {exc}") from None
+    if VpnProtocol.NONE in found or len(set(found)) != len(found):
+        raise MalformedDocument("protocols must name VPN protocols, each once")
+    return frozenset(found)
+
+
+def protocol_bits(protocols: Iterable[VpnProtocol]) -> int:
+    """The u16 bitmask of a protocol set (0 = any)."""
+    return sum(PROTOCOL_BITS[p] for p in set(protocols))
+
+
+def protocols_from_bits(bits: int) -> frozenset[VpnProtocol]:
+    return frozenset(p for p, bit in PROTOCOL_BITS.items() if bits & bit)
+
+
+def protocol_names(protocols: Iterable[VpnProtocol]) -> list[str]:
+    """Protocol names in the canonical (ADR 0001) order."""
+    chosen = set(protocols)
+    return [str(p) for p in MODE_PROTOCOLS if p in chosen]
+
+
 @dataclass(frozen=True, order=False)
 class AllowlistEntry:
-    """One allowed VPN endpoint prefix, optionally limited to some peer networks."""
+    """One allowed VPN endpoint prefix, optionally limited to some peer networks, ports of the
+    domestic endpoint and VPN protocols, until an exclusive end instant."""
 
     prefix: Network
     #: Sorted by encoding, without duplicates; empty means any peer.
     peers: tuple[Network, ...]
     registration_id: int
-    #: Last valid day, in the regulator's time zone.
-    valid_until: dt.date
+    #: The first instant at which the entry no longer holds: aware UTC, whole seconds.
+    valid_until: dt.datetime
+    #: (lo, hi), inclusive: the domestic endpoint's ports; ANY_PORTS also covers ESP, GRE, ...
+    ports: tuple[int, int] = ANY_PORTS
+    #: The VPN protocols allowed; empty means any.
+    protocols: frozenset[VpnProtocol] = frozenset()
 
     def __post_init__(self) -> None:
         if not isinstance(self.prefix, ipaddress.IPv4Network | ipaddress.IPv6Network):
@@ -126,18 +204,46 @@ class AllowlistEntry:
             0 < self.registration_id <= MAX_REGISTRATION_ID
         ):
             raise ValueError("registration_id must be in 1..2**64-1")
-        if type(self.valid_until) is not dt.date or self.valid_until < EPOCH:
-            raise ValueError("valid_until must be a date on or after 1970-01-01")
+        until = self.valid_until
+        if (
+            not isinstance(until, dt.datetime)
+            or until.utcoffset() is None
+            or until.microsecond
+            or until < EPOCH_UTC
+        ):
+            raise ValueError(
+                "valid_until must be an aware datetime of whole seconds on or after 1970-01-01"
+            )
+        object.__setattr__(self, "valid_until", until.astimezone(dt.UTC))
+        ports = tuple(self.ports)
+        if (
+            len(ports) != 2
+            or any(type(p) is not int for p in ports)
+            or not 0 <= ports[0] <= ports[1] <= MAX_PORT
+        ):
+            raise ValueError("ports must be (lo, hi) with 0 <= lo <= hi <= 65535")
+        object.__setattr__(self, "ports", (ports[0], ports[1]))
+        protocols = frozenset(VpnProtocol(p) for p in self.protocols)
+        if VpnProtocol.NONE in protocols:
+            raise ValueError("protocols must be VPN protocols")
+        object.__setattr__(self, "protocols", protocols)
+
+    @property
+    def any_port(self) -> bool:
+        return self.ports == ANY_PORTS
 
     def encode(self) -> bytes:
-        """The canonical 64-byte record (layout in ADR 0001)."""
+        """The canonical 74-byte record (layout in ADR 0006)."""
         head = encode_network(self.prefix)
         return ENTRY_STRUCT.pack(
             head[0],
             head[1:17],
             head[17],
             self.registration_id,
-            (self.valid_until - EPOCH).days,
+            seconds(self.valid_until),
+            self.ports[0],
+            self.ports[1],
+            protocol_bits(self.protocols),
             len(self.peers),
             peers_digest(encode_network(p) for p in self.peers),
         )
@@ -147,7 +253,8 @@ class AllowlistEntry:
         """Parse the JSON form strictly; every problem is a MalformedDocument."""
         if not isinstance(obj, Mapping) or set(obj) != JSON_KEYS:
             raise MalformedDocument(
-                "an entry must have exactly prefix, peers, registration_id, valid_until"
+                "an entry must have exactly prefix, peers, registration_id, valid_until, "
+                "ports, protocols"
             )
         peers = obj["peers"]
         if not isinstance(peers, list):
@@ -157,7 +264,9 @@ class AllowlistEntry:
                 prefix=parse_network(obj["prefix"]),
                 peers=tuple(parse_network(p) for p in peers),
                 registration_id=parse_registration_id(obj["registration_id"]),
-                valid_until=parse_date(obj["valid_until"]),
+                valid_until=parse_valid_until(obj["valid_until"]),
+                ports=parse_ports(obj["ports"]),
+                protocols=parse_protocols(obj["protocols"]),
             )
         except (ValueError, TypeError) as exc:
             raise MalformedDocument(f"bad entry: {exc}") from None
@@ -167,8 +276,14 @@ class AllowlistEntry:
             "prefix": str(self.prefix),
             "peers": [str(p) for p in self.peers],
             "registration_id": self.registration_id,
-            "valid_until": self.valid_until.isoformat(),
+            "valid_until": time_text(self.valid_until),
+            "ports": list(self.ports),
+            "protocols": protocol_names(self.protocols),
         }
+
+    def holds_at(self, now: dt.datetime) -> bool:
+        """Whether the entry is in force at `now` (its end is exclusive)."""
+        return now < self.valid_until
 
 
 def network_text(encoded: bytes) -> str:

@@ -49,3 +49,11 @@ class SessionMismatch(FeedError):
 
 class NotApplicable(FeedError):
     """A delta does not start from the held serial or does not fit the held set."""
+
+
+class UnsupportedVersion(FeedError):
+    """The document is of a feed version this client does not read (a newer registry)."""
+
+
+class VersionMismatch(NotApplicable):
+    """A delta of another entry version than the held set: the client needs a snapshot."""

@@ -19,8 +19,10 @@ from vpnreg.core.feed.errors import BadSignature, UnknownKey
 from vpnreg.core.feed.mode import MODE_ENCODED_SIZE, EnforcementMode
 from vpnreg.core.feed.sethash import EntryTable
 
-#: Domain separation: no other vpnreg signature can be mistaken for a feed header.
-DOMAIN = b"vpnreg.feed.v1\x00"
+#: Domain separation per document version: no other vpnreg signature (nor a header of another
+#: feed version) can be mistaken for a feed header. Both are 15 bytes, so the layout is shared.
+DOMAINS = {1: b"vpnreg.feed.v1\x00", 2: b"vpnreg.feed.v2\x00"}
+DOMAIN = DOMAINS[2]
 NO_CHANGES_DIGEST = bytes(32)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _HEADER = struct.Struct(f">{len(DOMAIN)}sB16sQQ32s{MODE_ENCODED_SIZE}sqq32s")
@@ -49,6 +51,8 @@ class Header:
     expires: dt.datetime
     #: SHA-256 over a delta's added and removed records; 32 zero bytes for a snapshot.
     changes_digest: bytes = NO_CHANGES_DIGEST
+    #: The document (and entry) version: 2 (ADR 0006), or 1 read by clients (ADR 0001).
+    version: int = 2
 
 
 def microseconds(moment: dt.datetime) -> int:
@@ -59,9 +63,10 @@ def microseconds(moment: dt.datetime) -> int:
 
 
 def signing_bytes(header: Header) -> bytes:
-    """The exact bytes the Ed25519 signature is computed over (layout in ADR 0001)."""
+    """The exact bytes the Ed25519 signature is computed over (layout in ADR 0001; the domain
+    names the version, ADR 0006)."""
     return _HEADER.pack(
-        DOMAIN,
+        DOMAINS[header.version],
         _TYPE_BYTE[header.type],
         bytes.fromhex(header.session_id),
         header.serial,

@@ -13,6 +13,7 @@ from vpnreg.core.feed.errors import (
     NotApplicable,
     Rollback,
     SessionMismatch,
+    VersionMismatch,
 )
 from vpnreg.core.feed.mode import EnforcementMode
 from vpnreg.core.feed.sethash import EntryTable
@@ -101,6 +102,11 @@ class FeedState:
     expires: dt.datetime
     entries: EntryTable
 
+    @property
+    def version(self) -> int:
+        """The entry version held: 2, or 1 from a v1 document (enforced as ADR 0006 says)."""
+        return self.entries.version
+
     def held(self) -> HeldState:
         return HeldState(self.session_id, self.serial, self.created, self.set_hash)
 
@@ -119,6 +125,11 @@ def apply_delta(held: _HeldSet, delta: VerifiedDelta) -> FeedState:
     if delta.session_id != held.session_id:
         raise SessionMismatch(
             f"delta is for session {delta.session_id}, held state is {held.session_id}"
+        )
+    if delta.version != held.entries.version:
+        raise VersionMismatch(
+            f"delta is of version {delta.version}, the held set of version "
+            f"{held.entries.version}; a snapshot is needed"
         )
     if delta.previous_serial != held.serial:
         raise NotApplicable(

@@ -1,11 +1,11 @@
 """Where the published feed lives: its rows, and the histories rebuilt from them.
 
 Tables (migration 0002): feed_state (one row: session, serial, set hash, mode, state time,
-max deltas), feed_entries (the current set, one 64-byte record per row with its peer encodings)
-and feed_deltas (the last `max_deltas` steps of the current session). A rebuilt FeedHistory is
-cached in this process keyed by (session, serial, set hash, mode), so a publisher does not
-reread a large set on every call. Nothing here decides what to publish (vpnreg.registry
-.services.feed does); callers hold the transaction.
+max deltas), feed_entries (the current set, one 74-byte v2 record per row, ADR 0006, with its
+peer encodings) and feed_deltas (the last `max_deltas` steps of the current session). A
+rebuilt FeedHistory is cached in this process keyed by (session, serial, set hash, mode), so
+a publisher does not reread a large set on every call. Nothing here decides what to publish
+(vpnreg.registry.services.feed does); callers hold the transaction.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from vpnreg.core.feed import (
     FeedHistory,
     HistoryDelta,
 )
+from vpnreg.core.feed.entry import PEERS_DIGEST_AT
 from vpnreg.registry.models import FeedDeltaRow, FeedEntryRow, FeedStateRow
 
 __all__ = [
@@ -158,7 +159,7 @@ def load_history(session: Session, state: FeedStateRow) -> FeedHistory:
     if cached is not None and cached.max_deltas == state.max_deltas:
         return cached
     rows = session.execute(select(FeedEntryRow.record, FeedEntryRow.peers)).all()
-    peers = {bytes(r.record[32:]): bytes(r.peers) for r in rows if r.peers}
+    peers = {bytes(r.record[PEERS_DIGEST_AT:]): bytes(r.peers) for r in rows if r.peers}
     entries = _table(b"".join(bytes(r.record) for r in rows), peers)
     if entries.set_hash() != state.set_hash:
         raise RuntimeError(
@@ -189,7 +190,7 @@ def _entry_rows(table: EntryTable) -> list[dict[str, bytes | None]]:
     rows: list[dict[str, bytes | None]] = []
     for at in range(0, len(raw), RECORD_SIZE):
         record = raw[at : at + RECORD_SIZE]
-        rows.append({"record": record, "peers": table.peers.get(record[32:])})
+        rows.append({"record": record, "peers": table.peers.get(record[PEERS_DIGEST_AT:])})
     return rows
 
 

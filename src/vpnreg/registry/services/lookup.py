@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from vpnreg.core.feed import AllowlistEntry
 from vpnreg.core.ipspace import Network, PrefixError, parse_address
-from vpnreg.core.review import REGISTERED_STATES, State, is_registered
+from vpnreg.core.review import REGISTERED_STATES, State, is_registered, validity_end
 from vpnreg.registry.claims import address_key
 from vpnreg.registry.errors import FieldError, ValidationFailed
 from vpnreg.registry.models import Application, ApplicationPrefix, PrefixPeer
@@ -136,7 +136,9 @@ def registered_entries(
             prefix=ipaddress.ip_network(prefix),
             peers=tuple(peers.get(prefix_id, ())),
             registration_id=app_id,
-            valid_until=valid_until,
+            # the exclusive end instant, as Claim.valid_end: the start of the day after the
+            # last day in the regulator's zone; any port, any protocol (ADR 0006)
+            valid_until=validity_end(valid_until, config.tz),
         )
         for app_id, valid_until, prefix_id, prefix in kept
     ]
