@@ -1,0 +1,458 @@
+"""Bindings an ISP reports for its subscribers: storing events, and the live ones as entries.
+
+`report_events` is the one path every interface stores bindings through (the JSON API and the
+RADIUS accounting server). One call is one transaction with one audit event, whatever the
+number of events: the audit head moves, so the feed publisher looks again (feed_changes).
+
+Writers of bindings are serialised, so the overlap check of one call sees every binding stored
+before it: on SQLite by the write unit's BEGIN IMMEDIATE (services.transaction), on PostgreSQL
+by a transaction-scoped advisory lock taken first in the unit.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import ipaddress
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, text, tuple_
+from sqlalchemy.orm import Session
+
+from vpnreg.core.bindings import (
+    MAX_EVENTS_PER_REPORT,
+    BindingError,
+    BindingEvent,
+    CheckedEvent,
+    EventKind,
+    EventResult,
+    bindings_collide,
+    check_event,
+)
+from vpnreg.core.ipspace import Network, PrefixPolicy
+from vpnreg.core.protocols import VpnProtocol
+from vpnreg.core.review import REGISTERED_STATES, Role, State, is_registered, validity_end
+from vpnreg.registry.audit_log import append_event
+from vpnreg.registry.claims import address_key, range_keys
+from vpnreg.registry.errors import FieldError, Forbidden, NotFound, ValidationFailed
+from vpnreg.registry.models import ISP, Application, Binding, BoundTo
+from vpnreg.registry.services.actors import Actor, actor_name, actor_role
+from vpnreg.registry.services.config import ServiceConfig
+from vpnreg.registry.services.transaction import service_transaction
+
+__all__ = ["BoundEntry", "binding_entries", "report_events"]
+
+#: The PostgreSQL advisory lock key that serialises writers of bindings ("vpnbind" in ASCII).
+_ADVISORY_KEY = 0x76706E62696E64
+#: Keys looked up per query when loading the bindings a report names.
+_LOOKUP_BATCH = 500
+
+_REGISTERED = tuple(s.value for s in REGISTERED_STATES)
+
+
+def _require_isp(session: Session, actor: Actor, isp_id: int) -> None:
+    """A user reports only for its own ISP; a string actor (RADIUS, CLI) is trusted."""
+    if not isinstance(actor, str):
+        role = actor_role(actor)
+        if role is not Role.ISP:
+            raise Forbidden(f"{actor.username} ({role}) may not report bindings; it needs isp")
+        if actor.isp_id != isp_id:
+            raise Forbidden(f"{actor.username} is not a user of ISP {isp_id}")
+    if session.get(ISP, isp_id) is None:
+        raise NotFound("ISP", isp_id)
+
+
+def _serialise_writers(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_KEY})
+
+
+def _ports(lo: int | None, hi: int | None) -> tuple[int, int] | None:
+    return None if lo is None or hi is None else (lo, hi)
+
+
+def _ports_of(row: Binding) -> tuple[int, int] | None:
+    return _ports(row.port_lo, row.port_hi)
+
+
+def _describe(network: Network, ports: tuple[int, int] | None) -> str:
+    return str(network) if ports is None else f"{network} ports [{ports[0]}, {ports[1]}]"
+
+
+def _load_existing(
+    session: Session, isp_id: int, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], Binding]:
+    wanted = sorted(set(keys))
+    found: dict[tuple[str, str], Binding] = {}
+    for i in range(0, len(wanted), _LOOKUP_BATCH):
+        batch = wanted[i : i + _LOOKUP_BATCH]
+        rows = session.scalars(
+            select(Binding).where(
+                Binding.isp_id == isp_id,
+                tuple_(Binding.subscriber_id, Binding.session_id).in_(batch),
+            )
+        )
+        for row in rows:
+            found[(row.subscriber_id, row.session_id)] = row
+    return found
+
+
+def _widest_start(network: Network, policy: PrefixPolicy) -> str:
+    """The lowest range_start a stored binding overlapping `network` can have.
+
+    Stored bindings are no broader than the policy allows (/max_v4, /max_v6), so one that
+    overlaps `network` starts at most one such block before it: with this bound a range_start
+    scan stays short instead of reading every lower binding."""
+    limit = policy.max_v4 if network.version == 4 else policy.max_v6
+    widest = 1 << (network.max_prefixlen - limit)
+    first = max(0, int(network.network_address) - (widest - 1))
+    return address_key(type(network.network_address)(first))
+
+
+@dataclass
+class _Held:
+    """A binding as the overlap check sees it (a stored live one, or one this report made)."""
+
+    range_start: str
+    range_end: str
+    isp_id: int
+    subscriber_id: str
+    session_id: str
+    network: Network
+    ports: tuple[int, int] | None
+    valid_until: dt.datetime
+
+
+class _LiveIndex:
+    """The live bindings near a report's addresses, sorted by range_start, in memory.
+
+    Loaded with one query per stretch of address space the report touches, then kept up to date
+    by the report itself, so checking 10,000 events costs a few queries, not 10,000."""
+
+    def __init__(self) -> None:
+        self._starts: list[str] = []
+        self._held: list[_Held] = []
+
+    def add(self, held: _Held) -> None:
+        at = bisect.bisect_right(self._starts, held.range_start)
+        self._starts.insert(at, held.range_start)
+        self._held.insert(at, held)
+
+    def near(self, lowest_start: str, start: str, end: str) -> Iterator[_Held]:
+        first = bisect.bisect_left(self._starts, lowest_start)
+        last = bisect.bisect_right(self._starts, end)
+        for held in self._held[first:last]:
+            if held.range_end >= start:
+                yield held
+
+    @classmethod
+    def load(cls, session: Session, spans: list[tuple[str, str]], now: dt.datetime) -> _LiveIndex:
+        """The live bindings starting inside the merged `spans` (lowest start, end)."""
+        index = cls()
+        merged: list[tuple[str, str]] = []
+        for low, high in sorted(spans):
+            if merged and low <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+            else:
+                merged.append((low, high))
+        for low, high in merged:
+            rows = session.execute(
+                select(
+                    Binding.range_start,
+                    Binding.range_end,
+                    Binding.isp_id,
+                    Binding.subscriber_id,
+                    Binding.session_id,
+                    Binding.address,
+                    Binding.port_lo,
+                    Binding.port_hi,
+                    Binding.valid_until,
+                ).where(
+                    Binding.range_start >= low,
+                    Binding.range_start <= high,
+                    Binding.ended_at.is_(None),
+                    Binding.valid_until > now,
+                )
+            )
+            for start, end, isp, sub, sess, address, lo, hi, until in rows:
+                index.add(
+                    _Held(
+                        start,
+                        end,
+                        isp,
+                        sub,
+                        sess,
+                        ipaddress.ip_network(address),
+                        _ports(lo, hi),
+                        until,
+                    )
+                )
+        return index
+
+
+def _live(row: Binding, now: dt.datetime) -> bool:
+    return row.ended_at is None and row.valid_until > now
+
+
+@dataclass
+class _Counts:
+    created: int = 0
+    renewed: int = 0
+    stopped: int = 0
+    unchanged: int = 0
+    refused: int = 0
+
+
+@dataclass
+class _Report:
+    """One call's state: the ISP, the time, the bindings it names and the live ones near."""
+
+    session: Session
+    isp_id: int
+    now: dt.datetime
+    policy: PrefixPolicy
+    existing: dict[tuple[str, str], Binding]
+    index: _LiveIndex
+    counts: _Counts = field(default_factory=_Counts)
+
+    def still_live(self, held: _Held) -> bool:
+        """Whether an indexed binding still holds: a stop earlier in this report ends it."""
+        if held.isp_id == self.isp_id:
+            row = self.existing.get((held.subscriber_id, held.session_id))
+            if row is not None:
+                return _live(row, self.now)
+        return held.valid_until > self.now
+
+    def collision(self, event: CheckedEvent) -> _Held | None:
+        """A live binding of another subscriber overlapping the event (address and ports)."""
+        start, end = range_keys(event.network)
+        for held in self.index.near(_widest_start(event.network, self.policy), start, end):
+            if held.isp_id == self.isp_id and held.subscriber_id == event.subscriber_id:
+                continue
+            if bindings_collide(
+                (event.network, event.ports), (held.network, held.ports)
+            ) and self.still_live(held):
+                return held
+        return None
+
+    def hold(self, row: Binding, event: CheckedEvent) -> None:
+        self.index.add(
+            _Held(
+                row.range_start,
+                row.range_end,
+                self.isp_id,
+                event.subscriber_id,
+                event.session_id,
+                event.network,
+                event.ports,
+                row.valid_until,
+            )
+        )
+
+    def apply(self, event: CheckedEvent) -> EventResult:
+        counts, now = self.counts, self.now
+        key = (event.subscriber_id, event.session_id)
+        row = self.existing.get(key)
+        if row is not None and event.kind is not EventKind.STOP:
+            stored = (ipaddress.ip_network(row.address), _ports_of(row))
+            if stored != (event.network, event.ports):
+                counts.refused += 1
+                return EventResult.refused(
+                    f"session {event.session_id} of subscriber {event.subscriber_id} is bound "
+                    f"to {_describe(*stored)}, not {_describe(event.network, event.ports)}"
+                )
+        if row is not None and row.ended_at is not None:
+            # A late or retransmitted event of a session that has stopped: stopped it stays.
+            counts.unchanged += 1
+            return EventResult.stored()
+        if event.kind is EventKind.STOP:
+            if row is None:
+                # A stop whose start never arrived: kept as history, and it keeps a late start
+                # of the same session from binding the address again.
+                row = _new_row(self.isp_id, event, now, valid_until=now)
+                row.ended_at = now
+                self.session.add(row)
+                self.existing[key] = row
+            else:
+                row.ended_at = now
+                row.updated_at = now
+            counts.stopped += 1
+            return EventResult.stored()
+        if row is None or not _live(row, now):
+            other = self.collision(event)
+            if other is not None:
+                counts.refused += 1
+                return EventResult.refused(
+                    f"{_describe(event.network, event.ports)} overlaps a live binding of another "
+                    f"subscriber ({_describe(other.network, other.ports)} until "
+                    f"{other.valid_until.isoformat()}); the earlier binding stands"
+                )
+        if row is None:
+            row = _new_row(self.isp_id, event, now, valid_until=event.valid_until)
+            self.session.add(row)
+            self.existing[key] = row
+            self.hold(row, event)
+            counts.created += 1
+            return EventResult.stored()
+        if not _live(row, now):
+            self.hold(row, event)  # an expired binding renewed: it holds its address again
+        if event.valid_until > row.valid_until:
+            row.valid_until = event.valid_until
+            row.updated_at = now
+            counts.renewed += 1
+        else:
+            counts.unchanged += 1
+        return EventResult.stored()
+
+
+def _new_row(
+    isp_id: int, event: CheckedEvent, now: dt.datetime, *, valid_until: dt.datetime
+) -> Binding:
+    start, end = range_keys(event.network)
+    return Binding(
+        isp_id=isp_id,
+        subscriber_id=event.subscriber_id,
+        session_id=event.session_id,
+        address=str(event.network),
+        range_start=start,
+        range_end=end,
+        port_lo=None if event.ports is None else event.ports[0],
+        port_hi=None if event.ports is None else event.ports[1],
+        valid_from=now,
+        valid_until=valid_until,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def report_events(
+    session: Session,
+    *,
+    actor: Actor,
+    isp_id: int,
+    events: Sequence[BindingEvent],
+    now: dt.datetime,
+    config: ServiceConfig,
+) -> list[EventResult]:
+    """Store the ISP's binding events in order; one result per event, in the same order.
+
+    Idempotent per (subscriber id, session id): a start or interim renews the binding to the
+    later end, a stop ends it at `now`, and a repeated event changes nothing. A start (or an
+    interim of an unknown session) that overlaps a live binding of another subscriber in
+    address and ports is refused; the earlier binding stands. Refusals are per event; the call
+    itself fails only for the caller (Forbidden, NotFound) or a report of more than
+    MAX_EVENTS_PER_REPORT events (ValidationFailed), and then nothing is stored.
+    """
+    if len(events) > MAX_EVENTS_PER_REPORT:
+        raise ValidationFailed(
+            [
+                FieldError(
+                    "events",
+                    "too_many",
+                    f"a report holds at most {MAX_EVENTS_PER_REPORT} events, not {len(events)}",
+                )
+            ]
+        )
+    with service_transaction(session):
+        _require_isp(session, actor, isp_id)
+        _serialise_writers(session)
+        checked: list[CheckedEvent | BindingError] = []
+        for event in events:
+            try:
+                checked.append(check_event(event, now=now, policy=config.prefix_policy))
+            except BindingError as exc:
+                checked.append(exc)
+        valid = [c for c in checked if isinstance(c, CheckedEvent)]
+        existing = _load_existing(session, isp_id, ((c.subscriber_id, c.session_id) for c in valid))
+        policy = config.prefix_policy
+        spans = [(_widest_start(c.network, policy), range_keys(c.network)[1]) for c in valid]
+        report = _Report(
+            session, isp_id, now, policy, existing, _LiveIndex.load(session, spans, now)
+        )
+        results = [
+            EventResult.refused(item.message)
+            if isinstance(item, BindingError)
+            else report.apply(item)
+            for item in checked
+        ]
+        counts = report.counts
+        counts.refused += sum(isinstance(item, BindingError) for item in checked)
+        session.flush()
+        append_event(
+            session,
+            time=now,
+            actor=actor_name(actor),
+            action="report_bindings",
+            object_type="isp",
+            object_id=isp_id,
+            after={"events": len(events), **vars(counts)},
+        )
+    return results
+
+
+@dataclass(frozen=True)
+class BoundEntry:
+    """A live binding of a subscriber whose registration is in force: what the feed lists.
+
+    `valid_until` is the exclusive end: the earlier of the binding's end and the
+    registration's (the start of the day after its last day, in the regulator's zone)."""
+
+    address: Network
+    ports: tuple[int, int] | None
+    valid_until: dt.datetime
+    registration_id: int
+    protocols: tuple[VpnProtocol, ...]
+
+
+def binding_entries(
+    session: Session, *, now: dt.datetime, config: ServiceConfig
+) -> list[BoundEntry]:
+    """The live bindings at `now` of subscribers with a subscriber-bound registration in force.
+
+    A binding of a subscriber without such a registration is history only: no entry.
+    """
+    rows = session.execute(
+        select(
+            Binding.address,
+            Binding.port_lo,
+            Binding.port_hi,
+            Binding.valid_until,
+            Application.id,
+            Application.state,
+            Application.valid_from,
+            Application.valid_until,
+            Application.protocols,
+        )
+        .join(
+            Application,
+            (Application.isp_id == Binding.isp_id)
+            & (Application.subscriber_id == Binding.subscriber_id),
+        )
+        .where(
+            Application.bound_to == BoundTo.SUBSCRIBER.value,
+            Application.state.in_(_REGISTERED),
+            Binding.ended_at.is_(None),
+            Binding.valid_from <= now,
+            Binding.valid_until > now,
+        )
+        .order_by(Binding.range_start, Binding.port_lo, Application.id)
+    ).all()
+    entries: list[BoundEntry] = []
+    for address, lo, hi, until, app_id, state, app_from, app_until, protocols in rows:
+        if app_from is None or app_until is None:
+            continue
+        if not is_registered(
+            state=State(state), valid_from=app_from, valid_until=app_until, at=now, tz=config.tz
+        ):
+            continue
+        entries.append(
+            BoundEntry(
+                address=ipaddress.ip_network(address),
+                ports=None if lo is None or hi is None else (lo, hi),
+                valid_until=min(until, validity_end(app_until, config.tz)),
+                registration_id=app_id,
+                protocols=tuple(VpnProtocol(p) for p in protocols or ()),
+            )
+        )
+    return entries
