@@ -158,7 +158,7 @@ def test_the_cgnat_overlap_rule(
         ((1024, 2047), 1024, True),
         ((1024, 2047), 2047, True),
         ((1024, 2047), 2048, False),
-        ((1024, 2047), None, False),
+        ((1024, 2047), None, True),
     ],
 )
 def test_port_covered(ports: tuple[int, int] | None, port: int | None, covered: bool) -> None:

@@ -196,12 +196,10 @@ def bindings_collide(
 
 
 def port_covered(ports: tuple[int, int] | None, port: int | None) -> bool:
-    """Whether a binding's port range covers `port` (None: the question names no port)."""
-    if ports is None:
+    """Whether a binding's port range covers `port`; a question naming no port (None) is
+    answered by any binding of the address, whatever its range."""
+    if ports is None or port is None:
         return True
-    if port is None:
-        # A port-ranged binding holds only part of the address: without a port nothing is said.
-        return False
     return ports[0] <= port <= ports[1]
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import select, text, tuple_
 from sqlalchemy.orm import Session
 
 from vpnreg.core.bindings import (
+    ANY_PORTS,
     MAX_EVENTS_PER_REPORT,
     BindingError,
     BindingEvent,
@@ -29,8 +30,9 @@ from vpnreg.core.bindings import (
     EventResult,
     bindings_collide,
     check_event,
+    port_covered,
 )
-from vpnreg.core.ipspace import Network, PrefixPolicy
+from vpnreg.core.ipspace import Address, Network, PrefixPolicy
 from vpnreg.core.protocols import VpnProtocol
 from vpnreg.core.review import REGISTERED_STATES, Role, State, is_registered, validity_end
 from vpnreg.registry.audit_log import append_event
@@ -41,7 +43,7 @@ from vpnreg.registry.services.actors import Actor, actor_name, actor_role
 from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.transaction import service_transaction
 
-__all__ = ["BoundEntry", "binding_entries", "report_events"]
+__all__ = ["BoundEntry", "BoundHolder", "binding_entries", "bound_holder", "report_events"]
 
 #: The PostgreSQL advisory lock key that serialises writers of bindings ("vpnbind" in ASCII).
 _ADVISORY_KEY = 0x76706E62696E64
@@ -456,3 +458,86 @@ def binding_entries(
             )
         )
     return entries
+
+
+@dataclass(frozen=True)
+class BoundHolder:
+    """The subscriber-bound registration holding an address at a moment, through a binding."""
+
+    registration_id: int
+    tracking_number: str | None
+    category: str
+    valid_until: dt.date
+    address: str
+    ports: tuple[int, int]
+    #: The binding's end (exclusive), capped by the registration's.
+    until: dt.datetime
+
+
+def bound_holder(
+    session: Session,
+    *,
+    address: Address,
+    port: int | None,
+    at: dt.datetime,
+    config: ServiceConfig,
+) -> BoundHolder | None:
+    """Which registration holds `address` at `at` through a binding
+    (with `port`: one whose port range covers it), or None.
+
+    A binding holds from its start until its end or its stop; its registration must be in force
+    at `at` as well."""
+    key = address_key(address)
+    lowest = _widest_start(ipaddress.ip_network(address), config.prefix_policy)
+    rows = session.execute(
+        select(
+            Binding.address,
+            Binding.port_lo,
+            Binding.port_hi,
+            Binding.valid_until,
+            Binding.ended_at,
+            Application.id,
+            Application.state,
+            Application.valid_from,
+            Application.valid_until,
+            Application.tracking_number,
+            Application.category,
+        )
+        .join(
+            Application,
+            (Application.isp_id == Binding.isp_id)
+            & (Application.subscriber_id == Binding.subscriber_id),
+        )
+        .where(
+            Binding.range_start <= key,
+            Binding.range_start >= lowest,
+            Binding.range_end >= key,
+            Binding.valid_from <= at,
+            Binding.valid_until > at,
+            Binding.ended_at.is_(None) | (Binding.ended_at > at),
+            Application.bound_to == BoundTo.SUBSCRIBER.value,
+            Application.state.in_(_REGISTERED),
+        )
+        .order_by(Binding.port_lo, Binding.id)
+    ).all()
+    for held, lo, hi, until, ended, app_id, state, app_from, app_until, tracking, cat in rows:
+        ports = _ports(lo, hi)
+        if not port_covered(ports, port) or app_from is None or app_until is None:
+            continue
+        if not is_registered(
+            state=State(state), valid_from=app_from, valid_until=app_until, at=at, tz=config.tz
+        ):
+            continue
+        end = min(until, validity_end(app_until, config.tz))
+        if ended is not None:
+            end = min(end, ended)
+        return BoundHolder(
+            registration_id=app_id,
+            tracking_number=tracking,
+            category=cat,
+            valid_until=app_until,
+            address=held,
+            ports=ports or ANY_PORTS,
+            until=end,
+        )
+    return None

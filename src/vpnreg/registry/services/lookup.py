@@ -15,6 +15,7 @@ from vpnreg.core.review import REGISTERED_STATES, State, is_registered
 from vpnreg.registry.claims import address_key
 from vpnreg.registry.errors import FieldError, ValidationFailed
 from vpnreg.registry.models import Application, ApplicationPrefix, PrefixPeer
+from vpnreg.registry.services.bindings import bound_holder
 from vpnreg.registry.services.config import ServiceConfig
 
 _REGISTERED = tuple(s.value for s in REGISTERED_STATES)
@@ -31,6 +32,10 @@ class LookupResult:
     category: str | None = None
     valid_until: dt.date | None = None
     prefix: str | None = None
+    #: For an address held through an ISP's binding (a subscriber-bound registration): the
+    #: binding's port range and end. Never the subscriber.
+    binding_ports: tuple[int, int] | None = None
+    binding_until: dt.datetime | None = None
 
 
 def _registered(
@@ -48,9 +53,22 @@ def _registered(
 
 
 def lookup(
-    session: Session, *, address: str, now: dt.datetime, config: ServiceConfig
+    session: Session,
+    *,
+    address: str,
+    now: dt.datetime,
+    config: ServiceConfig,
+    port: int | None = None,
 ) -> LookupResult:
-    """Is `address` inside a registration that is registered at `now` (core is_registered)?"""
+    """Is `address` inside a registration that is registered at `now` (core is_registered)?
+
+    A prefix-bound registration covers every port. Otherwise an ISP's binding may hold the
+    address for a subscriber-bound registration at `now`; with `port`, only a binding whose
+    port range covers it counts."""
+    if port is not None and not 0 <= port <= 65535:
+        raise ValidationFailed(
+            [FieldError("port", "invalid", "port must be within 0..65535", port)]
+        )
     try:
         ip = parse_address(address)
     except PrefixError as exc:
@@ -91,6 +109,19 @@ def lookup(
                 valid_until=valid_until,
                 prefix=prefix,
             )
+    held = bound_holder(session, address=ip, port=port, at=now, config=config)
+    if held is not None:
+        return LookupResult(
+            ip=str(ip),
+            registered=True,
+            registration_id=held.registration_id,
+            tracking_number=held.tracking_number,
+            category=held.category,
+            valid_until=held.valid_until,
+            prefix=held.address,
+            binding_ports=held.ports,
+            binding_until=held.until,
+        )
     return LookupResult(ip=str(ip), registered=False)
 
 
