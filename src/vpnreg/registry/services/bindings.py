@@ -100,7 +100,7 @@ def _load_existing(
     return found
 
 
-def _widest_start(network: Network, policy: PrefixPolicy) -> str:
+def widest_start(network: Network, policy: PrefixPolicy) -> str:
     """The lowest range_start a stored binding overlapping `network` can have.
 
     Stored bindings are no broader than the policy allows (/max_v4, /max_v6), so one that
@@ -229,7 +229,7 @@ class _Report:
     def collision(self, event: CheckedEvent) -> _Held | None:
         """A live binding of another subscriber overlapping the event (address and ports)."""
         start, end = range_keys(event.network)
-        for held in self.index.near(_widest_start(event.network, self.policy), start, end):
+        for held in self.index.near(widest_start(event.network, self.policy), start, end):
             if held.isp_id == self.isp_id and held.subscriber_id == event.subscriber_id:
                 continue
             if bindings_collide(
@@ -368,7 +368,7 @@ def report_events(
         valid = [c for c in checked if isinstance(c, CheckedEvent)]
         existing = _load_existing(session, isp_id, ((c.subscriber_id, c.session_id) for c in valid))
         policy = config.prefix_policy
-        spans = [(_widest_start(c.network, policy), range_keys(c.network)[1]) for c in valid]
+        spans = [(widest_start(c.network, policy), range_keys(c.network)[1]) for c in valid]
         report = _Report(
             session, isp_id, now, policy, existing, _LiveIndex.load(session, spans, now)
         )
@@ -488,7 +488,7 @@ def bound_holder(
     A binding holds from its start until its end or its stop; its registration must be in force
     at `at` as well."""
     key = address_key(address)
-    lowest = _widest_start(ipaddress.ip_network(address), config.prefix_policy)
+    lowest = widest_start(ipaddress.ip_network(address), config.prefix_policy)
     rows = session.execute(
         select(
             Binding.address,
