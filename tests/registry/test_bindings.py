@@ -234,3 +234,57 @@ def test_10000_events_in_one_report(
     results = report(session, world, config, clock.now(), *events)
     assert results == [STORED] * 10_000
     assert session.scalar(select(func.count()).select_from(Binding)) == 10_000
+
+
+def test_a_wide_prefix_and_addresses_inside_it_collide_in_either_order(
+    session: Session, world: World, config: services.ServiceConfig, clock: FrozenClock
+) -> None:
+    now = clock.now()
+    first = report(
+        session,
+        world,
+        config,
+        now,
+        ev("start", "SUB-1", "p", address="198.51.100.0/28", ports=(0, 1023)),
+        ev("start", "SUB-2", "h", address="198.51.100.9", ports=(1000, 1000)),  # inside, overlaps
+        ev("start", "SUB-2", "i", address="198.51.100.9", ports=(1024, 2047)),  # inside, apart
+        ev("start", "SUB-3", "j", address="198.51.100.20"),  # whole address, outside the /28
+        ev("start", "SUB-4", "k", address="198.51.100.16/29", ports=(5, 5)),  # covers .20
+        ev("start", "SUB-4", "l", address="198.51.100.21", ports=(1, 1)),  # inside /29, own
+    )
+    assert [r.status for r in first] == [
+        "stored",
+        "refused",
+        "stored",
+        "stored",
+        "refused",
+        "stored",
+    ]
+    # Stored bindings are found again by a later report (loaded from the database).
+    later = report(
+        session,
+        world,
+        config,
+        now + dt.timedelta(seconds=1),
+        ev("start", "SUB-5", "m", address="198.51.100.0/27", ports=(2000, 2000)),
+        ev("start", "SUB-5", "n", address="198.51.100.20", ports=(60000, 60000)),
+        ev("start", "SUB-5", "o", address="198.51.100.14", ports=(1024, 1024)),
+    )
+    assert [r.status for r in later] == ["refused", "refused", "stored"]
+
+
+def test_an_expired_binding_renewed_after_its_address_moved_on_is_refused(
+    session: Session, world: World, config: services.ServiceConfig, clock: FrozenClock
+) -> None:
+    t0 = clock.now()
+    one_hour = t0 + dt.timedelta(hours=1)
+    assert report(session, world, config, t0, ev("start", "SUB-1", "a", until=one_hour)) == [STORED]
+    # The binding lapsed (no interim, no stop); the ISP gave the address to SUB-2.
+    t1 = t0 + dt.timedelta(hours=2)
+    assert report(session, world, config, t1, ev("start", "SUB-2", "b")) == [STORED]
+    [late] = report(session, world, config, t1, ev("interim", "SUB-1", "a"))
+    assert late.status == "refused"
+    assert late.error is not None and "the earlier binding stands" in late.error
+    # Renewed while still live, a binding needs no check and stays.
+    t2 = t1 + dt.timedelta(hours=1)
+    assert report(session, world, config, t2, ev("interim", "SUB-2", "b")) == [STORED]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
@@ -155,11 +156,28 @@ def _whole_seconds(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC).replace(microsecond=0)
 
 
-def check_event(event: BindingEvent, *, now: dt.datetime, policy: PrefixPolicy) -> CheckedEvent:
+def check_address(text: object, policy: PrefixPolicy) -> Network:
+    """A binding's address or prefix under the registrations' prefix policy (no private,
+    special-purpose or too-broad space); a bare address is a /32 or /128."""
+    if not isinstance(text, str):
+        raise BindingError("address", "address must be an IP address or prefix")
+    try:
+        return validate_prefix(text, policy)
+    except PrefixError as exc:
+        raise BindingError("address", f"address: {exc.message}") from None
+
+
+def check_event(
+    event: BindingEvent,
+    *,
+    now: dt.datetime,
+    policy: PrefixPolicy,
+    known: MutableMapping[str, Network | BindingError] | None = None,
+) -> CheckedEvent:
     """Every field of `event` checked against `policy` at `now`, or the first BindingError.
 
-    The address goes through the same prefix policy as a registration's prefixes (no private,
-    special-purpose or too-broad space); a bare address is a /32 or /128."""
+    `known` (the caller's, for one batch of events) remembers each address text's outcome: a
+    report names the same shared addresses again and again."""
     try:
         kind = EventKind(event.event)
     except ValueError:
@@ -167,15 +185,27 @@ def check_event(event: BindingEvent, *, now: dt.datetime, policy: PrefixPolicy) 
         raise BindingError("event", f"event {shown} is not one of start, interim, stop") from None
     subscriber_id = check_subscriber_id(event.subscriber_id)
     session_id = check_session_id(event.session_id)
-    if not isinstance(event.address, str):
-        raise BindingError("address", "address must be an IP address or prefix")
-    try:
-        network = validate_prefix(event.address, policy)
-    except PrefixError as exc:
-        raise BindingError("address", f"address: {exc.message}") from None
+    network = _address_of(event.address, policy, known)
     ports = check_ports(event.ports)
     valid_until = check_until(event.until, now)
     return CheckedEvent(kind, subscriber_id, session_id, network, ports, valid_until)
+
+
+def _address_of(
+    text: object, policy: PrefixPolicy, known: MutableMapping[str, Network | BindingError] | None
+) -> Network:
+    if known is None or not isinstance(text, str):
+        return check_address(text, policy)
+    found = known.get(text)
+    if found is None:
+        try:
+            found = check_address(text, policy)
+        except BindingError as exc:
+            found = exc
+        known[text] = found
+    if isinstance(found, BindingError):
+        raise found
+    return found
 
 
 def ports_overlap(a: tuple[int, int] | None, b: tuple[int, int] | None) -> bool:

@@ -11,10 +11,9 @@ by a transaction-scoped advisory lock taken first in the unit.
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
 import ipaddress
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select, text, tuple_
@@ -40,6 +39,7 @@ from vpnreg.registry.claims import address_key, range_keys
 from vpnreg.registry.errors import FieldError, Forbidden, NotFound, ValidationFailed
 from vpnreg.registry.models import ISP, Application, Binding, BoundTo
 from vpnreg.registry.services.actors import Actor, actor_name, actor_role
+from vpnreg.registry.services.binding_index import HeldBinding, LiveIndex
 from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.transaction import service_transaction
 
@@ -112,89 +112,13 @@ def widest_start(network: Network, policy: PrefixPolicy) -> str:
     return address_key(type(network.network_address)(first))
 
 
-@dataclass
-class _Held:
-    """A binding as the overlap check sees it (a stored live one, or one this report made)."""
-
-    range_start: str
-    range_end: str
-    isp_id: int
-    subscriber_id: str
-    session_id: str
-    network: Network
-    ports: tuple[int, int] | None
-    valid_until: dt.datetime
-
-
-class _LiveIndex:
-    """The live bindings near a report's addresses, sorted by range_start, in memory.
-
-    Loaded with one query per stretch of address space the report touches, then kept up to date
-    by the report itself, so checking 10,000 events costs a few queries, not 10,000."""
-
-    def __init__(self) -> None:
-        self._starts: list[str] = []
-        self._held: list[_Held] = []
-
-    def add(self, held: _Held) -> None:
-        at = bisect.bisect_right(self._starts, held.range_start)
-        self._starts.insert(at, held.range_start)
-        self._held.insert(at, held)
-
-    def near(self, lowest_start: str, start: str, end: str) -> Iterator[_Held]:
-        first = bisect.bisect_left(self._starts, lowest_start)
-        last = bisect.bisect_right(self._starts, end)
-        for held in self._held[first:last]:
-            if held.range_end >= start:
-                yield held
-
-    @classmethod
-    def load(cls, session: Session, spans: list[tuple[str, str]], now: dt.datetime) -> _LiveIndex:
-        """The live bindings starting inside the merged `spans` (lowest start, end)."""
-        index = cls()
-        merged: list[tuple[str, str]] = []
-        for low, high in sorted(spans):
-            if merged and low <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], high))
-            else:
-                merged.append((low, high))
-        for low, high in merged:
-            rows = session.execute(
-                select(
-                    Binding.range_start,
-                    Binding.range_end,
-                    Binding.isp_id,
-                    Binding.subscriber_id,
-                    Binding.session_id,
-                    Binding.address,
-                    Binding.port_lo,
-                    Binding.port_hi,
-                    Binding.valid_until,
-                ).where(
-                    Binding.range_start >= low,
-                    Binding.range_start <= high,
-                    Binding.ended_at.is_(None),
-                    Binding.valid_until > now,
-                )
-            )
-            for start, end, isp, sub, sess, address, lo, hi, until in rows:
-                index.add(
-                    _Held(
-                        start,
-                        end,
-                        isp,
-                        sub,
-                        sess,
-                        ipaddress.ip_network(address),
-                        _ports(lo, hi),
-                        until,
-                    )
-                )
-        return index
-
-
 def _live(row: Binding, now: dt.datetime) -> bool:
     return row.ended_at is None and row.valid_until > now
+
+
+def _still_held(row: Binding | None, now: dt.datetime) -> bool:
+    """A stored binding that holds its address (live), or never will again (stopped)."""
+    return row is not None and (row.ended_at is not None or row.valid_until > now)
 
 
 @dataclass
@@ -215,10 +139,10 @@ class _Report:
     now: dt.datetime
     policy: PrefixPolicy
     existing: dict[tuple[str, str], Binding]
-    index: _LiveIndex
+    index: LiveIndex
     counts: _Counts = field(default_factory=_Counts)
 
-    def still_live(self, held: _Held) -> bool:
+    def still_live(self, held: HeldBinding) -> bool:
         """Whether an indexed binding still holds: a stop earlier in this report ends it."""
         if held.isp_id == self.isp_id:
             row = self.existing.get((held.subscriber_id, held.session_id))
@@ -226,10 +150,11 @@ class _Report:
                 return _live(row, self.now)
         return held.valid_until > self.now
 
-    def collision(self, event: CheckedEvent) -> _Held | None:
+    def collision(self, event: CheckedEvent) -> HeldBinding | None:
         """A live binding of another subscriber overlapping the event (address and ports)."""
         start, end = range_keys(event.network)
-        for held in self.index.near(widest_start(event.network, self.policy), start, end):
+        lowest = widest_start(event.network, self.policy)
+        for held in self.index.near(lowest_start=lowest, start=start, end=end, ports=event.ports):
             if held.isp_id == self.isp_id and held.subscriber_id == event.subscriber_id:
                 continue
             if bindings_collide(
@@ -240,7 +165,7 @@ class _Report:
 
     def hold(self, row: Binding, event: CheckedEvent) -> None:
         self.index.add(
-            _Held(
+            HeldBinding(
                 row.range_start,
                 row.range_end,
                 self.isp_id,
@@ -360,17 +285,27 @@ def report_events(
         _require_isp(session, actor, isp_id)
         _serialise_writers(session)
         checked: list[CheckedEvent | BindingError] = []
+        known: dict[str, Network | BindingError] = {}
         for event in events:
             try:
-                checked.append(check_event(event, now=now, policy=config.prefix_policy))
+                checked.append(
+                    check_event(event, now=now, policy=config.prefix_policy, known=known)
+                )
             except BindingError as exc:
                 checked.append(exc)
         valid = [c for c in checked if isinstance(c, CheckedEvent)]
         existing = _load_existing(session, isp_id, ((c.subscriber_id, c.session_id) for c in valid))
         policy = config.prefix_policy
-        spans = [(widest_start(c.network, policy), range_keys(c.network)[1]) for c in valid]
+        # Only events that may bind an address anew need the live bindings around it: a
+        # renewal of a live binding or a stop checks nothing.
+        spans = [
+            (widest_start(c.network, policy), range_keys(c.network)[1])
+            for c in valid
+            if c.kind is not EventKind.STOP
+            and not _still_held(existing.get((c.subscriber_id, c.session_id)), now)
+        ]
         report = _Report(
-            session, isp_id, now, policy, existing, _LiveIndex.load(session, spans, now)
+            session, isp_id, now, policy, existing, LiveIndex.load(session, spans, now)
         )
         results = [
             EventResult.refused(item.message)
