@@ -247,3 +247,18 @@ def test_bound_addresses_answer_the_public_lookup_without_naming_the_subscriber(
     )
     assert regulator.json()["registration_id"] == app_id
     assert regulator.json()["binding"]["ports"] == [4096, 8191]
+
+
+def test_the_bindings_operation_is_documented_with_its_errors(api: Api) -> None:
+    document = api.client("public").get("/api/v1/openapi.json").json()
+    operation = document["paths"]["/api/v1/isps/{isp_id}/bindings"]["put"]
+    assert set(operation["responses"]) >= {"200", "401", "403", "404", "413", "422", "503"}
+    assert "8 MiB for a binding report" in operation["responses"]["413"]["description"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    report = document["components"]["schemas"][body.rsplit("/", 1)[1]]
+    assert report["properties"]["events"]["maxItems"] == 10_000
+    event = document["components"]["schemas"]["BindingEventIn"]
+    assert event["properties"]["event"]["enum"] == ["start", "interim", "stop"]
+    assert set(event["required"]) == {"event", "subscriber_id", "session_id", "address"}
+    create = document["components"]["schemas"]["ApplicationCreate"]["properties"]
+    assert "subscriber_id" in create and "protocols" in create
