@@ -288,3 +288,14 @@ def test_an_expired_binding_renewed_after_its_address_moved_on_is_refused(
     # Renewed while still live, a binding needs no check and stays.
     t2 = t1 + dt.timedelta(hours=1)
     assert report(session, world, config, t2, ev("interim", "SUB-2", "b")) == [STORED]
+
+
+def test_session_ids_with_quotes_and_backslashes_are_found_again(
+    session: Session, world: World, config: services.ServiceConfig, clock: FrozenClock
+) -> None:
+    now = clock.now()
+    tricky = ["it's", "a\\b", "x');--", '"q"', "%s%(x)s"]
+    starts = [ev("start", "SUB-1", s, address=f"198.51.100.{i + 1}") for i, s in enumerate(tricky)]
+    assert report(session, world, config, now, *starts) == [STORED] * len(tricky)
+    assert report(session, world, config, now, *starts) == [STORED] * len(tricky)
+    assert sorted(r.session_id for r in rows(session)) == sorted(tricky)

@@ -16,7 +16,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, text, tuple_
+from sqlalchemy import BindParameter, bindparam, select, text
 from sqlalchemy.orm import Session
 
 from vpnreg.core.bindings import (
@@ -85,18 +85,35 @@ def _describe(network: Network, ports: tuple[int, int] | None) -> str:
 def _load_existing(
     session: Session, isp_id: int, keys: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], Binding]:
+    """The stored bindings of the ISP named by (subscriber id, session id) `keys`."""
     wanted = sorted(set(keys))
+    # On PostgreSQL the values are rendered into the statement (quoted by SQLAlchemy's literal
+    # processor for strings), not sent as parameters: psycopg prepares a statement it sees again
+    # and PostgreSQL then keeps one generic plan, which for a table that grew since its last
+    # ANALYZE compared every row of the ISP with every key (seconds per report). Constant lists
+    # are planned per report and matched through a hash.
+    literal = session.get_bind().dialect.name == "postgresql"
     found: dict[tuple[str, str], Binding] = {}
     for i in range(0, len(wanted), _LOOKUP_BATCH):
         batch = wanted[i : i + _LOOKUP_BATCH]
+        subscribers: BindParameter[list[str]] = bindparam(
+            "subscribers", sorted({s for s, _ in batch}), expanding=True, literal_execute=literal
+        )
+        sessions: BindParameter[list[str]] = bindparam(
+            "sessions", sorted({s for _, s in batch}), expanding=True, literal_execute=literal
+        )
         rows = session.scalars(
             select(Binding).where(
                 Binding.isp_id == isp_id,
-                tuple_(Binding.subscriber_id, Binding.session_id).in_(batch),
+                Binding.subscriber_id.in_(subscribers),
+                Binding.session_id.in_(sessions),
             )
         )
+        pairs = set(batch)
         for row in rows:
-            found[(row.subscriber_id, row.session_id)] = row
+            key = (row.subscriber_id, row.session_id)
+            if key in pairs:
+                found[key] = row
     return found
 
 
