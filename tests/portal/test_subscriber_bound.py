@@ -7,9 +7,16 @@ import re
 
 import httpx
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
-from tests.portal.forms import csrf, sign_in, sign_out
+from tests.portal.forms import csrf, move, sign_in, sign_out
 from tests.portal.world import PortalWorld
+from vpnreg.clock import FrozenClock
+from vpnreg.core.bindings import BindingEvent
+from vpnreg.registry.models import ISP
+from vpnreg.registry.services import ServiceConfig
+from vpnreg.registry.services.bindings import report_events
+from vpnreg.registry.services.unit_of_work import Database
 
 
 def _post(client: TestClient, world: PortalWorld, **fields: object) -> httpx.Response:
@@ -75,3 +82,33 @@ def test_the_account_id_is_required_and_checked_and_the_choice_is_kept(
     assert bad.status_code == 422
     assert "is not a subscriber id" in bad.text
     assert 'value="openvpn" checked' in bad.text
+
+
+def test_the_public_lookup_page_shows_a_bound_address_without_the_subscriber(
+    client: TestClient, world: PortalWorld, clock: FrozenClock
+) -> None:
+    sign_in(client, "bina")
+    response = _post(client, world, bound_to="subscriber", subscriber_id="ACC-77")
+    app_id = int(response.headers["location"].split("/")[2].split("?")[0])
+    sign_out(client)
+    move(client, "noc", app_id, "verify", 2)
+    move(client, "reg1", app_id, "approve", 3)
+    database = Database(world.settings.database_url)
+    try:
+        with database.session() as session:
+            isp = session.scalar(select(ISP.id).where(ISP.name == world.isp_name))
+            assert isp is not None
+            [result] = report_events(
+                session,
+                actor="test:isp",
+                isp_id=isp,
+                events=[BindingEvent("start", "ACC-77", "s", "198.51.100.77", (2048, 4095))],
+                now=clock.now(),
+                config=ServiceConfig.from_settings(world.settings),
+            )
+            assert result.status == "stored"
+    finally:
+        database.dispose()
+    page = client.get("/lookup", params={"ip": "198.51.100.77"}).text
+    assert "Registered" in page and "ports 2048–4095" in page
+    assert "ACC-77" not in page
