@@ -67,6 +67,7 @@ def test_a_subscriber_bound_application_from_the_form_reaches_the_isps_review(
     assert "subscriber ACC-4471" in queue
     review = client.get(f"/queue/{app_id}").text
     assert 'id="bound-subscriber"' in review and "ACC-4471" in review
+    assert 'id="subscriber-attestation"' in review and 'id="findings"' not in review
 
 
 def test_the_account_id_is_required_and_checked_and_the_choice_is_kept(
