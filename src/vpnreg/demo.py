@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from vpnreg.core.bindings import BindingEvent
 from vpnreg.core.review import Role, State
 from vpnreg.registry import services
 from vpnreg.registry.models import Application, User
+from vpnreg.registry.services.bindings import report_events
 from vpnreg.registry.views import ApplicationView, UserView
 
 #: One password for every demo login; printed by `vpnreg demo`. Never use the demo in production.
@@ -326,6 +328,48 @@ class _Loader:
 #: The trusted actor of demo set-up steps that no person performs (creating logins, bodies).
 ADMIN_ACTOR = "cli:demo"
 
+#: Subscriber-bound registrations (issue 17): the ISP account, the state, the protocols, and
+#: the address the ISP binds to it now (None: none yet). IPv6, clear of the demo's prefixes.
+SUBSCRIBER_BOUND: tuple[tuple[str, State, tuple[str, ...], str | None], ...] = (
+    ("DEMO-ACC-1001", State.ACTIVE, ("wireguard",), "2001:db8:ffff:1::/64"),
+    ("DEMO-ACC-1002", State.ACTIVE, (), "2001:db8:ffff:2::/64"),
+    ("DEMO-ACC-1003", State.SUBMITTED, ("openvpn", "ipsec"), None),
+)
+
+
+def _subscriber_bound(
+    loader: _Loader,
+    orgs: list[tuple[int, str, UserView]],
+    isps: list[tuple[int, UserView]],
+    now: dt.datetime,
+) -> None:
+    """A few registrations that follow their ISP account, and the addresses bound to them."""
+    isp_id, isp_user = isps[0]
+    for n, (account, target, protocols, address) in enumerate(SUBSCRIBER_BOUND):
+        org = orgs[n]
+        at = now - dt.timedelta(days=10, minutes=-7 * n)
+        app = services.create_application(
+            loader.session,
+            organisation_id=org[0],
+            isp_id=isp_id,
+            prefixes=[],
+            subscriber_id=account,
+            protocols=protocols,
+            actor=org[2],
+            now=at,
+            config=loader.config,
+        )
+        loader.walk(app, target, org, isp_user, at)
+        if address is not None:
+            report_events(
+                loader.session,
+                actor=ADMIN_ACTOR,
+                isp_id=isp_id,
+                events=[BindingEvent("start", account, f"demo-{n}", address)],
+                now=now,
+                config=loader.config,
+            )
+
 
 def _plan(orgs: list[tuple[int, str, UserView]]) -> list[tuple[State, tuple[int, str, UserView]]]:
     """Which organisation's application ends in which state; endorsement-free states only for
@@ -393,6 +437,7 @@ def load_demo(session: Session, *, config: services.ServiceConfig, now: dt.datet
             renewal = loader.step(renewal, "endorse", sector, at + dt.timedelta(minutes=20))
         loader.step(renewal, "approve", loader.users["regulator1"], at + dt.timedelta(minutes=30))
     services.advance_time(session, now=now, config=config)
+    _subscriber_bound(loader, orgs, isps, now)
     report = loader.report
     for stored in session.scalars(select(Application.state)):
         report.applications[stored] = report.applications.get(stored, 0) + 1

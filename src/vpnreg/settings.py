@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     allow_documentation_prefixes: bool = False
     max_prefix_v4: int = Field(default=22, ge=0, le=32)
     max_prefix_v6: int = Field(default=40, ge=0, le=128)
+    #: Days an ISP's binding is kept after it ended (`vpnreg maintenance` deletes older ones,
+    #: keeping their counts in the audit log).
+    binding_retention_days: int = Field(default=180, ge=1, le=36_500)
     endorsed_categories: tuple[str, ...] = DEFAULT_ENDORSED_CATEGORIES
     #: Key for hashing national ID numbers; never stored next to the data it protects.
     id_hash_key: str = "development-id-hash-key"

@@ -105,7 +105,9 @@ def test_not_yaml_not_a_mapping_and_unreadable(tmp_path: Path) -> None:
     err = refusal(tmp_path, "organisation: [unclosed\n")
     assert err.code == EXIT_REFUSED and "not valid YAML" in str(err) and "\n" not in str(err)
     err = refusal(tmp_path, "- just\n- a list\n")
-    assert str(err).endswith("expected a mapping with organisation, isp and prefixes")
+    assert str(err).endswith(
+        "expected a mapping with organisation, isp and prefixes (or subscriber_id)"
+    )
     with pytest.raises(CliError) as caught:
         load_application_file(tmp_path / "missing.yaml")
     assert caught.value.code == EXIT_USAGE and "cannot read" in str(caught.value)

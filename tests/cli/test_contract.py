@@ -126,6 +126,7 @@ def test_lookup_answers_every_address_and_refuses_non_addresses(registry: Run) -
             "category": None,
             "prefix": None,
             "valid_until": None,
+            "binding": None,
         }
     for garbage in ("not-an-ip", "300.1.1.1", "192.0.2.0/24"):
         result = registry("lookup", garbage)

@@ -15,8 +15,10 @@ from sqlalchemy.pool import NullPool
 from tests.feed_server.conftest import Committed
 from tests.feed_server.flow import bank_registration
 from vpnreg.clock import FrozenClock
+from vpnreg.core.bindings import BindingEvent
 from vpnreg.registry import services
 from vpnreg.registry.db import make_engine
+from vpnreg.registry.services.bindings import report_events
 from vpnreg.registry.services.feed_publisher import CatchUp, FeedPublisher
 
 
@@ -69,8 +71,9 @@ def test_catch_up_reads_neither_set_until_something_is_audited(
     assert recorded.touched("audit_head") and recorded.touched("applications")
     for table in ("application_prefixes", "prefix_peers", "feed_entries", "feed_deltas"):
         assert not recorded.touched(table), table
-    # Per call: the audit head and the feed_state row; every other call the time aggregate.
-    assert len([s for s in recorded.statements if s.startswith("select")]) == 10 * 2 + 5
+    # Per call: the audit head and the feed_state row; every other call the time aggregate and
+    # the probe for a binding that reached its end.
+    assert len([s for s in recorded.statements if s.startswith("select")]) == 10 * 2 + 5 * 2
 
     approve(committed, clock, "192.0.2.0/24")
     recorded.statements.clear()
@@ -100,3 +103,30 @@ def test_catch_up_takes_over_a_feed_another_process_published(
         elsewhere.serial,
     )
     assert publisher.catch_up(check_time=False) == CatchUp(False, False)
+
+
+def test_a_binding_reaching_its_end_is_news_for_the_time_check(
+    committed: Committed, recorded: Recorded, clock: FrozenClock
+) -> None:
+    publisher = publisher_on(recorded, committed, clock)
+    publisher.publish()
+    report_events(
+        committed.session,
+        actor="test:isp",
+        isp_id=committed.world.isp,
+        events=[
+            BindingEvent(
+                "start", "SUB-1", "s1", "198.51.100.7", until=clock.now() + dt.timedelta(hours=1)
+            )
+        ],
+        now=clock.now(),
+        config=committed.config,
+    )
+    committed.session.rollback()
+    assert publisher.catch_up(check_time=False).published  # the report was audited
+    clock.advance(dt.timedelta(minutes=59))
+    assert publisher.catch_up(check_time=True) == CatchUp(False, False)
+    clock.advance(dt.timedelta(minutes=1))
+    assert publisher.catch_up(check_time=False) == CatchUp(False, False)
+    assert publisher.catch_up(check_time=True).published  # its end passed: publish again
+    assert publisher.catch_up(check_time=True) == CatchUp(False, False)

@@ -43,6 +43,8 @@ def draft(
     *,
     bank: bool = False,
     idempotency_key: str | None = None,
+    subscriber_id: str | None = None,
+    protocols: tuple[str, ...] = (),
 ) -> ApplicationView:
     return services.create_application(
         session,
@@ -53,6 +55,8 @@ def draft(
         now=now,
         config=config,
         idempotency_key=idempotency_key,
+        subscriber_id=subscriber_id,
+        protocols=protocols,
     )
 
 
@@ -64,9 +68,20 @@ def ready_for_decision(
     prefixes: list[tuple[str, list[str]]],
     *,
     bank: bool = False,
+    subscriber_id: str | None = None,
+    protocols: tuple[str, ...] = (),
 ) -> ApplicationView:
     """Submitted, verified and (for the software house) endorsed."""
-    app = draft(session, world, config, now, prefixes, bank=bank)
+    app = draft(
+        session,
+        world,
+        config,
+        now,
+        prefixes,
+        bank=bank,
+        subscriber_id=subscriber_id,
+        protocols=protocols,
+    )
     applicant = world.bank_applicant if bank else world.applicant
     kw = {"application_id": app.id, "now": now, "config": config}
     app = act("submit", session, actor=applicant, **kw)  # type: ignore[arg-type]
@@ -84,8 +99,19 @@ def approved(
     prefixes: list[tuple[str, list[str]]],
     *,
     bank: bool = False,
+    subscriber_id: str | None = None,
+    protocols: tuple[str, ...] = (),
 ) -> ApplicationView:
-    app = ready_for_decision(session, world, config, now, prefixes, bank=bank)
+    app = ready_for_decision(
+        session,
+        world,
+        config,
+        now,
+        prefixes,
+        bank=bank,
+        subscriber_id=subscriber_id,
+        protocols=protocols,
+    )
     return act(
         "approve", session, application_id=app.id, actor=world.regulator, now=now, config=config
     )

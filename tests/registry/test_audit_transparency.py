@@ -35,7 +35,7 @@ _HEX_KEYS = {"salt", "digest", "hash", "prev_hash"}
 
 
 def _append_v1(session: Session, now: dt.datetime, **fields: Any) -> None:
-    """An event as the code before migration 0010 wrote it (hash version 1, no salt)."""
+    """An event as the code before migration 0009 wrote it (hash version 1, no salt)."""
     records = list(iter_records(session))
     record = next_record(records[-1] if records else None, time=now, **fields)
     session.execute(
@@ -274,7 +274,7 @@ def test_checkpoints_are_append_only(session: Session, history: int, clock: Froz
     assert session.scalar(select(AuditCheckpoint.count)) == history
 
 
-def test_migration_0010_keeps_old_events_at_version_1_and_appends_version_2(
+def test_migration_0009_keeps_old_events_at_version_1_and_appends_version_2(
     fresh_url: str, clock: FrozenClock
 ) -> None:
     upgrade(fresh_url, "0007")

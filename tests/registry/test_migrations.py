@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from vpnreg.clock import FrozenClock
@@ -123,3 +123,71 @@ def test_0004_keeps_existing_tokens_and_its_downgrade_drops_user_bound_ones(
     finally:
         engine.dispose()
     assert current_revision(fresh_url) == "0003"
+
+
+def _downgrade(engine: Engine, revision: str) -> None:
+    with engine.begin() as conn:
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        command.downgrade(config, revision)
+
+
+def test_0008_makes_existing_applications_prefix_bound_and_downgrades_cleanly(
+    fresh_url: str, clock: FrozenClock
+) -> None:
+    upgrade(fresh_url, "0007")
+    engine = make_engine(fresh_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO organisations (id, name, category, created_at) "
+                    "VALUES (1, 'Org', 'bank', :t)"
+                ),
+                {"t": clock.now()},
+            )
+            conn.execute(
+                text("INSERT INTO isps (id, name, created_at) VALUES (1, 'ISP', :t)"),
+                {"t": clock.now()},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO applications (id, organisation_id, isp_id, category, state, "
+                    "version, created_by, created_at, updated_at) "
+                    "VALUES (1, 1, 1, 'bank', 'draft', 1, 'x', :t, :t)"
+                ),
+                {"t": clock.now()},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO reviews (application_id, actor, action, from_state, to_state, "
+                    "created_at) VALUES (1, 'x', 'submit', 'draft', 'submitted', :t)"
+                ),
+                {"t": clock.now()},
+            )
+        upgrade(fresh_url)
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT bound_to, protocols FROM applications")).one()
+        assert row[0] == "prefixes"
+        assert row[1] in ([], "[]")
+        tables = set(inspect(engine).get_table_names())
+        assert {"bindings", "radius_clients"} <= tables
+        with pytest.raises(DBAPIError), engine.begin() as conn:
+            conn.execute(text("UPDATE applications SET bound_to = 'somewhere'"))
+        _downgrade(engine, "0007")
+        tables = set(inspect(engine).get_table_names())
+        assert not {"bindings", "radius_clients"} & tables
+        columns = {c["name"] for c in inspect(engine).get_columns("applications")}
+        assert not {"bound_to", "protocols"} & columns
+        with engine.connect() as conn:
+            # The application and its history survive the round trip (nothing cascaded).
+            assert conn.execute(text("SELECT count(*) FROM reviews")).scalar_one() == 1
+            assert conn.execute(text("SELECT count(*) FROM applications")).scalar_one() == 1
+        upgrade(fresh_url)
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE applications SET bound_to = 'subscriber'"))
+        with pytest.raises(RuntimeError, match="1 subscriber-bound application"):
+            _downgrade(engine, "0007")
+    finally:
+        engine.dispose()
+    assert current_revision(fresh_url) == HEAD

@@ -89,6 +89,8 @@ def test_the_table_holds_the_spec_rules(api: Api) -> None:
         # Documents: everyone who reads applications, each within its scope (issue 15 item 2).
         ("GET", base + "/documents/{document_id}"): set(READERS),
         ("GET", "/applications/{application_id}/documents/{document_id}"): set(READERS),
+        # Bindings: the ISP's own users only (issue 17); which ISP is checked inside.
+        ("PUT", "/api/v1/isps/{isp_id}/bindings"): {"isp"},
     }
     for (method, path), roles in rules.items():
         allowed = {c for c in ALL_CALLERS if allows(access_for(policy, method, path), c)}
@@ -170,3 +172,43 @@ def test_document_download_is_scoped(api: Api, caller: str, expected: int) -> No
     if expected == 200:
         assert response.content == pdf
         assert response.headers["content-disposition"] == 'attachment; filename="lease.pdf"'
+
+
+@pytest.mark.parametrize(
+    ("caller", "own_isp", "expected"),
+    [
+        ("noc", True, 200),
+        ("ptcl-noc", True, 403),
+        ("noc", False, 403),
+        ("ali", True, 403),
+        ("reg1", True, 403),
+        ("admin", True, 403),
+        ("gateway", True, 403),
+        ("public", True, 401),
+    ],
+    ids=[
+        "own-isp",
+        "other-isps-user",
+        "isp-reports-for-another",
+        "applicant",
+        "regulator",
+        "admin",
+        "gateway",
+        "public",
+    ],
+)
+def test_bindings_are_reported_by_that_isps_users_only(
+    api: Api, caller: str, own_isp: bool, expected: int
+) -> None:
+    isp = api.world.isp if own_isp else api.world.other_isp
+    event = {
+        "event": "start",
+        "subscriber_id": f"M-{caller}-{own_isp}",
+        "session_id": "m",
+        "address": "198.51.100.250",
+        "ports": [0, 0],
+    }
+    response = api.client(caller).put(f"/api/v1/isps/{isp}/bindings", json={"events": [event]})
+    assert response.status_code == expected, response.text
+    if expected == 200:
+        assert response.json() == {"results": [{"status": "stored"}]}

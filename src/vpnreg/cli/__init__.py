@@ -42,6 +42,8 @@ COMMANDS = {
     "serve": "serve",
     "tokens": "tokens",
     "outbox": "outbox",
+    "bindings": "bindings",
+    "maintenance": "bindings",
 }
 
 

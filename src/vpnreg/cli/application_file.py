@@ -21,7 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from vpnreg.cli.runtime import EXIT_USAGE, fail
 from vpnreg.core.excerpt import excerpt
-from vpnreg.registry.schemas import MAX_PREFIXES, PrefixIn
+from vpnreg.registry.schemas import MAX_PREFIXES, PrefixIn, Protocols, SubscriberId
 from vpnreg.validation import location, problem
 
 #: An application of MAX_PREFIXES prefixes with 64 peers each is about 100 kB of YAML.
@@ -65,9 +65,12 @@ class ApplicationFile(BaseModel):
 
     organisation: str = Field(min_length=1)
     isp: str = Field(min_length=1)
+    #: Prefix-bound: the prefixes. Subscriber-bound: `subscriber_id:` instead.
     prefixes: list[Annotated[PrefixIn, BeforeValidator(_prefix_item)]] = Field(
-        max_length=MAX_PREFIXES
+        default_factory=list, max_length=MAX_PREFIXES
     )
+    subscriber_id: SubscriberId | None = None
+    protocols: Protocols
     #: false keeps the application a draft, as --draft does.
     submit: bool = True
 
@@ -96,7 +99,7 @@ def load_application_file(path: Path) -> ApplicationFile:
     except yaml.YAMLError as err:
         fail(f"{path}: not valid YAML ({' '.join(str(err).split())})")
     if not isinstance(data, dict):
-        fail(f"{path}: expected a mapping with organisation, isp and prefixes")
+        fail(f"{path}: expected a mapping with organisation, isp and prefixes (or subscriber_id)")
     try:
         return ApplicationFile.model_validate(data)
     except ValidationError as exc:

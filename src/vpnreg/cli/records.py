@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -19,19 +20,51 @@ from vpnreg.core.legacy_csv import decode, parse_legacy_csv
 PROGRESS_MIN_ROWS = 1000
 
 
+def parse_time(text: str, option: str) -> dt.datetime:
+    """An ISO 8601 / RFC 3339 time with its offset (a usage error otherwise)."""
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"{option} {text!r} is not an ISO 8601 time (e.g. 2026-01-15T09:00:00Z)", EXIT_USAGE)
+    if value.tzinfo is None or value.utcoffset() is None:
+        fail(f"{option} {text!r} needs a time zone offset (e.g. Z or +05:00)", EXIT_USAGE)
+    return value.astimezone(dt.UTC)
+
+
 def lookup(
     ip: Annotated[str, typer.Argument(help="An IPv4 or IPv6 address.")],
+    port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="The domestic endpoint's port: an address an ISP bound with a port range "
+            "(CGNAT) is registered only for ports inside it.",
+        ),
+    ] = None,
+    at: Annotated[
+        str | None, typer.Option(help="Ask about this time (ISO 8601 with offset), not now.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
-    """Is this address registered now, and by which registration?"""
+    """Is this address registered now (or --at TIME), and by which registration?"""
     try:
         parse_address(ip)
     except PrefixError as err:
         fail(err.message, EXIT_USAGE)
+    when = None if at is None else parse_time(at, "--at")
     from vpnreg.registry import services
 
     with open_registry() as reg:
-        found = services.lookup(reg.session, address=ip, now=reg.now(), config=reg.config)
+        found = services.lookup(
+            reg.session, address=ip, now=when or reg.now(), config=reg.config, port=port
+        )
+    binding = None
+    if found.binding_ports is not None and found.binding_until is not None:
+        binding = {
+            "ports": list(found.binding_ports),
+            "until": found.binding_until.isoformat().replace("+00:00", "Z"),
+        }
     answer = {
         "ip": found.ip,
         "registered": found.registered,
@@ -40,12 +73,17 @@ def lookup(
         "category": found.category,
         "prefix": found.prefix,
         "valid_until": found.valid_until.isoformat() if found.valid_until else None,
+        "binding": binding,
     }
     if as_json:
         typer.echo(json.dumps(answer, sort_keys=True))
     elif found.registered:
+        bound = ""
+        if binding is not None:
+            lo, hi = binding["ports"]
+            bound = f" (bound by its ISP, ports {lo}-{hi}, until {binding['until']})"
         typer.echo(
-            f"{found.ip}: registered in {found.prefix} by {found.tracking_number} "
+            f"{found.ip}: registered in {found.prefix}{bound} by {found.tracking_number} "
             f"({found.category}), valid until {found.valid_until}"
         )
     else:

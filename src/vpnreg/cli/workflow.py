@@ -53,6 +53,8 @@ def apply(
             organisation_id=reg.id_by_name(Organisation, data.organisation),
             isp_id=reg.id_by_name(ISP, data.isp),
             prefixes=data.prefix_requests(),
+            subscriber_id=data.subscriber_id,
+            protocols=data.protocols,
             submit=not draft and data.submit,
             actor=user,
             now=reg.now(),

@@ -6,7 +6,7 @@ writers queue on that row lock; on SQLite the write unit's BEGIN IMMEDIATE alrea
 writers.
 
 Events are appended with hash version 2 (ADR 0008) and a fresh random salt from os.urandom;
-events stored before migration 0010 keep version 1, and verification checks both.
+events stored before migration 0009 keep version 1, and verification checks both.
 """
 
 from __future__ import annotations

@@ -167,18 +167,37 @@ class User(Base):
     created_at: Mapped[dt.datetime]
 
 
+class BoundTo(StrEnum):
+    """Where a registration's addresses come from: its own prefixes, or its ISP's bindings."""
+
+    PREFIXES = "prefixes"
+    SUBSCRIBER = "subscriber"
+
+
 class Application(Base):
     """One registration request and, once approved, the registration itself."""
 
     __tablename__ = "applications"
+    __table_args__ = (
+        CheckConstraint("bound_to IN ('prefixes', 'subscriber')", name="bound_to"),
+        Index("ix_applications_isp_id_subscriber_id", "isp_id", "subscriber_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tracking_number: Mapped[str | None] = mapped_column(String(32), unique=True)
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
     isp_id: Mapped[int] = mapped_column(ForeignKey("isps.id"), index=True)
     category: Mapped[str] = mapped_column(String(32))
-    #: The ISP's own customer reference for the subscriber, when known (legacy imports).
+    #: The ISP's own customer reference for the subscriber: required for a subscriber-bound
+    #: registration (its addresses are the ISP's bindings of this id); legacy imports keep it
+    #: as a plain reference.
     subscriber_id: Mapped[str | None] = mapped_column(String(64))
+    #: BoundTo: 'prefixes' (the prefixes below) or 'subscriber' (no prefixes; bindings).
+    bound_to: Mapped[str] = mapped_column(
+        String(16), default=BoundTo.PREFIXES.value, server_default=BoundTo.PREFIXES.value
+    )
+    #: The VPN protocols (VpnProtocol values, canonical order) the registration allows; [] = any.
+    protocols: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     state: Mapped[str] = mapped_column(String(32), index=True)
     #: Bumped by every change; services refuse a caller's stale expected_version.
     version: Mapped[int] = mapped_column(Integer)
@@ -327,7 +346,7 @@ class AuditLogRow(Base):
     after: Mapped[Any] = mapped_column(JSON, nullable=True)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
-    #: 1: hashed as in ADR 0003 (events before migration 0010); 2: salted field digests (ADR 0008).
+    #: 1: hashed as in ADR 0003 (events before migration 0009); 2: salted field digests (ADR 0008).
     hash_version: Mapped[int] = mapped_column(Integer, server_default="1")
     #: The event's random salt (version 2); never exported, so short values stay unguessable.
     salt: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
@@ -532,3 +551,61 @@ class OutboxMessage(Base):
     subject: Mapped[str] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text)
     sent_at: Mapped[dt.datetime | None]
+
+
+# -- Subscriber bindings and RADIUS clients (migration 0008) --------------------------------------
+
+
+class Binding(Base):
+    """An address (or prefix, optionally a port range of it) an ISP reports for a subscriber.
+
+    Live while ended_at is NULL and valid_until lies ahead; kept afterwards as history of who
+    held the address when. One row per (ISP, subscriber id, session id): a retransmitted event
+    finds its row again.
+    """
+
+    __tablename__ = "bindings"
+    __table_args__ = (
+        # Also the index of lookups by (ISP, subscriber id): its leading columns.
+        UniqueConstraint("isp_id", "subscriber_id", "session_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    isp_id: Mapped[int] = mapped_column(ForeignKey("isps.id"))
+    subscriber_id: Mapped[str] = mapped_column(String(64))
+    session_id: Mapped[str] = mapped_column(String(128))
+    #: The address or prefix as normalised text (a bare address is a /32 or /128).
+    address: Mapped[str] = mapped_column(String(64))
+    #: First and last address as 32 hex digits, as ApplicationPrefix.
+    range_start: Mapped[str] = mapped_column(String(32), index=True)
+    range_end: Mapped[str] = mapped_column(String(32))
+    #: The port block (RFC 7422 style) of a shared address; NULL: the whole address.
+    port_lo: Mapped[int | None] = mapped_column(Integer)
+    port_hi: Mapped[int | None] = mapped_column(Integer)
+    valid_from: Mapped[dt.datetime]
+    #: Exclusive end: at most 24 h after the last start or interim update.
+    valid_until: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    #: Set by a stop: the binding ended at that instant.
+    ended_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class RadiusClient(Base):
+    """An ISP's RADIUS accounting client (BNG/BRAS or AAA proxy): its address and shared secret.
+
+    The secret is stored as given: verifying a Request Authenticator needs the secret itself."""
+
+    __tablename__ = "radius_clients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    isp_id: Mapped[int] = mapped_column(ForeignKey("isps.id"), index=True)
+    address: Mapped[str] = mapped_column(String(64), unique=True)
+    secret: Mapped[str] = mapped_column(String(256))
+    #: The attribute holding the subscriber id (User-Name unless the ISP says e.g. Class).
+    subscriber_attribute: Mapped[str] = mapped_column(
+        String(64), default="User-Name", server_default="User-Name"
+    )
+    #: The (vendor) attribute holding the port block, if the ISP sends one.
+    ports_attribute: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime]

@@ -6,12 +6,36 @@ API documents without loading the web app. What a prefix means is checked by the
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 #: The most prefixes one application may ask for.
 MAX_PREFIXES = 256
+
+#: A VPN protocol an application may limit itself to (core.protocols.MODE_PROTOCOLS).
+ProtocolName = Literal["openvpn", "wireguard", "ipsec", "pptp", "l2tp", "sstp", "other-vpn"]
+#: The ISP's account id of a subscriber-bound application's line (core.bindings checks it).
+SubscriberId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/+\-]{0,63}$",
+        examples=["SUB-123"],
+        description="The ISP's account id of the line: 1 to 64 letters, digits or ._:@/+- "
+        "(starting with a letter or digit)",
+    ),
+]
+#: The VPN protocols an application uses; empty (or left out) means any.
+Protocols = Annotated[
+    list[ProtocolName],
+    Field(
+        default_factory=list,
+        max_length=7,
+        description="The VPN protocols the registration allows (empty: any)",
+    ),
+]
 
 
 class PrefixIn(BaseModel):

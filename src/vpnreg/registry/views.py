@@ -130,6 +130,14 @@ class ApplicationView:
     created_at: dt.datetime
     updated_at: dt.datetime
     prefixes: tuple[PrefixView, ...]
+    #: 'prefixes' (the prefixes above) or 'subscriber' (the ISP's bindings of subscriber_id).
+    bound_to: str = "prefixes"
+    #: The VPN protocols the registration allows (canonical order); empty: any.
+    protocols: tuple[str, ...] = ()
+
+    @property
+    def subscriber_bound(self) -> bool:
+        return self.bound_to == "subscriber"
 
     @classmethod
     def of(cls, app: Application) -> ApplicationView:
@@ -161,6 +169,8 @@ class ApplicationView:
                 )
                 for p in app.prefixes
             ),
+            bound_to=app.bound_to or "prefixes",
+            protocols=tuple(app.protocols or ()),
         )
 
 

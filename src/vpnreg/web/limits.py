@@ -9,6 +9,7 @@ else is small JSON or a form.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -19,10 +20,15 @@ from vpnreg.web.problems import answer
 MAX_BODY_BYTES = 2 * 1024 * 1024
 #: A multipart upload: one document of at most 5 MiB, a CSV of prefixes, and the fields.
 MAX_UPLOAD_BYTES = 12 * 1024 * 1024
+#: An ISP's binding report: 10,000 events of up to about 500 bytes each, with room to spare.
+MAX_BINDINGS_BYTES = 8 * 1024 * 1024
+_BINDINGS_PATH = re.compile(r"^/api/v1/isps/[0-9]{1,12}/bindings$")
 
 
-def limit_for(content_type: str) -> int:
-    return MAX_UPLOAD_BYTES if content_type.startswith("multipart/") else MAX_BODY_BYTES
+def limit_for(content_type: str, path: str = "") -> int:
+    if content_type.startswith("multipart/"):
+        return MAX_UPLOAD_BYTES
+    return MAX_BINDINGS_BYTES if _BINDINGS_PATH.match(path) else MAX_BODY_BYTES
 
 
 class BodyLimit:
@@ -36,7 +42,9 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         headers = {k.lower(): v for k, v in scope.get("headers", [])}
-        limit = limit_for(headers.get(b"content-type", b"").decode("latin-1"))
+        limit = limit_for(
+            headers.get(b"content-type", b"").decode("latin-1"), str(scope.get("path", ""))
+        )
         declared = headers.get(b"content-length")
         if declared is not None:
             if not declared.isdigit() or int(declared) > limit:

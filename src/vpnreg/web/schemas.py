@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vpnreg.registry.schemas import MAX_PREFIXES, PrefixIn
+from vpnreg.registry.schemas import MAX_PREFIXES, PrefixIn, Protocols, SubscriberId
+from vpnreg.registry.services.lookup import LookupResult
 from vpnreg.registry.views import ApplicationView, IspView, OrganisationView
 from vpnreg.web.bounds import MAX_ID
 
@@ -36,7 +37,14 @@ class ApplicationCreate(BaseModel):
     #: The applicant's own organisation when left out.
     organisation_id: int | None = Field(default=None, ge=0, le=MAX_ID)
     isp_id: int = Field(ge=0, le=MAX_ID)
-    prefixes: list[PrefixIn] = Field(max_length=MAX_PREFIXES)
+    #: Prefix-bound: the prefixes. Subscriber-bound: leave out and give subscriber_id.
+    prefixes: list[PrefixIn] = Field(default_factory=list, max_length=MAX_PREFIXES)
+    subscriber_id: SubscriberId | None = Field(
+        default=None,
+        description="Instead of prefixes: the ISP's account id of the line; the registration "
+        "then holds whatever addresses the ISP binds to it",
+    )
+    protocols: Protocols
 
 
 class PrefixPublic(BaseModel):
@@ -62,6 +70,10 @@ class ApplicationPublic(BaseModel):
     created_at: dt.datetime
     updated_at: dt.datetime
     prefixes: list[PrefixPublic]
+    #: 'prefixes' or 'subscriber' (its addresses are the ISP's bindings of subscriber_id).
+    bound_to: str = "prefixes"
+    subscriber_id: str | None = None
+    protocols: list[str] = Field(default_factory=list)
 
     @classmethod
     def of(cls, app: ApplicationView) -> ApplicationPublic:
@@ -83,6 +95,11 @@ class ApplicationPublic(BaseModel):
             created_at=app.created_at,
             updated_at=app.updated_at,
             prefixes=[PrefixPublic(prefix=p.prefix, peers=list(p.peers)) for p in app.prefixes],
+            bound_to=app.bound_to,
+            # A legacy import's customer reference is the ISP's business: shown only where it
+            # is what the registration is bound to.
+            subscriber_id=app.subscriber_id if app.subscriber_bound else None,
+            protocols=list(app.protocols),
         )
 
 
@@ -207,6 +224,13 @@ class PrefixPage(BaseModel):
     offset: int
 
 
+class BindingPublic(BaseModel):
+    """How an ISP's binding holds an address: its port range and its end (never the subscriber)."""
+
+    ports: tuple[int, int]
+    until: dt.datetime
+
+
 class LookupPublic(BaseModel):
     ip: str
     registered: bool
@@ -215,6 +239,23 @@ class LookupPublic(BaseModel):
     category: str | None
     valid_until: dt.date | None
     prefix: str | None
+    binding: BindingPublic | None = None
+
+    @classmethod
+    def of(cls, result: LookupResult) -> LookupPublic:
+        binding = None
+        if result.binding_ports is not None and result.binding_until is not None:
+            binding = BindingPublic(ports=result.binding_ports, until=result.binding_until)
+        return cls(
+            ip=result.ip,
+            registered=result.registered,
+            registration_id=result.registration_id,
+            tracking_number=result.tracking_number,
+            category=result.category,
+            valid_until=result.valid_until,
+            prefix=result.prefix,
+            binding=binding,
+        )
 
 
 class AuditEventPublic(BaseModel):

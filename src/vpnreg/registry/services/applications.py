@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from vpnreg.core.bindings import BindingError, check_subscriber_id, parse_protocols
 from vpnreg.core.ipspace import (
     Network,
     PrefixError,
@@ -23,7 +24,14 @@ from vpnreg.core.tracking import RANDOM_BYTES, tracking_number
 from vpnreg.registry.audit_log import append_event
 from vpnreg.registry.claims import range_keys
 from vpnreg.registry.errors import FieldError, NotFound, StaleVersion, ValidationFailed
-from vpnreg.registry.models import ISP, Application, ApplicationPrefix, Organisation, PrefixPeer
+from vpnreg.registry.models import (
+    ISP,
+    Application,
+    ApplicationPrefix,
+    BoundTo,
+    Organisation,
+    PrefixPeer,
+)
 from vpnreg.registry.services import idempotency
 from vpnreg.registry.services.actors import Actor, actor_name, require_role
 from vpnreg.registry.services.config import ServiceConfig
@@ -157,31 +165,41 @@ def create_application(
     now: dt.datetime,
     config: ServiceConfig,
     idempotency_key: str | None = None,
+    subscriber_id: str | None = None,
+    protocols: Sequence[str] = (),
 ) -> ApplicationView:
-    """A new draft application of `organisation_id` for prefixes reached through `isp_id`.
+    """A new draft application of `organisation_id` for prefixes reached through `isp_id`, or
+    (with `subscriber_id` and no prefixes) for whatever addresses that ISP binds to the
+    subscriber: a subscriber-bound application.
 
     The category is the organisation's. Every prefix goes through validate_prefix; every
-    problem (bad prefix, bad peer, overlap inside the application) is reported at once.
-    With an `idempotency_key`, a repeat of the same request by the same caller returns the
-    application the first one made (services.idempotency).
+    problem (bad prefix, bad peer, overlap inside the application, bad subscriber id or
+    protocol) is reported at once. `protocols` limits the registration to those VPN protocols
+    (empty: any). With an `idempotency_key`, a repeat of the same request by the same caller
+    returns the application the first one made (services.idempotency).
     """
     require_role(actor, Role.APPLICANT, Role.ADMIN)
+    scope = _Scope(subscriber_id, tuple(protocols))
     if idempotency_key is None:
-        return _create(session, organisation_id, isp_id, prefixes, actor, now, config, None)
+        return _create(session, organisation_id, isp_id, prefixes, scope, actor, now, config, None)
     idempotency.check_key(idempotency_key)
+    request: dict[str, object] = {
+        "organisation_id": organisation_id,
+        "isp_id": isp_id,
+        "prefixes": [[p, list(peers)] for p, peers in prefixes],
+    }
+    # Only when given: keys remembered before issue 17 keep their fingerprints.
+    if subscriber_id is not None:
+        request["subscriber_id"] = subscriber_id
+    if protocols:
+        request["protocols"] = list(protocols)
     once = _Once(
         owner=actor_name(actor),
         key=idempotency_key,
-        fingerprint=idempotency.request_fingerprint(
-            {
-                "organisation_id": organisation_id,
-                "isp_id": isp_id,
-                "prefixes": [[p, list(peers)] for p, peers in prefixes],
-            }
-        ),
+        fingerprint=idempotency.request_fingerprint(request),
     )
     try:
-        return _create(session, organisation_id, isp_id, prefixes, actor, now, config, once)
+        return _create(session, organisation_id, isp_id, prefixes, scope, actor, now, config, once)
     except IntegrityError:
         # A request with the same key committed between our look-up and our insert
         # (PostgreSQL; SQLite's writers take turns): answer with what it made.
@@ -192,6 +210,46 @@ def create_application(
             if made is None:
                 raise
             return ApplicationView.of(load_application(session, made, lock=False))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scope:
+    """What a registration covers besides prefixes: the subscriber, the VPN protocols."""
+
+    subscriber_id: str | None
+    protocols: tuple[str, ...]
+
+
+def check_scope(
+    prefixes: Sequence[PrefixRequest], scope: _Scope
+) -> tuple[str | None, list[str], list[FieldError]]:
+    """The subscriber id and protocols checked: (subscriber id, protocols, problems).
+
+    A subscriber-bound application names the subscriber and no prefixes (its addresses are the
+    ISP's bindings); a prefix-bound one names prefixes."""
+    errors: list[FieldError] = []
+    subscriber: str | None = None
+    if scope.subscriber_id is not None:
+        try:
+            subscriber = check_subscriber_id(scope.subscriber_id)
+        except BindingError as exc:
+            errors.append(FieldError("subscriber_id", "invalid", exc.message, scope.subscriber_id))
+        if prefixes:
+            errors.append(
+                FieldError(
+                    "prefixes",
+                    "unexpected",
+                    "a subscriber-bound application holds no prefixes: give either prefixes "
+                    "or a subscriber id",
+                    len(prefixes),
+                )
+            )
+    chosen: list[str] = []
+    try:
+        chosen = [p.value for p in parse_protocols(list(scope.protocols))]
+    except BindingError as exc:
+        errors.append(FieldError("protocols", "invalid", exc.message, list(scope.protocols)))
+    return subscriber, chosen, errors
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,6 +264,7 @@ def _create(
     organisation_id: int,
     isp_id: int,
     prefixes: Sequence[PrefixRequest],
+    scope: _Scope,
     actor: Actor,
     now: dt.datetime,
     config: ServiceConfig,
@@ -235,11 +294,22 @@ def _create(
             )
         if session.get(ISP, isp_id) is None:
             raise NotFound("ISP", isp_id)
-        checked = validate_prefixes(prefixes, config.prefix_policy)
+        subscriber, protocols, errors = check_scope(prefixes, scope)
+        checked: list[tuple[Network, list[Network]]] = []
+        if scope.subscriber_id is None:
+            try:
+                checked = validate_prefixes(prefixes, config.prefix_policy)
+            except ValidationFailed as exc:
+                errors = exc.errors + errors
+        if errors:
+            raise ValidationFailed(errors)
         app = Application(
             organisation_id=org.id,
             isp_id=isp_id,
             category=org.category,
+            subscriber_id=subscriber,
+            bound_to=BoundTo.SUBSCRIBER.value if subscriber else BoundTo.PREFIXES.value,
+            protocols=protocols,
             state=State.DRAFT.value,
             version=1,
             created_by=actor_name(actor),

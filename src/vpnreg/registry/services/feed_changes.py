@@ -2,10 +2,11 @@
 
 The registered set at a moment depends on the stored registrations and on the time. Every
 stored change is written with an audit event in its own transaction, so the audit chain's head
-sequence moves with it (`audit_head_seq`: one row). Time alone changes the set only where a
-SYSTEM step (activate, expire) is due, which `time_due` answers from a few aggregated columns.
-While neither has moved since the last publish, computing the registered set again can only
-find the set already published.
+sequence moves with it (`audit_head_seq`: one row); a report of ISP bindings is one such change.
+Time alone changes the set only where a SYSTEM step (activate, expire) is due, which `time_due`
+answers from a few aggregated columns, or where an ISP's binding reaches its end without a stop
+(`bindings_ended`, one indexed row at most). While none has moved since the last publish,
+computing the registered set again can only find the set already published.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from vpnreg.core.review import State, time_transition
-from vpnreg.registry.models import Application, AuditHead
+from vpnreg.registry.models import Application, AuditHead, Binding
 from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.timeline import _TIMED_STATES
 
-__all__ = ["audit_head_seq", "time_due"]
+__all__ = ["audit_head_seq", "bindings_ended", "time_due"]
 
 
 def audit_head_seq(session: Session) -> int | None:
@@ -55,3 +56,19 @@ def time_due(session: Session, now: dt.datetime, config: ServiceConfig) -> bool:
         is not None
         for state, valid_from, valid_until in rows
     )
+
+
+def bindings_ended(session: Session, since: dt.datetime, now: dt.datetime) -> bool:
+    """Whether a binding not stopped reached its end in (since, now] (no lock taken).
+
+    Gateways enforce an entry's end themselves; this only lets the published set drop it."""
+    found = session.execute(
+        select(Binding.id)
+        .where(
+            Binding.valid_until > since,
+            Binding.valid_until <= now,
+            Binding.ended_at.is_(None),
+        )
+        .limit(1)
+    ).first()
+    return found is not None

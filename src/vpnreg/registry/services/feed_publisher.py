@@ -9,6 +9,7 @@ registered set, only when one of them moved since the last publish.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ from vpnreg.core.feed.versions import DEFAULT_MAX_DELTAS
 from vpnreg.registry.services import feed_store
 from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.feed import PublishResult, publish_detailed
-from vpnreg.registry.services.feed_changes import audit_head_seq, time_due
+from vpnreg.registry.services.feed_changes import audit_head_seq, bindings_ended, time_due
 
 __all__ = ["CatchUp", "FeedPublisher"]
 
@@ -63,6 +64,8 @@ class FeedPublisher:
         self._work = threading.Lock()
         self._history: FeedHistory | None = None
         self._audit_seq: int | None = None
+        #: The clock's time of the last full publish (bindings ending after it are news).
+        self._published_at: dt.datetime | None = None
 
     @classmethod
     def for_url(
@@ -107,10 +110,13 @@ class FeedPublisher:
             return self._publish()
 
     def _publish(self) -> tuple[PublishResult, bool]:
+        now = self._clock.now()
         with self._sessions() as session:
             done = publish_detailed(
-                session, now=self._clock.now(), config=self._config, max_deltas=self._max_deltas
+                session, now=now, config=self._config, max_deltas=self._max_deltas
             )
+        with self._lock:
+            self._published_at = now
         return done.result, self._hold(done.history, done.audit_seq, published=True)
 
     def catch_up(self, *, check_time: bool) -> CatchUp:
@@ -122,9 +128,14 @@ class FeedPublisher:
                 held = self._history
                 held_key = None if held is None else (held.session_id, held.serial)
                 held_seq = self._audit_seq
+                published_at = self._published_at
             with self._sessions() as session:
                 seq = audit_head_seq(session)
-                due = check_time and time_due(session, self._clock.now(), self._config)
+                now = self._clock.now()
+                due = check_time and (
+                    time_due(session, now, self._config)
+                    or (published_at is not None and bindings_ended(session, published_at, now))
+                )
                 if held_key is not None and seq == held_seq and not due:
                     state = feed_store.read_state(session, lock=False)
                     history = None

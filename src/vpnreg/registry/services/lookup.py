@@ -11,10 +11,12 @@ from sqlalchemy.orm import Session
 
 from vpnreg.core.feed import AllowlistEntry
 from vpnreg.core.ipspace import Network, PrefixError, parse_address
+from vpnreg.core.protocols import VpnProtocol
 from vpnreg.core.review import REGISTERED_STATES, State, is_registered, validity_end
 from vpnreg.registry.claims import address_key
 from vpnreg.registry.errors import FieldError, ValidationFailed
 from vpnreg.registry.models import Application, ApplicationPrefix, PrefixPeer
+from vpnreg.registry.services.bindings import binding_entries, bound_holder
 from vpnreg.registry.services.config import ServiceConfig
 
 _REGISTERED = tuple(s.value for s in REGISTERED_STATES)
@@ -31,6 +33,10 @@ class LookupResult:
     category: str | None = None
     valid_until: dt.date | None = None
     prefix: str | None = None
+    #: For an address held through an ISP's binding (a subscriber-bound registration): the
+    #: binding's port range and end. Never the subscriber.
+    binding_ports: tuple[int, int] | None = None
+    binding_until: dt.datetime | None = None
 
 
 def _registered(
@@ -48,9 +54,22 @@ def _registered(
 
 
 def lookup(
-    session: Session, *, address: str, now: dt.datetime, config: ServiceConfig
+    session: Session,
+    *,
+    address: str,
+    now: dt.datetime,
+    config: ServiceConfig,
+    port: int | None = None,
 ) -> LookupResult:
-    """Is `address` inside a registration that is registered at `now` (core is_registered)?"""
+    """Is `address` inside a registration that is registered at `now` (core is_registered)?
+
+    A prefix-bound registration covers every port. Otherwise an ISP's binding may hold the
+    address for a subscriber-bound registration at `now`; with `port`, only a binding whose
+    port range covers it counts."""
+    if port is not None and not 0 <= port <= 65535:
+        raise ValidationFailed(
+            [FieldError("port", "invalid", "port must be within 0..65535", port)]
+        )
     try:
         ip = parse_address(address)
     except PrefixError as exc:
@@ -91,13 +110,28 @@ def lookup(
                 valid_until=valid_until,
                 prefix=prefix,
             )
+    held = bound_holder(session, address=ip, port=port, at=now, config=config)
+    if held is not None:
+        return LookupResult(
+            ip=str(ip),
+            registered=True,
+            registration_id=held.registration_id,
+            tracking_number=held.tracking_number,
+            category=held.category,
+            valid_until=held.valid_until,
+            prefix=held.address,
+            binding_ports=held.ports,
+            binding_until=held.until,
+        )
     return LookupResult(ip=str(ip), registered=False)
 
 
 def registered_entries(
     session: Session, *, now: dt.datetime, config: ServiceConfig
 ) -> list[AllowlistEntry]:
-    """The allowlist at `now`: one entry per prefix of every registered registration.
+    """The allowlist at `now`: one entry per prefix of every registered prefix-bound
+    registration and one per live binding of every registered subscriber-bound one
+    (`bindings.binding_entries`), each with its registration's VPN protocols.
 
     Plain column reads (two queries), not ORM objects: the feed publishes after every change
     the portal makes, and loading every registration with its organisation, ISP, prefixes and
@@ -109,6 +143,7 @@ def registered_entries(
             Application.state,
             Application.valid_from,
             Application.valid_until,
+            Application.protocols,
             ApplicationPrefix.id,
             ApplicationPrefix.prefix,
         )
@@ -117,8 +152,8 @@ def registered_entries(
         .order_by(Application.id, ApplicationPrefix.position)
     ).all()
     kept = [
-        (app_id, valid_until, prefix_id, prefix)
-        for app_id, state, valid_from, valid_until, prefix_id, prefix in rows
+        (app_id, valid_until, protocols, prefix_id, prefix)
+        for app_id, state, valid_from, valid_until, protocols, prefix_id, prefix in rows
         if valid_until is not None and _registered(state, valid_from, valid_until, now, config.tz)
     ]
     peers: dict[int, list[Network]] = {}
@@ -131,14 +166,16 @@ def registered_entries(
             .order_by(PrefixPeer.id)
         ):
             peers.setdefault(prefix_id, []).append(ipaddress.ip_network(peer))
-    return [
+    prefix_entries = [
         AllowlistEntry(
             prefix=ipaddress.ip_network(prefix),
             peers=tuple(peers.get(prefix_id, ())),
             registration_id=app_id,
             # the exclusive end instant, as Claim.valid_end: the start of the day after the
-            # last day in the regulator's zone; any port, any protocol (ADR 0006)
+            # last day in the regulator's zone; any port (ADR 0006)
             valid_until=validity_end(valid_until, config.tz),
+            protocols=frozenset(VpnProtocol(p) for p in protocols or ()),
         )
-        for app_id, valid_until, prefix_id, prefix in kept
+        for app_id, valid_until, protocols, prefix_id, prefix in kept
     ]
+    return prefix_entries + binding_entries(session, now=now, config=config)

@@ -72,6 +72,8 @@ def renew(
             isp_id=old.isp_id,
             category=old.category,
             subscriber_id=old.subscriber_id,
+            bound_to=old.bound_to,
+            protocols=list(old.protocols or ()),
             state=State.SUBMITTED.value,
             version=1,
             renews_id=old.id,

@@ -23,7 +23,20 @@ def application_snapshot(app: Application) -> dict[str, Any]:
         "prefixes": [
             {"prefix": p.prefix, "peers": [peer.peer for peer in p.peers]} for p in app.prefixes
         ],
+        **_binding_scope(app),
     }
+
+
+def _binding_scope(app: Application) -> dict[str, Any]:
+    """Subscriber binding and protocol scope, only where set: a prefix-bound application of any
+    protocol is recorded exactly as before issue 17."""
+    scope: dict[str, Any] = {}
+    if app.bound_to == "subscriber":
+        scope["bound_to"] = app.bound_to
+        scope["subscriber_id"] = app.subscriber_id
+    if app.protocols:
+        scope["protocols"] = list(app.protocols)
+    return scope
 
 
 def organisation_snapshot(org: Organisation) -> dict[str, Any]:

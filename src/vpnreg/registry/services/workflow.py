@@ -45,7 +45,10 @@ from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.outbox import notify_state_change
 from vpnreg.registry.services.renewal import renew
 from vpnreg.registry.services.snapshots import application_snapshot
-from vpnreg.registry.services.submission import refuse_registered_overlap
+from vpnreg.registry.services.submission import (
+    refuse_registered_overlap,
+    refuse_second_subscriber_registration,
+)
 from vpnreg.registry.services.transaction import run_unit, service_transaction
 from vpnreg.registry.views import ApplicationView
 
@@ -297,6 +300,7 @@ def _approval_effect(config: ServiceConfig, now: dt.datetime) -> Effect:
     def effect(session: Session, app: Application, target: State) -> None:
         if target is not State.APPROVED:
             return
+        refuse_second_subscriber_registration(session, app, viewer=None)
         app.valid_from, app.valid_until = approval_period(session, app, now, config.tz)
         session.flush()
         claim_space(session, app, tz=config.tz)
@@ -345,6 +349,7 @@ def _submit_effect(
 ) -> Effect:
     def effect(session: Session, app: Application, target: State) -> None:
         refuse_registered_overlap(session, app, viewer=actor, now=now)
+        refuse_second_subscriber_registration(session, app, viewer=actor)
 
     return effect
 

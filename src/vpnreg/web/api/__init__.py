@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from vpnreg.web.api import applications, directory, records
+from vpnreg.web.api import applications, bindings, directory, records
 
 router = APIRouter(prefix="/api/v1")
 router.include_router(applications.router)
+router.include_router(bindings.router)
 router.include_router(directory.router)
 router.include_router(records.router)

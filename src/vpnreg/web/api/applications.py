@@ -196,6 +196,8 @@ def create_application(
         organisation_id=organisation_id,
         isp_id=body.isp_id,
         prefixes=[(p.prefix, p.peers) for p in body.prefixes],
+        subscriber_id=body.subscriber_id,
+        protocols=body.protocols,
         actor=user,
         now=clock.now(),
         config=config,

@@ -162,7 +162,8 @@ ERRORS: tuple[ErrorRule, ...] = (
     ),
     ErrorRule(
         413,
-        "`body-too-large`: the body is over its cap (2 MiB; 12 MiB multipart); it was not read.",
+        "`body-too-large`: the body is over its cap (2 MiB; 12 MiB multipart; 8 MiB for a "
+        "binding report); it was not read.",
         lambda op: op.body,
     ),
     ErrorRule(

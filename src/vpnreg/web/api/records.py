@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 from typing import Annotated, Any
 
@@ -23,6 +24,7 @@ from vpnreg.web.policy import (
     allow,
     only,
 )
+from vpnreg.web.problems import Problem
 from vpnreg.web.schemas import (
     KEYWORD,
     TEXT,
@@ -97,6 +99,23 @@ def list_prefixes(
     )
 
 
+#: The domestic endpoint's port (an address bound with a port range holds only those ports).
+PortQuery = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        le=65535,
+        description="The domestic endpoint's port: an address an ISP bound with a port range "
+        "(CGNAT) is registered only for ports inside it",
+    ),
+]
+#: Ask about another moment than now.
+AtQuery = Annotated[
+    dt.datetime | None,
+    Query(description="RFC 3339 time with offset to ask about (default: now)"),
+]
+
+
 @router.get(
     "/lookup",
     dependencies=[allow(OVERSIGHT)],
@@ -108,9 +127,24 @@ def lookup(
     clock: AppClock,
     config: Config,
     ip: Annotated[str, Query(min_length=1, max_length=64)],
+    port: PortQuery = None,
+    at: AtQuery = None,
 ) -> LookupPublic:
-    result = services.lookup(db, address=ip, now=clock.now(), config=config)
-    return LookupPublic(**vars(result))
+    result = services.lookup(db, address=ip, now=_moment(at, clock.now()), config=config, port=port)
+    return LookupPublic.of(result)
+
+
+def _moment(at: dt.datetime | None, now: dt.datetime) -> dt.datetime:
+    if at is None:
+        return now
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise Problem(
+            422,
+            "validation-failed",
+            "at: give the time zone offset (e.g. 2026-01-15T09:00:00Z)",
+            extra={"errors": [{"field": "at", "code": "invalid", "message": "needs an offset"}]},
+        )
+    return at.astimezone(dt.UTC)
 
 
 class RdapResponse(JSONResponse):
@@ -158,11 +192,16 @@ def ip_network(
     db: DbSession,
     clock: AppClock,
     config: Config,
+    port: PortQuery = None,
+    at: AtQuery = None,
 ) -> JSONResponse:
     """RFC 9083 section 5.4, reduced to what the public may see: the network, its category and
-    validity. It names neither the organisation nor the subscriber."""
+    validity, and for an address an ISP bound to a subscriber-bound registration the binding's
+    port range and end. It names neither the organisation nor the subscriber."""
     try:
-        result = services.lookup(db, address=address, now=clock.now(), config=config)
+        result = services.lookup(
+            db, address=address, now=_moment(at, clock.now()), config=config, port=port
+        )
     except ValidationFailed as err:
         return _rdap_error(400, "Not an IP address", err.errors[0].message, registered=False)
     if not result.registered or result.prefix is None:
@@ -190,6 +229,9 @@ def ip_network(
         "vpnreg_validUntil": result.valid_until.isoformat() if result.valid_until else None,
         "vpnreg_query": result.ip,
     }
+    public = LookupPublic.of(result)
+    if public.binding is not None:
+        body["binding"] = public.binding.model_dump(mode="json")
     return RdapResponse(body)
 
 

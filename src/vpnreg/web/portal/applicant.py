@@ -3,12 +3,14 @@ renewal, withdrawal. Every form is a plain POST answered by a redirect; HTMX onl
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from vpnreg.core.ipspace import PrefixError, validate_prefix
+from vpnreg.core.protocols import MODE_PROTOCOLS
 from vpnreg.core.review import Role, State
 from vpnreg.registry import services
 from vpnreg.registry.errors import FieldError, NotFound, RegistryError, ValidationFailed
@@ -36,7 +38,7 @@ from vpnreg.web.portal.prefix_forms import (
 )
 from vpnreg.web.portal.requirements import KIND_LABELS, document_kinds, required_documents
 from vpnreg.web.portal.steps import suspension_step, timeline_steps
-from vpnreg.web.posted import Posted
+from vpnreg.web.posted import Posted, PostedForm
 
 router = APIRouter(include_in_schema=False)
 
@@ -52,9 +54,39 @@ def _organisation(session: DbSession, user: UserView) -> OrganisationView:
     return queries.get_organisation(session, organisation_id=user.organisation_id or 0, viewer=user)
 
 
-def _form_state(isp_id: int | None, entries: list[tuple[str, str]], rows: int) -> dict[str, object]:
+#: The VPN protocols an application may name, in their canonical order.
+PROTOCOL_CHOICES = tuple(p.value for p in MODE_PROTOCOLS)
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """The form's choice of what the registration covers: its prefixes (typed or a CSV), or
+    "my address changes" (the ISP's account id), and the VPN protocols ticked."""
+
+    by_subscriber: bool = False
+    subscriber_id: str = ""
+    protocols: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, form: PostedForm) -> _Scope:
+        return cls(
+            by_subscriber=form.get("bound_to") == "subscriber",
+            subscriber_id=form.get("subscriber_id").strip()[:100],
+            protocols=tuple(p for p in form.getlist("protocols") if p in PROTOCOL_CHOICES),
+        )
+
+
+def _form_state(
+    isp_id: int | None, entries: list[tuple[str, str]], rows: int, scope: _Scope = _Scope()
+) -> dict[str, object]:
     padded = entries + [("", "")] * max(0, rows - len(entries))
-    return {"isp_id": isp_id, "rows": [{"prefix": p, "peers": q} for p, q in padded]}
+    return {
+        "isp_id": isp_id,
+        "rows": [{"prefix": p, "peers": q} for p, q in padded],
+        "bound_to": "subscriber" if scope.by_subscriber else "prefixes",
+        "subscriber_id": scope.subscriber_id,
+        "protocols": scope.protocols,
+    }
 
 
 def _apply_page(
@@ -77,6 +109,7 @@ def _apply_page(
             "form": form,
             "errors": errors,
             "required_documents": required_documents(org.category),
+            "protocol_choices": PROTOCOL_CHOICES,
             "max_document_mb": documents.MAX_DOCUMENT_BYTES // (1024 * 1024),
         },
         status_code=status_code,
@@ -172,19 +205,26 @@ def apply(
     typed = [(p, q) for p, q in zip(prefixes, peers + [""] * len(prefixes), strict=False)]
     isp_text = form.get("isp_id")
     isp_id = parse_id(isp_text)
+    # "My address changes": the registration follows the ISP's account id, no prefixes.
+    scope = _Scope.of(form)
+    by_subscriber = scope.by_subscriber
     more = form.get("more_rows")
     if more.isdigit():
         rows = min(max(int(more[:3]), DEFAULT_ROWS), MAX_ROWS)
-        state = _form_state(isp_id, typed, rows)
+        state = _form_state(isp_id, typed, rows, scope)
         return _apply_page(request, session, user, form=state, errors=[])
 
     errors: list[FieldError] = []
-    entries: list[PrefixEntry] = rows_from_form(prefixes, peers)
-    upload = form.file("prefixes_csv")
+    entries: list[PrefixEntry] = [] if by_subscriber else rows_from_form(prefixes, peers)
+    upload = None if by_subscriber else form.file("prefixes_csv")
     if upload is not None:
         csv_entries, csv_errors = rows_from_csv(upload[1])
         entries += csv_entries
         errors += csv_errors
+    if by_subscriber and not scope.subscriber_id:
+        errors.append(
+            FieldError("subscriber_id", "required", "enter the account id your ISP gave you")
+        )
     if isp_id is None:
         errors.append(FieldError("ISP", "required", "choose your internet service provider"))
     org = _organisation(session, user)
@@ -196,9 +236,14 @@ def apply(
             errors.append(problem)
         elif got is not None:
             files.append(services.DocumentUpload(doc.kind, got[0], got[1]))
-    state = _form_state(isp_id, [(e.prefix, " ".join(e.peers)) for e in entries], DEFAULT_ROWS)
-    if errors or not entries:
-        if not entries:
+    state = _form_state(
+        isp_id,
+        [(e.prefix, " ".join(e.peers)) for e in entries],
+        DEFAULT_ROWS,
+        scope,
+    )
+    if errors or not (entries or by_subscriber):
+        if not (entries or by_subscriber):
             errors.append(FieldError("prefixes", "required", "enter at least one prefix"))
         return _apply_page(request, session, user, form=state, errors=errors, status_code=422)
     assert isp_id is not None
@@ -212,6 +257,8 @@ def apply(
             organisation_id=org.id,
             isp_id=isp_id,
             prefixes=[(e.prefix, e.peers) for e in entries],
+            subscriber_id=scope.subscriber_id if by_subscriber else None,
+            protocols=scope.protocols,
             documents=files,
             submit=submit,
             actor=user,

@@ -151,7 +151,11 @@ def _queue(
                     organisation=app.organisation_name,
                     category=app.category,
                     state=app.state,
-                    prefixes=", ".join(p.prefix for p in app.prefixes),
+                    prefixes=(
+                        f"subscriber {app.subscriber_id}"
+                        if app.subscriber_bound
+                        else ", ".join(p.prefix for p in app.prefixes)
+                    ),
                     age=age_text(app.updated_at, now),
                     waiting_since=app.updated_at,
                     decisions=tuple(decisions(session, app, user, config, now)),
