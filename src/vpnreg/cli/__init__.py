@@ -42,6 +42,7 @@ COMMANDS = {
     "serve": "serve",
     "tokens": "tokens",
     "outbox": "outbox",
+    "radius": "radius",
 }
 
 
