@@ -125,13 +125,14 @@ def set_radius_client(
         row = session.scalar(select(RadiusClient).where(RadiusClient.address == address))
         if row is not None and row.isp_id != isp_id:
             other = session.get(ISP, row.isp_id)
+            holder = other.name if other is not None else f"ISP {row.isp_id}"
             raise ValidationFailed(
                 [
                     FieldError(
                         "address",
                         "taken",
                         f"{address} is the RADIUS client of "
-                        f"{other.name if other else row.isp_id!r}, not of {isp.name}",
+                        f"{holder}, not of {isp.name}",
                         address,
                     )
                 ]
