@@ -188,7 +188,13 @@ class AccountingServer:
                 except TimeoutError:
                     data = None
                 if data is not None:
-                    self._receive(data, source)
+                    try:
+                        self._receive(data, source)
+                    except Exception as exc:  # one bad packet or send never stops the server
+                        self._count(malformed=1)
+                        _LOG.error(
+                            "dropped a packet from %s: %s: %s", source, type(exc).__name__, exc
+                        )
                 if time.monotonic() >= next_stats:
                     _LOG.info("counters: %s", self._snapshot().line())
                     next_stats = time.monotonic() + self._stats_interval
@@ -305,6 +311,7 @@ class AccountingServer:
     # -- storing ---------------------------------------------------------------------------
 
     def _store_loop(self) -> None:
+        """Store batches until the stop sentinel; nothing that goes wrong ends the thread."""
         finished = False
         while not finished:
             job = self._queue.get()
@@ -320,11 +327,17 @@ class AccountingServer:
                     finished = True
                     break
                 if events + len(more.events) > MAX_EVENTS_PER_REPORT:
-                    self._store(jobs)
+                    self._store_safely(jobs)
                     jobs, events = [], 0
                 jobs.append(more)
                 events += len(more.events)
+            self._store_safely(jobs)
+
+    def _store_safely(self, jobs: Sequence[_Job]) -> None:
+        try:
             self._store(jobs)
+        except Exception as exc:  # e.g. an answer that cannot be sent: logged, thread lives on
+            _LOG.error("storing or answering a batch failed: %s: %s", type(exc).__name__, exc)
 
     def _store(self, jobs: Sequence[_Job]) -> None:
         """Store the jobs' events, one report_events call per client, then answer each job."""
