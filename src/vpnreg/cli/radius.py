@@ -19,6 +19,9 @@ import typer
 
 from vpnreg.cli.runtime import EXIT_USAGE, clock, fail, load_settings
 
+#: The UDP receive buffer asked for (net.core.rmem_max may grant less).
+RECEIVE_BUFFER_BYTES = 8 * 1024 * 1024
+
 
 def parse_listen(value: str) -> tuple[str, int]:
     """HOST:PORT, with an IPv6 host in brackets ([::]:1813); the port may be 0 (any free)."""
@@ -70,6 +73,9 @@ def radius(
     database = Database(settings.database_url)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
+    # A burst (a BNG restarting sends a Start per subscriber) must wait in the kernel, not be
+    # lost: the default buffer holds a few hundred requests. The kernel caps this at rmem_max.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
     try:
         try:
             sock.bind((host, port))
