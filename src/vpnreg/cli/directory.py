@@ -85,23 +85,33 @@ def create_isp(name: Annotated[str, typer.Option(help="The ISP's name.")]) -> No
 
 @isps_app.command("radius-client")
 def radius_client(
-    isp: Annotated[str, typer.Argument(help="The ISP's name.")],
-    address: Annotated[str, typer.Option(help="The client's (BNG's or AAA proxy's) IP address.")],
+    isp: Annotated[str, typer.Argument(metavar="ISP_NAME", help="The ISP's name.")],
+    address: Annotated[
+        str, typer.Option(metavar="ADDRESS", help="The client's (BNG's or AAA proxy's) IP address.")
+    ],
     secret_file: Annotated[
-        Path, typer.Option(help="File holding the shared secret (one line).", dir_okay=False)
+        Path,
+        typer.Option(
+            metavar="FILE", help="File holding the shared secret (one line).", dir_okay=False
+        ),
     ],
     subscriber_attribute: Annotated[
-        str, typer.Option(help="The attribute holding the subscriber id, e.g. Class.")
+        str,
+        typer.Option(metavar="NAME", help="The attribute holding the subscriber id, e.g. Class."),
     ] = "User-Name",
     ports_attribute: Annotated[
         str | None,
         typer.Option(
-            help="The (vendor) attribute holding the CGNAT port block, e.g. VPNReg-Port-Range."
+            metavar="NAME",
+            help="The (vendor) attribute holding the CGNAT port block, e.g. VPNReg-Port-Range.",
         ),
     ] = None,
     dictionary: Annotated[
         list[Path] | None,
-        typer.Option(help="An extra RADIUS dictionary the server is started with (repeatable)."),
+        typer.Option(
+            metavar="FILE",
+            help="An extra RADIUS dictionary the server is started with (repeatable).",
+        ),
     ] = None,
 ) -> None:
     """Register the ISP's RADIUS accounting client, or update the one at that address."""

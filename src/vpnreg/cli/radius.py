@@ -43,6 +43,7 @@ def radius(
     dictionary: Annotated[
         list[Path] | None,
         typer.Option(
+            metavar="FILE",
             help="An extra RADIUS dictionary (FreeRADIUS format) for vendor attributes "
             "(repeatable).",
             exists=True,
@@ -50,7 +51,7 @@ def radius(
         ),
     ] = None,
     stats_interval: Annotated[
-        float, typer.Option(min=1.0, help="Seconds between two logs of the counters.")
+        float, typer.Option(min=1.0, metavar="S", help="Seconds between two logs of the counters.")
     ] = 60.0,
 ) -> None:
     """Receive RADIUS accounting (RFC 2866) from the ISPs' clients and store their bindings."""
