@@ -3,6 +3,8 @@ decoded attributes, then packets encoded and decoded by pyrad with the shipped d
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from pyrad.packet import AcctPacket
 
@@ -14,7 +16,7 @@ from vpnreg.core.radius_accounting import (
     accounting_record,
     parse_port_block,
 )
-from vpnreg.radius.server import decoded_attributes, load_dictionary
+from vpnreg.radius.server import authentic, decoded_attributes, load_dictionary
 from vpnreg.registry.services.radius_clients import RadiusClientView
 
 DEFAULT = ClientAttributes()
@@ -237,3 +239,24 @@ def test_nokia_alc_nat_port_range_reads_like_the_shipped_attribute() -> None:
     attributes = decoded_attributes(received, load_dictionary([]), client)
     record = accounting_record(attributes, ClientAttributes(ports="Alc-Nat-Port-Range"))
     assert record.events == (BindingEvent("interim", "SUB-5", "x1", "203.0.113.9", (4096, 8191)),)
+
+
+def test_a_message_authenticator_when_present_must_verify_too() -> None:
+    dictionary = load_dictionary([])
+    sent = AcctPacket(
+        secret=b"right", dict=dictionary, message_authenticator=True,
+        Acct_Status_Type="Start", User_Name="S", Acct_Session_Id="m1",
+    )  # fmt: skip
+    raw = sent.RequestPacket()
+    received = AcctPacket(packet=raw, secret=b"right", dict=dictionary)
+    assert received.message_authenticator and authentic(received)
+    # Flip a bit of the Message-Authenticator's value (attribute 80), then sign the Request
+    # Authenticator again: only the Message-Authenticator is wrong now.
+    at = raw.index(bytes([80, 18]), 20) + 2  # after the header
+    forged = AcctPacket(packet=raw[:at] + bytes([raw[at] ^ 1]) + raw[at + 1 :], secret=b"right",
+                        dict=dictionary)  # fmt: skip
+    body = forged.raw_packet
+    vector = hashlib.md5(body[:4] + bytes(16) + body[20:] + b"right").digest()  # noqa: S324
+    resigned = AcctPacket(packet=body[:4] + vector + body[20:], secret=b"right", dict=dictionary)
+    assert resigned.VerifyAcctRequest()
+    assert not authentic(resigned)

@@ -284,7 +284,7 @@ class AccountingServer:
                     address,
                 )
                 return None
-            if _authentic(request):
+            if authentic(request):
                 return request
             if attempt == 0:
                 reloaded = self._client(address, stale=True)
@@ -400,7 +400,7 @@ class AccountingServer:
         self._answer(job.request, job.source, job.key)
 
 
-def _authentic(request: AcctPacket) -> bool:
+def authentic(request: AcctPacket) -> bool:
     """The Request Authenticator verifies, and so does the Message-Authenticator if present."""
     if not request.VerifyAcctRequest():
         return False
@@ -419,6 +419,7 @@ def load_dictionary(extra: Sequence[str]) -> Dictionary:
 __all__ = [
     "AccountingServer",
     "Counters",
+    "authentic",
     "client_address",
     "decoded_attributes",
     "load_dictionary",
