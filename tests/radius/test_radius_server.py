@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from pyrad.packet import AcctPacket
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
 from tests.console import VPNREG
 from tests.registry import flow
@@ -312,6 +312,44 @@ def test_cgnat_port_blocks_from_the_vendor_attribute_and_class(radius: Radius) -
             select(AuditLogRow.action).where(AuditLogRow.object_type == "radius_client")
         ).all()
     assert list(actions) == ["radius_client.create", "radius_client.update"]
+
+
+def _wait_for(log: Path, needle: str) -> None:
+    deadline = time.monotonic() + _PROCESS_DEADLINE_S
+    while needle not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+
+
+def test_no_answer_until_stored_and_the_retransmission_is_stored(radius: Radius) -> None:
+    """A request whose binding cannot be stored is not answered (the NAS retransmits); the
+    retransmission, once the database works again, is stored and answered."""
+    radius.register_client()
+    radius.start()
+    packet = AcctPacket(
+        secret=SECRET.encode(), dict=load_dictionary([]), Acct_Status_Type="Start",
+        User_Name="SUB-1", Acct_Session_Id="f1", Framed_IP_Address="192.0.2.30",
+    )  # fmt: skip
+    raw = packet.RequestPacket()
+    with radius.engine.begin() as conn:  # the table away: every write of a binding fails
+        conn.execute(text("ALTER TABLE bindings RENAME TO bindings_away"))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as nas:
+        nas.bind(("127.0.0.1", 0))
+        nas.sendto(raw, ("127.0.0.1", radius.port))
+        _wait_for(radius.log, "not answered")
+        with radius.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE bindings_away RENAME TO bindings"))
+        nas.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            nas.recvfrom(4096)  # nothing was answered for the failed attempt
+        nas.settimeout(_PROCESS_DEADLINE_S)
+        nas.sendto(raw, ("127.0.0.1", radius.port))  # the NAS retransmits the same datagram
+        answer, _ = nas.recvfrom(4096)
+    assert answer[0] == 5 and answer[1] == raw[1]
+    assert radius.bindings() == [("SUB-1", "f1", "192.0.2.30/32", None, None, True)]
+    counters = radius.stop()
+    assert (counters["failed"], counters["stored"], counters["answered"]) == (1, 1, 1)
+    assert counters["duplicate"] == 0  # the failed attempt was forgotten, not cached
 
 
 def test_cli_errors_are_one_line(sqlite_url: str, tmp_path: Path) -> None:
