@@ -131,8 +131,7 @@ def set_radius_client(
                     FieldError(
                         "address",
                         "taken",
-                        f"{address} is the RADIUS client of "
-                        f"{holder}, not of {isp.name}",
+                        f"{address} is the RADIUS client of {holder}, not of {isp.name}",
                         address,
                     )
                 ]
