@@ -93,10 +93,10 @@ class Radius:
             time.sleep(0.05)
         pytest.fail(f"vpnreg radius did not start: {self.log.read_text()}")
 
-    def stop(self) -> dict[str, int]:
-        """SIGTERM; the server exits 0 and its last line holds the counters."""
+    def stop(self, signum: int = signal.SIGTERM) -> dict[str, int]:
+        """SIGTERM (or SIGINT); the server exits 0 and its last line holds the counters."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
+        self.proc.send_signal(signum)
         assert self.proc.wait(timeout=_PROCESS_DEADLINE_S) == 0, self.log.read_text()
         text = self.log.read_text()
         assert "Traceback" not in text, text
@@ -105,12 +105,13 @@ class Radius:
         return {k: int(v) for k, v in (pair.split("=") for pair in final[0].split())}
 
     def radclient(
-        self, attributes: str, *, secret: str = SECRET, count: int = 1, timeout: int = 5
-    ) -> subprocess.CompletedProcess[str]:
+        self, attributes: str, *, secret: str = SECRET, count: int = 1, timeout: int = 5,
+        command: str = "acct",
+    ) -> subprocess.CompletedProcess[str]:  # fmt: skip
         """One Accounting-Request (sent `count` times), its attributes in radclient's syntax."""
         return subprocess.run(
             ["radclient", "-d", str(self.where), "-x", "-c", str(count), "-t", str(timeout),
-             "-r", "1", f"127.0.0.1:{self.port}", "acct", secret],
+             "-r", "1", f"127.0.0.1:{self.port}", command, secret],
             input=attributes, capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
 
@@ -194,6 +195,10 @@ def test_start_interim_stop_ipv6_and_accounting_on(radius: Radius) -> None:
 
     done = radius.radclient('Acct-Status-Type = Accounting-On, NAS-Identifier = "bng-1"')
     assert done.returncode == 0 and _answered(done) == 1
+    alive = radius.radclient(  # RFC 5997: signed with a Message-Authenticator
+        'NAS-Identifier = "bng-1", Message-Authenticator = 0x00', command="status"
+    )
+    assert alive.returncode == 0 and _answered(alive) == 1, alive.stdout + alive.stderr
 
     done = radius.radclient(f"Acct-Status-Type = Stop, {start}")
     assert done.returncode == 0 and _answered(done) == 1
@@ -204,7 +209,7 @@ def test_start_interim_stop_ipv6_and_accounting_on(radius: Radius) -> None:
     ]
     counters = radius.stop()
     assert counters == {
-        "received": 5, "answered": 5, "stored": 4, "refused": 0, "ignored": 1, "duplicate": 0,
+        "received": 6, "answered": 6, "stored": 4, "refused": 0, "ignored": 2, "duplicate": 0,
         "bad_authenticator": 0, "unknown_client": 0, "malformed": 0, "failed": 0,
     }  # fmt: skip
     assert "counters: received=" in radius.log.read_text().split("stopped;")[0]  # periodic
@@ -304,7 +309,7 @@ def test_cgnat_port_blocks_from_the_vendor_attribute_and_class(radius: Radius) -
     assert radius.lookup("203.0.113.7", 1500) == radius.registrations["ACC-42"]
     assert radius.lookup("203.0.113.7", 2500) == radius.registrations["ACC-43"]
     assert radius.lookup("203.0.113.7", 4000) is None
-    counters = radius.stop()
+    counters = radius.stop(signal.SIGINT)
     assert (counters["stored"], counters["refused"], counters["answered"]) == (2, 1, 3)
     assert "overlaps a live binding of another subscriber" in radius.log.read_text()
     with make_session_factory(radius.engine)() as session:

@@ -6,8 +6,8 @@ registered client (`unknown_client`), cannot be decoded or is not an Accounting-
 verify with that client's secret (`bad_authenticator`); a retransmission of a request seen in
 the last 30 s is `duplicate` (RFC 5080 2.2.2: dropped while the first is being stored,
 answered with the same response once it has been). A request reporting no binding
-(Accounting-On/Off, ...) or one that cannot be read as a binding is answered at once; the
-others are queued.
+(Accounting-On/Off, ..., or a Status-Server, RFC 5997) or one that cannot be read as a binding
+is answered at once; the others are queued.
 
 The storing thread takes whatever is queued (up to MAX_EVENTS_PER_REPORT events), stores each
 client's events with one report_events call (actor `radius:<client address>`), and only then
@@ -32,7 +32,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from pyrad.dictionary import Dictionary
-from pyrad.packet import AccountingRequest, AcctPacket, PacketError
+from pyrad.packet import AccountingRequest, AcctPacket, PacketError, StatusServer
 
 from vpnreg.clock import Clock
 from vpnreg.core.bindings import MAX_EVENTS_PER_REPORT, BindingEvent, EventResult
@@ -242,6 +242,12 @@ class AccountingServer:
             if seen[0] == "answered" and seen[1] is not None:
                 self._sock.sendto(seen[1], source)
             return
+        if request.code == StatusServer:
+            # RFC 5997: a NAS asking whether the server is alive (its Message-Authenticator
+            # verified above) gets an Accounting-Response; nothing to store.
+            self._count(ignored=1)
+            self._answer(request, source, key)
+            return
         try:
             attributes = decoded_attributes(request, self._dictionary, client)
             record = accounting_record(
@@ -276,10 +282,11 @@ class AccountingServer:
                 self._count(malformed=1)
                 _LOG.warning("dropped a malformed packet from %s: %s", address, exc)
                 return None
-            if request.code != AccountingRequest:
+            if request.code not in (AccountingRequest, StatusServer):
                 self._count(malformed=1)
                 _LOG.warning(
-                    "dropped a packet of code %s from %s: only Accounting-Request is served",
+                    "dropped a packet of code %s from %s: only Accounting-Request and "
+                    "Status-Server are served",
                     request.code,
                     address,
                 )
