@@ -61,6 +61,9 @@ MAX_PACKET = 65535
 RELOAD_INTERVAL_S = 5.0
 #: How long the receiving thread waits for a datagram before it looks at the stop flag.
 _POLL_S = 0.2
+#: A warning about one address's dropped packets is logged at most this often (a flood of
+#: forged or misconfigured packets must not flood the log; the counters count every one).
+WARNING_INTERVAL_S = 60.0
 
 _Key = tuple[str, int, int, bytes]
 
@@ -147,7 +150,7 @@ class AccountingServer:
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._clients: dict[str, RadiusClientView] = {}
         self._loaded_at = float("-inf")
-        self._warned_unknown: set[str] = set()
+        self._warned: dict[tuple[str, str], float] = {}
 
     # -- clients ---------------------------------------------------------------------------
 
@@ -225,9 +228,9 @@ class AccountingServer:
         client = self._client(address, stale=False)
         if client is None:
             self._count(unknown_client=1)
-            if address not in self._warned_unknown and len(self._warned_unknown) < 1024:
-                self._warned_unknown.add(address)
-                _LOG.warning("dropped a packet from %s: not a registered RADIUS client", address)
+            self._warn(
+                "unknown", address, "dropped a packet from %s: not a registered RADIUS client"
+            )
             return
         request = self._verified(data, address, client)
         if request is None:
@@ -280,15 +283,16 @@ class AccountingServer:
                 )
             except PacketError as exc:
                 self._count(malformed=1)
-                _LOG.warning("dropped a malformed packet from %s: %s", address, exc)
+                self._warn("malformed", address, "dropped a malformed packet from %s: %s", exc)
                 return None
             if request.code not in (AccountingRequest, StatusServer):
                 self._count(malformed=1)
-                _LOG.warning(
-                    "dropped a packet of code %s from %s: only Accounting-Request and "
+                self._warn(
+                    "code",
+                    address,
+                    "dropped a packet from %s of code %s: only Accounting-Request and "
                     "Status-Server are served",
                     request.code,
-                    address,
                 )
                 return None
             if authentic(request):
@@ -300,13 +304,26 @@ class AccountingServer:
                     continue
             break
         self._count(bad_authenticator=1)
-        _LOG.warning(
-            "dropped an Accounting-Request from %s (ISP %s): its authenticator does not verify "
-            "with the client's shared secret",
+        self._warn(
+            "authenticator",
             address,
+            "dropped a request from %s (ISP %s): its authenticator does not verify with the "
+            "client's shared secret",
             client.isp_name,
         )
         return None
+
+    def _warn(self, kind: str, address: str, message: str, *args: object) -> None:
+        """Log a dropped packet's warning, at most once per WARNING_INTERVAL_S per kind and
+        address (the receiving thread's own state: no lock)."""
+        now = time.monotonic()
+        last = self._warned.get((kind, address))
+        if last is not None and now - last < WARNING_INTERVAL_S:
+            return
+        if len(self._warned) >= 4096:
+            self._warned.clear()
+        self._warned[(kind, address)] = now
+        _LOG.warning(message + " (logged once a minute)", address, *args)
 
     def _answer(self, request: AcctPacket, source: Any, key: _Key) -> None:
         raw = request.CreateReply().ReplyPacket()
