@@ -9,6 +9,7 @@ packages=(
     wireguard-go wireguard-tools openvpn openssl # real VPN peers in the lab
     procps                                       # pgrep/kill in the lab fixture
     chromium                                     # the portal's end-to-end test (Playwright drives it)
+    freeradius-utils                             # radclient: drives vpnreg radius in its tests
 )
 if [ "${1:-}" = "--bench" ]; then  # what only the benchmarks use (make bench)
     packages+=(

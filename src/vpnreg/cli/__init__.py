@@ -44,6 +44,7 @@ COMMANDS = {
     "outbox": "outbox",
     "bindings": "bindings",
     "maintenance": "bindings",
+    "radius": "radius",
 }
 
 

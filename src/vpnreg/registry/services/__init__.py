@@ -48,6 +48,7 @@ from vpnreg.registry.services.legacy_import import ImportProblem, ImportReport, 
 from vpnreg.registry.services.lookup import LookupResult, lookup, registered_entries
 from vpnreg.registry.services.peers import amend_peers, approve_amendment
 from vpnreg.registry.services.profile import SIGNUP_ACTOR, sign_up, update_organisation
+from vpnreg.registry.services.radius_clients import set_radius_client
 from vpnreg.registry.services.timeline import TimeChange, advance_time
 from vpnreg.registry.services.tokens import (
     authenticate_token,
@@ -108,6 +109,7 @@ __all__ = [
     "reset_feed",
     "revoke_token",
     "set_mode",
+    "set_radius_client",
     "set_user_active",
     "set_user_role",
     "sign_up",
