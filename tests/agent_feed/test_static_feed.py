@@ -5,12 +5,23 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.agent_feed.fakefeed import KEY, NEW_ENTRY, OTHER_KEY, TRUSTED, later, new_history
+from tests.agent_feed.fakefeed import (
+    KEY,
+    NEW_ENTRY,
+    OTHER_KEY,
+    TRUSTED,
+    later,
+    new_history,
+    streamed,
+)
 from vpnreg.agent.feedclient import FeedClient, PollStatus, Timers
 from vpnreg.clock import FrozenClock
 from vpnreg.core.feed import (
@@ -334,3 +345,103 @@ def test_notification_round_trip_and_bit_flip(clock: FrozenClock, history: FeedH
     flipped = raw.replace(b'"hash":"abab', b'"hash":"bbab')
     with pytest.raises(BadSignature):
         verify_notification(flipped, trusted=TRUSTED, now=now)
+
+
+# -- the reader over HTTP (an in-memory web server over the directory) --------------------------
+
+
+class StaticWeb:
+    """Serves a directory as a plain web server would: ETag and Last-Modified per file, 304 on
+    a matching If-None-Match; records (status, path, request headers) of every request."""
+
+    base = "https://cdn.example/feed/"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.log: list[tuple[int, str, httpx.Headers]] = []
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(lambda request: streamed(self.handle(request)))
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        name = request.url.path.removeprefix("/feed/")
+        path = self.root / name
+        if "/" in name or not path.is_file():
+            status, response = 404, httpx.Response(404)
+        else:
+            data = path.read_bytes()
+            etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
+            if request.headers.get("if-none-match") == etag:
+                status, response = 304, httpx.Response(304, headers={"ETag": etag})
+            else:
+                modified = "Thu, 15 Jan 2026 09:00:00 GMT"
+                headers = {"ETag": etag, "Last-Modified": modified}
+                status, response = 200, httpx.Response(200, content=data, headers=headers)
+        self.log.append((status, name, request.headers))
+        return response
+
+
+@pytest.fixture
+def web(feed_dir: Path) -> StaticWeb:
+    return StaticWeb(feed_dir)
+
+
+@pytest.fixture
+def http_client(web: StaticWeb, tmp_path: Path, clock: FrozenClock) -> Iterator[FeedClient]:
+    with FeedClient(
+        source=web.base + NOTIFICATION_FILE,
+        trusted=TRUSTED,
+        state_dir=tmp_path / "state",
+        clock=clock,
+        transport=web.transport(),
+        timers=Timers(refresh_s=60, retry_s=10, expire_s=3600),
+    ) as made:
+        yield made
+
+
+def test_http_notification_is_asked_for_conditionally(
+    feed_dir: Path,
+    history: FeedHistory,
+    clock: FrozenClock,
+    web: StaticWeb,
+    http_client: FeedClient,
+) -> None:
+    publish(feed_dir, history, clock)
+    assert http_client.poll().status is PollStatus.UPDATED
+    assert [(s, n.split("-")[0]) for s, n, _ in web.log] == [
+        (200, NOTIFICATION_FILE),
+        (200, "snapshot"),
+    ]
+    assert http_client.poll().status is PollStatus.UNCHANGED
+    status, _, headers = web.log[-1]
+    assert status == 304 and headers["if-modified-since"] == "Thu, 15 Jan 2026 09:00:00 GMT"
+    add(history, clock, NEW_ENTRY)
+    publish(feed_dir, history, clock)
+    result = http_client.poll()
+    assert result.status is PollStatus.UPDATED and result.state is not None
+    assert result.state.serial == 2
+    assert [n.split("-")[:2] for _, n, _ in web.log[-2:]] == [[NOTIFICATION_FILE], ["delta", "2"]]
+
+
+def test_http_validators_are_kept_only_after_a_successful_poll(
+    feed_dir: Path,
+    history: FeedHistory,
+    clock: FrozenClock,
+    web: StaticWeb,
+    http_client: FeedClient,
+    tmp_path: Path,
+) -> None:
+    publish(feed_dir, history, clock)
+    http_client.poll()
+    add(history, clock, NEW_ENTRY)
+    note = publish(feed_dir, history, clock).notification
+    good = (feed_dir / note.deltas[-1].uri).read_bytes()
+    (feed_dir / note.deltas[-1].uri).write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    held = state_files(http_client, tmp_path)
+    assert http_client.poll().status is PollStatus.REFUSED
+    assert state_files(http_client, tmp_path) == held
+    # the refused notification's ETag was not kept: the next poll reads it again, not a 304
+    (feed_dir / note.deltas[-1].uri).write_bytes(good)
+    result = http_client.poll()
+    assert result.status is PollStatus.UPDATED and result.state is not None
+    assert result.state.serial == 2

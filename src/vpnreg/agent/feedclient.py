@@ -65,6 +65,7 @@ __all__ = [
     "PollStatus",
     "StoredStateError",
     "Timers",
+    "is_static_feed",
     "load_public_keys",
 ]
 
@@ -186,6 +187,11 @@ def _is_url(source: str) -> bool:
 NOTIFICATION_FILE = "notification.json"
 
 
+def is_static_feed(source: str) -> bool:
+    """Whether `source` names a static feed (its notification.json URL, or its directory)."""
+    return _static_location(source) is not None
+
+
 def _static_location(source: str) -> str | Path | None:
     """Where a static feed's notification is (its URL, or the file in its directory), or None
     when `source` is the API's base URL or a snapshot file."""
@@ -269,8 +275,12 @@ class FeedClient:
         self._validators: dict[str, str] = {}
         if self._static is not None:
             if isinstance(self._static, str):
+                # A token, when given, is sent too: a web server may guard the files with it.
+                static_headers = {"Accept-Encoding": "gzip"}
+                if token:
+                    static_headers["Authorization"] = f"Bearer {token}"
                 self._http = httpx.Client(
-                    headers={"Accept-Encoding": "gzip"},
+                    headers=static_headers,
                     transport=transport,
                     timeout=httpx.Timeout(_CONNECT_TIMEOUT_S, read=self._timers.refresh_s),
                     follow_redirects=False,
