@@ -7,8 +7,9 @@ import datetime as dt
 import gzip
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from tests.agent_feed.fakefeed import (
     KEY,
     NEW_ENTRY,
     OTHER_KEY,
+    SESSION,
     TRUSTED,
     later,
     new_history,
@@ -29,10 +31,19 @@ from vpnreg.core.feed import (
     BadSignature,
     EntryTable,
     FeedHistory,
+    MalformedDocument,
+    TruncatedDocument,
+    UnsignedDocument,
+    UnsupportedVersion,
     VerifiedSnapshot,
     verify_document,
 )
-from vpnreg.core.feed.notification import Notification, sign_notification, verify_notification
+from vpnreg.core.feed.notification import (
+    FileRef,
+    Notification,
+    sign_notification,
+    verify_notification,
+)
 from vpnreg.registry.feed_static import (
     NOTIFICATION_FILE,
     StaticFeedOptions,
@@ -328,8 +339,6 @@ def test_a_notification_naming_a_path_outside_its_directory_is_malformed(
 
 
 def test_notification_round_trip_and_bit_flip(clock: FrozenClock, history: FeedHistory) -> None:
-    from vpnreg.core.feed.notification import FileRef
-
     now = clock.now()
     ref = FileRef(1, "snapshot-1-0123456789abcdef.json.gz", "ab" * 32, now + dt.timedelta(days=1))
     note = Notification(
@@ -445,3 +454,65 @@ def test_http_validators_are_kept_only_after_a_successful_poll(
     result = http_client.poll()
     assert result.status is PollStatus.UPDATED and result.state is not None
     assert result.state.serial == 2
+
+
+def _edited(note: Notification, edit: Callable[[dict[str, Any]], object]) -> bytes:
+    body = json.loads(sign_notification(note, KEY))
+    edit(body)
+    return json.dumps(body).encode()
+
+
+def _note(now: dt.datetime) -> Notification:
+    refs = [
+        FileRef(s, f"delta-{s}-{s:016x}.json.gz", f"{s:064x}", now + dt.timedelta(days=1))
+        for s in (2, 3)
+    ]
+    snapshot = FileRef(3, "snapshot-3-0123456789abcdef.json.gz", "cd" * 32, refs[0].expires)
+    return Notification(SESSION, 3, "ef" * 32, now, now + dt.timedelta(days=1), snapshot, (*refs,))
+
+
+@pytest.mark.parametrize(
+    ("edit", "error", "message"),
+    [
+        (lambda b: b.update(version=2), UnsupportedVersion, "notification version 2"),
+        (lambda b: b.update(version="1"), MalformedDocument, "version must be an integer"),
+        (lambda b: b.pop("signature"), UnsignedDocument, "no key_id or no signature"),
+        (lambda b: b.update(extra=1), MalformedDocument, "unexpected ['extra']"),
+        (lambda b: b.update(type="snapshot"), MalformedDocument, "not a notification"),
+        (lambda b: b["snapshot"].update(uri="../snapshot.json.gz"), MalformedDocument,
+         "plain file name"),
+        (lambda b: b["snapshot"].update(uri=".hidden"), MalformedDocument, "plain file name"),
+        (lambda b: b["snapshot"].update(hash="AB" * 32), MalformedDocument, "lowercase hex"),
+        (lambda b: b["snapshot"].update(serial=2), MalformedDocument, "not of its serial"),
+        (lambda b: b["deltas"].pop(0), BadSignature, "does not verify"),
+        (lambda b: b["deltas"].pop(), MalformedDocument, "end at its serial"),
+        (lambda b: b["deltas"].reverse(), MalformedDocument, "consecutive"),
+        (lambda b: b["deltas"][0].update(expires="2027-01-01"), MalformedDocument, "UTC time"),
+        (lambda b: b.update(expires=b["created"]), MalformedDocument, "after its created"),
+    ],
+    ids=[
+        "future-version", "version-text", "unsigned", "extra-field", "other-type", "path-up",
+        "hidden-file", "uppercase-hash", "snapshot-serial", "delta-dropped", "deltas-short",
+        "deltas-reversed", "bad-time", "expires-at-created",
+    ],
+)  # fmt: skip
+def test_bad_notifications_are_refused(
+    clock: FrozenClock, edit: Callable[[dict[str, Any]], object], error: type, message: str
+) -> None:
+    raw = _edited(_note(clock.now()), edit)
+    with pytest.raises(error) as caught:
+        verify_notification(raw, trusted=TRUSTED, now=clock.now())
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [(b'{"type": "notification", "serial', TruncatedDocument), (b"[1, 2]", MalformedDocument),
+     (b"\xff", MalformedDocument)],
+    ids=["truncated", "not-an-object", "not-utf8"],
+)  # fmt: skip
+def test_notifications_that_are_not_json_objects_are_refused(
+    clock: FrozenClock, raw: bytes, error: type
+) -> None:
+    with pytest.raises(error):
+        verify_notification(raw, trusted=TRUSTED, now=clock.now())

@@ -31,7 +31,12 @@ from vpnreg.core.feed.document import (
     format_time,
     load_json,
 )
-from vpnreg.core.feed.errors import Expired, MalformedDocument, UnsignedDocument
+from vpnreg.core.feed.errors import (
+    Expired,
+    MalformedDocument,
+    UnsignedDocument,
+    UnsupportedVersion,
+)
 from vpnreg.core.feed.signing import microseconds, sign_message, verify_message
 from vpnreg.core.feed.state import HeldState, check_not_older
 
@@ -226,8 +231,13 @@ def verify_notification(
     if set(doc) != _KEYS:
         missing, extra = sorted(_KEYS - set(doc)), sorted(set(doc) - _KEYS)
         raise MalformedDocument(f"notification fields: missing {missing}, unexpected {extra}")
-    if type(doc["version"]) is not int or doc["version"] != NOTIFICATION_VERSION:
-        raise MalformedDocument(f"notification version must be {NOTIFICATION_VERSION}")
+    if type(doc["version"]) is not int:
+        raise MalformedDocument("the notification's version must be an integer")
+    if doc["version"] != NOTIFICATION_VERSION:
+        raise UnsupportedVersion(
+            f"notification version {doc['version']} is not supported "
+            f"(this client reads {NOTIFICATION_VERSION})"
+        )
     key, signature = doc["key_id"], doc["signature"]
     if not isinstance(key, str) or not isinstance(signature, str):
         raise MalformedDocument("key_id and signature must be strings")
