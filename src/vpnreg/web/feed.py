@@ -353,7 +353,6 @@ class FeedServer:
 
     def _publish_blocking(self) -> bool:
         _, moved = self.publisher.publish()
-        self._write_static()
         return moved
 
     def _write_static(self) -> None:
@@ -379,6 +378,9 @@ class FeedServer:
         moved = await run_in_threadpool(self._publish_blocking)
         if moved:
             self._signal()
+        # after the long polls are woken: gzipping a large snapshot must not delay them
+        if self._settings.feed_static_dir is not None:
+            await run_in_threadpool(self._write_static)
         return moved
 
     async def publish_now(self) -> None:
@@ -386,11 +388,7 @@ class FeedServer:
         await self._publish()
 
     def _catch_up_blocking(self, check_time: bool) -> CatchUp:
-        outcome = self.publisher.catch_up(check_time=check_time)
-        if outcome.moved or check_time:
-            # check_time: documents near the end of their validity are re-signed.
-            self._write_static()
-        return outcome
+        return self.publisher.catch_up(check_time=check_time)
 
     async def _schedule(self) -> None:
         options, timer = self._options, self._timer
@@ -415,6 +413,9 @@ class FeedServer:
                     last_publish = started
                 if outcome.moved:
                     self._signal()
+                if self._settings.feed_static_dir is not None and (outcome.moved or check_time):
+                    # check_time: files near the end of their validity are re-signed
+                    await run_in_threadpool(self._write_static)
             except asyncio.CancelledError:
                 raise
             except Unavailable as err:
