@@ -10,6 +10,7 @@ packages=(
     procps                                       # pgrep/kill in the lab fixture
     chromium                                     # the portal's end-to-end test (Playwright drives it)
     freeradius-utils                             # radclient: drives vpnreg radius in its tests
+    nginx                                        # serves the static feed in its test (own config)
 )
 if [ "${1:-}" = "--bench" ]; then  # what only the benchmarks use (make bench)
     packages+=(

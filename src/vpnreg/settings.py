@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     feed_max_wait_s: float = Field(default=60.0, gt=0)
     #: How many deltas the server keeps; older clients get a reset and fetch the snapshot.
     feed_max_deltas: int = Field(default=256, ge=1)
+    #: When set, the server writes the static feed (ADR 0009) here on every publish.
+    feed_static_dir: Path | None = None
+    #: How long a static feed file the notification no longer names is kept (longer than any
+    #: cache in front of the directory may keep an old notification.json).
+    feed_static_grace_s: float = Field(default=3600.0, ge=0)
     #: The server signs a checkpoint of the audit chain this often, when events were appended
     #: since the last one (ADR 0008).
     audit_checkpoint_interval_min: float = Field(default=10.0, gt=0, le=1440)

@@ -136,3 +136,17 @@ def test_example_config_parses() -> None:
     assert cfg.interface == "eth1" and cfg.enforce is EnforceKind.DRY_RUN
     assert cfg.fail_open_on_stop and cfg.retention_days == 30
     assert cfg.home == (net("198.51.100.0/24"), net("2001:db8:a::/48"))
+
+
+@pytest.mark.parametrize(
+    ("feed", "refresh_s"),
+    [
+        ("https://registry.example/feed/v1", 60.0),
+        ("https://cdn.example/feed/notification.json", 5.0),
+        ("snapshot.json", 0.5),
+    ],
+    ids=["api-long-poll", "static-notification", "snapshot-file"],
+)
+def test_feed_refresh_follows_the_source_kind(feed: str, refresh_s: float) -> None:
+    assert load(None, {"pcap": "a", "feed": feed, "trust": ["k"], "home": ["10.0.0.0/8"],
+                       "enforce": "dry-run"}).refresh_s == refresh_s  # fmt: skip

@@ -73,3 +73,26 @@ def test_pcap_run_refuses_bad_key_and_damaged_capture(tmp_path: Path, shared_dir
     assert done.returncode == 1 and "cut.pcap" in done.stderr
     done = gateway("--trust", str(signer.public_path), *args)
     assert done.returncode == 2 and "exactly one of --pcap" in done.stderr
+
+
+def test_pcap_run_on_a_static_feed_directory(tmp_path: Path, shared_dir: Path) -> None:
+    from vpnreg.core.feed import FeedHistory
+    from vpnreg.registry.feed_static import write_static_feed
+
+    signer = Signer(tmp_path)
+    now = dt.datetime.now(dt.UTC)
+    history = FeedHistory.new(
+        session_id=signer.session, now=now, entries=[entry("192.168.12.0/24", 7)]
+    )
+    write_static_feed(tmp_path / "static", history, key=signer.private, now=now)
+    out = tmp_path / "out.jsonl"
+    done = gateway(
+        "--pcap", str(shared_dir / "corpus" / "ndpi" / "openvpn.pcap"),
+        "--feed", str(tmp_path / "static"), "--trust", str(signer.public_path),
+        "--state-dir", str(tmp_path / "state"), "--home", "192.168.0.0/16",
+        "--enforce", "dry-run", "--verdicts", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "feed serial 1" in done.stderr.strip().splitlines()[-1]
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert {x["registration_id"] for x in lines if x["verdict"] == "registered"} == {7}

@@ -31,7 +31,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from vpnreg.agent.enforce import DEFAULT_TIMEOUT_S
-from vpnreg.agent.feedclient import DEFAULT_MAX_BYTES
+from vpnreg.agent.feedclient import DEFAULT_MAX_BYTES, is_static_feed
 from vpnreg.agent.verdictlog import DEFAULT_RETENTION_DAYS, DEFAULT_ROTATE_BYTES
 from vpnreg.core.policy import Network
 from vpnreg.validation import location, problem
@@ -42,6 +42,9 @@ DEFAULT_STATE_DIR = Path("/var/lib/vpnreg/gateway")
 #: A local feed file is only stat()ed per poll: poll it often, so a registration lifts blocks fast.
 FILE_REFRESH_S = 0.5
 URL_REFRESH_S = 60.0
+#: A static feed's notification.json over HTTP (ADR 0009): no long poll, but a conditional GET
+#: that a web server or CDN answers 304 in a few hundred bytes, so it is asked for often.
+STATIC_URL_REFRESH_S = 5.0
 
 
 class EnforceKind(StrEnum):
@@ -149,7 +152,9 @@ class GatewayConfig(BaseModel):
     def refresh_s(self) -> float:
         if self.feed_refresh_s is not None:
             return self.feed_refresh_s
-        return URL_REFRESH_S if self.feed_is_url else FILE_REFRESH_S
+        if not self.feed_is_url:
+            return FILE_REFRESH_S
+        return STATIC_URL_REFRESH_S if is_static_feed(self.feed) else URL_REFRESH_S
 
     @property
     def source_label(self) -> str:

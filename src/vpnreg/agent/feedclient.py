@@ -1,6 +1,9 @@
 """The gateway's feed client: fetch, verify and hold the signed allowlist (docs/feed-client.md).
 
-One FeedClient per feed source (an http(s) feed base URL, or a file holding a signed snapshot).
+One FeedClient per feed source: an http(s) feed base URL (the registry's API), a file holding a
+signed snapshot, or a static feed (ADR 0009): the URL of its `notification.json`, or the directory
+holding it, whose snapshot and delta files are checked against the notification's hashes before
+they are parsed and then go through the same verification and acceptance as the API's documents.
 Every document is verified completely before anything changes; what is held is persisted
 atomically in a state directory (vpnreg.agent.feedstore) and re-verified on load, and is never
 emptied because of errors or staleness. Timers follow RFC 8210 section 6 (refresh, retry, expire).
@@ -37,6 +40,7 @@ from vpnreg.core.feed import (
     FeedError,
     FeedState,
     Freshness,
+    HashMismatch,
     MalformedDocument,
     Mode,
     TruncatedDocument,
@@ -50,6 +54,7 @@ from vpnreg.core.feed import (
     load_json,
     verify_document,
 )
+from vpnreg.core.feed.notification import FileRef, Notification, verify_notification
 from vpnreg.feedkeys import load_public_key
 
 __all__ = [
@@ -60,6 +65,7 @@ __all__ = [
     "PollStatus",
     "StoredStateError",
     "Timers",
+    "is_static_feed",
     "load_public_keys",
 ]
 
@@ -177,6 +183,27 @@ def _is_url(source: str) -> bool:
     return source.startswith(("http://", "https://"))
 
 
+#: The file a static feed's directory (or URL) names its state in (ADR 0009).
+NOTIFICATION_FILE = "notification.json"
+
+
+def is_static_feed(source: str) -> bool:
+    """Whether `source` names a static feed (its notification.json URL, or its directory)."""
+    return _static_location(source) is not None
+
+
+def _static_location(source: str) -> str | Path | None:
+    """Where a static feed's notification is (its URL, or the file in its directory), or None
+    when `source` is the API's base URL or a snapshot file."""
+    if _is_url(source):
+        path = httpx.URL(source).path
+        return source if path.endswith(".json") else None
+    local = Path(source.removeprefix("file://"))
+    if local.is_dir():
+        return local / NOTIFICATION_FILE
+    return local if local.name == NOTIFICATION_FILE else None
+
+
 def _json_body(raw: bytes, what: str) -> Any:
     """Parse an unsigned JSON envelope (a refusal, never another exception, on bad input)."""
     return load_json(raw, what)
@@ -186,6 +213,7 @@ def _json_body(raw: bytes, what: str) -> Any:
 class _Answer:
     status_code: int
     body: bytes
+    headers: httpx.Headers = dataclasses.field(default_factory=httpx.Headers)
 
 
 def _inflate(data: bytes, decompressor: Any) -> Iterator[bytes]:
@@ -241,7 +269,23 @@ class FeedClient:
         #: (inode, mtime_ns, size) of the feed file last read; None until read.
         self._file_id: tuple[int, int, int] | None = None
         self._http: httpx.Client | None = None
-        if _is_url(source):
+        #: A static feed's notification (URL or file); None for the API and snapshot files.
+        self._static = _static_location(source)
+        #: The notification's ETag and Last-Modified, kept once a poll of it succeeded.
+        self._validators: dict[str, str] = {}
+        if self._static is not None:
+            if isinstance(self._static, str):
+                # A token, when given, is sent too: a web server may guard the files with it.
+                static_headers = {"Accept-Encoding": "gzip"}
+                if token:
+                    static_headers["Authorization"] = f"Bearer {token}"
+                self._http = httpx.Client(
+                    headers=static_headers,
+                    transport=transport,
+                    timeout=httpx.Timeout(_CONNECT_TIMEOUT_S, read=self._timers.refresh_s),
+                    follow_redirects=False,
+                )
+        elif _is_url(source):
             # Only gzip is decoded (by _read_body, bounded): refuse to be sent anything else.
             headers = {"Accept": "application/json", "Accept-Encoding": "gzip"}
             if token:
@@ -273,6 +317,11 @@ class FeedClient:
     @property
     def is_url(self) -> bool:
         return self._http is not None
+
+    @property
+    def long_polls(self) -> bool:
+        """Whether polls wait on the server (the API's /notify); a static feed cannot."""
+        return self._http is not None and self._static is None
 
     def close(self) -> None:
         if self._http is not None:
@@ -349,7 +398,12 @@ class FeedClient:
 
     def _poll_once(self, wait_s: float) -> PollResult:
         try:
-            if self._http is not None:
+            if self._http is None and self._static is None:
+                # a directory made after the client (a mount, a first publish) is a static feed
+                self._static = _static_location(self._source)
+            if self._static is not None:
+                status = self._poll_static(self._static)
+            elif self._http is not None:
                 status = self._poll_url(self._http, wait_s)
             else:
                 status = self._poll_file(Path(self._source))
@@ -379,7 +433,7 @@ class FeedClient:
         """
         while not stop.is_set():
             started = time.monotonic()
-            wait_s = self._timers.refresh_s if self._http is not None else 0.0
+            wait_s = self._timers.refresh_s if self.long_polls else 0.0
             result = self.poll(wait_s=wait_s)
             if result.status is PollStatus.UPDATED and result.state is not None:
                 on_update(result.state)
@@ -400,7 +454,7 @@ class FeedClient:
                 delay = 0.0
             elif result.status is PollStatus.UNCHANGED:
                 delay = max(0.0, self._timers.refresh_s - (time.monotonic() - started))
-                if self._http is None:
+                if not self.long_polls:
                     delay = self._timers.refresh_s
             else:
                 delay = self._timers.retry_s
@@ -471,9 +525,10 @@ class FeedClient:
                         f"feed {path}: HTTP {status} {response.reason_phrase}{hint}", "http"
                     )
                 body = self._read_body(response, path, deadline) if status == 200 else b""
+                answered = response.headers
         except httpx.HTTPError as exc:
             raise _Unreachable(f"feed {path}: {type(exc).__name__}: {exc}", "http") from None
-        return _Answer(status, body)
+        return _Answer(status, body, answered)
 
     def _read_body(self, response: httpx.Response, path: str, deadline: float) -> bytes:
         """The decoded body, refused (DocumentTooLarge) as soon as it passes max_bytes: by its
@@ -570,6 +625,112 @@ class FeedClient:
         if response.status_code != 200:
             raise _Unreachable(f"feed /snapshot: unexpected HTTP {response.status_code}", "http")
         return self._accept_snapshot(response.body)
+
+    # -- static feed (ADR 0009) --------------------------------------------------------------
+
+    def _poll_static(self, where: str | Path) -> PollStatus:
+        """Read the notification (conditionally), verify it, then follow its deltas from the
+        held serial when it lists them all, else take its snapshot. Each file's SHA-256 is
+        checked against the notification before it is parsed; documents are then accepted as
+        the API's are. Validators are kept only once the poll has succeeded."""
+        if isinstance(where, str):
+            assert self._http is not None
+            response = self._get(self._http, where, headers=self._conditional_headers())
+            if response.status_code == 304:
+                return PollStatus.UNCHANGED
+            if response.status_code != 200:
+                raise _Unreachable(f"feed {where}: unexpected HTTP {response.status_code}", "http")
+            raw = response.body
+            validators = {
+                name: response.headers[name]
+                for name in ("etag", "last-modified")
+                if name in response.headers
+            }
+            file_id = None
+        else:
+            file_id = self._stat(where)
+            if file_id == self._file_id:
+                return PollStatus.UNCHANGED
+            raw, validators = self._read_file(where), {}
+        held = self._state.held() if self._state is not None else None
+        notification = verify_notification(
+            raw, trusted=self._trusted, now=self._clock.now(), held=held
+        )
+        status = self._follow(notification)
+        self._validators, self._file_id = validators, file_id
+        return status
+
+    def _conditional_headers(self) -> dict[str, str]:
+        if self._state is None:
+            return {}
+        headers = {}
+        if "etag" in self._validators:
+            headers["If-None-Match"] = self._validators["etag"]
+        if "last-modified" in self._validators:
+            headers["If-Modified-Since"] = self._validators["last-modified"]
+        return headers
+
+    def _stat(self, path: Path) -> tuple[int, int, int]:
+        try:
+            info = path.stat()
+        except OSError as exc:
+            raise _Unreachable(f"cannot read feed file {path}: {exc.strerror}", "io") from None
+        return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+    def _follow(self, notification: Notification) -> PollStatus:
+        held = self._state
+        if held is not None and held.session_id == notification.session_id:
+            if notification.serial == held.serial:
+                # The same state (verify_notification refused another set hash): only a
+                # re-signed snapshot with a later expiry is worth fetching, near expiry.
+                if self._renewal_due() and notification.snapshot.expires > held.expires:
+                    return self._accept_snapshot(self._static_file(notification.snapshot))
+                return PollStatus.UNCHANGED
+            refs = notification.deltas_from(held.serial)
+            if refs:
+                try:
+                    raws = [self._static_file(ref) for ref in refs]
+                    return self._accept_deltas(raws)
+                except _Unreachable as exc:
+                    # A delta the notification lists is missing: the snapshot resynchronises.
+                    self._log.info("%s; fetching the snapshot", exc)
+                except VersionMismatch as exc:
+                    self._log.info("%s; fetching the snapshot", exc)
+        return self._accept_snapshot(self._static_file(notification.snapshot))
+
+    def _static_file(self, ref: FileRef) -> bytes:
+        """The document in the file `ref` names (beside the notification): its bytes must
+        have the notification's SHA-256 (HashMismatch), then are gunzipped within max_bytes."""
+        where = self._static
+        if isinstance(where, str):
+            assert self._http is not None
+            url = str(httpx.URL(where).join(ref.uri))
+            response = self._get(self._http, url)
+            if response.status_code != 200:
+                raise _Unreachable(f"feed {url}: unexpected HTTP {response.status_code}", "http")
+            data = response.body
+        else:
+            assert where is not None
+            data = self._read_file(where.parent / ref.uri)
+        if not ref.matches(data):
+            raise HashMismatch(f"{ref.uri} does not have the SHA-256 the notification gives")
+        return self._gunzip(data, ref.uri)
+
+    def _gunzip(self, data: bytes, name: str) -> bytes:
+        limit = self._max_bytes
+        decompressor: Any = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        chunks: list[bytes] = []
+        size = 0
+        for piece in _inflate(data, decompressor):
+            size += len(piece)
+            if size > limit:
+                raise DocumentTooLarge(f"{name} passed the limit of {limit} bytes once inflated")
+            chunks.append(piece)
+        if not decompressor.eof:
+            raise TruncatedDocument(f"{name}: the gzip data ends early")
+        if decompressor.unused_data:
+            raise MalformedDocument(f"{name}: data after the end of the gzip data")
+        return b"".join(chunks)
 
     # -- accepting documents -----------------------------------------------------------------
 

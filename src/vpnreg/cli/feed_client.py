@@ -28,7 +28,12 @@ def keygen(
 
 def pull(
     feed: Annotated[
-        str, typer.Option("--feed", help="Feed base URL (https://.../feed/v1) or snapshot file.")
+        str,
+        typer.Option(
+            "--feed",
+            help="Feed base URL (https://.../feed/v1), a static feed's notification.json URL "
+            "or directory, or a snapshot file.",
+        ),
     ],
     trust: Annotated[
         list[Path],

@@ -14,6 +14,7 @@ from vpnreg.cli.runtime import EXIT_USAGE, fail
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from vpnreg.core.feed import FeedHistory
     from vpnreg.registry.services import PublishResult
     from vpnreg.settings import Settings
 
@@ -58,19 +59,56 @@ def _summary(result: PublishResult) -> str:
     )
 
 
-def publish() -> None:
+def publish(
+    to: Annotated[
+        Path | None,
+        typer.Option(
+            "--to",
+            help="Also write the static feed (notification.json, snapshot and delta files) "
+            "into this directory, for any web server or CDN to serve.",
+        ),
+    ] = None,
+) -> None:
     """Publish pending changes now (for cron): expiry and activation due by now, then any
     difference between the registered set and the published one, as a new serial."""
     from vpnreg.cli.registry_context import open_registry
     from vpnreg.registry import services
 
     with open_registry() as reg:
-        result = services.publish(reg.session, now=reg.now(), config=reg.config)
+        now = reg.now()
+        result = services.publish(reg.session, now=now, config=reg.config)
         for change in result.time_changes:
             typer.echo(
                 f"{change.tracking_number}: {change.from_state} -> {change.to_state}", err=True
             )
         typer.echo(_summary(result))
+        if to is not None:
+            history = services.current_feed(reg.session)
+            if history is None:  # pragma: no cover - publish always stores a feed
+                fail("the feed was not published")
+            typer.echo(_write_static(to, history, reg.settings, now))
+
+
+def _write_static(
+    directory: Path, history: FeedHistory, settings: Settings, now: dt.datetime
+) -> str:
+    """Write the static feed of `history` into `directory`; its one-line summary."""
+    from vpnreg.registry.feed_static import static_options, write_static_feed
+
+    key = feed_signing_key(settings)
+    options = static_options(
+        validity_s=settings.feed_validity_s, grace_s=settings.feed_static_grace_s
+    )
+    try:
+        done = write_static_feed(directory, history, key=key, now=now, options=options)
+    except OSError as err:
+        fail(f"cannot write the static feed in {directory}: {err.strerror or err}")
+    note = done.notification
+    how = "written" if done.replaced else "unchanged"
+    return (
+        f"static feed: {directory} serial {note.serial}, {len(note.deltas)} deltas kept, "
+        f"{len(done.written)} files written, {len(done.removed)} removed ({how})"
+    )
 
 
 def snapshot(

@@ -26,7 +26,12 @@ def gateway_command(
     ] = None,
     feed: Annotated[
         str | None,
-        typer.Option("--feed", metavar="URL|FILE", help="feed URL, or a signed snapshot file"),
+        typer.Option(
+            "--feed",
+            metavar="URL|FILE|DIR",
+            help="feed base URL, a static feed's notification.json URL or directory, "
+            "or a signed snapshot file",
+        ),
     ] = None,
     trust: Annotated[
         list[Path] | None,

@@ -48,6 +48,7 @@ from vpnreg.core.review import Role
 from vpnreg.feedkeys import server_signing_key
 from vpnreg.registry import services
 from vpnreg.registry.errors import Unavailable
+from vpnreg.registry.feed_static import static_options, write_static_feed
 from vpnreg.registry.services.feed_publisher import CatchUp
 from vpnreg.registry.services.unit_of_work import Database
 from vpnreg.settings import Settings
@@ -354,10 +355,32 @@ class FeedServer:
         _, moved = self.publisher.publish()
         return moved
 
+    def _write_static(self) -> None:
+        """Bring the static feed directory (VPNREG_FEED_STATIC_DIR, ADR 0009) to the held
+        state: new files for a new serial, re-signed ones as they age, old ones swept after
+        the grace period. A failure is logged; the HTTP feed goes on."""
+        directory = self._settings.feed_static_dir
+        history = self.publisher.history()
+        if directory is None or history is None:
+            return
+        options = static_options(
+            validity_s=self._options.validity.total_seconds(),
+            grace_s=self._settings.feed_static_grace_s,
+        )
+        try:
+            write_static_feed(
+                directory, history, key=self.signing_key(), now=self._clock.now(), options=options
+            )
+        except OSError as err:
+            _LOG.warning("static feed: cannot write %s: %s", directory, err.strerror or err)
+
     async def _publish(self) -> bool:
         moved = await run_in_threadpool(self._publish_blocking)
         if moved:
             self._signal()
+        # after the long polls are woken: gzipping a large snapshot must not delay them
+        if self._settings.feed_static_dir is not None:
+            await run_in_threadpool(self._write_static)
         return moved
 
     async def publish_now(self) -> None:
@@ -390,6 +413,9 @@ class FeedServer:
                     last_publish = started
                 if outcome.moved:
                     self._signal()
+                if self._settings.feed_static_dir is not None and (outcome.moved or check_time):
+                    # check_time: files near the end of their validity are re-signed
+                    await run_in_threadpool(self._write_static)
             except asyncio.CancelledError:
                 raise
             except Unavailable as err:

@@ -94,16 +94,18 @@ def key_id(public_key: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
-def sign_header(header: Header, private_key: Ed25519PrivateKey) -> tuple[str, str]:
-    """(key id, base64 signature) of a header."""
-    signature = private_key.sign(signing_bytes(header))
+def sign_message(message: bytes, private_key: Ed25519PrivateKey) -> tuple[str, str]:
+    """(key id, base64 signature) of canonical bytes (a header, or a static feed's
+    notification, each under its own domain string)."""
+    signature = private_key.sign(message)
     return key_id(private_key.public_key()), base64.b64encode(signature).decode("ascii")
 
 
-def verify_header(
-    header: Header, *, key: str, signature: str, trusted: Mapping[str, Ed25519PublicKey]
+def verify_message(
+    message: bytes, *, key: str, signature: str, trusted: Mapping[str, Ed25519PublicKey]
 ) -> None:
-    """Raise UnknownKey or BadSignature unless `signature` by trusted key `key` covers `header`."""
+    """Raise UnknownKey or BadSignature unless `signature` by trusted key `key` covers
+    `message`."""
     public_key = trusted.get(key)
     if public_key is None:
         raise UnknownKey(f"document signed by untrusted key id {key!r}")
@@ -112,6 +114,18 @@ def verify_header(
     except (binascii.Error, ValueError):
         raise BadSignature("signature is not valid base64") from None
     try:
-        public_key.verify(raw, signing_bytes(header))
+        public_key.verify(raw, message)
     except InvalidSignature:
         raise BadSignature(f"signature does not verify with key {key}") from None
+
+
+def sign_header(header: Header, private_key: Ed25519PrivateKey) -> tuple[str, str]:
+    """(key id, base64 signature) of a header."""
+    return sign_message(signing_bytes(header), private_key)
+
+
+def verify_header(
+    header: Header, *, key: str, signature: str, trusted: Mapping[str, Ed25519PublicKey]
+) -> None:
+    """Raise UnknownKey or BadSignature unless `signature` by trusted key `key` covers `header`."""
+    verify_message(signing_bytes(header), key=key, signature=signature, trusted=trusted)
