@@ -27,7 +27,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from vpnreg.core.feed import FeedError, FeedHistory, HistoryDelta, dump_document, key_id
-from vpnreg.core.feed.document import expires_after, sign_delta, sign_history_snapshot
+from vpnreg.core.feed.document import expires_after, sign_history_delta, sign_history_snapshot
 from vpnreg.core.feed.notification import (
     FileRef,
     Notification,
@@ -156,18 +156,7 @@ class _Writer:
                 if ref.serial == step.serial and self.reusable(ref):
                     return ref
         until = self.expires(step.created)
-        document = sign_delta(
-            session_id=history.session_id,
-            serial=step.serial,
-            previous_serial=step.previous_serial,
-            added=step.added,
-            removed=step.removed,
-            set_hash=step.set_hash,
-            mode=step.mode,
-            created=step.created,
-            expires=until,
-            private_key=self.key,
-        )
+        document = sign_history_delta(history.session_id, step, expires=until, private_key=self.key)
         return self.put("delta", step.serial, dump_document(document), until)
 
 

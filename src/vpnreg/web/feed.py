@@ -41,8 +41,8 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from vpnreg.clock import Clock, SystemClock
-from vpnreg.core.feed import FeedHistory, dump_document, merge_deltas, sign_delta
-from vpnreg.core.feed.document import expires_after, sign_history_snapshot
+from vpnreg.core.feed import FeedHistory, dump_document, merge_deltas
+from vpnreg.core.feed.document import expires_after, sign_history_delta, sign_history_snapshot
 from vpnreg.core.feed.versions import DEFAULT_MAX_DELTAS
 from vpnreg.core.review import Role
 from vpnreg.feedkeys import server_signing_key
@@ -457,15 +457,9 @@ class FeedServer:
             return _EMPTY_DELTAS
         # One merged delta: one signature, and entries added then removed never travel.
         step = merge_deltas(steps)
-        document = sign_delta(
-            session_id=history.session_id,
-            serial=step.serial,
-            previous_serial=step.previous_serial,
-            added=step.added,
-            removed=step.removed,
-            set_hash=step.set_hash,
-            mode=step.mode,
-            created=step.created,
+        document = sign_history_delta(
+            history.session_id,
+            step,
             expires=self._expires(step.created, now),
             private_key=self.signing_key(),
         )

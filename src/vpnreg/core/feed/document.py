@@ -30,7 +30,7 @@ from vpnreg.core.feed.signing import (
     verify_header,
 )
 from vpnreg.core.feed.state import FeedState, HeldState, check_not_older
-from vpnreg.core.feed.versions import HistorySnapshot
+from vpnreg.core.feed.versions import HistoryDelta, HistorySnapshot
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -253,6 +253,29 @@ def sign_history_snapshot(
         entries=snapshot.entries,
         mode=snapshot.mode,
         created=snapshot.created,
+        expires=expires,
+        private_key=private_key,
+    )
+
+
+def sign_history_delta(
+    session_id: str,
+    step: HistoryDelta,
+    *,
+    expires: dt.datetime,
+    private_key: Ed25519PrivateKey,
+) -> dict[str, Any]:
+    """The signed delta document of one step (or merged steps) of a publisher's history (the
+    feed server's delta endpoint and the static feed's files both sign through this)."""
+    return sign_delta(
+        session_id=session_id,
+        serial=step.serial,
+        previous_serial=step.previous_serial,
+        added=step.added,
+        removed=step.removed,
+        set_hash=step.set_hash,
+        mode=step.mode,
+        created=step.created,
         expires=expires,
         private_key=private_key,
     )
