@@ -52,6 +52,10 @@ _ADVISORY_KEY = 0x76706E62696E64
 _LOOKUP_BATCH = 500
 
 _REGISTERED = tuple(s.value for s in REGISTERED_STATES)
+#: A binding belongs to the registration of the same ISP's same subscriber (the join condition).
+_OF_THE_SUBSCRIBER = (Application.isp_id == Binding.isp_id) & (
+    Application.subscriber_id == Binding.subscriber_id
+)
 
 
 def _require_isp(session: Session, actor: Actor, isp_id: int) -> None:
@@ -369,11 +373,7 @@ def binding_entries(
             Application.valid_until,
             Application.protocols,
         )
-        .join(
-            Application,
-            (Application.isp_id == Binding.isp_id)
-            & (Application.subscriber_id == Binding.subscriber_id),
-        )
+        .join(Application, _OF_THE_SUBSCRIBER)
         .where(
             Application.bound_to == BoundTo.SUBSCRIBER.value,
             Application.state.in_(_REGISTERED),
@@ -454,11 +454,7 @@ def bound_holder(
             Application.tracking_number,
             Application.category,
         )
-        .join(
-            Application,
-            (Application.isp_id == Binding.isp_id)
-            & (Application.subscriber_id == Binding.subscriber_id),
-        )
+        .join(Application, _OF_THE_SUBSCRIBER)
         .where(
             Binding.range_start <= key,
             Binding.range_start >= lowest,
