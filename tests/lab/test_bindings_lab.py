@@ -4,7 +4,8 @@ The registry (`vpnreg serve`, SQLite), `vpnreg radius` and the enforcing gateway
 the lab's gateway namespace; the gateway long-polls the server's feed. Bindings arrive as RADIUS
 accounting from Debian's `radclient`, with the CGNAT port range in the vendor attribute
 VPNReg-Port-Range. A's WireGuard client passes from a listen port inside its bound range, is
-blocked from one outside it, and an Accounting Stop blocks its running tunnel (and its next flow); A's plain traffic (ping, HTTP, a UDP datagram from a port outside the range) is never
+blocked from one outside it, and an Accounting Stop blocks its running tunnel (and its next
+flow); A's plain traffic (ping, HTTP, a UDP datagram from a port outside the range) is never
 touched throughout.
 """
 
