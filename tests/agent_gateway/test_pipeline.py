@@ -239,6 +239,28 @@ def test_a_shared_cgnat_address_blocks_only_the_unregistered_subscriber(made: Ma
     assert made.backend.active_blocks() == ()
 
 
+def test_a_passed_flow_is_blocked_when_the_feed_no_longer_registers_it(made: Made) -> None:
+    """An Accounting Stop ends a binding while its tunnel runs: the meter never hands that flow
+    over again, so the feed update itself blocks it; a flow whose registration
+    stays, or that ended, is left alone."""
+    ranged = replace(entry(f"{CLIENT}/32", 5), ports=(1024, 2047))
+    made.feed(ranged, entry("198.51.100.9/32", 7), serial=1)
+    for record in (wg(sport=1500), wg(sport=1600), wg(src="198.51.100.9")):
+        decision = made.gateway.handle(record)
+        assert decision is not None and decision.verdict.value == "registered"
+    made.gateway.handle(wg(sport=1600, continuation=True, duration_ms=5_000))  # ended idle
+    assert made.backend.active_blocks() == ()
+    made.feed(entry("198.51.100.9/32", 7), serial=2)  # the binding's entry is gone
+    # no port-ranged entry covers the address any more: the policy's key carries no local port
+    assert [a.key for a in made.backend.active_blocks()] == [WG_KEY]
+    assert made.gateway.refresh_blocks() == 1  # held until the flow's continuation ends
+    made.gateway.handle(wg(sport=1500, continuation=True, duration_ms=5_000))
+    assert made.gateway.refresh_blocks() == 0
+    # registered again (a new Start): the block is lifted as any other
+    made.feed(ranged, entry("198.51.100.9/32", 7), serial=3)
+    assert made.backend.active_blocks() == ()
+
+
 def test_a_protocol_the_registration_does_not_list_is_blocked(made: Made) -> None:
     made.feed(
         replace(entry(f"{CLIENT}/32", 5), protocols=frozenset({VpnProtocol.OPENVPN})), serial=1

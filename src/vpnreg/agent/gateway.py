@@ -104,6 +104,10 @@ class Gateway:
         self.view = FeedView(AllowlistIndex.empty())
         self.context = FlowContext()
         self.held: dict[BlockKey, HeldBlock] = {}
+        #: Flows passed as registered that are still going: a feed that no longer registers them
+        #: (an Accounting Stop ended the binding, a withdrawal) blocks them, since the meter
+        #: hands a flow over only once and its continuation is never decided again.
+        self.passed: dict[Conversation, tuple[FlowKey, str]] = {}
         self.totals = Totals()
         self.lock = threading.RLock()
         if metrics is not None:
@@ -170,7 +174,30 @@ class Gateway:
             removed = self.backend.unblock_matching(lifted)
             for key in removed:
                 self.held.pop(key, None)
+            if added is not None:  # the registered set changed: some passed flows may have lost it
+                self._block_passed_flows_no_longer_registered()
             return removed
+
+    def _block_passed_flows_no_longer_registered(self) -> None:
+        # called under self.lock with the new view in place
+        now = self.clock.now()
+        for ongoing, (key, protocol) in list(self.passed.items()):
+            decision = decide(
+                flow=key,
+                vpn_protocol=protocol,
+                index=self.view.index,
+                home=self.home,
+                dry_run=self.enforce is EnforceKind.DRY_RUN or self.view.dry_run(protocol),
+                feed_serial=self.view.serial,
+                now=now,
+            )
+            if decision.verdict is Verdict.REGISTERED:
+                continue
+            del self.passed[ongoing]
+            if decision.action is Action.BLOCK:
+                self.backend.block(decision.block_keys)
+                for block in decision.block_keys:
+                    self.held.setdefault(block, HeldBlock(protocol)).conversations.add(ongoing)
 
     def set_mode(self, mode: EnforcementMode | None) -> tuple[BlockKey, ...]:
         """A new effective mode for the held state (staleness); lifts what it puts in dry-run."""
@@ -254,6 +281,8 @@ class Gateway:
                     for block in decision.block_keys:
                         held = self.held.setdefault(block, HeldBlock(protocol))
                         held.conversations.add(conversation(record))
+            elif decision.verdict is Verdict.REGISTERED and record.handover is Handover.DETECTION:
+                self.passed[conversation(record)] = (key, protocol)
         if self.verdicts is not None:
             self.verdicts.write(
                 verdict_line(
@@ -283,6 +312,7 @@ class Gateway:
             return
         ended = conversation(record)
         with self.lock:
+            self.passed.pop(ended, None)
             for key in [k for k, h in self.held.items() if ended in h.conversations]:
                 held = self.held[key]
                 held.conversations.discard(ended)
