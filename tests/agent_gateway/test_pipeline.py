@@ -250,9 +250,14 @@ def test_a_passed_flow_is_blocked_when_the_feed_no_longer_registers_it(made: Mad
         assert decision is not None and decision.verdict.value == "registered"
     made.gateway.handle(wg(sport=1600, continuation=True, duration_ms=5_000))  # ended idle
     assert made.backend.active_blocks() == ()
+    lines_before = len(made.lines())
     made.feed(entry("198.51.100.9/32", 7), serial=2)  # the binding's entry is gone
     # no port-ranged entry covers the address any more: the policy's key carries no local port
     assert [a.key for a in made.backend.active_blocks()] == [WG_KEY]
+    # decided again, so explained again: one verdict line for the flow it now blocks
+    [line] = made.lines()[lines_before:]
+    assert (line["src_port"], line["verdict"], line["action"]) == (1500, "unregistered", "block")
+    assert line["rule"] == "not-registered" and line["feed_serial"] == 2
     assert made.gateway.refresh_blocks() == 1  # held until the flow's continuation ends
     made.gateway.handle(wg(sport=1500, continuation=True, duration_ms=5_000))
     assert made.gateway.refresh_blocks() == 0

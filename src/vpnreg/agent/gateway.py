@@ -26,7 +26,7 @@ from vpnreg.agent.flows import ACTIVE_TIMEOUT_S, FlowRecord, Handover
 from vpnreg.agent.metrics import GatewayMetrics
 from vpnreg.agent.verdictlog import VerdictLog, verdict_line
 from vpnreg.clock import Clock
-from vpnreg.core.classify import FlowContext, classify
+from vpnreg.core.classify import Classification, FlowContext, classify
 from vpnreg.core.feed import EnforcementMode, FeedState, Mode
 from vpnreg.core.policy import Action, BlockKey, Decision, FlowKey, Network, Verdict, decide
 
@@ -62,6 +62,16 @@ class HeldBlock:
 
     protocol: str
     conversations: set[Conversation] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class _Passed:
+    """A flow passed as registered, kept to be decided again when the registered set changes."""
+
+    key: FlowKey
+    protocol: str
+    record: FlowRecord
+    classification: Classification
 
 
 @dataclass
@@ -107,7 +117,7 @@ class Gateway:
         #: Flows passed as registered that are still going: a feed that no longer registers them
         #: (an Accounting Stop ended the binding, a withdrawal) blocks them, since the meter
         #: hands a flow over only once and its continuation is never decided again.
-        self.passed: dict[Conversation, tuple[FlowKey, str]] = {}
+        self.passed: dict[Conversation, _Passed] = {}
         self.totals = Totals()
         self.lock = threading.RLock()
         if metrics is not None:
@@ -181,9 +191,10 @@ class Gateway:
     def _block_passed_flows_no_longer_registered(self) -> None:
         # called under self.lock with the new view in place
         now = self.clock.now()
-        for ongoing, (key, protocol) in list(self.passed.items()):
+        for ongoing, flow in list(self.passed.items()):
+            protocol = flow.protocol
             decision = decide(
-                flow=key,
+                flow=flow.key,
                 vpn_protocol=protocol,
                 index=self.view.index,
                 home=self.home,
@@ -198,6 +209,18 @@ class Gateway:
                 self.backend.block(decision.block_keys)
                 for block in decision.block_keys:
                     self.held.setdefault(block, HeldBlock(protocol)).conversations.add(ongoing)
+            # Decided again, so explained again: the verdict log says why it now stops.
+            self.totals.verdicts[decision.verdict.value] += 1
+            if self.verdicts is not None:
+                self.verdicts.write(
+                    verdict_line(
+                        record=flow.record,
+                        classification=flow.classification,
+                        decision=decision,
+                        source=self.source,
+                        time=now,
+                    )
+                )
 
     def set_mode(self, mode: EnforcementMode | None) -> tuple[BlockKey, ...]:
         """A new effective mode for the held state (staleness); lifts what it puts in dry-run."""
@@ -282,7 +305,7 @@ class Gateway:
                         held = self.held.setdefault(block, HeldBlock(protocol))
                         held.conversations.add(conversation(record))
             elif decision.verdict is Verdict.REGISTERED and record.handover is Handover.DETECTION:
-                self.passed[conversation(record)] = (key, protocol)
+                self.passed[conversation(record)] = _Passed(key, protocol, record, classification)
         if self.verdicts is not None:
             self.verdicts.write(
                 verdict_line(
