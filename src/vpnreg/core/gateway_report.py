@@ -113,3 +113,60 @@ def count_rows(counts: Counter[CountKey]) -> list[dict[str, object]]:
 
 def _sort_key(key: CountKey) -> tuple[dt.datetime, str, str, int, str]:
     return (key.hour, key.protocol, key.verdict, key.registration_id or 0, key.prefix or "")
+
+
+#: Most count rows one report may hold; 10,000 rows of about 130 bytes fit the 2 MiB body cap.
+MAX_ROWS = 10_000
+MODES = frozenset({"dry-run", "nftables"})
+
+
+@dataclass(frozen=True)
+class FeedApplied:
+    session_id: str
+    serial: int
+    set_hash: str
+
+
+@dataclass(frozen=True)
+class Report:
+    """A gateway report as the registry takes it (after the web layer parsed its JSON)."""
+
+    report_id: str
+    gateway_id: str
+    created: dt.datetime
+    mode: str
+    feed: FeedApplied | None
+    counts: tuple[tuple[CountKey, int], ...]
+
+
+def check_report(report: Report) -> None:
+    """Refuse (ReportError) a report whose counts break the rules of this module: hours on the
+    hour, known protocols and verdicts, a prefix only for unregistered traffic and never with a
+    registration, no row twice, at least one flow per row."""
+    if report.mode not in MODES:
+        raise ReportError(f"mode must be one of {', '.join(sorted(MODES))}")
+    if len(report.counts) > MAX_ROWS:
+        raise ReportError(f"a report holds at most {MAX_ROWS} count rows")
+    seen: set[CountKey] = set()
+    for index, (key, flows) in enumerate(report.counts):
+        where = f"counts[{index}]"
+        if key.hour.tzinfo is None or hour_of(key.hour) != key.hour:
+            raise ReportError(f"{where}.hour: must be a whole UTC hour")
+        if key.protocol not in PROTOCOLS:
+            raise ReportError(f"{where}.protocol: unknown VPN protocol {key.protocol!r}")
+        if key.verdict not in VERDICTS:
+            raise ReportError(f"{where}.verdict: unknown verdict {key.verdict!r}")
+        if key.prefix is not None:
+            if key.registration_id is not None:
+                raise ReportError(f"{where}: a row has a registration_id or a prefix, not both")
+            if key.verdict != Verdict.UNREGISTERED.value:
+                raise ReportError(f"{where}.prefix: only unregistered traffic is counted by prefix")
+            try:
+                check_prefix(key.prefix)
+            except ReportError as exc:
+                raise ReportError(f"{where}.{exc}") from None
+        if flows < 1:
+            raise ReportError(f"{where}.flows: must be at least 1")
+        if key in seen:
+            raise ReportError(f"{where}: the same row twice")
+        seen.add(key)
