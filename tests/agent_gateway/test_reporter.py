@@ -6,6 +6,7 @@ With a fake transport (unit) and with a real HTTP server on localhost that is do
 from __future__ import annotations
 
 import datetime as dt
+import io
 import ipaddress
 import json
 import threading
@@ -14,8 +15,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 
+from tests.agent_gateway.test_pipeline import FakeFeed, web, wg
+from vpnreg.agent.config import ConfigError, resolve
+from vpnreg.agent.daemon import GatewayDaemon
+from vpnreg.agent.enforce import DryRunBackend
 from vpnreg.agent.reporter import REPORTS_PATH, HttpTransport, Reporter
+from vpnreg.clock import FrozenClock
 from vpnreg.core.policy import Action, Decision, FlowKey, Rule, Verdict
 
 HOME = (ipaddress.ip_network("198.51.100.0/24"),)
@@ -162,3 +169,48 @@ def test_real_http_server_down_then_up(tmp_path: Path, free_port: int) -> None:
         server.shutdown()
         server.server_close()
         transport.close()
+
+
+def test_the_daemon_reports_its_flows_on_stop_and_survives_a_dead_registry(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    """`vpnreg gateway --report-url ... --gateway-id ...`: the pipeline counts each decided flow;
+    stopping sends what is counted; a registry that cannot be reached changes nothing else."""
+    transport = FakeTransport()
+    transport.answers = [httpx.ConnectError("down")]
+    daemon = GatewayDaemon(
+        config_path=None,
+        overrides={
+            "pcap": tmp_path / "x.pcap", "feed": "/nonexistent/feed.json",
+            "trust": ("/nonexistent/feed.pub",), "home": ("198.51.100.0/24",),
+            "enforce": "dry-run", "state_dir": tmp_path / "state",
+            "report_url": "http://registry.invalid", "gateway_id": "gw-7",
+        },
+        clock=clock, flow_source=lambda _cfg: [wg(), wg(sport=40001), web()],
+        backend_factory=lambda _kind: DryRunBackend(clock),
+        feed_client=FakeFeed(),  # type: ignore[arg-type]
+        report_transport=transport, registry=CollectorRegistry(), err=io.StringIO(),
+    )  # fmt: skip
+    daemon.start()
+    daemon.process()
+    daemon.shutdown()
+    assert "2 VPN" in daemon.summary()
+    assert transport.bodies == []  # the registry was down: kept on disk
+    (spooled,) = (tmp_path / "state" / "reports").glob("*.json")
+    report = json.loads(spooled.read_bytes())
+    assert report["gateway_id"] == "gw-7" and report["mode"] == "dry-run"
+    assert report["feed"] is None
+    assert report["counts"] == [
+        {"hour": "2026-01-15T09:00:00Z", "protocol": "wireguard", "verdict": "unregistered",
+         "prefix": "198.51.100.0/24", "flows": 2}
+    ]  # fmt: skip
+    daemon.report_once()  # the next interval: the registry is back
+    assert len(transport.bodies) == 2 and json.loads(transport.bodies[0]) == report
+
+
+def test_report_url_needs_a_gateway_id() -> None:
+    with pytest.raises(ConfigError, match="gateway_id"):
+        resolve(
+            {}, {"pcap": Path("x.pcap"), "feed": "f", "trust": ("k",), "home": ("192.0.2.0/24",),
+                 "enforce": "dry-run", "report_url": "http://registry"},
+        )  # fmt: skip

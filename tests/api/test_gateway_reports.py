@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import ipaddress
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
 from tests.api.harness import Api
+from vpnreg.agent.reporter import HttpTransport, Reporter
+from vpnreg.core.policy import Action, Decision, FlowKey, Rule, Verdict
 from vpnreg.registry.models import GatewayReport, GatewayReportCount
 
 URL = "/api/v1/gateway-reports"
@@ -136,3 +141,43 @@ def test_gateway_list_shows_lag_staleness_and_a_foreign_set_hash(api: Api) -> No
     later = {g["gateway_id"]: g for g in api.client("reg1").get("/api/v1/gateways").json()}
     assert later["gw-list-old"]["stale"] is True
     assert api.client("ali").get("/api/v1/gateways").status_code == 403
+
+
+def test_the_agents_reporter_reports_to_the_registry_once(api: Api, tmp_path: Path) -> None:
+    """The agent's own reporter and HTTP transport against the registry app: the registry is
+    down for the first tick (a transport error), the report waits on disk, goes with the next
+    tick, and a copy of it sent again is not counted twice."""
+    before = stored(api)
+    down = FakeDown()
+    reporter = Reporter(gateway_id="gw-agent", spool_dir=tmp_path / "reports", transport=down)
+    flow = FlowKey(
+        ipaddress.ip_address("198.51.100.9"), 51820, ipaddress.ip_address("203.0.113.5"), 41000, 17
+    )
+    decision = Decision(Verdict.REGISTERED, Action.PASS, Rule.REGISTERED_ANY_PEER, 9, 1, "x")
+    now = api.clock.now()
+    for _ in range(4):
+        reporter.observe(
+            decision=decision,
+            flow=flow,
+            vpn_protocol="wireguard",
+            home=[ipaddress.ip_network("198.51.100.0/24")],
+            now=now,
+        )
+    first = reporter.tick(now=now, feed=None, mode="dry-run")
+    assert first is not None and first.pending == 1
+    (waiting,) = reporter.spooled()
+    kept = waiting.read_bytes()
+    reporter.transport = HttpTransport(
+        "http://testserver", api.gateway_token, client=api.new_client()
+    )
+    second = reporter.tick(now=now + dt.timedelta(minutes=5), feed=None, mode="dry-run")
+    assert second is not None and (second.sent, second.pending) == (2, 0)
+    (tmp_path / "reports" / waiting.name).write_bytes(kept)  # the same report once more
+    third = reporter.send_spooled()
+    assert (third.sent, third.pending) == (1, 0)  # taken as a duplicate (200), deleted
+    assert stored(api) == (before[0] + 2, before[1] + 4)
+
+
+class FakeDown:
+    def send(self, body: bytes) -> int:
+        raise httpx.ConnectError("registry down")

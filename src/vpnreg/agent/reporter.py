@@ -31,7 +31,7 @@ from typing import Protocol
 import httpx
 
 from vpnreg.core.feed import FeedState
-from vpnreg.core.gateway_report import CountKey, count_key, count_rows, hour_of
+from vpnreg.core.gateway_report import MAX_ROWS, CountKey, count_key, count_rows, hour_of
 from vpnreg.core.policy import Decision, FlowKey, Network
 
 _LOG = logging.getLogger(__name__)
@@ -53,16 +53,18 @@ class ReportTransport(Protocol):
 class HttpTransport:
     """POSTs reports to the registry's API with the gateway token."""
 
-    def __init__(self, base_url: str, token: str | None) -> None:
-        headers = {"Content-Type": "application/json"}
+    def __init__(
+        self, base_url: str, token: str | None, *, client: httpx.Client | None = None
+    ) -> None:
+        self._headers = {"Content-Type": "application/json"}
         if token:
-            headers["Authorization"] = f"Bearer {token}"
-        self._client = httpx.Client(
-            base_url=base_url.rstrip("/"), headers=headers, timeout=_TIMEOUT_S
-        )
+            self._headers["Authorization"] = f"Bearer {token}"
+        self._base = base_url.rstrip("/")
+        self._client = client or httpx.Client(timeout=_TIMEOUT_S)
 
     def send(self, body: bytes) -> int:
-        return self._client.post(REPORTS_PATH, content=body).status_code
+        url = self._base + REPORTS_PATH
+        return self._client.post(url, content=body, headers=self._headers).status_code
 
     def close(self) -> None:
         self._client.close()
@@ -107,12 +109,25 @@ class Reporter:
             with self._lock:
                 self._counts[key] += 1
 
-    def take_report(
+    def take_reports(
         self, *, now: dt.datetime, feed: FeedState | None, mode: str
-    ) -> dict[str, object]:
-        """The counts since the last report as a report body; the counts start over."""
+    ) -> list[dict[str, object]]:
+        """The counts since the last report as report bodies (one, or more when the rows
+        exceed what one report may hold); the counts start over."""
         with self._lock:
             counts, self._counts = self._counts, Counter()
+        rows = count_rows(counts)
+        chunks = [rows[i : i + MAX_ROWS] for i in range(0, len(rows), MAX_ROWS)] or [[]]
+        return [self._body(now=now, feed=feed, mode=mode, rows=chunk) for chunk in chunks]
+
+    def _body(
+        self,
+        *,
+        now: dt.datetime,
+        feed: FeedState | None,
+        mode: str,
+        rows: list[dict[str, object]],
+    ) -> dict[str, object]:
         return {
             "report_id": uuid.uuid4().hex,
             "gateway_id": self.gateway_id,
@@ -121,7 +136,7 @@ class Reporter:
             "feed": None
             if feed is None
             else {"session_id": feed.session_id, "serial": feed.serial, "set_hash": feed.set_hash},
-            "counts": count_rows(counts),
+            "counts": rows,
         }
 
     # -- spool -------------------------------------------------------------------------------------
@@ -183,7 +198,8 @@ class Reporter:
     def tick(self, *, now: dt.datetime, feed: FeedState | None, mode: str) -> SendResult | None:
         """One report: take, spool, send everything spooled. Never raises."""
         try:
-            self.spool_report(self.take_report(now=now, feed=feed, mode=mode), now=now)
+            for report in self.take_reports(now=now, feed=feed, mode=mode):
+                self.spool_report(report, now=now)
             return self.send_spooled()
         except Exception:
             _LOG.exception("gateway report failed; enforcement goes on")
