@@ -24,6 +24,8 @@ __all__ = ["GatewayState", "gateway_list", "store_report"]
 
 #: A gateway that has not reported for this many report intervals is flagged stale.
 STALE_INTERVALS = 3
+#: The interval gateways report at unless configured otherwise (the agent's report_interval_s).
+REPORT_INTERVAL = dt.timedelta(minutes=5)
 
 
 def store_report(session: Session, *, report: Report, token_name: str, now: dt.datetime) -> bool:
@@ -102,7 +104,7 @@ def _registry_hash(session: Session, feed_session: str, serial: int) -> str | No
 
 
 def gateway_list(
-    session: Session, *, now: dt.datetime, interval: dt.timedelta
+    session: Session, *, now: dt.datetime, interval: dt.timedelta = REPORT_INTERVAL
 ) -> list[GatewayState]:
     """Every gateway that ever reported, by id: its latest report and how it stands."""
     latest = (

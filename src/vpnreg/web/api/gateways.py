@@ -22,8 +22,6 @@ from vpnreg.web.policy import GATEWAY, OVERSIGHT, allow, only
 
 router = APIRouter(tags=["gateways"])
 
-#: Gateways report every 5 minutes unless configured otherwise (agent report_interval_s).
-REPORT_INTERVAL = dt.timedelta(minutes=5)
 _MAX_DB_INT = 2**63 - 1
 _StrictId = Annotated[int, Field(strict=True, ge=1, le=_MAX_DB_INT)]
 
@@ -124,5 +122,5 @@ def post_gateway_report(
     summary="Every gateway's last report, applied serial, lag and flags",
 )
 def list_gateways(db: DbSession, clock: AppClock) -> list[GatewayPublic]:
-    states = gateway_list(db, now=clock.now(), interval=REPORT_INTERVAL)
+    states = gateway_list(db, now=clock.now())
     return [GatewayPublic.model_validate(s, from_attributes=True) for s in states]
