@@ -140,3 +140,60 @@ def gateway_list(
             )
         )
     return states
+
+
+#: How far back an application's page shows its flows as gateways counted them.
+FLOWS_SHOWN = dt.timedelta(days=14)
+
+
+@dataclass(frozen=True)
+class RegistrationFlows:
+    """One row of "why was I blocked?": a registration's flows in one hour at one gateway."""
+
+    hour: dt.datetime
+    gateway_id: str
+    verdict: str
+    flows: int
+    #: The serial the gateway applied in its latest report (None: no feed held).
+    applied_serial: int | None
+    stale: bool
+
+
+def registration_flows(
+    session: Session,
+    *,
+    registration_id: int,
+    now: dt.datetime,
+    interval: dt.timedelta = REPORT_INTERVAL,
+) -> list[RegistrationFlows]:
+    """A registration's flows per hour, gateway and verdict over FLOWS_SHOWN, newest first, with
+    each gateway's applied serial, so "registered but still blocked" points at the gateway."""
+    rows = session.execute(
+        select(
+            GatewayReportCount.hour,
+            GatewayReport.gateway_id,
+            GatewayReportCount.verdict,
+            func.sum(GatewayReportCount.flows),
+        )
+        .join(GatewayReport, GatewayReport.id == GatewayReportCount.report_id)
+        .where(
+            GatewayReportCount.registration_id == registration_id,
+            GatewayReportCount.hour >= now - FLOWS_SHOWN,
+        )
+        .group_by(GatewayReportCount.hour, GatewayReport.gateway_id, GatewayReportCount.verdict)
+        .order_by(
+            GatewayReportCount.hour.desc(), GatewayReport.gateway_id, GatewayReportCount.verdict
+        )
+    ).all()
+    gateways = {g.gateway_id: g for g in gateway_list(session, now=now, interval=interval)}
+    return [
+        RegistrationFlows(
+            hour=hour,
+            gateway_id=gateway_id,
+            verdict=verdict,
+            flows=int(flows),
+            applied_serial=gateways[gateway_id].applied_serial,
+            stale=gateways[gateway_id].stale,
+        )
+        for hour, gateway_id, verdict, flows in rows
+    ]
