@@ -80,6 +80,8 @@ def _broken(api: Api) -> list[tuple[str, dict[str, Any]]]:
     case("unknown-key", lambda b: b.update(flows_detail=[{"src_ip": "203.0.113.5"}]))
     case("bad-mode", lambda b: b.update(mode="drop"))
     case("naive-created", lambda b: b.update(created="2026-12-04T16:00:00"))
+    case("numeric-created", lambda b: b.update(created=0))
+    case("numeric-hour", lambda b: b["counts"][0].update(hour=1_796_400_000))
     case("hour-not-on-the-hour", lambda b: b["counts"][0].update(hour="2026-12-04T16:30:00Z"))
     case("unknown-protocol", lambda b: b["counts"][0].update(protocol="smtp"))
     case("unknown-verdict", lambda b: b["counts"][0].update(verdict="maybe"))

@@ -13,7 +13,7 @@ import datetime as dt
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from vpnreg.core.gateway_report import MAX_ROWS, CountKey, FeedApplied, Report
 from vpnreg.registry.services.gateway_reports import gateway_list, store_report
@@ -24,6 +24,16 @@ router = APIRouter(tags=["gateways"])
 
 _MAX_DB_INT = 2**63 - 1
 _StrictId = Annotated[int, Field(strict=True, ge=1, le=_MAX_DB_INT)]
+
+
+def _rfc3339_text(value: object) -> object:
+    # pydantic would take a number as Unix time; the document says an RFC 3339 string
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 date-time string")
+    return value
+
+
+_Time = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
 
 
 class _Strict(BaseModel):
@@ -37,7 +47,7 @@ class FeedAppliedIn(_Strict):
 
 
 class CountIn(_Strict):
-    hour: AwareDatetime = Field(description="The UTC hour counted (on the hour)")
+    hour: _Time = Field(description="The UTC hour counted (on the hour)")
     protocol: str = Field(max_length=16, examples=["wireguard"])
     verdict: str = Field(max_length=16, examples=["unregistered"])
     registration_id: _StrictId | None = None
@@ -52,7 +62,7 @@ class CountIn(_Strict):
 class GatewayReportIn(_Strict):
     report_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="Unique per report; a resend")
     gateway_id: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,100}$", examples=["gw-ams-1"])
-    created: AwareDatetime
+    created: _Time
     mode: Literal["dry-run", "nftables"]
     feed: FeedAppliedIn | None = Field(description="The feed state applied; null: none held")
     counts: list[CountIn] = Field(max_length=MAX_ROWS)
