@@ -18,6 +18,7 @@ from tests.api.harness import Api
 from vpnreg.agent.reporter import HttpTransport, Reporter
 from vpnreg.core.policy import Action, Decision, FlowKey, Rule, Verdict
 from vpnreg.registry.models import GatewayReport, GatewayReportCount
+from vpnreg.registry.services.gateway_reports import registration_flows
 
 URL = "/api/v1/gateway-reports"
 
@@ -183,3 +184,27 @@ def test_the_agents_reporter_reports_to_the_registry_once(api: Api, tmp_path: Pa
 class FakeDown:
     def send(self, body: bytes) -> int:
         raise httpx.ConnectError("registry down")
+
+
+def test_a_registrations_flows_are_summed_per_hour_gateway_and_verdict(api: Api) -> None:
+    """The query behind the application page's "why was I blocked?" table, on both backends."""
+    hour = api.clock.now().replace(minute=0, second=0, microsecond=0).isoformat()
+
+    def rows(verdict: str, flows: int) -> list[dict[str, Any]]:
+        return [{"hour": hour, "protocol": "wireguard", "verdict": verdict,
+                 "registration_id": 424242, "flows": flows}]  # fmt: skip
+
+    for gateway, verdict, flows in (
+        ("gw-why-a", "registered", 2),
+        ("gw-why-a", "registered", 3),  # a second report of the same hour adds up
+        ("gw-why-b", "unregistered", 7),
+    ):
+        body = report(api, gateway, counts=rows(verdict, flows))
+        assert api.client("gateway").post(URL, json=body).status_code == 201
+    with api.app.state.database.session() as session:
+        found = registration_flows(session, registration_id=424242, now=api.clock.now())
+    assert [(f.gateway_id, f.verdict, f.flows) for f in found] == [
+        ("gw-why-a", "registered", 5),
+        ("gw-why-b", "unregistered", 7),
+    ]
+    assert {f.applied_serial for f in found} == {current_feed(api)["serial"]}
