@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -55,18 +55,23 @@ def store_report(session: Session, *, report: Report, token_name: str, now: dt.d
             )
             session.add(row)
             session.flush()
-            session.add_all(
-                GatewayReportCount(
-                    report_id=row.id,
-                    hour=key.hour,
-                    protocol=key.protocol,
-                    verdict=key.verdict,
-                    registration_id=key.registration_id,
-                    prefix=key.prefix,
-                    flows=flows,
+            if report.counts:
+                # one executemany, not an ORM object per row: a report holds up to MAX_ROWS rows
+                session.execute(
+                    insert(GatewayReportCount),
+                    [
+                        {
+                            "report_id": row.id,
+                            "hour": key.hour,
+                            "protocol": key.protocol,
+                            "verdict": key.verdict,
+                            "registration_id": key.registration_id,
+                            "prefix": key.prefix,
+                            "flows": flows,
+                        }
+                        for key, flows in report.counts
+                    ],
                 )
-                for key, flows in report.counts
-            )
     except IntegrityError:
         # the same report id arrived twice at once: the other request stored it
         if session.scalar(known) is not None:
