@@ -9,6 +9,7 @@ demo needs VPNREG_ALLOW_DOCUMENTATION_PREFIXES=1. Loading twice changes nothing.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
 import random
 from collections.abc import Iterator
@@ -18,10 +19,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vpnreg.core.bindings import BindingEvent
+from vpnreg.core.gateway_report import CountKey, Report, hour_of
 from vpnreg.core.review import Role, State
 from vpnreg.registry import services
 from vpnreg.registry.models import Application, User
 from vpnreg.registry.services.bindings import report_events
+from vpnreg.registry.services.gateway_reports import store_report
 from vpnreg.registry.views import ApplicationView, UserView
 
 #: One password for every demo login; printed by `vpnreg demo`. Never use the demo in production.
@@ -385,6 +388,34 @@ def _plan(orgs: list[tuple[int, str, UserView]]) -> list[tuple[State, tuple[int,
     return plan
 
 
+def _gateway_reports(session: Session, now: dt.datetime) -> None:
+    """Two gateways' latest reports: one current, one that stopped reporting two hours ago."""
+    active = session.scalars(
+        select(Application.id).where(Application.state == State.ACTIVE.value).limit(3)
+    ).all()
+    for name, ago in (("gw-isb-1", dt.timedelta(minutes=2)), ("gw-khi-1", dt.timedelta(hours=2))):
+        at = now - ago
+        hour = hour_of(at)
+        counts = [
+            (CountKey(hour, "wireguard", "registered", registration_id=app_id), 3 + i)
+            for i, app_id in enumerate(active)
+        ]
+        counts.append((CountKey(hour, "openvpn", "unregistered", prefix="198.51.100.0/24"), 2))
+        store_report(
+            session,
+            report=Report(
+                report_id=hashlib.sha256(f"demo {name}".encode()).hexdigest()[:32],
+                gateway_id=name,
+                created=at,
+                mode="nftables",
+                feed=None,
+                counts=tuple(counts),
+            ),
+            token_name="demo",  # noqa: S106 - a token's name, not a secret
+            now=at,
+        )
+
+
 def load_demo(session: Session, *, config: services.ServiceConfig, now: dt.datetime) -> DemoReport:
     """Load the demo data unless it is there already; returns the logins either way."""
     if session.scalar(select(User.id).where(User.username == ADMIN)) is not None:
@@ -438,6 +469,7 @@ def load_demo(session: Session, *, config: services.ServiceConfig, now: dt.datet
         loader.step(renewal, "approve", loader.users["regulator1"], at + dt.timedelta(minutes=30))
     services.advance_time(session, now=now, config=config)
     _subscriber_bound(loader, orgs, isps, now)
+    _gateway_reports(session, now)
     report = loader.report
     for stored in session.scalars(select(Application.state)):
         report.applications[stored] = report.applications.get(stored, 0) + 1

@@ -73,9 +73,14 @@ PAGES: dict[str, list[tuple[str, str, int]]] = {
         ("review", "{queue}", 200),
         ("stats", "/stats", 200),
         ("missing-review", "/queue/999999", 404),
+        ("gateways", "/gateways", 200),
     ],
     "auditor": [("home", "/", 200), ("stats", "/stats", 200), ("forbidden", "/queue", 403)],
-    "admin": [("users", "/admin/users", 200), ("forbidden", "/apply", 403)],
+    "admin": [
+        ("users", "/admin/users", 200),
+        ("gateways", "/gateways", 200),
+        ("forbidden", "/apply", 403),
+    ],
     "suspended_applicant": [("application-suspended", "{suspended-application}", 200)],
     "suspending_isp": [
         ("queue-with-suspended", "/queue", 200),

@@ -191,3 +191,38 @@ def test_0008_makes_existing_applications_prefix_bound_and_downgrades_cleanly(
     finally:
         engine.dispose()
     assert current_revision(fresh_url) == HEAD
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["UPDATE gateway_reports SET mode = 'dry-run'", "UPDATE gateway_report_counts SET flows = 9"],
+)
+def test_gateway_reports_refuse_update(fresh_url: str, statement: str) -> None:
+    """Reports are append-only (ADR 0010): a stored report or count never changes."""
+    upgrade(fresh_url)
+    engine = make_engine(fresh_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO gateway_reports (id, report_id, gateway_id, token_name, created, "
+                    "received_at, mode) VALUES (1, :r, 'gw', 'gw', :t, :t, 'nftables')"
+                ),
+                {"r": "a" * 32, "t": "2026-01-15 09:00:00"},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO gateway_report_counts (report_id, hour, protocol, verdict, "
+                    "flows) VALUES (1, :t, 'wireguard', 'not-domestic', 1)"
+                ),
+                {"t": "2026-01-15 09:00:00"},
+            )
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.execute(text(statement))
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT mode FROM gateway_reports")).scalars().all() == [
+                "nftables"
+            ]
+            assert conn.execute(text("SELECT flows FROM gateway_report_counts")).scalar() == 1
+    finally:
+        engine.dispose()

@@ -12,7 +12,14 @@ import re
 import pytest
 
 from tests.api.harness import Api, relogin
-from vpnreg.web.policy import ALL_CALLERS, READERS, access_for, allows, effective_routes
+from vpnreg.web.policy import (
+    ALL_CALLERS,
+    OVERSIGHT,
+    READERS,
+    access_for,
+    allows,
+    effective_routes,
+)
 from vpnreg.web.problems import POLICY_CODES
 
 
@@ -91,6 +98,9 @@ def test_the_table_holds_the_spec_rules(api: Api) -> None:
         ("GET", "/applications/{application_id}/documents/{document_id}"): set(READERS),
         # Bindings: the ISP's own users only (issue 17); which ISP is checked inside.
         ("PUT", "/api/v1/isps/{isp_id}/bindings"): {"isp"},
+        # Gateway reports: gateway tokens only; the gateway list: the oversight roles (issue 19).
+        ("POST", "/api/v1/gateway-reports"): {"gateway"},
+        ("GET", "/api/v1/gateways"): set(OVERSIGHT),
     }
     for (method, path), roles in rules.items():
         allowed = {c for c in ALL_CALLERS if allows(access_for(policy, method, path), c)}

@@ -32,6 +32,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from vpnreg.agent.enforce import DEFAULT_TIMEOUT_S
 from vpnreg.agent.feedclient import DEFAULT_MAX_BYTES, is_static_feed
+from vpnreg.agent.reporter import DEFAULT_INTERVAL_S, DEFAULT_MAX_SPOOLED
 from vpnreg.agent.verdictlog import DEFAULT_RETENTION_DAYS, DEFAULT_ROTATE_BYTES
 from vpnreg.core.policy import Network
 from vpnreg.validation import location, problem
@@ -131,6 +132,12 @@ class GatewayConfig(BaseModel):
     feed_expire_s: _Seconds = 7200.0
     #: Largest feed document or HTTP response accepted (after decompression), in bytes.
     feed_max_bytes: Annotated[_Count, Field(ge=1024)] = DEFAULT_MAX_BYTES
+    #: The registry's base URL for reports (POST /api/v1/gateway-reports); None: no reports.
+    report_url: _Text | None = None
+    #: This gateway's name in its reports (required with report_url).
+    gateway_id: Annotated[str, Field(strict=True, min_length=1, max_length=100)] | None = None
+    report_interval_s: Annotated[float, Field(strict=True, ge=10)] = DEFAULT_INTERVAL_S
+    report_max_spooled: Annotated[_Count, Field(ge=1)] = DEFAULT_MAX_SPOOLED
 
     @model_validator(mode="before")
     @classmethod
@@ -143,6 +150,12 @@ class GatewayConfig(BaseModel):
                 "source", "give exactly one of --pcap FILE and --interface IF"
             )
         return data
+
+    @model_validator(mode="after")
+    def _reports_named(self) -> GatewayConfig:
+        if self.report_url is not None and self.gateway_id is None:
+            raise PydanticCustomError("report", "report_url needs gateway_id (--gateway-id)")
+        return self
 
     @property
     def feed_is_url(self) -> bool:

@@ -32,6 +32,7 @@ from vpnreg.agent.flows import FlowRecord
 from vpnreg.agent.gateway import Gateway
 from vpnreg.agent.metrics import GatewayMetrics
 from vpnreg.agent.nft import NftablesBackend, SubprocessNft
+from vpnreg.agent.reporter import HttpTransport, Reporter, ReportTransport
 from vpnreg.agent.verdictlog import VerdictLog
 from vpnreg.clock import Clock
 from vpnreg.feedkeys import FeedKeyError
@@ -84,6 +85,7 @@ class GatewayDaemon:
         flow_source: FlowSource = nfstream_source,
         backend_factory: Callable[[EnforceKind], EnforcementBackend] | None = None,
         feed_client: FeedClient | None = None,
+        report_transport: ReportTransport | None = None,
         registry: CollectorRegistry | None = None,
         err: TextIO = sys.stderr,
     ) -> None:
@@ -130,6 +132,17 @@ class GatewayDaemon:
                 retention_days=cfg.retention_days,
                 rotate_bytes=cfg.rotate_bytes,
             )
+        self.reporter: Reporter | None = None
+        self._http_transport: HttpTransport | None = None
+        if cfg.report_url is not None and cfg.gateway_id is not None:
+            if report_transport is None:
+                report_transport = self._http_transport = HttpTransport(cfg.report_url, cfg.token)
+            self.reporter = Reporter(
+                gateway_id=cfg.gateway_id,
+                spool_dir=cfg.state_dir / "reports",
+                transport=report_transport,
+                max_spooled=cfg.report_max_spooled,
+            )
         self.gateway = Gateway(
             backend=self._factory(cfg.enforce),
             enforce=cfg.enforce,
@@ -140,6 +153,7 @@ class GatewayDaemon:
             metrics=GatewayMetrics(self.registry),
             live=cfg.interface is not None,
             backend_factory=self._factory,
+            reporter=self.reporter,
         )
         self._interrupt = Interrupt()
         self._threads: list[threading.Thread] = []
@@ -215,6 +229,17 @@ class GatewayDaemon:
                 _LOG.exception("feed update failed; retrying")
                 self.stop_event.wait(self.config.feed_retry_s)
 
+    def report_once(self) -> None:
+        """Send one report (and whatever is spooled); never raises (Reporter.tick)."""
+        if self.reporter is not None:
+            self.reporter.tick(
+                now=self.clock.now(), feed=self.gateway.view.state, mode=self.gateway.enforce.value
+            )
+
+    def _report_loop(self) -> None:
+        while not self.stop_event.wait(self.config.report_interval_s):
+            self.report_once()
+
     # -- running -----------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -231,7 +256,10 @@ class GatewayDaemon:
         if cfg.metrics_port is not None:
             start_http_server(cfg.metrics_port, addr=cfg.metrics_address, registry=self.registry)
         if cfg.interface is not None:
-            for target in (self._feed_loop, self._housekeeping):
+            loops = [self._feed_loop, self._housekeeping]
+            if self.reporter is not None:
+                loops.append(self._report_loop)
+            for target in loops:
                 thread = threading.Thread(target=target, name=target.__name__, daemon=True)
                 thread.start()
                 self._threads.append(thread)
@@ -267,6 +295,10 @@ class GatewayDaemon:
             thread.join(timeout=2)
         self.gateway.stop(fail_open=self.config.fail_open_on_stop)
         self.feed.close()
+        # the counts since the last report are spooled (and sent if the registry answers)
+        self.report_once()
+        if self._http_transport is not None:
+            self._http_transport.close()
 
     def summary(self) -> str:
         serial = self.gateway.view.serial

@@ -24,6 +24,7 @@ from vpnreg.agent.config import EnforceKind
 from vpnreg.agent.enforce import EnforcementBackend
 from vpnreg.agent.flows import ACTIVE_TIMEOUT_S, FlowRecord, Handover
 from vpnreg.agent.metrics import GatewayMetrics
+from vpnreg.agent.reporter import Reporter
 from vpnreg.agent.verdictlog import VerdictLog, verdict_line
 from vpnreg.clock import Clock
 from vpnreg.core.classify import Classification, FlowContext, classify
@@ -100,8 +101,10 @@ class Gateway:
         live: bool = False,
         active_timeout_s: int = ACTIVE_TIMEOUT_S,
         backend_factory: Callable[[EnforceKind], EnforcementBackend] | None = None,
+        reporter: Reporter | None = None,
     ) -> None:
         self.backend = backend
+        self.reporter = reporter
         self.enforce = enforce
         self.home: tuple[Network, ...] = tuple(home)
         self.clock = clock
@@ -315,6 +318,10 @@ class Gateway:
                     source=self.source,
                     time=now,
                 )
+            )
+        if self.reporter is not None:
+            self.reporter.observe(
+                decision=decision, flow=key, vpn_protocol=protocol, home=self.home, now=now
             )
         if not unconfirmed:
             self.totals.vpn += 1

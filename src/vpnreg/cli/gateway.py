@@ -54,6 +54,13 @@ def gateway_command(
     metrics_port: Annotated[
         int | None, typer.Option("--metrics-port", metavar="N", help="serve Prometheus metrics")
     ] = None,
+    report_url: Annotated[
+        str | None,
+        typer.Option("--report-url", metavar="URL", help="registry base URL for gateway reports"),
+    ] = None,
+    gateway_id: Annotated[
+        str | None, typer.Option("--gateway-id", metavar="ID", help="this gateway's name")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", metavar="FILE.toml", help="configuration file")
     ] = None,
@@ -78,6 +85,8 @@ def gateway_command(
         "enforce": enforce,
         "verdicts": verdicts,
         "metrics_port": metrics_port,
+        "report_url": report_url,
+        "gateway_id": gateway_id,
     }
     try:
         daemon = GatewayDaemon(config_path=config, overrides=overrides, clock=clock())

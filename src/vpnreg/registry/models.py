@@ -609,3 +609,45 @@ class RadiusClient(Base):
     #: The (vendor) attribute holding the port block, if the ISP sends one.
     ports_attribute: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[dt.datetime]
+
+
+class GatewayReport(Base):
+    """One report a gateway sent (ADR 0010): who, under which feed state, in which mode.
+
+    Append-only: rows are inserted once, keyed by the gateway's report id (a resend finds it and
+    stores nothing), and never updated."""
+
+    __tablename__ = "gateway_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    report_id: Mapped[str] = mapped_column(String(32), unique=True)
+    gateway_id: Mapped[str] = mapped_column(String(100), index=True)
+    #: The name of the gateway token it came with.
+    token_name: Mapped[str] = mapped_column(String(100))
+    created: Mapped[dt.datetime]
+    received_at: Mapped[dt.datetime] = mapped_column(index=True)
+    mode: Mapped[str] = mapped_column(String(16))
+    feed_session: Mapped[str | None] = mapped_column(String(64))
+    feed_serial: Mapped[int | None] = mapped_column(BigInteger)
+    set_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class GatewayReportCount(Base):
+    """One hourly count of a report: registration x protocol x verdict, or an unregistered
+    domestic /24 or /48 x protocol, or protocol x verdict alone."""
+
+    __tablename__ = "gateway_report_counts"
+    __table_args__ = (
+        Index("ix_gateway_report_counts_registration_hour", "registration_id", "hour"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("gateway_reports.id"), index=True)
+    hour: Mapped[dt.datetime] = mapped_column(index=True)
+    protocol: Mapped[str] = mapped_column(String(16))
+    verdict: Mapped[str] = mapped_column(String(16))
+    #: The feed's registration id (an application's id); not a foreign key: a report may name
+    #: a registration the registry has since removed, and is kept as sent.
+    registration_id: Mapped[int | None] = mapped_column(BigInteger)
+    prefix: Mapped[str | None] = mapped_column(String(64))
+    flows: Mapped[int] = mapped_column(BigInteger)

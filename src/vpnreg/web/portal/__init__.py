@@ -10,9 +10,9 @@ from types import ModuleType
 
 from fastapi import APIRouter
 
-from vpnreg.web.portal import admin, applicant, public, review, signup
+from vpnreg.web.portal import admin, applicant, gateways, public, review, signup
 
-PAGE_MODULES: tuple[ModuleType, ...] = (public, signup, applicant, review, admin)
+PAGE_MODULES: tuple[ModuleType, ...] = (public, signup, applicant, review, admin, gateways)
 
 
 def portal_router() -> APIRouter:

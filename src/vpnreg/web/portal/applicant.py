@@ -15,6 +15,7 @@ from vpnreg.core.review import Role, State
 from vpnreg.registry import services
 from vpnreg.registry.errors import FieldError, NotFound, RegistryError, ValidationFailed
 from vpnreg.registry.services import documents, queries
+from vpnreg.registry.services.gateway_reports import registration_flows
 from vpnreg.registry.views import OrganisationView, UserView
 from vpnreg.web.bounds import FormVersion, PathId, parse_id
 from vpnreg.web.documents import document_response
@@ -352,6 +353,10 @@ def application_page(
             "kind_labels": KIND_LABELS,
             "amendments": queries.open_amendments(session, viewer=user, application_id=app.id),
             "can_amend": services.AMEND_PEERS in actions,
+            # the application's id is its registration id in the feed and in gateway reports
+            "gateway_flows": registration_flows(
+                session, registration_id=app.id, now=request.app.state.clock.now()
+            ),
             "errors": errors or [],
         },
         status_code=status_code,
