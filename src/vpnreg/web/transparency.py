@@ -33,6 +33,7 @@ from vpnreg.settings import Settings
 from vpnreg.web.auth import DbSession
 from vpnreg.web.feed import AsyncioTimer, Timer
 from vpnreg.web.policy import EVERYONE, allow
+from vpnreg.web.problems import MEDIA_TYPE
 
 __all__ = ["CheckpointScheduler", "install_transparency", "router"]
 
@@ -66,7 +67,16 @@ def checkpoints(
     }
 
 
-@router.get("/checkpoints/latest", summary="The newest signed checkpoint of the audit chain")
+@router.get(
+    "/checkpoints/latest",
+    summary="The newest signed checkpoint of the audit chain",
+    responses={
+        404: {
+            "description": "`not-found`: no checkpoint has been signed yet.",
+            "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+    },
+)
 def latest_checkpoint(db: DbSession) -> dict[str, object]:
     """The newest checkpoint; 404 before the first one is signed."""
     latest = transparency.latest_checkpoint(db)
