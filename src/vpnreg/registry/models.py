@@ -379,7 +379,8 @@ class AuditHead(Base):
 
 
 class Claim(Base):
-    """Address space held by an approved, active or expiring registration over its validity.
+    """Address space held by an approved, active, expiring or suspended registration over its
+    validity (a suspended one keeps its claim: the ISP's re-attestation restores it unreviewed).
 
     On PostgreSQL the migration adds generated columns `prefix` (cidr) and `valid_during`
     (tstzrange, half-open) and an exclusion constraint over them, so the database itself refuses
@@ -450,7 +451,8 @@ class FeedStateRow(Base):
 
 
 class FeedEntryRow(Base):
-    """One entry of the published set: its 64-byte record and its peer encodings (if any)."""
+    """One entry of the published set: its 74-byte v2 record (ADR 0006) and its peer encodings
+    (if any)."""
 
     __tablename__ = "feed_entries"
 
@@ -466,7 +468,7 @@ class FeedDeltaRow(Base):
     serial: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     session_id: Mapped[str] = mapped_column(String(64))
     previous_serial: Mapped[int] = mapped_column(BigInteger)
-    #: Concatenated 64-byte records.
+    #: Concatenated 74-byte v2 records (ADR 0006).
     added: Mapped[bytes] = mapped_column(LargeBinary)
     removed: Mapped[bytes] = mapped_column(LargeBinary)
     #: The peer lists the records name (see services.feed for the layout).

@@ -324,6 +324,7 @@ def application_page(
     request: Request,
     session: DbSession,
     user: PortalUser,
+    clock: PortalClock,
     config: Config,
     application_id: PathId,
     *,
@@ -331,7 +332,9 @@ def application_page(
     status_code: int = 200,
 ) -> HTMLResponse:
     app = queries.visible_application(session, application_id=application_id, viewer=user)
-    actions = services.available_actions(session, app, user, config=config)
+    # The request's clock, as the review page passes it: a suspended registration whose validity
+    # has ended offers no step that take_step would refuse at this moment.
+    actions = services.available_actions(session, app, user, config=config, now=clock.now())
     step = APPLICANT_DONE.get(request.query_params.get("done", ""))
     banner = decision_banner(app, step) if step is not None else None
     steps = timeline_steps(session, application_id=app.id, tz=config.tz)
@@ -365,9 +368,14 @@ def application_page(
     name="portal.application",
 )
 def application_detail(
-    request: Request, session: DbSession, user: PortalUser, config: Config, application_id: PathId
+    request: Request,
+    session: DbSession,
+    user: PortalUser,
+    clock: PortalClock,
+    config: Config,
+    application_id: PathId,
 ) -> Response:
-    return application_page(request, session, user, config, application_id)
+    return application_page(request, session, user, clock, config, application_id)
 
 
 @router.post(
@@ -406,7 +414,7 @@ def upload_document(
             storage_dir=request.app.state.document_dir,
         )
     except RegistryError as exc:
-        return _after(request, session, user, config, application_id, exc)
+        return _after(request, session, user, clock, config, application_id, exc)
     return RedirectResponse(f"/applications/{application_id}?done=uploaded", status_code=303)
 
 
@@ -442,6 +450,7 @@ def _after(
     request: Request,
     session: DbSession,
     user: PortalUser,
+    clock: PortalClock,
     config: Config,
     application_id: PathId,
     exc: RegistryError,
@@ -450,6 +459,7 @@ def _after(
         request,
         session,
         user,
+        clock,
         config,
         application_id,
         errors=exc.field_errors(),
@@ -489,7 +499,7 @@ def amend_peers(
             expected_version=version,
         )
     except RegistryError as exc:
-        return _after(request, session, user, config, application_id, exc)
+        return _after(request, session, user, clock, config, application_id, exc)
     return RedirectResponse(
         f"/applications/{application_id}?done=amendment_requested", status_code=303
     )
@@ -620,7 +630,7 @@ def applicant_action(
         )
         app = services.take_step(session, step, now=clock.now(), config=config)
     except RegistryError as exc:
-        return _after(request, session, user, config, application_id, exc)
+        return _after(request, session, user, clock, config, application_id, exc)
     return RedirectResponse(
         f"/applications/{app.id}?done={APPLICANT_STEPS[action]}", status_code=303
     )
