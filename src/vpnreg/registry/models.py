@@ -41,6 +41,8 @@ class Category(StrEnum):
 class AmendmentState(StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
+    #: The regulator kept the old value (protocol amendments; migration 0010).
+    REFUSED = "refused"
 
 
 class AppealOutcome(StrEnum):
@@ -269,6 +271,25 @@ class PeerAmendment(Base):
         ForeignKey("application_prefixes.id", ondelete="CASCADE"), index=True
     )
     peers: Mapped[list[str]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    requested_by: Mapped[str] = mapped_column(String(100))
+    requested_at: Mapped[dt.datetime]
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decided_at: Mapped[dt.datetime | None]
+
+
+class ProtocolAmendment(Base):
+    """A requested change of an application's VPN protocols (migration 0010): the old list holds
+    until the regulator approves; a refusal keeps it. The same rules as PeerAmendment."""
+
+    __tablename__ = "protocol_amendments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    application_id: Mapped[int] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), index=True
+    )
+    #: VpnProtocol values in canonical order; [] = any protocol.
+    protocols: Mapped[list[str]] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(16))
     requested_by: Mapped[str] = mapped_column(String(100))
     requested_at: Mapped[dt.datetime]
