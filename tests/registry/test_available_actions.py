@@ -1,7 +1,7 @@
 """What a page offers is what the server accepts (issue 15 item 5): for applications in every
 state a person can act in, and for every user of every role in and out of scope, each offered
-action succeeds through take_step (or amend_peers, amend_protocols, store_document) and each action not offered
-is refused."""
+action succeeds through take_step (or amend_peers, amend_protocols, store_document) and each
+action not offered is refused."""
 
 from __future__ import annotations
 
