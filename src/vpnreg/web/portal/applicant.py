@@ -355,6 +355,11 @@ def application_page(
             "kind_labels": KIND_LABELS,
             "amendments": queries.open_amendments(session, viewer=user, application_id=app.id),
             "can_amend": services.AMEND_PEERS in actions,
+            "protocol_amendment": services.pending_protocol_amendment(
+                session, application_id=app.id
+            ),
+            "can_amend_protocols": services.AMEND_PROTOCOLS in actions,
+            "protocol_choices": PROTOCOL_CHOICES,
             "errors": errors or [],
         },
         status_code=status_code,
@@ -502,6 +507,41 @@ def amend_peers(
         return _after(request, session, user, clock, config, application_id, exc)
     return RedirectResponse(
         f"/applications/{application_id}?done=amendment_requested", status_code=303
+    )
+
+
+@router.post(
+    "/applications/{application_id}/protocols",
+    dependencies=[allow(only(APPLICANT))],
+    name="portal.amend_protocols",
+)
+def amend_protocols(
+    request: Request,
+    session: DbSession,
+    user: PortalUser,
+    clock: PortalClock,
+    config: Config,
+    application_id: PathId,
+    version: Version,
+    form: Posted,
+) -> Response:
+    """Ask for the VPN protocol list to change; the old list stays in force until a regulator
+    approves (registry.services.amend_protocols). None ticked: any VPN protocol."""
+    try:
+        forbid_unless(user, Role.APPLICANT)
+        queries.visible_application(session, application_id=application_id, viewer=user)
+        services.amend_protocols(
+            session,
+            application_id=application_id,
+            protocols=form.getlist("protocols"),
+            actor=user,
+            now=clock.now(),
+            expected_version=version,
+        )
+    except RegistryError as exc:
+        return _after(request, session, user, clock, config, application_id, exc)
+    return RedirectResponse(
+        f"/applications/{application_id}?done=protocols_requested", status_code=303
     )
 
 
