@@ -73,7 +73,9 @@ def test_if_match_is_required_wherever_its_absence_is_428(api: Api) -> None:
         for method, path, spec in _operations(document)
         if any(p["name"] == "If-Match" for p in spec.get("parameters", []))
     ]
-    assert len(with_if_match) == 15  # 13, and the ISP's withdraw-attestation and reattest
+    # 13, the ISP's withdraw-attestation and reattest, and the protocol amendment's ask,
+    # approve and refuse
+    assert len(with_if_match) == 18
     for _method, path, spec in with_if_match:
         (header,) = [p for p in spec["parameters"] if p["name"] == "If-Match"]
         assert header["required"] is True, path

@@ -337,3 +337,37 @@ def test_the_bulk_confirmation_page_fits_and_passes_axe(
             path=str(SCREENSHOTS / f"isp-bulk-confirm-{width_name}.png"), full_page=True
         )
     assert problems == []
+
+
+def test_the_protocol_change_forms_fit_and_pass_axe(
+    demo_server: str, role_context: BrowserContext
+) -> None:
+    """Issue 17: the applicant's "Change VPN protocols" form and the waiting change, then the
+    regulator's review page with its approve and refuse buttons, at both widths."""
+    page = role_context.new_page()
+    sign_in(page, demo_server, "applicant1")
+    href = first_link(page, demo_server, "/applications", "/applications/", row=".badge.active")
+    page.goto(demo_server + href)
+    page.check("#amend-protocol-wireguard")
+    page.locator("#amend-protocols button[type=submit]").click()
+    page.wait_for_url(re.compile(r"done=protocols_requested"))
+    expect(page.locator("#pending-protocols")).to_contain_text("wireguard")
+    problems: list[str] = []
+
+    def look(name: str) -> None:
+        for width_name, (width, height) in WIDTHS.items():
+            page.set_viewport_size({"width": width, "height": height})
+            if (extra := overflow(page)) > 0:
+                problems.append(f"{name} at {width}px: {extra} px too wide")
+            problems.extend(f"{name} at {width}px: {v}" for v in blocking_violations(page))
+            page.screenshot(path=str(SCREENSHOTS / f"{name}-{width_name}.png"), full_page=True)
+
+    look("applicant-protocol-change")
+    page.context.clear_cookies()
+    sign_in(page, demo_server, "regulator1")
+    page.goto(demo_server + href.replace("/applications/", "/queue/"))
+    expect(page.locator("#protocol-amendment")).to_contain_text("wireguard")
+    look("regulator-protocol-change")
+    page.get_by_role("button", name="Approve protocol change").click()
+    expect(page.locator("#protocols")).to_have_text("wireguard")
+    assert problems == []

@@ -5,6 +5,7 @@ regulator is offered its revocation."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import httpx
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from tests.portal.forms import apply, csrf, move, sign_in, sign_out
 from tests.portal.world import PortalWorld
+from vpnreg.clock import FrozenClock
 
 REASON = "Line cancelled on 14 January <b>at the subscriber's request</b>"
 
@@ -106,3 +108,22 @@ def test_the_isp_withdraws_and_reattests_and_the_applicant_sees_why(
     page = client.get(f"/applications/{app_id}").text
     assert 'id="suspension"' not in page and "Re-attested by the ISP" in page
     assert 'class="badge active"' in page
+
+
+def test_the_application_page_offers_what_the_registry_accepts_at_the_request_clock(
+    client: TestClient, world: PortalWorld, clock: FrozenClock
+) -> None:
+    """The application page asks available_actions with the request's clock, as the review page
+    does: once a suspended registration's validity has ended, the ISP is no longer sent to
+    re-attest it (take_step would refuse), though it still is the day before."""
+    app_id, _ = _registration(client, world)
+    sign_in(client, "noc")
+    assert _decide(client, app_id, "withdraw_attestation", reason=REASON).status_code == 303
+    page = client.get(f"/applications/{app_id}").text
+    assert f'href="/queue/{app_id}">Review this application' in page
+    clock.advance(dt.timedelta(days=2 * 366))
+    sign_in(client, "noc")  # the old sign-in has lapsed meanwhile
+    page = client.get(f"/applications/{app_id}").text
+    assert 'class="badge suspended"' in page  # the sweep has not expired it yet
+    assert "Review this application" not in page
+    assert "Re-attest" not in client.get(f"/queue/{app_id}").text

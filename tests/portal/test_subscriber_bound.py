@@ -61,6 +61,8 @@ def test_a_subscriber_bound_application_from_the_form_reaches_the_isps_review(
     app_id = int(match.group(1))
     mine = client.get(f"/applications/{app_id}").text
     assert "ACC-4471" in mine and "wireguard, ipsec" in mine
+    # no prefixes, so no peers to restrict; the protocol list may still change
+    assert 'id="amend-peers"' not in mine and 'id="amend-protocols"' in mine
     sign_out(client)
     sign_in(client, "noc")
     queue = client.get("/queue").text

@@ -1,7 +1,7 @@
 """What a page offers is what the server accepts (issue 15 item 5): for applications in every
 state a person can act in, and for every user of every role in and out of scope, each offered
-action succeeds through take_step (or amend_peers, store_document) and each action not offered
-is refused."""
+action succeeds through take_step (or amend_peers, amend_protocols, store_document) and each
+action not offered is refused."""
 
 from __future__ import annotations
 
@@ -47,7 +47,12 @@ ARGUMENTS = {
     "overturn": {"reason": "eligible after all"},
     "withdraw_attestation": {"reason": "line cancelled"},
 }
-ACTIONS = (*services.STEPS, services.AMEND_PEERS, services.UPLOAD_DOCUMENT)
+ACTIONS = (
+    *services.STEPS,
+    services.AMEND_PEERS,
+    services.AMEND_PROTOCOLS,
+    services.UPLOAD_DOCUMENT,
+)
 PDF = b"%PDF-1.4\n% a lease\n%%EOF\n"
 
 
@@ -124,6 +129,11 @@ def _take(
             peers=["198.51.100.9/32"], actor=user, now=now, config=config,
         )  # fmt: skip
         return
+    if action == services.AMEND_PROTOCOLS:
+        services.amend_protocols(
+            session, application_id=app.id, protocols=["wireguard"], actor=user, now=now
+        )
+        return
     act(action, session, application_id=app.id, actor=user, now=now, config=config,
         **ARGUMENTS.get(action, {}))  # fmt: skip
 
@@ -174,6 +184,19 @@ def test_a_rejected_application_offers_appeal_and_withdraw_but_no_peer_change(
     offered = services.available_actions(session, app, world.applicant, config=config)
     assert {"appeal", "withdraw"} <= offered
     assert services.AMEND_PEERS not in offered
+    assert services.AMEND_PROTOCOLS not in offered
+
+
+@pytest.mark.parametrize("state", ["draft", "submitted", "sector_endorsed", "active"])
+def test_the_protocol_list_may_be_amended_where_peers_may(
+    session: Session, world: World, config: services.ServiceConfig, clock: FrozenClock, state: str
+) -> None:
+    app = STATES[state](session, world, config, clock.now())
+    mine = services.available_actions(session, app, world.applicant, config=config)
+    assert {services.AMEND_PEERS, services.AMEND_PROTOCOLS} <= mine
+    for reviewer in (world.isp_user, world.regulator):
+        offered = services.available_actions(session, app, reviewer, config=config)
+        assert services.AMEND_PROTOCOLS not in offered
 
 
 def test_attestation_steps_are_offered_to_the_attesting_isp_only(

@@ -11,8 +11,10 @@ from sqlalchemy.orm import Session
 from tests.registry.conftest import World
 from tests.registry.flow import approved
 from vpnreg.clock import FrozenClock
+from vpnreg.core.bindings import BindingEvent
 from vpnreg.registry import services
 from vpnreg.registry.models import Application, AuditLogRow, Organisation
+from vpnreg.registry.services.bindings import report_events
 
 
 def _row(line: int, prefix: str, **over: str) -> dict[str, object]:
@@ -89,3 +91,28 @@ def test_import_twenty_thousand_rows(
     assert report.ok, report.problems[:3]
     assert report.created == 20_000
     assert services.verify_audit(session) is None
+
+
+def test_imported_rows_stay_prefix_bound_and_their_account_id_binds_nothing(
+    session: Session, world: World, config: services.ServiceConfig, clock: FrozenClock
+) -> None:
+    """Issue 17: a legacy row's subscriber_id is the ISP's account id of the line, as before;
+    the registration it makes is prefix-bound, so a binding the ISP reports for that account
+    enters no feed (it is stored for the history only)."""
+    report = services.import_legacy(
+        session, rows=[_row(2, "192.0.2.0/28", subscriber_id="ACC-77")], now=clock.now(),
+        config=config,
+    )  # fmt: skip
+    assert report.ok, report.problems
+    app = session.scalars(select(Application).where(Application.subscriber_id == "ACC-77")).one()
+    assert app.bound_to == "prefixes" and [p.prefix for p in app.prefixes] == ["192.0.2.0/28"]
+    results = report_events(
+        session, actor="test:isp", isp_id=app.isp_id,
+        events=[BindingEvent("start", "ACC-77", "s1", "203.0.113.9", None)],
+        now=clock.now(), config=config,
+    )  # fmt: skip
+    assert [r.status for r in results] == ["stored"]
+    entries = services.registered_entries(session, now=clock.now(), config=config)
+    assert [(str(e.prefix), e.registration_id, e.ports) for e in entries] == [
+        ("192.0.2.0/28", app.id, (0, 65535))
+    ]

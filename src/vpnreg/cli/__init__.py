@@ -33,6 +33,7 @@ COMMANDS = {
     "withdraw": "workflow",
     "renew": "workflow",
     "amend": "workflow",
+    "amend-protocols": "workflow",
     "lookup": "records",
     "import": "records",
     "audit": "audit",

@@ -38,7 +38,9 @@ def export(
     with open_registry() as reg:
         now = reg.now()
         entries = services.registered_entries(reg.session, now=now, config=reg.config)
-    files = render(chosen, entries, generated=now.astimezone(dt.UTC))
+    # Whole seconds: docs/exporters.md's headers say `2026-01-15T09:00:00Z`, and the CLI's clock
+    # (the system's) has microseconds.
+    files = render(chosen, entries, generated=now.astimezone(dt.UTC).replace(microsecond=0))
     if out is None:
         typer.echo(files[MAIN_FILE], nl=False)
         return

@@ -1,4 +1,4 @@
-"""Application commands: apply, review, appeal, withdraw, renew, amend.
+"""Application commands: apply, review, appeal, withdraw, renew, amend, amend-protocols.
 
 Each runs as `--actor USER`, whose role the service checks and the audit log records;
 `--expect-version N` refuses the action when the application has moved on since version N.
@@ -241,6 +241,73 @@ def amend(
         )
 
 
+def amend_protocols(
+    ref: AppRef,
+    actor: Actor,
+    protocols: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated VPN protocols (openvpn, wireguard, ...); empty for any."
+        ),
+    ] = "",
+    expect_version: ExpectVersion = None,
+) -> None:
+    """Ask for a new VPN protocol list; the old one stays in force until the regulator approves
+    (`vpnreg review approve-protocols`) or refuses (`vpnreg review refuse-protocols`)."""
+    wanted = [p.strip() for p in protocols.split(",") if p.strip()]
+    with open_registry() as reg:
+        app = reg.application(ref)
+        amendment = services.amend_protocols(
+            reg.session,
+            application_id=app.id,
+            protocols=wanted,
+            actor=reg.user(actor),
+            now=reg.now(),
+            expected_version=expect_version,
+        )
+        typer.echo(
+            f"{app.tracking_number}: protocol amendment {amendment.id} "
+            f"({', '.join(amendment.protocols) or 'any'}) awaits the regulator"
+        )
+
+
+def _decide_protocols(ref: str, actor: str, expect_version: int | None, approve: bool) -> None:
+    with open_registry() as reg:
+        app = reg.application(ref)
+        pending = services.pending_protocol_amendment(reg.session, application_id=app.id)
+        if pending is None:
+            fail(f"{app.tracking_number} has no protocol amendment waiting")
+        decided = services.decide_protocol_amendment(
+            reg.session,
+            amendment_id=pending.id,
+            approve=approve,
+            actor=reg.user(actor),
+            now=reg.now(),
+            expected_version=expect_version,
+        )
+        _report(
+            decided,
+            f"protocols {', '.join(decided.protocols) or 'any'}"
+            + ("" if approve else " kept (amendment refused)"),
+        )
+
+
+@review_app.command("approve-protocols")
+def review_approve_protocols(
+    ref: AppRef, actor: Actor, expect_version: ExpectVersion = None
+) -> None:
+    """The regulator puts the application's pending VPN protocol list in force."""
+    _decide_protocols(ref, actor, expect_version, approve=True)
+
+
+@review_app.command("refuse-protocols")
+def review_refuse_protocols(
+    ref: AppRef, actor: Actor, expect_version: ExpectVersion = None
+) -> None:
+    """The regulator refuses the pending VPN protocol list; the old one stays in force."""
+    _decide_protocols(ref, actor, expect_version, approve=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command()(apply)
     app.add_typer(review_app, name="review")
@@ -248,3 +315,4 @@ def register(app: typer.Typer) -> None:
     app.command()(withdraw)
     app.command()(renew)
     app.command()(amend)
+    app.command("amend-protocols")(amend_protocols)

@@ -41,6 +41,8 @@ class Category(StrEnum):
 class AmendmentState(StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
+    #: The regulator kept the old value (protocol amendments; migration 0010).
+    REFUSED = "refused"
 
 
 class AppealOutcome(StrEnum):
@@ -276,6 +278,25 @@ class PeerAmendment(Base):
     decided_at: Mapped[dt.datetime | None]
 
 
+class ProtocolAmendment(Base):
+    """A requested change of an application's VPN protocols (migration 0010): the old list holds
+    until the regulator approves; a refusal keeps it. The same rules as PeerAmendment."""
+
+    __tablename__ = "protocol_amendments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    application_id: Mapped[int] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE"), index=True
+    )
+    #: VpnProtocol values in canonical order; [] = any protocol.
+    protocols: Mapped[list[str]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    requested_by: Mapped[str] = mapped_column(String(100))
+    requested_at: Mapped[dt.datetime]
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decided_at: Mapped[dt.datetime | None]
+
+
 class Review(Base):
     """One step of the review: who did what to an application, and why."""
 
@@ -379,7 +400,8 @@ class AuditHead(Base):
 
 
 class Claim(Base):
-    """Address space held by an approved, active or expiring registration over its validity.
+    """Address space held by an approved, active, expiring or suspended registration over its
+    validity (a suspended one keeps its claim: the ISP's re-attestation restores it unreviewed).
 
     On PostgreSQL the migration adds generated columns `prefix` (cidr) and `valid_during`
     (tstzrange, half-open) and an exclusion constraint over them, so the database itself refuses
@@ -450,7 +472,8 @@ class FeedStateRow(Base):
 
 
 class FeedEntryRow(Base):
-    """One entry of the published set: its 64-byte record and its peer encodings (if any)."""
+    """One entry of the published set: its 74-byte v2 record (ADR 0006) and its peer encodings
+    (if any)."""
 
     __tablename__ = "feed_entries"
 
@@ -466,7 +489,7 @@ class FeedDeltaRow(Base):
     serial: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     session_id: Mapped[str] = mapped_column(String(64))
     previous_serial: Mapped[int] = mapped_column(BigInteger)
-    #: Concatenated 64-byte records.
+    #: Concatenated 74-byte v2 records (ADR 0006).
     added: Mapped[bytes] = mapped_column(LargeBinary)
     removed: Mapped[bytes] = mapped_column(LargeBinary)
     #: The peer lists the records name (see services.feed for the layout).

@@ -19,6 +19,7 @@ from vpnreg.registry.models import (
     Document,
     Organisation,
     PeerAmendment,
+    ProtocolAmendment,
     SectorBody,
     User,
 )
@@ -246,6 +247,33 @@ class AmendmentView:
             state=amendment.state,
             requested_by=amendment.requested_by,
             requested_at=amendment.requested_at,
+        )
+
+
+@dataclass(frozen=True)
+class ProtocolAmendmentView:
+    """A requested change of an application's VPN protocols and where it stands."""
+
+    id: int
+    application_id: int
+    protocols: tuple[str, ...]
+    state: str
+    requested_by: str
+    requested_at: dt.datetime
+    decided_by: str | None
+    decided_at: dt.datetime | None
+
+    @classmethod
+    def of(cls, amendment: ProtocolAmendment) -> ProtocolAmendmentView:
+        return cls(
+            id=amendment.id,
+            application_id=amendment.application_id,
+            protocols=tuple(amendment.protocols),
+            state=amendment.state,
+            requested_by=amendment.requested_by,
+            requested_at=amendment.requested_at,
+            decided_by=amendment.decided_by,
+            decided_at=amendment.decided_at,
         )
 
 

@@ -171,6 +171,26 @@ class AmendmentPublic(BaseModel):
     requested_at: dt.datetime
 
 
+class AmendProtocolsBody(BaseModel):
+    model_config = _REQUEST
+
+    protocols: Protocols
+
+
+class ProtocolAmendmentPublic(BaseModel):
+    """A requested change of the VPN protocols: pending until the regulator approves (then in
+    force) or refuses (the old list kept)."""
+
+    id: int
+    application_id: int
+    protocols: list[str]
+    state: str
+    requested_by: str
+    requested_at: dt.datetime
+    decided_by: str | None
+    decided_at: dt.datetime | None
+
+
 class OrganisationCreate(BaseModel):
     model_config = _REQUEST
 

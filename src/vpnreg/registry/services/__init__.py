@@ -16,7 +16,12 @@ ServiceConfig (ServiceConfig.from_settings).
 from __future__ import annotations
 
 from vpnreg.registry.audit_log import verify_audit
-from vpnreg.registry.services.actions import AMEND_PEERS, UPLOAD_DOCUMENT, available_actions
+from vpnreg.registry.services.actions import (
+    AMEND_PEERS,
+    AMEND_PROTOCOLS,
+    UPLOAD_DOCUMENT,
+    available_actions,
+)
 from vpnreg.registry.services.actors import Actor
 from vpnreg.registry.services.applications import (
     PrefixRequest,
@@ -48,6 +53,11 @@ from vpnreg.registry.services.legacy_import import ImportProblem, ImportReport, 
 from vpnreg.registry.services.lookup import LookupResult, lookup, registered_entries
 from vpnreg.registry.services.peers import amend_peers, approve_amendment
 from vpnreg.registry.services.profile import SIGNUP_ACTOR, sign_up, update_organisation
+from vpnreg.registry.services.protocol_amendments import (
+    amend_protocols,
+    decide_protocol_amendment,
+    pending_protocol_amendment,
+)
 from vpnreg.registry.services.radius_clients import set_radius_client
 from vpnreg.registry.services.timeline import TimeChange, advance_time
 from vpnreg.registry.services.tokens import (
@@ -67,6 +77,7 @@ from vpnreg.registry.services.workflow import (
 
 __all__ = [
     "AMEND_PEERS",
+    "AMEND_PROTOCOLS",
     "RENEW",
     "SIGNUP_ACTOR",
     "STEPS",
@@ -84,6 +95,7 @@ __all__ = [
     "TimeChange",
     "advance_time",
     "amend_peers",
+    "amend_protocols",
     "apply_for_registration",
     "approve_amendment",
     "arguments_for",
@@ -97,6 +109,7 @@ __all__ = [
     "create_token",
     "create_user",
     "current_feed",
+    "decide_protocol_amendment",
     "effective_role",
     "find_application",
     "get_application",
@@ -104,6 +117,7 @@ __all__ = [
     "list_tokens",
     "lookup",
     "national_id_hash",
+    "pending_protocol_amendment",
     "publish",
     "registered_entries",
     "reset_feed",

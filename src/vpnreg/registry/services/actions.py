@@ -3,7 +3,8 @@
 Derived from the very rules the services enforce, never a second copy of them: the state
 machine's table with the appeal rule (core.review.allowed_actions), the scope rule
 (actors.require_scope), the renewal rule (renewal.renewal_refusal) and the states in which peers
-may be amended (core.review.AMENDABLE_STATES). tests/registry/test_available_actions.py checks,
+and protocols may be amended (core.review.AMENDABLE_STATES).
+tests/registry/test_available_actions.py checks,
 for every state and role, that what is offered is accepted by take_step and what is not offered
 is refused.
 """
@@ -31,6 +32,8 @@ from vpnreg.registry.views import ApplicationView
 
 #: Asking for a prefix's peers to change (services.amend_peers).
 AMEND_PEERS = "amend_peers"
+#: Asking for the VPN protocol list to change (services.amend_protocols); same states as peers.
+AMEND_PROTOCOLS = "amend_protocols"
 #: Attaching another document (services.documents.store_document).
 UPLOAD_DOCUMENT = "upload_document"
 
@@ -44,7 +47,7 @@ def available_actions(
     now: dt.datetime | None = None,
 ) -> frozenset[str]:
     """Every step name (services.STEPS) `actor` may take on `app` as it stands, plus
-    AMEND_PEERS and UPLOAD_DOCUMENT for the applicant where those are possible.
+    AMEND_PEERS, AMEND_PROTOCOLS and UPLOAD_DOCUMENT for the applicant where those are possible.
 
     With `now`, a suspended registration whose validity has ended (the sweep has not expired it
     yet) offers no re-attestation, which take_step would refuse at that moment."""
@@ -72,7 +75,10 @@ def available_actions(
         if renewal_refusal(session, app) is None:
             offered.add(RENEW)
         if state in AMENDABLE_STATES:
-            offered.add(AMEND_PEERS)
+            # peers belong to prefixes: a subscriber-bound registration has none to restrict
+            if app.prefixes:
+                offered.add(AMEND_PEERS)
+            offered.add(AMEND_PROTOCOLS)
         if state in PENDING_STATES:
             offered.add(UPLOAD_DOCUMENT)
     return frozenset(offered)
@@ -88,4 +94,4 @@ def _restores(app: ApplicationView, now: dt.datetime | None, config: ServiceConf
     )
 
 
-__all__ = ["AMEND_PEERS", "UPLOAD_DOCUMENT", "available_actions"]
+__all__ = ["AMEND_PEERS", "AMEND_PROTOCOLS", "UPLOAD_DOCUMENT", "available_actions"]

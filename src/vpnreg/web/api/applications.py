@@ -20,7 +20,12 @@ from vpnreg.registry import services
 from vpnreg.registry.services import documents as document_service
 from vpnreg.registry.services import queries
 from vpnreg.registry.services.idempotency import KEY_PATTERN
-from vpnreg.registry.views import ApplicationView, DocumentView, UserView
+from vpnreg.registry.views import (
+    ApplicationView,
+    DocumentView,
+    ProtocolAmendmentView,
+    UserView,
+)
 from vpnreg.web.auth import AppClock, Config, CurrentUser, DbSession, OptionalUser
 from vpnreg.web.bounds import Offset, PathId, QueryId
 from vpnreg.web.documents import document_response
@@ -42,6 +47,7 @@ from vpnreg.web.schemas import (
     TEXT,
     AmendmentPublic,
     AmendPeersBody,
+    AmendProtocolsBody,
     AppealBody,
     ApplicationCreate,
     ApplicationPage,
@@ -49,6 +55,7 @@ from vpnreg.web.schemas import (
     AttestationWithdrawalBody,
     DecisionBody,
     DocumentPublic,
+    ProtocolAmendmentPublic,
     RejectBody,
     RevokeBody,
     TimelineEntryPublic,
@@ -416,6 +423,113 @@ def approve_amendment(
         expected_version=expected_version(if_match),
     )
     return _answer(app)
+
+
+@router.get(
+    "/{application_id}/protocol-amendments",
+    dependencies=[allow(READERS)],
+    response_model=list[ProtocolAmendmentPublic],
+    summary="The pending protocol amendment (none or one)",
+)
+def protocol_amendments(
+    application_id: PathId, db: DbSession, viewer: OptionalUser
+) -> list[ProtocolAmendmentPublic]:
+    _visible(db, application_id, viewer)
+    pending = services.pending_protocol_amendment(db, application_id=application_id)
+    return [] if pending is None else [_protocol_amendment(pending)]
+
+
+def _protocol_amendment(amendment: ProtocolAmendmentView) -> ProtocolAmendmentPublic:
+    return ProtocolAmendmentPublic.model_validate(amendment, from_attributes=True)
+
+
+@router.post(
+    "/{application_id}/amend-protocols",
+    dependencies=[allow(only(APPLICANT))],
+    status_code=202,
+    response_model=ProtocolAmendmentPublic,
+    summary="Ask for the VPN protocol list to change (in force once a regulator approves)",
+)
+def amend_protocols(
+    application_id: PathId,
+    body: AmendProtocolsBody,
+    db: DbSession,
+    user: CurrentUser,
+    clock: AppClock,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    _visible(db, application_id, user)
+    amendment = services.amend_protocols(
+        db,
+        application_id=application_id,
+        protocols=body.protocols,
+        actor=user,
+        now=clock.now(),
+        expected_version=expected_version(if_match),
+    )
+    app = queries.visible_application(db, application_id=application_id, viewer=user)
+    out = _protocol_amendment(amendment).model_dump(mode="json")
+    return JSONResponse(out, status_code=202, headers={"ETag": etag(app)})
+
+
+def _decide_protocols(
+    application_id: int,
+    amendment_id: int,
+    approve: bool,
+    db: DbSession,
+    user: UserView,
+    clock: AppClock,
+    if_match: str | None,
+) -> JSONResponse:
+    _visible(db, application_id, user)
+    pending = services.pending_protocol_amendment(db, application_id=application_id)
+    if pending is None or pending.id != amendment_id:
+        raise Problem(
+            404, "not-found", f"no pending protocol amendment {amendment_id} on this application"
+        )
+    app = services.decide_protocol_amendment(
+        db,
+        amendment_id=amendment_id,
+        approve=approve,
+        actor=user,
+        now=clock.now(),
+        expected_version=expected_version(if_match),
+    )
+    return _answer(app)
+
+
+@router.post(
+    "/{application_id}/protocol-amendments/{amendment_id}/approve",
+    dependencies=[allow(only(REGULATOR))],
+    response_model=ApplicationPublic,
+    summary="Approve the pending protocol amendment: the new list is in force (and in the feed)",
+)
+def approve_protocol_amendment(
+    application_id: PathId,
+    amendment_id: PathId,
+    db: DbSession,
+    user: CurrentUser,
+    clock: AppClock,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    return _decide_protocols(application_id, amendment_id, True, db, user, clock, if_match)
+
+
+@router.post(
+    "/{application_id}/protocol-amendments/{amendment_id}/refuse",
+    dependencies=[allow(only(REGULATOR))],
+    response_model=ApplicationPublic,
+    summary="Refuse the pending protocol amendment: the old list stays in force",
+)
+def refuse_protocol_amendment(
+    application_id: PathId,
+    amendment_id: PathId,
+    db: DbSession,
+    user: CurrentUser,
+    clock: AppClock,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    return _decide_protocols(application_id, amendment_id, False, db, user, clock, if_match)
 
 
 # --- documents ---------------------------------------------------------------------------------

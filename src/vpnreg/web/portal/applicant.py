@@ -325,6 +325,7 @@ def application_page(
     request: Request,
     session: DbSession,
     user: PortalUser,
+    clock: PortalClock,
     config: Config,
     application_id: PathId,
     *,
@@ -332,7 +333,9 @@ def application_page(
     status_code: int = 200,
 ) -> HTMLResponse:
     app = queries.visible_application(session, application_id=application_id, viewer=user)
-    actions = services.available_actions(session, app, user, config=config)
+    # The request's clock, as the review page passes it: a suspended registration whose validity
+    # has ended offers no step that take_step would refuse at this moment.
+    actions = services.available_actions(session, app, user, config=config, now=clock.now())
     step = APPLICANT_DONE.get(request.query_params.get("done", ""))
     banner = decision_banner(app, step) if step is not None else None
     steps = timeline_steps(session, application_id=app.id, tz=config.tz)
@@ -357,6 +360,11 @@ def application_page(
             "gateway_flows": registration_flows(
                 session, registration_id=app.id, now=request.app.state.clock.now()
             ),
+            "protocol_amendment": services.pending_protocol_amendment(
+                session, application_id=app.id
+            ),
+            "can_amend_protocols": services.AMEND_PROTOCOLS in actions,
+            "protocol_choices": PROTOCOL_CHOICES,
             "errors": errors or [],
         },
         status_code=status_code,
@@ -370,9 +378,14 @@ def application_page(
     name="portal.application",
 )
 def application_detail(
-    request: Request, session: DbSession, user: PortalUser, config: Config, application_id: PathId
+    request: Request,
+    session: DbSession,
+    user: PortalUser,
+    clock: PortalClock,
+    config: Config,
+    application_id: PathId,
 ) -> Response:
-    return application_page(request, session, user, config, application_id)
+    return application_page(request, session, user, clock, config, application_id)
 
 
 @router.post(
@@ -411,7 +424,7 @@ def upload_document(
             storage_dir=request.app.state.document_dir,
         )
     except RegistryError as exc:
-        return _after(request, session, user, config, application_id, exc)
+        return _after(request, session, user, clock, config, application_id, exc)
     return RedirectResponse(f"/applications/{application_id}?done=uploaded", status_code=303)
 
 
@@ -447,6 +460,7 @@ def _after(
     request: Request,
     session: DbSession,
     user: PortalUser,
+    clock: PortalClock,
     config: Config,
     application_id: PathId,
     exc: RegistryError,
@@ -455,6 +469,7 @@ def _after(
         request,
         session,
         user,
+        clock,
         config,
         application_id,
         errors=exc.field_errors(),
@@ -494,9 +509,44 @@ def amend_peers(
             expected_version=version,
         )
     except RegistryError as exc:
-        return _after(request, session, user, config, application_id, exc)
+        return _after(request, session, user, clock, config, application_id, exc)
     return RedirectResponse(
         f"/applications/{application_id}?done=amendment_requested", status_code=303
+    )
+
+
+@router.post(
+    "/applications/{application_id}/protocols",
+    dependencies=[allow(only(APPLICANT))],
+    name="portal.amend_protocols",
+)
+def amend_protocols(
+    request: Request,
+    session: DbSession,
+    user: PortalUser,
+    clock: PortalClock,
+    config: Config,
+    application_id: PathId,
+    version: Version,
+    form: Posted,
+) -> Response:
+    """Ask for the VPN protocol list to change; the old list stays in force until a regulator
+    approves (registry.services.amend_protocols). None ticked: any VPN protocol."""
+    try:
+        forbid_unless(user, Role.APPLICANT)
+        queries.visible_application(session, application_id=application_id, viewer=user)
+        services.amend_protocols(
+            session,
+            application_id=application_id,
+            protocols=form.getlist("protocols"),
+            actor=user,
+            now=clock.now(),
+            expected_version=version,
+        )
+    except RegistryError as exc:
+        return _after(request, session, user, clock, config, application_id, exc)
+    return RedirectResponse(
+        f"/applications/{application_id}?done=protocols_requested", status_code=303
     )
 
 
@@ -625,7 +675,7 @@ def applicant_action(
         )
         app = services.take_step(session, step, now=clock.now(), config=config)
     except RegistryError as exc:
-        return _after(request, session, user, config, application_id, exc)
+        return _after(request, session, user, clock, config, application_id, exc)
     return RedirectResponse(
         f"/applications/{app.id}?done={APPLICANT_STEPS[action]}", status_code=303
     )

@@ -34,6 +34,10 @@ FLASHES = {
     "amendment_requested": "Peer change requested. The current peers stay until a regulator "
     "approves it.",
     "amendment_approved": "Peer change approved and in force.",
+    "protocols_requested": "Protocol change requested. The current VPN protocols stay until a "
+    "regulator approves it.",
+    "protocols_approved": "Protocol change approved and in force.",
+    "protocols_refused": "Protocol change refused; the current VPN protocols stay.",
     "role_changed": "Role changed.",
     "user_deactivated": "User deactivated.",
     "user_reactivated": "User reactivated.",

@@ -258,6 +258,9 @@ def _item_page(
             "valid_from_local": local_time(app.valid_from, config.tz) if app.valid_from else "",
             "amendments": queries.open_amendments(session, viewer=user, application_id=app.id),
             "may_approve_amendments": user.role == Role.REGULATOR,
+            "protocol_amendment": services.pending_protocol_amendment(
+                session, application_id=app.id
+            ),
         },
         status_code=status_code,
     )
@@ -430,6 +433,59 @@ def queue_decide(
         f"/queue?done=decided&application={application_id}&step={form.get('action')}",
         status_code=303,
     )
+
+
+@router.post(
+    "/queue/{application_id}/protocol-amendments/{amendment_id}/{decision}",
+    dependencies=[allow(only(REGULATOR))],
+    response_class=HTMLResponse,
+    name="portal.decide_protocol_amendment",
+)
+def decide_protocol_amendment(
+    request: Request,
+    session: DbSession,
+    user: PortalUser,
+    clock: PortalClock,
+    config: Config,
+    application_id: PathId,
+    amendment_id: PathId,
+    decision: str,
+    form: Posted,
+) -> Response:
+    """The regulator approves a requested protocol change (in force at once) or refuses it (the
+    old list stays), with the application's version as seen on the page."""
+    forbid_unless(user, Role.REGULATOR)
+    try:
+        queries.visible_application(session, application_id=application_id, viewer=user)
+        if decision not in ("approve", "refuse"):
+            raise NotFound("decision", decision)
+        version = parse_id(form.get("version"))
+        if version is None:
+            raise ValidationFailed([FieldError("version", "required", "the page's version")])
+        pending = services.pending_protocol_amendment(session, application_id=application_id)
+        if pending is None or pending.id != amendment_id:
+            raise NotFound("protocol amendment", amendment_id)
+        services.decide_protocol_amendment(
+            session,
+            amendment_id=amendment_id,
+            approve=decision == "approve",
+            actor=user,
+            now=clock.now(),
+            expected_version=version,
+        )
+    except RegistryError as exc:
+        return _item_page(
+            request,
+            session,
+            user,
+            config,
+            clock.now(),
+            application_id,
+            errors=exc.field_errors(),
+            status_code=exc.status,
+        )
+    done = "protocols_approved" if decision == "approve" else "protocols_refused"
+    return RedirectResponse(f"/queue/{application_id}?done={done}", status_code=303)
 
 
 @router.post(

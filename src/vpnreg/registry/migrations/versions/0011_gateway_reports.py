@@ -3,10 +3,8 @@
 Both tables are append-only by design (the service only inserts); a trigger refuses UPDATE on
 both backends. No audit event is written per report (see the ADR).
 
-In the branch that adds it, down_revision is 0009; the merge puts it after 0010.
-
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-04
 """
 
@@ -18,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | None = "0009"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
