@@ -17,6 +17,7 @@ Nothing on this path may stop enforcement: `tick` logs and swallows every error.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import logging
 import os
@@ -92,6 +93,7 @@ class Reporter:
         self.max_spooled = max_spooled
         self._counts: Counter[CountKey] = Counter()
         self._lock = threading.Lock()
+        self._sequence = itertools.count()
 
     def observe(
         self,
@@ -143,7 +145,11 @@ class Reporter:
 
     def spool_report(self, report: dict[str, object], *, now: dt.datetime) -> Path:
         self.spool.mkdir(parents=True, exist_ok=True)
-        name = f"{now.astimezone(dt.UTC):%Y%m%dT%H%M%S%fZ}-{report['report_id']}.json"
+        # Time, then this process's sequence: reports spooled within one clock tick (a coarse
+        # or stepped clock) keep their order; the random report id alone would shuffle them.
+        sequence = next(self._sequence)
+        stamp = f"{now.astimezone(dt.UTC):%Y%m%dT%H%M%S%fZ}"
+        name = f"{stamp}-{sequence:010d}-{report['report_id']}.json"
         target = self.spool / name
         temp = self.spool / f".{name}.tmp"
         data = json.dumps(report, separators=(",", ":")).encode("ascii")
