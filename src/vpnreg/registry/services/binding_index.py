@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BindParameter, Row, bindparam, select
+from sqlalchemy import BindParameter, bindparam, select
 from sqlalchemy.orm import Session
 
 from vpnreg.core.feed.entry import ANY_PORTS
@@ -126,7 +126,7 @@ class LiveIndex:
         index = cls()
         seen: set[tuple[int, str, str]] = set()
 
-        def add(rows: Iterable[Row[tuple[Any, ...]]]) -> None:
+        def add(rows: Iterable[Any]) -> None:
             for start, end, isp, sub, sess, address, lo, hi, until in rows:
                 if (isp, sub, sess) in seen:
                     continue  # a wider binding found by two spans
