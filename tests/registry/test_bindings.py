@@ -273,6 +273,27 @@ def test_a_wide_prefix_and_addresses_inside_it_collide_in_either_order(
     assert [r.status for r in later] == ["refused", "refused", "stored"]
 
 
+def test_a_stored_wider_binding_is_found_by_a_later_report_of_an_address_deep_inside_it(
+    session: Session, world: World, config: services.ServiceConfig, clock: FrozenClock
+) -> None:
+    """The index loads single addresses by key and wider bindings from the policy's widest
+    block before an address on: a /24 stored earlier still refuses its last address."""
+    now = clock.now()
+    wide = ev("start", "SUB-1", "w", address="198.51.100.0/24", ports=(0, 1023))
+    assert report(session, world, config, now, wide) == [STORED]
+    later = report(
+        session,
+        world,
+        config,
+        now + dt.timedelta(seconds=1),
+        ev("start", "SUB-2", "a", address="198.51.100.255", ports=(1023, 1023)),
+        ev("start", "SUB-2", "b", address="198.51.100.254", ports=(1024, 1024)),
+        ev("start", "SUB-3", "c", address="198.51.101.0", ports=(0, 0)),
+    )
+    assert [r.status for r in later] == ["refused", "stored", "stored"]
+    assert later[0].error is not None and "198.51.100.0/24 ports [0, 1023]" in later[0].error
+
+
 def test_an_expired_binding_renewed_after_its_address_moved_on_is_refused(
     session: Session, world: World, config: services.ServiceConfig, clock: FrozenClock
 ) -> None:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import BindParameter, bindparam, select
 from sqlalchemy.orm import Session
 
 from vpnreg.core.feed.entry import ANY_PORTS
@@ -113,36 +114,66 @@ class LiveIndex:
                 yield held
 
     @classmethod
-    def load(cls, session: Session, spans: list[tuple[str, str]], now: dt.datetime) -> LiveIndex:
-        """The live bindings starting inside the merged `spans` (lowest start, end)."""
+    def load(
+        cls, session: Session, spans: list[tuple[str, str, str]], now: dt.datetime
+    ) -> LiveIndex:
+        """The live bindings that may meet the `spans` (lowest start, start, end): every one
+        starting inside [start, end], and the wider ones starting from `lowest start` on.
+
+        Only wider bindings (rare) are read from the lowest start on: reading every binding
+        from there would read each address of a densely bound /22 for every event. Single
+        addresses (the usual span) are looked up by key, many per query."""
         index = cls()
-        merged: list[tuple[str, str]] = []
-        for low, high in sorted(spans):
-            if merged and low <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], high))
-            else:
-                merged.append((low, high))
-        for low, high in merged:
-            rows = session.execute(
-                select(
-                    Binding.range_start,
-                    Binding.range_end,
-                    Binding.isp_id,
-                    Binding.subscriber_id,
-                    Binding.session_id,
-                    Binding.address,
-                    Binding.port_lo,
-                    Binding.port_hi,
-                    Binding.valid_until,
-                ).where(
-                    Binding.range_start >= low,
-                    Binding.range_start <= high,
-                    Binding.ended_at.is_(None),
-                    Binding.valid_until > now,
-                )
-            )
+        seen: set[tuple[int, str, str]] = set()
+
+        def add(rows: Iterable[Any]) -> None:
             for start, end, isp, sub, sess, address, lo, hi, until in rows:
+                if (isp, sub, sess) in seen:
+                    continue  # a wider binding found by two spans
+                seen.add((isp, sub, sess))
                 ports = None if lo is None or hi is None else (lo, hi)
                 network = ipaddress.ip_network(address)
                 index.add(HeldBinding(start, end, isp, sub, sess, network, ports, until))
+
+        live = (Binding.ended_at.is_(None), Binding.valid_until > now)
+        singles = sorted({start for _, start, end in spans if start == end})
+        literal = session.get_bind().dialect.name == "postgresql"  # as _load_existing says
+        for i in range(0, len(singles), _LOOKUP_BATCH):
+            keys: BindParameter[list[str]] = bindparam(
+                "keys", singles[i : i + _LOOKUP_BATCH], expanding=True, literal_execute=literal
+            )
+            add(session.execute(_COLUMNS.where(Binding.range_start.in_(keys), *live)))
+        ranges = [(start, end, False) for _, start, end in spans if start != end]
+        wide = [(lowest, end, True) for lowest, _, end in spans]
+        for low, high, wide_only in _merged(ranges) + _merged(wide):
+            query = _COLUMNS.where(Binding.range_start >= low, Binding.range_start <= high, *live)
+            if wide_only:
+                query = query.where(Binding.range_end != Binding.range_start)
+            add(session.execute(query))
         return index
+
+
+#: Keys looked up per query.
+_LOOKUP_BATCH = 500
+_COLUMNS = select(
+    Binding.range_start,
+    Binding.range_end,
+    Binding.isp_id,
+    Binding.subscriber_id,
+    Binding.session_id,
+    Binding.address,
+    Binding.port_lo,
+    Binding.port_hi,
+    Binding.valid_until,
+)
+
+
+def _merged(spans: list[tuple[str, str, bool]]) -> list[tuple[str, str, bool]]:
+    """Overlapping spans (all of one kind) merged into one."""
+    merged: list[tuple[str, str, bool]] = []
+    for low, high, kind in sorted(spans):
+        if merged and low <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high), kind)
+        else:
+            merged.append((low, high, kind))
+    return merged

@@ -321,7 +321,7 @@ def report_events(
         # Only events that may bind an address anew need the live bindings around it: a
         # renewal of a live binding or a stop checks nothing.
         spans = [
-            (widest_start(c.network, policy), range_keys(c.network)[1])
+            (widest_start(c.network, policy), *range_keys(c.network))
             for c in valid
             if c.kind is not EventKind.STOP
             and not _still_held(existing.get((c.subscriber_id, c.session_id)), now)
