@@ -357,7 +357,9 @@ def binding_entries(
     as allowlist entries (ADR 0006): the bound address with its port range (any when the
     binding has none), the registration's protocols, and as end the earlier of the binding's
     and the registration's (the start of the day after its last day, in the regulator's zone),
-    rounded up to a whole second so that a gateway never ends it early.
+    in whole seconds. Bindings stored through `report_events` already end on a whole second
+    (core.bindings checks `until` to one); a row written any other way (a bulk load) is rounded
+    up, never down, so that a gateway never ends it early.
 
     A binding of a subscriber without such a registration is history only: no entry.
     """
