@@ -612,6 +612,9 @@ class Binding(Base):
     ended_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
+    #: The audit sequence of the report that last changed this row (NULL before revision
+    #: 0013): the feed publisher recomputes only the subscribers changed since it last looked.
+    changed_seq: Mapped[int | None] = mapped_column(BigInteger, index=True)
 
 
 class RadiusClient(Base):

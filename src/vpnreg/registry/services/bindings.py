@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import BindParameter, bindparam, select, text
+from sqlalchemy import BindParameter, bindparam, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from vpnreg.core.bindings import (
@@ -44,7 +44,20 @@ from vpnreg.registry.services.binding_index import HeldBinding, LiveIndex
 from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.transaction import service_transaction
 
-__all__ = ["BoundHolder", "binding_entries", "bound_holder", "report_events"]
+__all__ = [
+    "REPORT_ACTION",
+    "BoundHolder",
+    "SubscriberKey",
+    "binding_entries",
+    "bound_holder",
+    "report_events",
+    "subscriber_registrations",
+]
+
+#: The audit action of a report of binding events (API or RADIUS alike).
+REPORT_ACTION = "report_bindings"
+#: (ISP id, subscriber id): whose bindings a registration follows.
+SubscriberKey = tuple[int, str]
 
 #: The PostgreSQL advisory lock key that serialises writers of bindings ("vpnbind" in ASCII).
 _ADVISORY_KEY = 0x76706E62696E64
@@ -163,6 +176,8 @@ class _Report:
     existing: dict[tuple[str, str], Binding]
     index: LiveIndex
     counts: _Counts = field(default_factory=_Counts)
+    #: Rows this report created or changed (stamped with its audit sequence at the end).
+    changed: list[Binding] = field(default_factory=list)
 
     def still_live(self, held: HeldBinding) -> bool:
         """Whether an indexed binding still holds: a stop earlier in this report ends it."""
@@ -226,6 +241,7 @@ class _Report:
             else:
                 row.ended_at = now
                 row.updated_at = now
+            self.changed.append(row)
             counts.stopped += 1
             return EventResult.stored()
         if row is None or not _live(row, now):
@@ -242,6 +258,7 @@ class _Report:
             self.session.add(row)
             self.existing[key] = row
             self.hold(row, event)
+            self.changed.append(row)
             counts.created += 1
             return EventResult.stored()
         if not _live(row, now):
@@ -249,6 +266,7 @@ class _Report:
         if event.valid_until > row.valid_until:
             row.valid_until = event.valid_until
             row.updated_at = now
+            self.changed.append(row)
             counts.renewed += 1
         else:
             counts.unchanged += 1
@@ -338,20 +356,28 @@ def report_events(
         counts = report.counts
         counts.refused += sum(isinstance(item, BindingError) for item in checked)
         session.flush()
-        append_event(
+        record = append_event(
             session,
             time=now,
             actor=actor_name(actor),
-            action="report_bindings",
+            action=REPORT_ACTION,
             object_type="isp",
             object_id=isp_id,
             after={"events": len(events), **vars(counts)},
         )
+        # The feed publisher recomputes only the subscribers changed past the audit sequence
+        # it last published at (feed_increment); this stamp is how it finds them.
+        for row in report.changed:
+            row.changed_seq = record.seq
     return results
 
 
 def binding_entries(
-    session: Session, *, now: dt.datetime, config: ServiceConfig
+    session: Session,
+    *,
+    now: dt.datetime,
+    config: ServiceConfig,
+    subscribers: Collection[SubscriberKey] | None = None,
 ) -> list[AllowlistEntry]:
     """The live bindings at `now` of subscribers with a subscriber-bound registration in force,
     as allowlist entries (ADR 0006): the bound address with its port range (any when the
@@ -361,9 +387,10 @@ def binding_entries(
     (core.bindings checks `until` to one); a row written any other way (a bulk load) is rounded
     up, never down, so that a gateway never ends it early.
 
-    A binding of a subscriber without such a registration is history only: no entry.
+    A binding of a subscriber without such a registration is history only: no entry. With
+    `subscribers`, only theirs (the publisher's incremental step).
     """
-    rows = session.execute(
+    query = (
         select(
             Binding.address,
             Binding.port_lo,
@@ -384,7 +411,17 @@ def binding_entries(
             Binding.valid_until > now,
         )
         .order_by(Binding.range_start, Binding.port_lo, Application.id)
-    ).all()
+    )
+    if subscribers is None:
+        rows = list(session.execute(query))
+    else:
+        rows = [
+            row
+            for chunk in _chunks(sorted(subscribers))
+            for row in session.execute(
+                query.where(tuple_(Binding.isp_id, Binding.subscriber_id).in_(chunk))
+            )
+        ]
     entries: list[AllowlistEntry] = []
     for address, lo, hi, until, app_id, state, app_from, app_until, protocols in rows:
         if app_from is None or app_until is None:
@@ -404,6 +441,27 @@ def binding_entries(
             )
         )
     return entries
+
+
+def subscriber_registrations(session: Session, subscribers: Collection[SubscriberKey]) -> set[int]:
+    """The ids of the subscriber-bound registrations (any state) of `subscribers`: every
+    registration whose allowlist entries their bindings can make."""
+    found: set[int] = set()
+    for chunk in _chunks(sorted(subscribers)):
+        found.update(
+            session.scalars(
+                select(Application.id).where(
+                    Application.bound_to == BoundTo.SUBSCRIBER.value,
+                    tuple_(Application.isp_id, Application.subscriber_id).in_(chunk),
+                )
+            )
+        )
+    return found
+
+
+def _chunks(keys: Sequence[SubscriberKey]) -> Iterator[Sequence[SubscriberKey]]:
+    for at in range(0, len(keys), _LOOKUP_BATCH):
+        yield keys[at : at + _LOOKUP_BATCH]
 
 
 def whole_second_ceiling(instant: dt.datetime) -> dt.datetime:

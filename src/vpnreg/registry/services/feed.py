@@ -38,6 +38,7 @@ __all__ = [
     "current_feed",
     "publish",
     "publish_detailed",
+    "publish_result",
     "reset_feed",
     "set_mode",
 ]
@@ -74,9 +75,10 @@ class Published:
     audit_seq: int | None
 
 
-def _result(
+def publish_result(
     history: FeedHistory, previous_serial: int, changes: Iterable[TimeChange] = ()
 ) -> PublishResult:
+    """The result of a publish that left `history` after `previous_serial`."""
     added = removed = 0
     if previous_serial and history.serial == previous_serial + 1 and history.deltas:
         step = history.deltas[-1]
@@ -161,7 +163,7 @@ def publish_detailed(
         seq = audit_head_seq(session)
         history, previous = _commit(session, now=now, config=config, max_deltas=max_deltas)
     feed_store.remember(history)
-    return Published(_result(history, previous, changes), history, seq)
+    return Published(publish_result(history, previous, changes), history, seq)
 
 
 def publish(
@@ -257,7 +259,7 @@ def set_mode(
             session, now=now, config=config, max_deltas=max_deltas, mode=change, audit=audit
         )
     feed_store.remember(history)
-    return _result(history, previous, changes)
+    return publish_result(history, previous, changes)
 
 
 def reset_feed(
@@ -298,4 +300,4 @@ def reset_feed(
         )
         feed_store.write_fresh(session, state, history)
     feed_store.remember(history)
-    return _result(history, 0, changes)
+    return publish_result(history, 0, changes)

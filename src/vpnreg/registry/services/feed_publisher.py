@@ -3,8 +3,9 @@
 It owns an engine, publishes through vpnreg.registry.services.feed, and holds the current
 history in memory so the web layer serves documents without touching the database or
 SQLAlchemy. `catch_up` is what a scheduler calls on every wake-up: it reads the cheap change
-signs (vpnreg.registry.services.feed_changes) and runs the full publish, which computes the whole
-registered set, only when one of them moved since the last publish.
+signs (vpnreg.registry.services.feed_changes) and publishes only when one of them moved since the
+last publish: the incremental step (vpnreg.registry.services.feed_increment) when only ISPs'
+binding reports moved, the full publish, which computes the whole registered set, otherwise.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from vpnreg.registry.services import feed_store
 from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.feed import PublishResult, publish_detailed
 from vpnreg.registry.services.feed_changes import audit_head_seq, bindings_ended, time_due
+from vpnreg.registry.services.feed_increment import Mark, publish_bindings
 
 __all__ = ["CatchUp", "FeedPublisher"]
 
@@ -31,7 +33,7 @@ __all__ = ["CatchUp", "FeedPublisher"]
 class CatchUp:
     """What one `FeedPublisher.catch_up` did."""
 
-    #: A full publish ran (the registered set was computed); False when nothing had moved.
+    #: A publish ran (full or incremental); False when nothing had moved.
     published: bool
     #: The held session or serial changed (a new serial here, or one another process made).
     moved: bool
@@ -64,8 +66,11 @@ class FeedPublisher:
         self._work = threading.Lock()
         self._history: FeedHistory | None = None
         self._audit_seq: int | None = None
-        #: The clock's time of the last full publish (bindings ending after it are news).
+        #: The clock's time of the last publish (bindings ending after it are news).
         self._published_at: dt.datetime | None = None
+        #: What this process's last publish left, while the stored feed is still that; None
+        #: once another process moved it (the next publish is then a full one).
+        self._mark: Mark | None = None
 
     @classmethod
     def for_url(
@@ -96,12 +101,24 @@ class FeedPublisher:
         with self._lock:
             return feed_store.copy_history(self._history) if self._history is not None else None
 
-    def _hold(self, history: FeedHistory, audit_seq: int | None, *, published: bool) -> bool:
+    def _hold(
+        self,
+        history: FeedHistory,
+        audit_seq: int | None,
+        *,
+        published_at: dt.datetime | None,
+    ) -> bool:
+        """Hold `history`; `published_at` is the time of this process's publish that left it,
+        None for a state another process wrote."""
         with self._lock:
             old = self._history
             self._history = feed_store.copy_history(history)
-            if published:
+            if published_at is not None:
                 self._audit_seq = audit_seq
+                self._published_at = published_at
+                self._mark = Mark(history.session_id, history.serial, audit_seq, published_at)
+            else:
+                self._mark = None
         return old is None or (old.session_id, old.serial) != (history.session_id, history.serial)
 
     def publish(self) -> tuple[PublishResult, bool]:
@@ -109,15 +126,23 @@ class FeedPublisher:
         with self._work:
             return self._publish()
 
-    def _publish(self) -> tuple[PublishResult, bool]:
+    def _publish(self, *, incremental: bool = False) -> tuple[PublishResult, bool]:
+        """Publish at the clock's now: the incremental step when asked and possible, else in
+        full."""
         now = self._clock.now()
-        with self._sessions() as session:
-            done = publish_detailed(
-                session, now=now, config=self._config, max_deltas=self._max_deltas
-            )
         with self._lock:
-            self._published_at = now
-        return done.result, self._hold(done.history, done.audit_seq, published=True)
+            mark = self._mark
+        done = None
+        with self._sessions() as session:
+            if incremental and mark is not None:
+                done = publish_bindings(
+                    session, mark=mark, now=now, config=self._config, max_deltas=self._max_deltas
+                )
+            if done is None:
+                done = publish_detailed(
+                    session, now=now, config=self._config, max_deltas=self._max_deltas
+                )
+        return done.result, self._hold(done.history, done.audit_seq, published_at=now)
 
     def catch_up(self, *, check_time: bool) -> CatchUp:
         """Publish if anything audited happened since the last publish (or, with `check_time`,
@@ -144,7 +169,7 @@ class FeedPublisher:
                     session.rollback()
                     if history is None:
                         return CatchUp(published=False, moved=False)
-                    return CatchUp(False, self._hold(history, None, published=False))
+                    return CatchUp(False, self._hold(history, None, published_at=None))
                 session.rollback()
-            _, moved = self._publish()
+            _, moved = self._publish(incremental=True)
             return CatchUp(published=True, moved=moved)

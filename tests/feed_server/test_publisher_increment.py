@@ -1,0 +1,203 @@
+"""The publisher's incremental step under binding churn (registry.services.feed_increment), on
+both backends: while only ISPs' binding reports and time move, `catch_up` patches the published
+set without reading the registered set, and the set it holds is always the one a full publish
+computes; any other audited change, or a feed another process moved, is a full publish."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Iterator
+
+import pytest
+
+from tests.feed_server.conftest import Committed
+from tests.feed_server.flow import bank_registration, registered_table
+from tests.feed_server.test_publisher import Recorded
+from tests.registry import flow
+from vpnreg.clock import FrozenClock
+from vpnreg.core.bindings import BindingEvent
+from vpnreg.core.feed import EntryTable
+from vpnreg.registry import services
+from vpnreg.registry.services.bindings import report_events
+from vpnreg.registry.services.feed_publisher import FeedPublisher
+
+#: Subscribers 0-5 hold registrations (the first three are revoked later), 6-7 none.
+SUBSCRIBERS = [f"SUB-{i}" for i in range(8)]
+REGISTERED = SUBSCRIBERS[:6]
+
+
+@pytest.fixture
+def recorded(committed: Committed) -> Iterator[Recorded]:
+    made = Recorded(committed.url)
+    try:
+        yield made
+    finally:
+        made.engine.dispose()
+
+
+def _report(committed: Committed, clock: FrozenClock, *events: BindingEvent) -> None:
+    report_events(
+        committed.session,
+        actor="test:isp",
+        isp_id=committed.world.isp,
+        events=list(events),
+        now=clock.now(),
+        config=committed.config,
+    )
+    committed.session.rollback()
+
+
+def _held(publisher: FeedPublisher) -> EntryTable:
+    history = publisher.history()
+    assert history is not None
+    return history.entries
+
+
+def _full_set(committed: Committed, clock: FrozenClock) -> EntryTable:
+    table = registered_table(committed.session, committed.config, clock.now())
+    committed.session.rollback()
+    return table
+
+
+def test_binding_reports_are_published_without_reading_the_registered_set(
+    committed: Committed, recorded: Recorded, clock: FrozenClock
+) -> None:
+    bank_registration(
+        committed.session, committed.world, committed.config, clock.now(), "192.0.2.0/24"
+    )
+    flow.approved(
+        committed.session, committed.world, committed.config, clock.now(), [], subscriber_id="A"
+    )
+    committed.session.rollback()
+    publisher = FeedPublisher(engine=recorded.engine, config=committed.config, clock=clock)
+    publisher.publish()
+    before = _held(publisher)
+
+    _report(committed, clock, BindingEvent("start", "A", "s1", "198.51.100.7", ports=(0, 1023)))
+    recorded.statements.clear()
+    outcome = publisher.catch_up(check_time=False)
+    assert outcome.published and outcome.moved
+    # The prefix-bound side of the set was not read again, nor every binding.
+    assert not recorded.touched("application_prefixes")
+    assert not any("from bindings join applications" in s and " in (" not in s
+                   for s in recorded.statements)  # fmt: skip
+    assert len(_held(publisher)) == len(before) + 1
+    assert _held(publisher) == _full_set(committed, clock)
+
+    # A stop, then a binding reaching its end: each a new serial, each still the full set.
+    clock.advance(dt.timedelta(seconds=5))
+    _report(committed, clock, BindingEvent("stop", "A", "s1", "198.51.100.7", ports=(0, 1023)))
+    assert publisher.catch_up(check_time=False).moved
+    assert _held(publisher) == before
+    _report(
+        committed,
+        clock,
+        BindingEvent("start", "A", "s2", "198.51.100.8", until=clock.now() + dt.timedelta(hours=1)),
+    )
+    assert publisher.catch_up(check_time=False).moved
+    clock.advance(dt.timedelta(hours=1))
+    recorded.statements.clear()
+    assert publisher.catch_up(check_time=True).moved
+    assert not recorded.touched("application_prefixes")
+    assert _held(publisher) == before == _full_set(committed, clock)
+
+
+def test_any_other_audited_change_is_a_full_publish(
+    committed: Committed, recorded: Recorded, clock: FrozenClock
+) -> None:
+    publisher = FeedPublisher(engine=recorded.engine, config=committed.config, clock=clock)
+    publisher.publish()
+    _report(committed, clock, BindingEvent("start", "A", "s1", "198.51.100.7"))
+    bank_registration(
+        committed.session, committed.world, committed.config, clock.now(), "192.0.2.0/24"
+    )
+    committed.session.rollback()
+    recorded.statements.clear()
+    assert publisher.catch_up(check_time=False).moved
+    assert recorded.touched("application_prefixes")
+    assert _held(publisher) == _full_set(committed, clock)
+
+
+def test_a_feed_another_process_moved_is_not_patched(
+    committed: Committed, recorded: Recorded, clock: FrozenClock
+) -> None:
+    flow.approved(
+        committed.session, committed.world, committed.config, clock.now(), [], subscriber_id="A"
+    )
+    committed.session.rollback()
+    publisher = FeedPublisher(engine=recorded.engine, config=committed.config, clock=clock)
+    publisher.publish()
+    _report(committed, clock, BindingEvent("start", "A", "s1", "198.51.100.7"))
+    services.publish(committed.session, now=clock.now(), config=committed.config)
+    _report(committed, clock, BindingEvent("start", "A", "s2", "198.51.100.9"))
+    recorded.statements.clear()
+    assert publisher.catch_up(check_time=False).moved
+    assert recorded.touched("application_prefixes")  # a full publish over the other's state
+    assert _held(publisher) == _full_set(committed, clock)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_under_random_churn_the_held_set_is_always_the_full_set(
+    committed: Committed, clock: FrozenClock, seed: int
+) -> None:
+    rng = random.Random(seed)
+    apps = {
+        sub: flow.approved(
+            committed.session,
+            committed.world,
+            committed.config,
+            clock.now(),
+            [],
+            subscriber_id=sub,
+            protocols=("wireguard",) if i % 2 else (),
+        )
+        for i, sub in enumerate(REGISTERED)
+    }
+    committed.session.rollback()
+    publisher = FeedPublisher.for_url(committed.url, config=committed.config, clock=clock)
+    try:
+        publisher.publish()
+        sessions: dict[str, list[str]] = {sub: [] for sub in SUBSCRIBERS}
+        for step in range(40):
+            events = []
+            for _ in range(rng.randint(1, 6)):
+                sub = rng.choice(SUBSCRIBERS)
+                slot = SUBSCRIBERS.index(sub)
+                kind = rng.choice(["start", "start", "interim", "stop"])
+                if kind == "start" or not sessions[sub]:
+                    sessions[sub].append(f"{sub}-{step}-{len(events)}")
+                    kind = "start"
+                session_id = rng.choice(sessions[sub]) if kind != "start" else sessions[sub][-1]
+                # Even subscribers share 198.51.100.1 by port block, odd ones own an address.
+                address = "198.51.100.1" if slot % 2 == 0 else f"198.51.100.{10 + slot}"
+                ports = (slot * 1000, slot * 1000 + 999) if slot % 2 == 0 else None
+                minutes = rng.choice([1, 3, 10, 60])
+                events.append(
+                    BindingEvent(
+                        kind,
+                        sub,
+                        session_id,
+                        address,
+                        ports=ports,
+                        until=clock.now() + dt.timedelta(minutes=minutes),
+                    )
+                )
+            _report(committed, clock, *events)
+            if step == 25:
+                for sub in REGISTERED[:3]:
+                    flow.act(
+                        "revoke",
+                        committed.session,
+                        application_id=apps[sub].id,
+                        actor=committed.world.regulator,
+                        now=clock.now(),
+                        config=committed.config,
+                        reason="churn test",
+                    )
+                committed.session.rollback()
+            clock.advance(dt.timedelta(seconds=rng.choice([1, 30, 120, 400])))
+            publisher.catch_up(check_time=rng.random() < 0.5)
+            assert _held(publisher) == _full_set(committed, clock), step
+    finally:
+        publisher.close()
