@@ -24,11 +24,11 @@ from tests.feed_server.flow import bank_registration, registered_table
 from tests.feed_server.server import feed_app
 from tests.feed_server.timers import HANG_GUARD_S, FakeTimer
 from vpnreg.clock import FrozenClock
-from vpnreg.core.feed import AllowlistEntry
+from vpnreg.core.feed import EntryTable
 from vpnreg.registry import services
 from vpnreg.registry.services import feed as feed_services
 from vpnreg.registry.services.feed_publisher import CatchUp
-from vpnreg.registry.services.lookup import registered_entries
+from vpnreg.registry.services.lookup import registered_table as compute_registered_table
 from vpnreg.web.feed import FeedOptions, FeedServer
 
 #: Binary fractions, so advancing the fake clock by them lands exactly on deadlines.
@@ -90,11 +90,11 @@ def count_computations(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """A list that grows by one each time a publish computes the registered set."""
     calls: list[object] = []
 
-    def counted(session: Session, **kw: Any) -> list[AllowlistEntry]:
+    def counted(session: Session, **kw: Any) -> EntryTable:
         calls.append(kw)
-        return registered_entries(session, **kw)
+        return compute_registered_table(session, **kw)
 
-    monkeypatch.setattr(feed_services, "registered_entries", counted)
+    monkeypatch.setattr(feed_services, "registered_table", counted)
     return calls
 
 

@@ -26,7 +26,9 @@ def test_replacing_some_registrations_equals_building_the_set_anew(
     chosen = data.draw(st.sets(st.sampled_from(sorted(ids))) if ids else st.just(set[int]()))
     chosen |= {e.registration_id for e in after}
     expected = [e for e in before if e.registration_id not in chosen] + after
-    replaced = EntryTable.from_entries(before).replace_registrations(chosen, after)
+    replaced = EntryTable.from_entries(before).replace_registrations(
+        chosen, EntryTable.from_entries(after)
+    )
     assert replaced == EntryTable.from_entries(expected)
     assert dict(replaced.peers) == dict(EntryTable.from_entries(expected).peers)
 
@@ -42,7 +44,7 @@ def test_peers_of_a_dropped_registration_leave_with_it() -> None:
     other = dataclasses.replace(with_peers, prefix=net("192.0.2.0/24"), peers=(), registration_id=8)
     table = EntryTable.from_entries([with_peers, other])
     assert table.peers
-    after = table.replace_registrations([7], [])
+    after = table.replace_registrations([7], EntryTable.empty())
     assert list(after) == [other]
     assert not after.peers
 
@@ -55,4 +57,4 @@ def test_an_entry_of_a_registration_not_named_is_refused() -> None:
         valid_until=END,
     )
     with pytest.raises(ValueError, match=r"\[9\]"):
-        EntryTable.empty().replace_registrations([1], [entry])
+        EntryTable.empty().replace_registrations([1], EntryTable.from_entries([entry]))

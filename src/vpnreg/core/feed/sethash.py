@@ -551,17 +551,16 @@ class EntryTable:
         return EntryTable(records, self._used_peers(records, self._peers), self.version)
 
     def replace_registrations(
-        self, registration_ids: Iterable[int], entries: Iterable[AllowlistEntry]
+        self, registration_ids: Iterable[int], fresh: EntryTable
     ) -> EntryTable:
-        """This set with every entry of `registration_ids` dropped and `entries` added (v2).
+        """This set with every entry of `registration_ids` dropped and `fresh` added (v2).
 
         The publisher's incremental step: when only some registrations' entries can have
         changed, recomputing just theirs gives the same set as recomputing all, provided
-        `entries` are all and only the current entries of those registrations."""
-        if self.version != ENTRY_VERSION:
+        `fresh` holds all and only the current entries of those registrations."""
+        if self.version != ENTRY_VERSION or fresh.version != ENTRY_VERSION:
             raise ValueError("only a version 2 set is published")
         ids = np.fromiter(registration_ids, dtype=np.uint64)
-        fresh = EntryTable.from_entries(entries)
         stray = set(fresh._records.view(RECORD_DTYPE)["registration_id"].tolist()) - set(
             ids.tolist()
         )

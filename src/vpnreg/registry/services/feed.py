@@ -1,7 +1,7 @@
 """The feed's services: publish, current_feed, set_mode and reset_feed.
 
 `publish` is the one way the feed moves: it lets time act first (advance_time), compares the
-registered set (registered_entries, the one definition of "registered") with the set held by
+registered set (lookup.registered_table, the one definition of "registered") with the set held by
 the feed, and commits a new serial with its delta only when they differ. `set_mode` changes the
 signed enforcement mode (the regulator's kill switch), audited, in the same transaction as the
 serial it makes. `reset_feed` starts a new session (gateways fetch a snapshot).
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from vpnreg.core.feed import EnforcementMode, EntryTable, FeedHistory, Mode, VpnProtocol
+from vpnreg.core.feed import EnforcementMode, FeedHistory, Mode, VpnProtocol
 from vpnreg.core.feed.versions import DEFAULT_MAX_DELTAS
 from vpnreg.core.review import Role
 from vpnreg.registry.audit_log import append_event
@@ -28,7 +28,7 @@ from vpnreg.registry.services import feed_store
 from vpnreg.registry.services.actors import Actor, actor_name, require_role
 from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.feed_changes import audit_head_seq, time_due
-from vpnreg.registry.services.lookup import registered_entries
+from vpnreg.registry.services.lookup import registered_table
 from vpnreg.registry.services.timeline import TimeChange, advance_time
 from vpnreg.registry.services.transaction import service_transaction
 
@@ -114,7 +114,7 @@ def _commit(
 ) -> tuple[FeedHistory, int]:
     """In the caller's transaction: lock the feed, commit the registered set (and mode)."""
     state = feed_store.read_state(session, lock=True)
-    table = EntryTable.from_entries(registered_entries(session, now=now, config=config))
+    table = registered_table(session, now=now, config=config)
     if state is None:
         first_mode = EnforcementMode.enforce_all()
         history = FeedHistory.new(
@@ -280,7 +280,7 @@ def reset_feed(
     with service_transaction(session):
         state = feed_store.read_state(session, lock=True)
         old = feed_store.load_history(session, state) if state is not None else None
-        table = EntryTable.from_entries(registered_entries(session, now=now, config=config))
+        table = registered_table(session, now=now, config=config)
         history = FeedHistory.new(
             session_id=_new_session_id(),
             now=max(now, old.created) if old is not None else now,

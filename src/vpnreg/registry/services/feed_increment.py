@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import CompoundSelect, select
 from sqlalchemy.orm import Session
 
 from vpnreg.core.feed.versions import DEFAULT_MAX_DELTAS
@@ -26,8 +26,7 @@ from vpnreg.registry.models import AuditLogRow, Binding
 from vpnreg.registry.services import feed_store
 from vpnreg.registry.services.bindings import (
     REPORT_ACTION,
-    SubscriberKey,
-    binding_entries,
+    binding_table,
     subscriber_registrations,
 )
 from vpnreg.registry.services.config import ServiceConfig
@@ -64,21 +63,18 @@ def _only_binding_reports(session: Session, since: int, upto: int) -> bool:
 
 
 def changed_subscribers(
-    session: Session, *, since: int, upto: int, after: dt.datetime, now: dt.datetime
-) -> set[SubscriberKey]:
-    """The subscribers whose entries may have moved: bindings changed by a report in
-    (since, upto], and bindings that reached their end without a stop in (after, now]."""
+    *, since: int, upto: int, after: dt.datetime, now: dt.datetime
+) -> CompoundSelect[int, str]:
+    """The query of the subscribers whose entries may have moved: bindings changed by a report
+    in (since, upto], and bindings that reached their end without a stop in (after, now]. Kept
+    a query, so the database joins it instead of receiving thousands of keys back."""
     reported = select(Binding.isp_id, Binding.subscriber_id).where(
         Binding.changed_seq > since, Binding.changed_seq <= upto
     )
     ended = select(Binding.isp_id, Binding.subscriber_id).where(
         Binding.valid_until > after, Binding.valid_until <= now, Binding.ended_at.is_(None)
     )
-    return {
-        (isp_id, subscriber_id)
-        for query in (reported, ended)
-        for isp_id, subscriber_id in session.execute(query.distinct())
-    }
+    return reported.union(ended)
 
 
 def publish_bindings(
@@ -106,11 +102,11 @@ def publish_bindings(
         if history.max_deltas != max_deltas:
             return None
         previous = history.serial
-        subscribers = changed_subscribers(session, since=since, upto=seq, after=mark.at, now=now)
-        if subscribers:
+        subscribers = changed_subscribers(since=since, upto=seq, after=mark.at, now=now)
+        if session.execute(subscribers.limit(1)).first() is not None:
             table = history.entries.replace_registrations(
                 subscriber_registrations(session, subscribers),
-                binding_entries(session, now=now, config=config, subscribers=subscribers),
+                binding_table(session, now=now, config=config, subscribers=subscribers),
             )
             history.commit(table, history.mode, now)
             if history.serial != previous:

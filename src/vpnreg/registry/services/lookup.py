@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from vpnreg.core.feed import AllowlistEntry
+from vpnreg.core.feed import AllowlistEntry, EntryTable
 from vpnreg.core.ipspace import Network, PrefixError, parse_address
 from vpnreg.core.protocols import VpnProtocol
 from vpnreg.core.review import REGISTERED_STATES, State, is_registered, validity_end
 from vpnreg.registry.claims import address_key
 from vpnreg.registry.errors import FieldError, ValidationFailed
 from vpnreg.registry.models import Application, ApplicationPrefix, PrefixPeer
-from vpnreg.registry.services.bindings import binding_entries, bound_holder
+from vpnreg.registry.services.bindings import binding_entries, binding_table, bound_holder
 from vpnreg.registry.services.config import ServiceConfig
 
 _REGISTERED = tuple(s.value for s in REGISTERED_STATES)
@@ -131,7 +131,23 @@ def registered_entries(
 ) -> list[AllowlistEntry]:
     """The allowlist at `now`: one entry per prefix of every registered prefix-bound
     registration and one per live binding of every registered subscriber-bound one
-    (`bindings.binding_entries`), each with its registration's VPN protocols.
+    (`bindings.binding_table`), each with its registration's VPN protocols."""
+    return _prefix_entries(session, now=now, config=config) + binding_entries(
+        session, now=now, config=config
+    )
+
+
+def registered_table(session: Session, *, now: dt.datetime, config: ServiceConfig) -> EntryTable:
+    """`registered_entries` as the table the feed publishes (the bindings straight as records,
+    never as entry objects: there may be a hundred thousand)."""
+    prefixes = EntryTable.from_entries(_prefix_entries(session, now=now, config=config))
+    return prefixes.union(binding_table(session, now=now, config=config))
+
+
+def _prefix_entries(
+    session: Session, *, now: dt.datetime, config: ServiceConfig
+) -> list[AllowlistEntry]:
+    """The entries of the registered prefix-bound registrations at `now`.
 
     Plain column reads (two queries), not ORM objects: the feed publishes after every change
     the portal makes, and loading every registration with its organisation, ISP, prefixes and
@@ -178,4 +194,4 @@ def registered_entries(
         )
         for app_id, valid_until, protocols, prefix_id, prefix in kept
     ]
-    return prefix_entries + binding_entries(session, now=now, config=config)
+    return prefix_entries
