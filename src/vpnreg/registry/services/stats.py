@@ -151,6 +151,8 @@ class Statistics:
     turnaround: list[Turnaround]
     shares: list[Share]
     freshness: dict[Freshness, int]
+    #: A gateway silent for this long counts as not reporting.
+    stale_after: dt.timedelta
     #: VPN flows gateways blocked on each day, per protocol.
     blocked: dict[str, list[int]]
 
@@ -172,6 +174,7 @@ def statistics(
         turnaround=_turnaround(session, period),
         shares=_shares(session, period),
         freshness=_freshness(session, at=min(now, period.end_time), interval=interval),
+        stale_after=STALE_INTERVALS * interval,
         blocked=_blocked(session, period, days),
     )
 
