@@ -46,15 +46,20 @@ matplotlib.rcParams.update(
 
 #: Okabe and Ito's palette, told apart with any colour vision (yellow left out: too light).
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
-#: Chart size in inches; the SVG scales, so this sets its proportions and text size.
-SIZE = (6.4, 3.6)
-_MAX_TICKS = 7
+#: Chart size in inches; the SVG scales, so this sets its proportions and the size of its text
+#: relative to its width: narrow enough that 10 pt text stays legible on a 390 px phone.
+SIZE = (5.0, 3.4)
+#: The turnaround's panels stack, one per stage.
+PANEL_HEIGHT = 1.7
+_MAX_TICKS = 6
 _LOCK = threading.Lock()
 
 
 def draw(figure: Figure, size: tuple[float, float] = SIZE) -> Canvas:
     """The chart of `figure` as a matplotlib figure (caller holds no lock: draw() takes it
     only through svg(); the PDF writer renders in one thread)."""
+    if figure.kind == "panels":
+        size = (size[0], PANEL_HEIGHT * len({s.group for s in figure.series}) + 0.8)
     canvas = Canvas(figsize=size, layout="constrained")
     if figure.kind == "panels":
         _panels(canvas, figure)
@@ -71,7 +76,7 @@ def draw(figure: Figure, size: tuple[float, float] = SIZE) -> Canvas:
         return canvas
     ax.set_ylabel(figure.y_label)
     if len(figure.series) > 1:
-        ax.legend(loc="upper left", ncols=min(4, len(figure.series)), fontsize=8)
+        canvas.legend(loc="outside lower center", ncols=min(3, len(figure.series)))
     return canvas
 
 
@@ -84,9 +89,9 @@ def _values(series: Series) -> list[float]:
     return [math.nan if v is None else v for v in series.values]
 
 
-def _x_axis(ax: Axes, labels: Sequence[str]) -> None:
-    """At most _MAX_TICKS labels; dates shortened to month-day (the period names the year)."""
-    step = max(1, math.ceil(len(labels) / _MAX_TICKS))
+def _x_axis(ax: Axes, labels: Sequence[str], most: int = _MAX_TICKS) -> None:
+    """At most `most` labels; dates shortened to month-day (the period names the year)."""
+    step = max(1, math.ceil(len(labels) / most))
     positions = list(range(0, len(labels), step))
     ax.set_xticks(positions, [_short(labels[i]) for i in positions])
     ax.set_xlim(-0.6, len(labels) - 0.4)
@@ -110,7 +115,7 @@ def _lines(ax: Axes, labels: Sequence[str], series: Sequence[Series]) -> None:
         ax.plot(x, _values(one), color=PALETTE[index % len(PALETTE)], marker=marker, label=one.name)
     _x_axis(ax, labels)
     _counts_axis(ax)
-    ax.set_ylim(top=max(1.0, ax.get_ylim()[1] * 1.15))  # room for the legend
+    ax.set_ylim(top=max(1.0, ax.get_ylim()[1]))
 
 
 def _stacked(ax: Axes, labels: Sequence[str], series: Sequence[Series]) -> None:
@@ -124,7 +129,7 @@ def _stacked(ax: Axes, labels: Sequence[str], series: Sequence[Series]) -> None:
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     _x_axis(ax, labels)
     _counts_axis(ax)
-    ax.set_ylim(top=max(1.0, max(bottom) * 1.2))  # room for the legend
+    ax.set_ylim(top=max(1.0, max(bottom) * 1.05))
 
 
 def _hbars(ax: Axes, figure: Figure) -> None:
@@ -137,8 +142,10 @@ def _hbars(ax: Axes, figure: Figure) -> None:
     top = 100.0 if percent else max(1.0, *(v or 0.0 for v in values))
     ax.set_xlim(0, top * 1.18)
     ax.set_xlabel(figure.y_label)
-    if not percent:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    if percent:
+        ax.set_xticks([0, 25, 50, 75, 100])
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True, min_n_ticks=1))
     for position, value in zip(y, values, strict=True):
         text = "n/a" if value is None else f"{value:g}" + (" %" if percent else "")
         ax.text((value or 0.0) + top * 0.01, position, text, va="center", fontsize=9)
@@ -146,10 +153,8 @@ def _hbars(ax: Axes, figure: Figure) -> None:
 
 def _panels(canvas: Canvas, figure: Figure) -> None:
     groups = list(dict.fromkeys(s.group for s in figure.series))
-    columns = 2 if len(groups) > 1 else 1
-    rows = math.ceil(len(groups) / columns)
-    axes = canvas.subplots(rows, columns, sharex=True, squeeze=False).flatten()
-    for ax, group in zip(axes, groups, strict=False):
+    axes = canvas.subplots(len(groups), 1, sharex=True, squeeze=False).flatten()
+    for ax, group in zip(axes, groups, strict=True):
         members = [s for s in figure.series if s.group == group]
         ax.set_title(group, loc="left")
         if not figure.x_labels:
@@ -169,8 +174,6 @@ def _panels(canvas: Canvas, figure: Figure) -> None:
         ax.set_ylim(bottom=0)
         ax.grid(axis="y", color="#dddddd", linewidth=0.6)
         ax.set_ylabel(figure.y_label)
-    for ax in axes[len(groups) :]:
-        ax.set_axis_off()
     handles, names = axes[0].get_legend_handles_labels()
     canvas.legend(handles, names, loc="outside lower center", ncols=2)
 
@@ -185,11 +188,23 @@ def svg(figure: Figure) -> str:
     return _inline(out.getvalue(), figure)
 
 
+def _presentation(match: re.Match[str]) -> str:
+    """A style attribute as presentation attributes (fill="…" stroke-width="…")."""
+    declarations = (d.split(":", 1) for d in match.group(1).split(";") if ":" in d)
+    return " ".join(f'{name.strip()}="{value.strip()}"' for name, value in declarations)
+
+
 def _inline(document: str, figure: Figure) -> str:
     """matplotlib's SVG document made an inline element: no XML prologue or metadata, no fixed
-    size, ids prefixed by the figure's slug (several charts share one page), an accessible name."""
+    size, ids prefixed by the figure's slug (several charts share one page), an accessible name.
+
+    The portal's Content-Security-Policy allows no inline style (style-src 'self'), which
+    would leave every shape black: matplotlib's style attributes and its one <style> rule
+    become SVG presentation attributes, which CSP does not govern."""
     body = document[document.index("<svg") :]
     body = re.sub(r"<metadata>.*?</metadata>\s*", "", body, flags=re.DOTALL)
+    body = re.sub(r"<style[^>]*>.*?</style>\s*", "", body, flags=re.DOTALL)
+    body = re.sub(r'style="([^"]*)"', _presentation, body)
     prefix = figure.slug + "-"
     body = re.sub(r'\bid="', f'id="{prefix}', body)
     body = re.sub(r"url\(#", f"url(#{prefix}", body)
@@ -198,6 +213,7 @@ def _inline(document: str, figure: Figure) -> str:
     head = re.sub(r'\s(width|height)="[^"]*"', "", body[:head_end])
     name = html.escape(figure.title, quote=True)
     return (
-        f'{head} class="chart" role="img" aria-label="{name}" focusable="false">'
+        f'{head} class="chart" role="img" aria-label="{name}" focusable="false"'
+        ' stroke-linejoin="round" stroke-linecap="butt">'
         f"<title>{name}</title>{body[head_end + 1 :]}"
     )
