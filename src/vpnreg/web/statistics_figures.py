@@ -148,8 +148,9 @@ def _freshness(stats: Statistics) -> Figure:
     return Figure(
         slug="feed-freshness",
         title="Gateways' feed freshness",
-        description="Gateways by the feed state of their latest report, as of "
-        f"{min(stats.as_of, stats.period.end_time):%Y-%m-%d %H:%M} UTC.",
+        # No time in the text: an unchanged figure keeps its cached chart (web.charts.svg).
+        description="Gateways by the feed state of their latest report when the figures were "
+        "taken (a month's report: at the month's end).",
         kind="hbars",
         x_labels=labels,
         series=(Series("gateways", tuple(float(n) for n in stats.freshness.values())),),
