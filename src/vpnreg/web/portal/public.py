@@ -12,7 +12,6 @@ from vpnreg.core.statistics import DAY, trailing_days
 from vpnreg.registry import services
 from vpnreg.registry.errors import NotFound, ValidationFailed
 from vpnreg.registry.services.stats import Statistics, registry_stats, statistics
-from vpnreg.web.charts import svg
 from vpnreg.web.htmx import is_htmx
 from vpnreg.web.policy import EVERYONE, allow
 from vpnreg.web.portal.deps import Config, DbSession, PortalClock
@@ -124,8 +123,11 @@ def stats_page(
             "rows": [(c.replace("_", " "), n) for c, n in stats.by_category.items()],
         },
     ]
-    figures_ = _page_statistics(session, clock.now())
-    shown = figures(figures_)
+    # matplotlib loads with the first statistics page, not with every process that builds the app
+    from vpnreg.web.charts import svg
+
+    charted = _page_statistics(session, clock.now())
+    shown = figures(charted)
     return render(
         request,
         "stats.html",
@@ -133,8 +135,8 @@ def stats_page(
             "headline": headline,
             "tables": tables,
             "as_of": local_time(clock.now(), config.tz),
-            "period": figures_.period,
-            "last_day": figures_.period.end - DAY,
+            "period": charted.period,
+            "last_day": charted.period.end - DAY,
             "charts": [(figure, svg(figure)) for figure in shown],
         },
     )
