@@ -8,6 +8,7 @@ import datetime as dt
 import uuid
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tests.registry.conftest import World
@@ -15,6 +16,7 @@ from tests.registry.flow import act, draft
 from vpnreg.core.gateway_report import CountKey, FeedApplied, Report
 from vpnreg.core.statistics import Freshness, Period
 from vpnreg.registry import services
+from vpnreg.registry.models import Application
 from vpnreg.registry.services.gateway_reports import store_report
 from vpnreg.registry.services.stats import Statistics, statistics
 
@@ -219,3 +221,36 @@ def test_a_month_before_any_activity_has_empty_figures(session: Session) -> None
     assert empty.in_force == {} and empty.blocked == {} and empty.turnaround == []
     assert all(s.count == 0 and s.percent is None for s in empty.shares)
     assert set(empty.freshness.values()) == {0}
+
+
+def test_a_legacy_import_is_in_force_from_its_import_until_revoked(
+    session: Session, world: World, config: services.ServiceConfig
+) -> None:
+    """Imported registrations have no review step into force: they count from valid_from."""
+    rows = [
+        {
+            "line": 2 + i,
+            "organisation": "Karachi Calls",
+            "category": "call_centre",
+            "isp": "StormFiber",
+            "subscriber_id": f"S{i}",
+            "prefix": f"2001:db8:{i:x}::/48",
+            "valid_until": "2026-12-31",
+        }
+        for i in range(3)
+    ]
+    report = services.import_legacy(session, rows=rows, now=at(3, 8), config=config)
+    assert report.ok, report.problems
+    first = session.scalars(select(Application.id).order_by(Application.id)).first()
+    assert first is not None
+    act(
+        "revoke",
+        session,
+        application_id=first,
+        actor=world.regulator,
+        now=at(6, 8),
+        config=config,
+        reason="because",
+    )
+    figures = statistics(session, period=PERIOD, now=at(14, 12))
+    assert figures.in_force == {"call_centre": [3, 2, 2, 2, 2, 2, 2, 2, 2, 2]}

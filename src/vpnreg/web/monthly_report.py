@@ -6,6 +6,7 @@ matplotlib's PDF back end (each chart on a page, its table on the next), no brow
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Sequence
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -90,7 +91,7 @@ def _table_pages(figure: Figure) -> list[Canvas]:
     for start in range(0, len(rows), ROWS_PER_PAGE):
         page = Canvas(figsize=PAGE)
         page.text(0.06, 0.95, f"{figure.title}: data", fontsize=13, fontweight="bold")
-        page.text(0.06, 0.925, figure.description, fontsize=8, wrap=True)
+        page.text(0.06, 0.935, textwrap.fill(figure.description, 110), fontsize=8, va="top")
         ax = page.add_axes((0.06, 0.05, 0.88, 0.85))
         ax.set_axis_off()
         chunk = rows[start : start + ROWS_PER_PAGE]

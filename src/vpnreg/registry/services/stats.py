@@ -181,8 +181,8 @@ def statistics(
 
 def _in_force(session: Session, period: Period, days: list[dt.date]) -> dict[str, list[int]]:
     """Registrations in a registered state at the end of each day, by category: every review
-    step into a registered state counts +1 and every step out -1; a legacy import (in force
-    from its valid_from, with no review step) +1 on that day."""
+    step into a registered state counts +1 and every step out -1; a legacy import (created in
+    force at its valid_from, with no step into force) +1 on that day."""
     registered = [s.value for s in REGISTERED_STATES]
     change = case(
         (Review.to_state.in_(registered) & Review.from_state.not_in(registered), 1),
@@ -200,7 +200,13 @@ def _in_force(session: Session, period: Period, days: list[dt.date]) -> dict[str
         .where(
             Application.valid_from.is_not(None),
             Application.valid_from < period.end_time,
-            ~select(Review.id).where(Review.application_id == Application.id).exists(),
+            # created in force: never a draft (every other application was submitted from one)
+            ~select(Review.id)
+            .where(
+                Review.application_id == Application.id,
+                Review.from_state == State.DRAFT.value,
+            )
+            .exists(),
         )
         .group_by("day", Application.category)
     )
