@@ -137,12 +137,13 @@ def _shares(stats: Statistics) -> Figure:
 
 
 def _freshness(stats: Statistics) -> Figure:
+    # short: the labels sit beside the bars, on a phone too
     descriptions = {
-        Freshness.CURRENT: "applies the current serial",
-        Freshness.BEHIND: "applies an older serial",
-        Freshness.OTHER_SESSION: "another or unknown feed session",
-        Freshness.NO_FEED: "holds no feed",
-        Freshness.STALE: f"no report for {stats.stale_after.total_seconds() / 60:g} minutes",
+        Freshness.CURRENT: "current serial",
+        Freshness.BEHIND: "older serial",
+        Freshness.OTHER_SESSION: "other feed session",
+        Freshness.NO_FEED: "no feed held",
+        Freshness.STALE: f"silent {stats.stale_after.total_seconds() / 60:g}+ min",
     }
     labels = tuple(descriptions[f] for f in stats.freshness)
     return Figure(
@@ -150,7 +151,8 @@ def _freshness(stats: Statistics) -> Figure:
         title="Gateways' feed freshness",
         # No time in the text: an unchanged figure keeps its cached chart (web.charts.svg).
         description="Gateways by the feed state of their latest report when the figures were "
-        "taken (a month's report: at the month's end).",
+        "taken (a month's report: at its end): the registry's current serial or an older one, "
+        "another (or no longer known) feed session, no feed, or silent (no recent report).",
         kind="hbars",
         x_labels=labels,
         series=(Series("gateways", tuple(float(n) for n in stats.freshness.values())),),
