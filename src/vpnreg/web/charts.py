@@ -56,24 +56,26 @@ _LOCK = threading.Lock()
 
 
 def draw(figure: Figure, size: tuple[float, float] = SIZE) -> Canvas:
-    """The chart of `figure` as a matplotlib figure (caller holds no lock: draw() takes it
-    only through svg(); the PDF writer renders in one thread)."""
+    """The chart of `figure` as a matplotlib figure. Takes no lock: the page draws through
+    svg(), which holds it; the monthly report draws in its one thread."""
+    if not figure.x_labels or all(v is None for s in figure.series for v in s.values):
+        canvas = Canvas(figsize=size, layout="constrained")
+        _no_data(canvas.add_subplot())
+        return canvas
     if figure.kind == "panels":
         size = (size[0], PANEL_HEIGHT * len({s.group for s in figure.series}) + 0.8)
-    canvas = Canvas(figsize=size, layout="constrained")
-    if figure.kind == "panels":
+        canvas = Canvas(figsize=size, layout="constrained")
         _panels(canvas, figure)
         return canvas
+    canvas = Canvas(figsize=size, layout="constrained")
     ax = canvas.add_subplot()
-    if not figure.series or not figure.x_labels:
-        _no_data(ax)
-    elif figure.kind == "lines":
-        _lines(ax, figure.x_labels, figure.series)
-    elif figure.kind == "stacked":
-        _stacked(ax, figure.x_labels, figure.series)
-    else:
+    if figure.kind == "hbars":
         _hbars(ax, figure)
         return canvas
+    if figure.kind == "lines":
+        _lines(ax, figure.x_labels, figure.series)
+    else:
+        _stacked(ax, figure.x_labels, figure.series)
     ax.set_ylabel(figure.y_label)
     if len(figure.series) > 1:
         canvas.legend(loc="outside lower center", ncols=min(3, len(figure.series)))
@@ -157,9 +159,6 @@ def _panels(canvas: Canvas, figure: Figure) -> None:
     for ax, group in zip(axes, groups, strict=True):
         members = [s for s in figure.series if s.group == group]
         ax.set_title(group, loc="left")
-        if not figure.x_labels:
-            _no_data(ax)
-            continue
         for one in members:
             ax.plot(
                 range(len(figure.x_labels)),
