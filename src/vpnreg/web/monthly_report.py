@@ -9,7 +9,7 @@ import io
 import textwrap
 from collections.abc import Sequence
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure as Canvas
 
@@ -18,8 +18,14 @@ from vpnreg.registry.services.stats import Statistics
 from vpnreg.web.charts import draw, svg
 from vpnreg.web.statistics_figures import Cell, Figure, figures
 
+# The report's own template sits apart from the portal's: it is a file read without the
+# server, so it carries its style inline, which the portal's templates never do (CSP,
+# tests/web/test_headers.py). It shares the figure macro with the statistics page.
 _ENV = Environment(
-    loader=PackageLoader("vpnreg.web", "templates"), autoescape=select_autoescape(default=True)
+    loader=ChoiceLoader(
+        [PackageLoader("vpnreg.web", "report_templates"), PackageLoader("vpnreg.web", "templates")]
+    ),
+    autoescape=select_autoescape(default=True),
 )
 #: A4 portrait, in inches.
 PAGE = (8.27, 11.69)
@@ -34,7 +40,7 @@ def _title(stats: Statistics) -> str:
 def report_html(stats: Statistics) -> str:
     """One HTML file holding every chart (inline SVG) and its data table, unfolded."""
     shown = figures(stats)
-    return _ENV.get_template("report.html").render(
+    return _ENV.get_template("monthly_report.html").render(
         period=stats.period,
         last_day=stats.period.end - DAY,
         as_of=f"{stats.as_of:%Y-%m-%d %H:%M}",
