@@ -388,8 +388,43 @@ def _plan(orgs: list[tuple[int, str, UserView]]) -> list[tuple[State, tuple[int,
     return plan
 
 
+#: Days of blocked-flow history the demo's gateway reported, for the statistics page's chart.
+HISTORY_DAYS = 30
+
+
+def _blocked_history(session: Session, now: dt.datetime) -> None:
+    """One report a day from gw-isb-1 over HISTORY_DAYS, counting unregistered VPN flows per
+    protocol (seeded, so every demo has the same figures); stored before the latest reports."""
+    rng = random.Random(19)
+    for days in range(HISTORY_DAYS, 0, -1):
+        at = now - dt.timedelta(days=days)
+        hour = hour_of(at)
+        counts = tuple(
+            (CountKey(hour, protocol, "unregistered"), rng.randint(low, high))
+            for protocol, low, high in (
+                ("wireguard", 20, 90),
+                ("openvpn", 10, 60),
+                ("ipsec", 1, 15),
+            )
+        )
+        store_report(
+            session,
+            report=Report(
+                report_id=hashlib.sha256(f"demo gw-isb-1 day {days}".encode()).hexdigest()[:32],
+                gateway_id="gw-isb-1",
+                created=at,
+                mode="nftables",
+                feed=None,
+                counts=counts,
+            ),
+            token_name="demo",  # noqa: S106 - a token's name, not a secret
+            now=at,
+        )
+
+
 def _gateway_reports(session: Session, now: dt.datetime) -> None:
     """Two gateways' latest reports: one current, one that stopped reporting two hours ago."""
+    _blocked_history(session, now)
     active = session.scalars(
         select(Application.id).where(Application.state == State.ACTIVE.value).limit(3)
     ).all()

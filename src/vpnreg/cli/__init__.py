@@ -46,6 +46,7 @@ COMMANDS = {
     "bindings": "bindings",
     "maintenance": "bindings",
     "radius": "radius",
+    "report": "report",
 }
 
 

@@ -1,18 +1,23 @@
-"""Public pages: is this IP registered, status by tracking number, aggregate statistics."""
+"""Public pages: is this IP registered, status by tracking number, aggregate statistics (with
+charts, and their figures as JSON and CSV)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+import datetime as dt
 
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from vpnreg.core.statistics import DAY, trailing_days
 from vpnreg.registry import services
 from vpnreg.registry.errors import NotFound, ValidationFailed
-from vpnreg.registry.services.stats import registry_stats
+from vpnreg.registry.services.stats import Statistics, registry_stats, statistics
 from vpnreg.web.htmx import is_htmx
 from vpnreg.web.policy import EVERYONE, allow
 from vpnreg.web.portal.deps import Config, DbSession, PortalClock
 from vpnreg.web.portal.pages import local_time, render
 from vpnreg.web.portal.steps import timeline_steps
+from vpnreg.web.statistics_figures import Figure, figure_csv, figures, statistics_json
 
 router = APIRouter(include_in_schema=False)
 
@@ -118,8 +123,53 @@ def stats_page(
             "rows": [(c.replace("_", " "), n) for c, n in stats.by_category.items()],
         },
     ]
+    # matplotlib loads with the first statistics page, not with every process that builds the app
+    from vpnreg.web.charts import svg
+
+    charted = _page_statistics(session, clock.now())
+    shown = figures(charted)
     return render(
         request,
         "stats.html",
-        {"headline": headline, "tables": tables, "as_of": local_time(clock.now(), config.tz)},
+        {
+            "headline": headline,
+            "tables": tables,
+            "as_of": local_time(clock.now(), config.tz),
+            "period": charted.period,
+            "last_day": charted.period.end - DAY,
+            "charts": [(figure, svg(figure)) for figure in shown],
+        },
+    )
+
+
+#: The span the statistics page charts: the last 90 UTC days, today included.
+PAGE_DAYS = 90
+
+
+def _page_statistics(session: DbSession, now: dt.datetime) -> Statistics:
+    return statistics(session, period=trailing_days(now, PAGE_DAYS), now=now)
+
+
+@router.get("/stats.json", dependencies=[allow(EVERYONE)], name="portal.stats_json")
+def stats_json(session: DbSession, clock: PortalClock) -> JSONResponse:
+    """The charts' figures as JSON: each figure's table, keyed by the figure's slug."""
+    stats = _page_statistics(session, clock.now())
+    return JSONResponse(
+        statistics_json(stats, figures(stats)),
+        headers={"Content-Disposition": 'inline; filename="vpnreg-statistics.json"'},
+    )
+
+
+@router.get("/stats/{slug}.csv", dependencies=[allow(EVERYONE)], name="portal.stats_csv")
+def stats_csv(slug: str, session: DbSession, clock: PortalClock) -> Response:
+    """One figure's table as CSV."""
+    found: Figure | None = next(
+        (f for f in figures(_page_statistics(session, clock.now())) if f.slug == slug), None
+    )
+    if found is None:
+        raise NotFound("statistics figure", slug)
+    return Response(
+        figure_csv(found),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="vpnreg-{slug}.csv"'},
     )
