@@ -73,7 +73,6 @@ def publish(
     difference between the registered set and the published one, as a new serial."""
     from vpnreg.cli.registry_context import open_registry
     from vpnreg.registry import services
-
     from vpnreg.registry.services.mode_trials import end_due_trials
 
     with open_registry() as reg:
@@ -183,7 +182,9 @@ def mode(
     if value not in {m.value for m in Mode}:
         fail(f"mode must be enforce or dry-run, not {value!r}", EXIT_USAGE)
     if not reason.strip():
-        fail("--reason is required: say why the mode changes (it is announced publicly)", EXIT_USAGE)
+        fail(
+            "--reason is required: say why the mode changes (it is announced publicly)", EXIT_USAGE
+        )
     end = None if until is None else parse_time(until, "--until")
     with open_registry() as reg:
         result = services.set_mode(

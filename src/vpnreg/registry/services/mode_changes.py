@@ -23,8 +23,8 @@ from vpnreg.registry.services.actors import Actor
 
 __all__ = [
     "MAX_REASON",
-    "ModeChangePublic",
     "PLANNED_END",
+    "ModeChangePublic",
     "check_change",
     "due_trials",
     "list_changes",

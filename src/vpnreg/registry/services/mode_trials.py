@@ -34,7 +34,7 @@ def revert_steps(
     """The set_mode calls (mode, protocol) that give back what a trial changed."""
     if protocol is not None:
         return [(before.effective(protocol), protocol)]
-    return [(before.default, None), *before.per_protocol.items()]
+    return [(before.default, None), *((m, p) for p, m in before.per_protocol.items())]
 
 
 def end_due_trials(
