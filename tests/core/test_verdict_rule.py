@@ -25,10 +25,10 @@ WG_PEERS = RegistrationTerms(lists_peers=True, protocols=frozenset({"wireguard"}
         pytest.param("registered", "openvpn", 7, WG_ONLY, None, id="registered-against-terms"),
         pytest.param(
             "unregistered", "openvpn", 7, WG_PEERS, Rule.PROTOCOL_NOT_REGISTERED, id="protocol-miss"
-        ),  # fmt: skip
+        ),
         pytest.param(
             "unregistered", "wireguard", 7, WG_PEERS, Rule.PEER_NOT_LISTED, id="peer-miss"
-        ),  # fmt: skip
+        ),
         pytest.param(
             "unregistered",
             "wireguard",
@@ -36,13 +36,13 @@ WG_PEERS = RegistrationTerms(lists_peers=True, protocols=frozenset({"wireguard"}
             MIXED,
             Rule.PEER_NOT_LISTED,
             id="peer-miss-some-prefixes-list-peers",
-        ),  # fmt: skip
+        ),
         pytest.param("unregistered", "openvpn", 7, ANY, None, id="blocked-against-terms"),
         pytest.param("unregistered", "openvpn", None, None, Rule.NOT_REGISTERED, id="unregistered"),
         pytest.param("unregistered", "openvpn", 7, None, None, id="unknown-registration"),
         pytest.param(
             "not-domestic", "openvpn", None, None, Rule.NO_DOMESTIC_ENDPOINT, id="not-domestic"
-        ),  # fmt: skip
+        ),
         pytest.param("unconfirmed", "openvpn", None, None, Rule.UNCONFIRMED, id="unconfirmed"),
     ],
 )
