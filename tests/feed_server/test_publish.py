@@ -235,7 +235,11 @@ def test_mode_is_the_regulators_audited_kill_switch(
     start = services.publish(session, now=clock.now(), config=config)
     with pytest.raises(Forbidden):
         services.set_mode(
-            session, mode="dry-run", reason="t", actor=world.isp_user, now=clock.now(),
+            session,
+            mode="dry-run",
+            reason="t",
+            actor=world.isp_user,
+            now=clock.now(),
             config=config,
         )
     assert services.publish(session, now=clock.now(), config=config).serial == start.serial
