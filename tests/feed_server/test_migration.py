@@ -7,10 +7,12 @@ columns the models leave out on purpose.)
 
 from __future__ import annotations
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
 
-from vpnreg.registry.db import make_engine, upgrade
+from vpnreg.registry.db import alembic_config, make_engine, upgrade
 from vpnreg.registry.models import Base
 
 FEED_TABLES = {"feed_state", "feed_entries", "feed_deltas"}
@@ -37,3 +39,17 @@ def test_migrations_at_head_match_the_token_model(fresh_url: str) -> None:
     upgrade(fresh_url)
     ours = [d for d in _diffs(fresh_url) if "api_tokens" in repr(d)]
     assert ours == []
+
+
+def test_migration_0012_matches_the_mode_changes_model_and_downgrades(fresh_url: str) -> None:
+    upgrade(fresh_url)
+    assert [d for d in _diffs(fresh_url) if "mode_changes" in repr(d)] == []
+    engine = make_engine(fresh_url)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0011")
+        assert "mode_changes" not in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
