@@ -51,7 +51,7 @@ def test_the_regulator_explains_an_address_and_the_read_is_audited(
         reads = session.scalars(
             select(AuditLogRow.object_id).where(AuditLogRow.action == "read_explain")
         ).all()
-    assert reads == ["203.0.113.5/32", "198.51.100.1/32"]
+    assert reads == ["203.0.113.5", "198.51.100.1"]
 
 
 def test_admin_may_and_an_applicant_may_not_explain(client: TestClient) -> None:

@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 
 from tests.registry.conftest import World, add_user
 from tests.registry.flow import approved
+from tests.registry.test_bindings import ev
+from tests.registry.test_bindings import report as bind
 from vpnreg.clock import FrozenClock
 from vpnreg.core.gateway_report import CountKey, FeedApplied, Report, hour_of
 from vpnreg.core.review import Role
@@ -20,6 +22,8 @@ from vpnreg.registry.errors import Forbidden, ValidationFailed
 from vpnreg.registry.models import AuditLogRow
 from vpnreg.registry.services.explain import explain
 from vpnreg.registry.services.gateway_reports import store_report
+
+H = dt.timedelta(hours=1)
 
 
 def report(
@@ -114,7 +118,7 @@ def test_an_address_is_explained_by_its_registration_its_24_and_each_gateways_se
     assert done.empty_note is None
 
     event = session.scalars(select(AuditLogRow).where(AuditLogRow.action == "read_explain")).one()
-    assert (event.actor, event.object_id, event.after["rows"]) == ("reg1", "192.0.2.9/32", 4)
+    assert (event.actor, event.object_id, event.after["rows"]) == ("reg1", "192.0.2.9", 4)
 
 
 def test_a_prefix_an_empty_answer_and_who_may_ask(
@@ -155,3 +159,30 @@ def test_a_prefix_an_empty_answer_and_who_may_ask(
         select(AuditLogRow.actor).where(AuditLogRow.action == "read_explain")
     ).all()
     assert sorted(actors) == ["adm1", "aud1"]
+
+
+def test_an_address_bound_to_a_subscriber_is_explained_by_that_registration_at_the_time(
+    session: Session, world: World, config: services.ServiceConfig, clock: FrozenClock
+) -> None:
+    t0 = clock.now()
+    app = approved(session, world, config, t0, [], subscriber_id="SUB-1", protocols=("ipsec",))
+    bind(session, world, config, t0, ev("start", "SUB-1", "a"))
+    bind(session, world, config, t0 + H, ev("stop", "SUB-1", "a"))
+    report(session, "gw-a", t0, None, [
+        (CountKey(hour_of(t0), "ipsec", "registered", registration_id=app.id), 3),
+    ])  # fmt: skip
+    during = explain(session, actor=world.regulator, target="198.51.100.7", at=t0 + H / 2,
+                     now=t0 + 2 * H, config=config)  # fmt: skip
+    assert [(h.registration_id, h.via, h.registered_at_time) for h in during.holders] == [
+        (app.id, "binding", True)
+    ]
+    assert "through an ISP binding of 198.51.100.7" in during.registry_answer
+    [row] = during.rows
+    assert (row.registration_id, row.rule, row.tracking_number) == (
+        app.id, "registered-any-peer", app.tracking_number
+    )  # fmt: skip
+    # after the stop the binding no longer ties the address to the registration
+    after = explain(session, actor=world.regulator, target="198.51.100.7", at=t0 + 2 * H,
+                    now=t0 + 2 * H, config=config)  # fmt: skip
+    assert after.holders == () and after.rows == ()
+    assert "was not registered" in after.registry_answer

@@ -149,8 +149,13 @@ def _domestic_prefixes(network: Network) -> list[str]:
 def _holders(
     session: Session, network: Network, at: dt.datetime, config: ServiceConfig
 ) -> dict[int, tuple[Holder, RegistrationTerms]]:
+    """Every registration covering (part of) `network`: by a prefix, in any state (a gateway on
+    an old feed may still decide by an ended one), or by an ISP's binding at `at`; with the
+    terms the implied rule depends on."""
     start, end = range_keys(network)
-    found: dict[int, tuple[Holder, RegistrationTerms]] = {}
+    held: dict[int, tuple[Application, str, str]] = {}
+    #: per registration: whether each of its overlapping prefixes lists peers
+    lists_peers: dict[int, set[bool]] = {}
     prefixes = session.scalars(
         select(ApplicationPrefix)
         .join(Application, Application.id == ApplicationPrefix.application_id)
@@ -161,23 +166,20 @@ def _holders(
         )
         .order_by(ApplicationPrefix.range_start.desc(), ApplicationPrefix.application_id)
     ).all()
-    peers: dict[int, set[bool]] = {}
     for row in prefixes:
-        app = row.application
-        peers.setdefault(app.id, set()).add(bool(row.peers))
-        if app.id not in found:
-            found[app.id] = (_holder(app, row.prefix, "prefix", at, config), _NO_TERMS)
-    lowest = widest_start(network, config.prefix_policy)
+        lists_peers.setdefault(row.application_id, set()).add(bool(row.peers))
+        held.setdefault(row.application_id, (row.application, row.prefix, "prefix"))
     bound = session.execute(
         select(Binding.address, Application)
         .join(
             Application,
+            # the registration of the bound subscriber, as bindings.bound_holder joins it
             (Application.isp_id == Binding.isp_id)
             & (Application.subscriber_id == Binding.subscriber_id),
         )
         .where(
             Binding.range_start <= end,
-            Binding.range_start >= lowest,
+            Binding.range_start >= widest_start(network, config.prefix_policy),
             Binding.range_end >= start,
             Binding.valid_from <= at,
             Binding.valid_until > at,
@@ -187,27 +189,21 @@ def _holders(
         .order_by(Binding.range_start, Binding.id)
     ).all()
     for address, app in bound:
-        peers.setdefault(app.id, set()).add(False)
-        if app.id not in found:
-            found[app.id] = (_holder(app, address, "binding", at, config), _NO_TERMS)
+        lists_peers.setdefault(app.id, set()).add(False)  # a binding has no peers
+        held.setdefault(app.id, (app, address, "binding"))
     return {
         app_id: (
-            holder,
+            _holder(app, space, via, at, config),
             RegistrationTerms(
-                lists_peers=None if len(peers[app_id]) > 1 else next(iter(peers[app_id])),
-                protocols=frozenset(_protocols(session, app_id)),
+                lists_peers=None if len(lists_peers[app_id]) > 1 else lists_peers[app_id].pop(),
+                protocols=frozenset(app.protocols or ()),
             ),
         )
-        for app_id, (holder, _) in found.items()
+        for app_id, (app, space, via) in held.items()
     }
 
 
-_NO_TERMS = RegistrationTerms(lists_peers=False, protocols=frozenset())
 _REGISTERED = frozenset(s.value for s in REGISTERED_STATES)
-
-
-def _protocols(session: Session, app_id: int) -> list[str]:
-    return list(session.scalar(select(Application.protocols).where(Application.id == app_id)) or [])
 
 
 def _holder(app: Application, space: str, via: str, at: dt.datetime, cfg: ServiceConfig) -> Holder:
@@ -315,6 +311,7 @@ def explain(
         )
     if problems:
         raise ValidationFailed(problems)
+    target_text = str(network) if network.num_addresses > 1 else str(network.network_address)
     last = hour_of(at)
     since = last - dt.timedelta(hours=hours - 1)
     with service_transaction(session):
@@ -390,11 +387,11 @@ def explain(
             actor=actor_name(actor),
             action="read_explain",
             object_type="address",
-            object_id=str(network),
+            object_id=target_text,
             after={"at": _iso(at), "hours": hours, "rows": len(rows)},
         )
     return Explanation(
-        target=str(network) if network.num_addresses > 1 else str(network.network_address),
+        target=target_text,
         at=at,
         since=since,
         registry_answer=answer,
