@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from vpnreg.core.feed import EnforcementMode, Mode, VpnProtocol
 from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.feed import PublishResult, set_mode
-from vpnreg.registry.services.mode_changes import MAX_REASON, PLANNED_END, due_trials
+from vpnreg.registry.services.mode_changes import MAX_REASON, PLANNED_END, due_trials, trial_due
 from vpnreg.registry.services.transaction import service_transaction
 
 __all__ = ["end_due_trials", "revert_steps"]
@@ -43,6 +43,9 @@ def end_due_trials(
     """Revert every trial whose planned end is at or before `now`, oldest first; one
     PublishResult per set_mode call made (empty when none was due)."""
     results: list[PublishResult] = []
+    # a plain read first: every publish calls this, and a write unit takes the write lock
+    if not trial_due(session, now):
+        return results
     while True:
         # one trial per unit: it is marked ended and reverted together, or not at all
         with service_transaction(session):
