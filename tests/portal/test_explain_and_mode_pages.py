@@ -47,6 +47,11 @@ def test_the_regulator_explains_an_address_and_the_read_is_audited(
 
     bad = client.post("/explain", data={"target": "10.0.0.0/8", "csrf_token": token})
     assert bad.status_code == 422 and "There is a problem" in bad.text
+    for field, value in (("hours", "many"), ("at", "yesterday"), ("hours", "9999")):
+        wrong = client.post(
+            "/explain", data={"target": "203.0.113.5", field: value, "csrf_token": token}
+        )
+        assert wrong.status_code == 422 and f'href="#{field}"' in wrong.text, (field, value)
     with client.app.state.database.session() as session:  # type: ignore[attr-defined]
         reads = session.scalars(
             select(AuditLogRow.object_id).where(AuditLogRow.action == "read_explain")
