@@ -25,6 +25,7 @@ from vpnreg.registry import services
 from vpnreg.registry.models import Application, User
 from vpnreg.registry.services.bindings import report_events
 from vpnreg.registry.services.gateway_reports import store_report
+from vpnreg.registry.services.mode_trials import end_due_trials
 from vpnreg.registry.views import ApplicationView, UserView
 
 #: One password for every demo login; printed by `vpnreg demo`. Never use the demo in production.
@@ -451,6 +452,34 @@ def _gateway_reports(session: Session, now: dt.datetime) -> None:
         )
 
 
+def _mode_changes(
+    session: Session, config: services.ServiceConfig, now: dt.datetime, regulator: UserView
+) -> None:
+    """The launch week in dry run (a national trial, ended at its planned end), and a WireGuard
+    trial under way: the public /mode-changes page has both kinds to show."""
+    launch = now - dt.timedelta(days=27)
+    services.set_mode(
+        session,
+        mode="dry-run",
+        reason="Launch: the first week only counts unregistered VPN flows, it blocks none",
+        until=launch + dt.timedelta(days=7),
+        actor=regulator,
+        now=launch,
+        config=config,
+    )
+    end_due_trials(session, now=launch + dt.timedelta(days=7), config=config)
+    services.set_mode(
+        session,
+        mode="dry-run",
+        protocol="wireguard",
+        reason="Trial of the new WireGuard handshake rule: counted, not blocked, for a week",
+        until=now + dt.timedelta(days=6),
+        actor=regulator,
+        now=now - dt.timedelta(days=1),
+        config=config,
+    )
+
+
 def load_demo(session: Session, *, config: services.ServiceConfig, now: dt.datetime) -> DemoReport:
     """Load the demo data unless it is there already; returns the logins either way."""
     if session.scalar(select(User.id).where(User.username == ADMIN)) is not None:
@@ -505,6 +534,7 @@ def load_demo(session: Session, *, config: services.ServiceConfig, now: dt.datet
     services.advance_time(session, now=now, config=config)
     _subscriber_bound(loader, orgs, isps, now)
     _gateway_reports(session, now)
+    _mode_changes(session, config, now, loader.users["regulator1"])
     report = loader.report
     for stored in session.scalars(select(Application.state)):
         report.applications[stored] = report.applications.get(stored, 0) + 1

@@ -54,6 +54,7 @@ PAGES: dict[str, list[tuple[str, str, int]]] = {
         ("status", "/status", 200),
         ("status-unknown", "/status?tracking_number=VPN-1999-000001", 404),
         ("stats", "/stats", 200),
+        ("mode-changes", "/mode-changes", 200),
         ("not-found", "/nonexistent", 404),
     ],
     "applicant": [
@@ -74,8 +75,14 @@ PAGES: dict[str, list[tuple[str, str, int]]] = {
         ("stats", "/stats", 200),
         ("missing-review", "/queue/999999", 404),
         ("gateways", "/gateways", 200),
+        ("explain", "/explain", 200),
     ],
-    "auditor": [("home", "/", 200), ("stats", "/stats", 200), ("forbidden", "/queue", 403)],
+    "auditor": [
+        ("home", "/", 200),
+        ("stats", "/stats", 200),
+        ("explain", "/explain", 200),
+        ("forbidden", "/queue", 403),
+    ],
     "admin": [
         ("users", "/admin/users", 200),
         ("gateways", "/gateways", 200),
@@ -370,4 +377,37 @@ def test_the_protocol_change_forms_fit_and_pass_axe(
     look("regulator-protocol-change")
     page.get_by_role("button", name="Approve protocol change").click()
     expect(page.locator("#protocols")).to_have_text("wireguard")
+    assert problems == []
+
+
+def test_the_explain_answer_fits_and_passes_axe(
+    demo_server: str, role_context: BrowserContext
+) -> None:
+    """Issue 19: the regulator explains an address of the demo gateways' unregistered /24; the
+    answer (the registry's, then each gateway's verdicts) at both widths, and an empty one."""
+    page = role_context.new_page()
+    sign_in(page, demo_server, "regulator1")
+    page.goto(demo_server + "/explain")
+    page.fill("#target", "198.51.100.7")
+    page.locator("form[action='/explain'] button[type=submit]").click()
+    expect(page.locator("#explain-rows")).to_contain_text("gw-khi-1")
+    expect(page.locator("#explain-answer")).to_contain_text("was not registered")
+    problems: list[str] = []
+
+    def look(name: str) -> None:
+        for width_name, (width, height) in WIDTHS.items():
+            page.set_viewport_size({"width": width, "height": height})
+            if (extra := overflow(page)) > 0:
+                problems.append(f"{name} at {width}px: {extra} px too wide")
+            problems.extend(f"{name} at {width}px: {v}" for v in blocking_violations(page))
+            page.screenshot(path=str(SCREENSHOTS / f"{name}-{width_name}.png"), full_page=True)
+
+    look("regulator-explain-answer")
+    page.fill("#target", "2001:db8:ffff::1")
+    page.locator("form[action='/explain'] button[type=submit]").click()
+    expect(page.locator("#explain-empty")).to_contain_text("no reports mention this address")
+    look("regulator-explain-empty")
+    page.goto(demo_server + "/mode-changes")
+    expect(page.locator("main")).to_contain_text("wireguard: enforce → dry-run (trial)")
+    expect(page.locator("main")).to_contain_text("planned end")
     assert problems == []

@@ -88,10 +88,15 @@ def test_snapshot_holds_the_registry_and_mode_is_regulator_only(cli: Cli) -> Non
         assert "serial 1 (created), 1 entries" in published.out
         assert "(unchanged)" in cli("feed", "publish").out
 
-        refused = cli("feed", "mode", "dry-run", "--actor", "ali")
+        refused = cli("feed", "mode", "dry-run", "--actor", "ali", "--reason", "test")
         assert refused.code == 1 and "regulator" in refused.err
-        assert cli("feed", "mode", "off", "--actor", "reg1").code == 2
-        switched = cli("feed", "mode", "dry-run", "--protocol", "openvpn", "--actor", "reg1")
+        assert cli("feed", "mode", "off", "--actor", "reg1", "--reason", "test").code == 2
+        unexplained = cli("feed", "mode", "dry-run", "--actor", "reg1")
+        assert unexplained.code == 2 and "--reason is required" in unexplained.err
+        switched = cli(
+            "feed", "mode", "dry-run", "--protocol", "openvpn", "--actor", "reg1",
+            "--reason", "openvpn dry run while a classifier fix is checked",
+        )  # fmt: skip
         assert switched.code == 0, switched.err
         assert "serial 2" in switched.out and "openvpn=dry-run" in switched.out
 

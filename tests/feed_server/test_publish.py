@@ -235,19 +235,25 @@ def test_mode_is_the_regulators_audited_kill_switch(
     start = services.publish(session, now=clock.now(), config=config)
     with pytest.raises(Forbidden):
         services.set_mode(
-            session, mode="dry-run", actor=world.isp_user, now=clock.now(), config=config
+            session,
+            mode="dry-run",
+            reason="t",
+            actor=world.isp_user,
+            now=clock.now(),
+            config=config,
         )
     assert services.publish(session, now=clock.now(), config=config).serial == start.serial
 
     per = services.set_mode(
-        session, mode="dry-run", protocol="wireguard", actor=world.regulator,
+        session, mode="dry-run", protocol="wireguard", reason="trial", actor=world.regulator,
         now=clock.now(), config=config,
     )  # fmt: skip
     assert per.serial == start.serial + 1
     assert per.mode == EnforcementMode(Mode.ENFORCE, {VpnProtocol.WIREGUARD: Mode.DRY_RUN})
     everywhere = services.set_mode(
-        session, mode="dry-run", actor=world.regulator2, now=clock.now(), config=config
-    )
+        session, mode="dry-run", reason="national trial", actor=world.regulator2,
+        now=clock.now(), config=config,
+    )  # fmt: skip
     assert everywhere.mode == EnforcementMode(Mode.DRY_RUN)
     assert everywhere.mode.effective("wireguard") is Mode.DRY_RUN
     assert everywhere.mode.effective("openvpn") is Mode.DRY_RUN
@@ -265,7 +271,7 @@ def test_mode_is_the_regulators_audited_kill_switch(
     assert events[0].after["per_protocol"] == {"wireguard": "dry-run"}
     with pytest.raises(ValidationFailed) as bad:
         services.set_mode(
-            session, mode="off", protocol="telnet", actor=world.regulator,
+            session, mode="off", protocol="telnet", reason="x", actor=world.regulator,
             now=clock.now(), config=config,
         )  # fmt: skip
     assert {e.field for e in bad.value.errors} == {"mode", "protocol"}
@@ -278,7 +284,7 @@ def test_reset_starts_a_new_session_never_earlier_than_the_old_state(
     clock.advance(dt.timedelta(hours=2))
     old = services.publish(session, now=clock.now(), config=config)
     services.set_mode(
-        session, mode="dry-run", protocol="openvpn", actor=world.regulator,
+        session, mode="dry-run", protocol="openvpn", reason="trial", actor=world.regulator,
         now=clock.now(), config=config,
     )  # fmt: skip
     with pytest.raises(Forbidden):

@@ -16,6 +16,7 @@ from tests.feed_server.conftest import Committed
 from tests.feed_server.flow import bank_registration
 from vpnreg.clock import FrozenClock
 from vpnreg.core.bindings import BindingEvent
+from vpnreg.core.feed import Mode
 from vpnreg.registry import services
 from vpnreg.registry.db import make_engine
 from vpnreg.registry.services.bindings import report_events
@@ -71,9 +72,9 @@ def test_catch_up_reads_neither_set_until_something_is_audited(
     assert recorded.touched("audit_head") and recorded.touched("applications")
     for table in ("application_prefixes", "prefix_peers", "feed_entries", "feed_deltas"):
         assert not recorded.touched(table), table
-    # Per call: the audit head and the feed_state row; every other call the time aggregate and
-    # the probe for a binding that reached its end.
-    assert len([s for s in recorded.statements if s.startswith("select")]) == 10 * 2 + 5 * 2
+    # Per call: the audit head and the feed_state row; every other call the time aggregate,
+    # the probe for a binding that reached its end and the one for a trial that did.
+    assert len([s for s in recorded.statements if s.startswith("select")]) == 10 * 2 + 5 * 3
 
     approve(committed, clock, "192.0.2.0/24")
     recorded.statements.clear()
@@ -129,4 +130,29 @@ def test_a_binding_reaching_its_end_is_news_for_the_time_check(
     clock.advance(dt.timedelta(minutes=1))
     assert publisher.catch_up(check_time=False) == CatchUp(False, False)
     assert publisher.catch_up(check_time=True).published  # its end passed: publish again
+    assert publisher.catch_up(check_time=True) == CatchUp(False, False)
+
+
+def test_a_trial_reaching_its_planned_end_is_reverted_by_the_time_check(
+    committed: Committed, recorded: Recorded, clock: FrozenClock
+) -> None:
+    publisher = publisher_on(recorded, committed, clock)
+    publisher.publish()
+    services.set_mode(
+        committed.session, mode="dry-run", protocol="openvpn", reason="openvpn trial",
+        until=clock.now() + dt.timedelta(hours=1), actor=committed.world.regulator,
+        now=clock.now(), config=committed.config,
+    )  # fmt: skip
+    committed.session.rollback()
+    assert publisher.catch_up(check_time=False).moved  # the change was audited
+    held = publisher.history()
+    assert held is not None and held.mode.effective("openvpn") is Mode.DRY_RUN
+    clock.advance(dt.timedelta(minutes=59))
+    assert publisher.catch_up(check_time=True) == CatchUp(False, False)
+    clock.advance(dt.timedelta(minutes=1))
+    assert publisher.catch_up(check_time=False) == CatchUp(False, False)
+    reverted = publisher.catch_up(check_time=True)
+    assert reverted.published and reverted.moved
+    held = publisher.history()
+    assert held is not None and held.mode.effective("openvpn") is Mode.ENFORCE
     assert publisher.catch_up(check_time=True) == CatchUp(False, False)

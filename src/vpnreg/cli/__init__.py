@@ -35,6 +35,7 @@ COMMANDS = {
     "amend": "workflow",
     "amend-protocols": "workflow",
     "lookup": "records",
+    "explain": "explain",
     "import": "records",
     "audit": "audit",
     "feed": "feed",

@@ -73,9 +73,12 @@ def publish(
     difference between the registered set and the published one, as a new serial."""
     from vpnreg.cli.registry_context import open_registry
     from vpnreg.registry import services
+    from vpnreg.registry.services.mode_trials import end_due_trials
 
     with open_registry() as reg:
         now = reg.now()
+        for reverted in end_due_trials(reg.session, now=now, config=reg.config):
+            typer.echo(f"trial ended: {_summary(reverted)}")
         result = services.publish(reg.session, now=now, config=reg.config)
         for change in result.time_changes:
             typer.echo(
@@ -155,20 +158,41 @@ def mode(
         str | None,
         typer.Option(help="Only this VPN protocol (openvpn, wireguard, ipsec, ...); default all."),
     ] = None,
+    reason: Annotated[
+        str,
+        typer.Option("--reason", help="Why (required; shown on the public mode-changes page)."),
+    ] = "",
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until",
+            help="A trial: revert to the mode before at this time (ISO 8601 with offset).",
+        ),
+    ] = None,
 ) -> None:
     """Set the signed enforcement mode: the national switch between enforce and dry-run
-    (without --protocol every per-protocol override is dropped). Regulators only."""
+    (without --protocol every per-protocol override is dropped). Regulators only. Every change
+    gives a reason and is announced on the public page /mode-changes; with --until it is a
+    trial that the next publish after that time reverts."""
+    from vpnreg.cli.records import parse_time
     from vpnreg.cli.registry_context import open_registry
     from vpnreg.core.feed import Mode
     from vpnreg.registry import services
 
     if value not in {m.value for m in Mode}:
         fail(f"mode must be enforce or dry-run, not {value!r}", EXIT_USAGE)
+    if not reason.strip():
+        fail(
+            "--reason is required: say why the mode changes (it is announced publicly)", EXIT_USAGE
+        )
+    end = None if until is None else parse_time(until, "--until")
     with open_registry() as reg:
         result = services.set_mode(
             reg.session,
             mode=value,
             protocol=protocol,
+            reason=reason,
+            until=end,
             actor=reg.user(actor),
             now=reg.now(),
             config=reg.config,

@@ -677,3 +677,33 @@ class GatewayReportCount(Base):
     registration_id: Mapped[int | None] = mapped_column(BigInteger)
     prefix: Mapped[str | None] = mapped_column(String(64))
     flows: Mapped[int] = mapped_column(BigInteger)
+
+
+class ModeChange(Base):
+    """One change of the feed's enforcement mode (ADR 0012): what changed, when, why, by which
+    role, and until when. A trial has a planned end, after which the publish path reverts it;
+    any change ends when a later one for the same protocol (or the national switch) replaces it.
+    The audit log holds the same change as its "feed.mode" event; this row is what the public
+    page lists and what the revert looks for."""
+
+    __tablename__ = "mode_changes"
+    __table_args__ = (Index("ix_mode_changes_open_trials", "ended_at", "planned_end"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: A VPN protocol, or None: the national switch (every protocol).
+    protocol: Mapped[str | None] = mapped_column(String(16))
+    from_mode: Mapped[str] = mapped_column(String(16))
+    to_mode: Mapped[str] = mapped_column(String(16))
+    #: The whole signed mode before the change (EnforcementMode.to_json()): what a revert restores.
+    before: Mapped[dict[str, Any]] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text)
+    #: The acting user's role ("regulator"), or the system actor ("system"); never a name.
+    actor_role: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[dt.datetime]
+    serial: Mapped[int] = mapped_column(BigInteger)
+    #: A trial's end, as announced (None: until changed).
+    planned_end: Mapped[dt.datetime | None]
+    #: When it stopped applying (None: still in force).
+    ended_at: Mapped[dt.datetime | None]
+    #: "planned end" or "replaced by change N".
+    ended_by: Mapped[str | None] = mapped_column(String(64))

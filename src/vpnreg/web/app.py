@@ -39,6 +39,7 @@ ROUTER_MODULES: tuple[str, ...] = (
     "vpnreg.web.auth",
     "vpnreg.web.api",
     "vpnreg.web.portal",
+    "vpnreg.web.mode_announcements",
 )
 
 __all__ = ["ROUTER_MODULES", "SESSION_COOKIE", "create_app"]

@@ -29,6 +29,7 @@ from vpnreg.registry.services.actors import Actor, actor_name, require_role
 from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.feed_changes import audit_head_seq, time_due
 from vpnreg.registry.services.lookup import registered_table
+from vpnreg.registry.services.mode_changes import check_change, record_change
 from vpnreg.registry.services.timeline import TimeChange, advance_time
 from vpnreg.registry.services.transaction import service_transaction
 
@@ -219,6 +220,8 @@ def set_mode(
     *,
     mode: Mode | str,
     protocol: VpnProtocol | str | None = None,
+    reason: str,
+    until: dt.datetime | None = None,
     actor: Actor,
     now: dt.datetime,
     config: ServiceConfig,
@@ -228,11 +231,14 @@ def set_mode(
 
     Without `protocol` this is the national switch: the default becomes `mode` and every
     per-protocol override is dropped, so nothing is left enforcing (or dry-running) against it.
-    With `protocol`, only that protocol's override is set. Audited as "feed.mode"; pending
+    With `protocol`, only that protocol's override is set. `reason` is required; `until` makes
+    it a trial that the publish path reverts then (services.mode_trials). Audited as
+    "feed.mode" and announced (services.mode_changes) in the same transaction; pending
     registry changes are published in the same serial.
     """
     require_role(actor, Role.REGULATOR)
     chosen, proto = _parse_mode(mode, protocol)
+    why = check_change(reason=reason, until=until, now=now)
 
     def change(current: EnforcementMode) -> EnforcementMode:
         if proto is None:
@@ -250,7 +256,24 @@ def set_mode(
             object_type="feed",
             object_id=history.session_id,
             before=before.to_json(),
-            after={**history.mode.to_json(), "serial": history.serial},
+            after={
+                **history.mode.to_json(),
+                "serial": history.serial,
+                "protocol": None if proto is None else str(proto),
+                "reason": why,
+                "until": None if until is None else until.isoformat(),
+            },
+        )
+        record_change(
+            session,
+            protocol=proto,
+            before=before,
+            after=history.mode,
+            reason=why,
+            until=until,
+            actor=actor,
+            serial=history.serial,
+            now=now,
         )
 
     changes = advance_time(session, now=now, config=config)

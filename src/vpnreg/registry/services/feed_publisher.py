@@ -25,6 +25,8 @@ from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.feed import PublishResult, publish_detailed
 from vpnreg.registry.services.feed_changes import audit_head_seq, bindings_ended, time_due
 from vpnreg.registry.services.feed_increment import Mark, publish_bindings
+from vpnreg.registry.services.mode_changes import trial_due
+from vpnreg.registry.services.mode_trials import end_due_trials
 
 __all__ = ["CatchUp", "FeedPublisher"]
 
@@ -134,6 +136,9 @@ class FeedPublisher:
             mark = self._mark
         done = None
         with self._sessions() as session:
+            # a trial that reached its planned end is reverted first (its own serial, audited,
+            # so the incremental step below gives way to a full publish)
+            end_due_trials(session, now=now, config=self._config)
             if incremental and mark is not None:
                 done = publish_bindings(
                     session, mark=mark, now=now, config=self._config, max_deltas=self._max_deltas
@@ -159,6 +164,7 @@ class FeedPublisher:
                 now = self._clock.now()
                 due = check_time and (
                     time_due(session, now, self._config)
+                    or trial_due(session, now)
                     or (published_at is not None and bindings_ended(session, published_at, now))
                 )
                 if held_key is not None and seq == held_seq and not due:

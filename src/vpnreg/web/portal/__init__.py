@@ -10,9 +10,27 @@ from types import ModuleType
 
 from fastapi import APIRouter
 
-from vpnreg.web.portal import admin, applicant, gateways, public, review, signup
+from vpnreg.web.portal import (
+    admin,
+    applicant,
+    explain,
+    gateways,
+    mode_changes,
+    public,
+    review,
+    signup,
+)
 
-PAGE_MODULES: tuple[ModuleType, ...] = (public, signup, applicant, review, admin, gateways)
+PAGE_MODULES: tuple[ModuleType, ...] = (
+    public,
+    signup,
+    applicant,
+    review,
+    admin,
+    gateways,
+    explain,
+    mode_changes,
+)
 
 
 def portal_router() -> APIRouter:
