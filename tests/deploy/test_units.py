@@ -7,12 +7,17 @@ units are rendered first with /opt/vpnreg/.venv/bin/vpnreg replaced by this chec
 (`--root=DIR` does not help: it then looks for every dependency, sysinit.target included,
 under DIR). Unknown keys and bad values only warn on stderr with exit code 0, so the test
 requires an empty stderr as well. `--man=no`: the Documentation= pages are not looked up.
+
+The gateway unit runs the agent as user vpnreg with two ambient capabilities; setpriv gives
+user nobody the same two and checks that nft and an AF_PACKET socket work with them and fail
+without them (this needs root, as the lab tests do).
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +34,10 @@ from tests.deploy.rendering import (
 from vpnreg.agent import config as gateway_config
 
 SYSTEMD_ANALYZE = "/usr/bin/systemd-analyze"
+SETPRIV = "/usr/bin/setpriv"
+NFT = "/usr/sbin/nft"
+#: What the agent does with its capabilities: opens an AF_PACKET socket (capture) and runs nft.
+_OPEN_PACKET_SOCKET = "import socket; socket.socket(socket.AF_PACKET, socket.SOCK_RAW).close()"
 
 
 def _analyzer() -> str:
@@ -118,3 +127,31 @@ def test_the_gateway_example_with_the_static_feed_loads() -> None:
     assert static in text
     values = gateway_config.read_file(GATEWAY_EXAMPLE) | {"feed": static.strip('"')}
     assert gateway_config.resolve(values, {}).feed.endswith("/notification.json")
+
+
+def _unit_capabilities(unit: Path) -> list[str]:
+    values = {
+        key: value.split()
+        for key, _, value in (line.partition("=") for line in unit.read_text().splitlines())
+        if key in {"CapabilityBoundingSet", "AmbientCapabilities"}
+    }
+    assert values["CapabilityBoundingSet"] == values["AmbientCapabilities"]
+    return [c.removeprefix("CAP_").lower() for c in values["AmbientCapabilities"]]
+
+
+def test_the_gateway_units_capabilities_let_user_nobody_capture_and_run_nft() -> None:
+    # The unit runs the agent as an ordinary user with ambient capabilities; setpriv gives user
+    # nobody exactly those (the test runs as root, as the lab tests do), then without them.
+    for tool in (SETPRIV, NFT):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is missing (Debian packages util-linux, nftables)")
+    caps = ",".join(f"+{c}" for c in _unit_capabilities(DEPLOY / "vpnreg-gateway.service"))
+    nobody = [SETPRIV, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    granted = [*nobody, f"--inh-caps={caps}", f"--ambient-caps={caps}"]
+    python = str(Path(sys.executable))
+    for prefix, allowed in ((granted, True), (nobody, False)):
+        for command in ([NFT, "list", "tables"], [python, "-c", _OPEN_PACKET_SOCKET]):
+            result = subprocess.run(
+                [*prefix, *command], capture_output=True, text=True, timeout=60, check=False
+            )
+            assert (result.returncode == 0) is allowed, (prefix, command, result.stderr)
