@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import re
 import shutil
 import socket
 import ssl
@@ -28,6 +29,7 @@ import pytest
 from tests.concurrency.server import vpnreg_serve
 from tests.deploy.rendering import (
     FEED_HOST,
+    NGINX_CONFIG,
     REGISTRY_HOST,
     NginxSite,
     render_nginx,
@@ -41,6 +43,7 @@ from vpnreg.agent.feedclient import FeedClient, PollStatus, load_public_keys
 from vpnreg.clock import SystemClock
 from vpnreg.registry.db import make_engine, make_session_factory, upgrade
 from vpnreg.registry.feed_static import NOTIFICATION_FILE
+from vpnreg.settings import Settings
 from vpnreg.web.limits import MAX_BINDINGS_BYTES, MAX_BODY_BYTES, MAX_UPLOAD_BYTES
 
 #: Real nginx, vpnreg serve and vpnreg processes.
@@ -95,6 +98,20 @@ def test_nginx_t_accepts_the_site(tmp_path: Path) -> None:
         _nginx_command(site, "-t"), capture_output=True, text=True, timeout=60, check=False
     )
     assert broken.returncode != 0 and 'unknown directive "proxy_read"' in broken.stderr
+
+
+def _location_block(config: str, location: str) -> str:
+    start = config.index(f"location {location} {{")
+    return config[start : config.index("}", start)]
+
+
+def test_the_long_poll_outlives_the_longest_wait_the_server_allows() -> None:
+    # The server answers /notify after at most VPNREG_FEED_MAX_WAIT_S; nginx must not cut the
+    # upstream off before that, nor buffer the answer; the other locations keep 60 s.
+    feed = _location_block(NGINX_CONFIG.read_text(), "/feed/v1/")
+    timeout = re.search(r"proxy_read_timeout (\d+)s;", feed)
+    assert timeout is not None and int(timeout.group(1)) > Settings().feed_max_wait_s
+    assert "proxy_buffering off;" in feed
 
 
 def _accepting(port: int) -> bool:
