@@ -86,16 +86,20 @@ def publish_bindings(
     max_deltas: int = DEFAULT_MAX_DELTAS,
 ) -> Published | None:
     """Publish the binding changes since `mark` alone, or None when that cannot be exact (the
-    caller then publishes in full). Commits a new serial only when the set changed."""
-    if time_due(session, now, config):
-        session.rollback()
-        return None
-    with service_transaction(session):
+    caller then publishes in full). Commits a new serial only when the set changed.
+
+    The new set is computed in a plain read; the write unit (on SQLite the database's one
+    write lock, which ISPs' reports also need) only checks that the feed is still `mark`'s and
+    stores the step. Reports committed in between are past the audit sequence read, so the next
+    publish takes them."""
+    try:
+        if time_due(session, now, config):
+            return None
         seq = audit_head_seq(session)
         since = mark.audit_seq or 0
         if seq is None or not _only_binding_reports(session, since, seq):
             return None
-        state = feed_store.read_state(session, lock=True)
+        state = feed_store.read_state(session, lock=False)
         if state is None or feed_store.state_key(state) != (mark.session_id, mark.serial):
             return None  # another process moved the feed: its set is not ours to patch
         history = feed_store.load_history(session, state)
@@ -104,12 +108,21 @@ def publish_bindings(
         previous = history.serial
         subscribers = changed_subscribers(since=since, upto=seq, after=mark.at, now=now)
         if session.execute(subscribers.limit(1)).first() is not None:
-            table = history.entries.replace_registrations(
-                subscriber_registrations(session, subscribers),
-                binding_table(session, now=now, config=config, subscribers=subscribers),
+            history.commit(
+                history.entries.replace_registrations(
+                    subscriber_registrations(session, subscribers),
+                    binding_table(session, now=now, config=config, subscribers=subscribers),
+                ),
+                history.mode,
+                now,
             )
-            history.commit(table, history.mode, now)
-            if history.serial != previous:
-                feed_store.write_step(session, state, history)
+    finally:
+        session.rollback()  # the read ends here, whatever it found
+    if history.serial != previous:
+        with service_transaction(session):
+            state = feed_store.read_state(session, lock=True)
+            if state is None or feed_store.state_key(state) != (mark.session_id, mark.serial):
+                return None
+            feed_store.write_step(session, state, history)
     feed_store.remember(history)
     return Published(publish_result(history, previous), history, seq)
