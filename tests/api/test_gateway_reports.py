@@ -208,3 +208,58 @@ def test_a_registrations_flows_are_summed_per_hour_gateway_and_verdict(api: Api)
         ("gw-why-b", "unregistered", 7),
     ]
     assert {f.applied_serial for f in found} == {current_feed(api)["serial"]}
+
+
+def test_a_gateway_on_an_older_feed_shows_as_blocking_the_registrations_space(
+    api: Api,
+) -> None:
+    """A gateway that does not hold a registration yet counts its flows as unregistered under
+    the /24: the application page's query shows those counts (from the hour the registration
+    took effect) beside the registration's own, never a /24 outside its space."""
+    app_id = api.create("bina", ["192.0.2.64/26"])["id"]
+    api.step("bina", app_id, "submit")
+    api.step("noc", app_id, "verify")
+    assert api.step("reg1", app_id, "approve")["state"] == "active"
+    hour = api.clock.now().replace(minute=0, second=0, microsecond=0).isoformat()
+    before = (api.clock.now() - dt.timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    registry_feed = current_feed(api)
+
+    def unregistered(prefix: str, flows: int, at: str = hour) -> dict[str, Any]:
+        return {"hour": at, "protocol": "wireguard", "verdict": "unregistered",
+                "prefix": prefix, "flows": flows}  # fmt: skip
+
+    stale = report(
+        api,
+        "gw-old-feed",
+        feed={**registry_feed, "serial": registry_feed["serial"] - 1},  # an older feed
+        counts=[
+            unregistered("192.0.2.0/24", 4),
+            unregistered("198.51.100.0/24", 9),  # not its space
+            unregistered("192.0.2.0/24", 6, before.isoformat()),  # before it took effect
+        ],
+    )
+    answer = api.client("gateway").post(URL, json=stale)
+    assert answer.status_code == 201, answer.text
+    own = report(
+        api,
+        "gw-current",
+        counts=[
+            {
+                "hour": hour,
+                "protocol": "wireguard",
+                "verdict": "registered",
+                "registration_id": app_id,
+                "flows": 3,
+            }
+        ],
+    )
+    assert api.client("gateway").post(URL, json=own).status_code == 201
+    with api.app.state.database.session() as session:
+        found = registration_flows(session, registration_id=int(str(app_id)), now=api.clock.now())
+    assert [(f.gateway_id, f.prefix, f.verdict, f.flows, f.applied_serial) for f in found] == [
+        ("gw-current", None, "registered", 3, registry_feed["serial"]),
+        ("gw-old-feed", "192.0.2.0/24", "unregistered", 4, registry_feed["serial"] - 1),
+    ]
+    page = api.client("bina").get(f"/applications/{app_id}")
+    assert 'unregistered in <span class="mono">192.0.2.0/24</span>' in page.text
+    assert "198.51.100.0/24" not in page.text

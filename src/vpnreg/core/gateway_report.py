@@ -55,6 +55,15 @@ def domestic_prefix(address: Address) -> str:
     return str(ipaddress.ip_network(f"{address}/{length}", strict=False))
 
 
+def counted_under(network: Network) -> list[str]:
+    """The /24s (/48s) under which a report counts unregistered flows of `network`'s addresses:
+    the one holding it, or every one inside it when it is wider."""
+    length = PREFIX_LENGTH[network.version]
+    if network.prefixlen >= length:
+        return [str(network.supernet(new_prefix=length))]
+    return [str(n) for n in network.subnets(new_prefix=length)]
+
+
 def check_prefix(text: str) -> str:
     """`text` if it is a /24 IPv4 or /48 IPv6 network in canonical form, else ReportError."""
     try:

@@ -9,15 +9,24 @@ gives each gateway's latest report with its lag behind the current feed serial.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from dataclasses import dataclass
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from vpnreg.core.gateway_report import Report, ReportError, check_report
+from vpnreg.core.gateway_report import Report, ReportError, check_report, counted_under, hour_of
+from vpnreg.core.policy import Verdict
 from vpnreg.registry.errors import FieldError, ValidationFailed
-from vpnreg.registry.models import FeedDeltaRow, FeedStateRow, GatewayReport, GatewayReportCount
+from vpnreg.registry.models import (
+    Application,
+    ApplicationPrefix,
+    FeedDeltaRow,
+    FeedStateRow,
+    GatewayReport,
+    GatewayReportCount,
+)
 from vpnreg.registry.services.transaction import service_transaction
 
 __all__ = ["GatewayState", "gateway_list", "store_report"]
@@ -162,6 +171,11 @@ class RegistrationFlows:
     #: The serial the gateway applied in its latest report (None: no feed held).
     applied_serial: int | None
     stale: bool
+    #: None: flows the gateway counted for this registration. A /24 (/48): flows it counted as
+    #: unregistered in that part of the registration's space since the registration took
+    #: effect (a gateway on an older feed does not know the registration; the count may also
+    #: hold other addresses of that /24).
+    prefix: str | None = None
 
 
 def registration_flows(
@@ -173,7 +187,8 @@ def registration_flows(
 ) -> list[RegistrationFlows]:
     """A registration's flows per hour, gateway and verdict over FLOWS_SHOWN, newest first, with
     each gateway's applied serial, so "registered but still blocked" points at the gateway."""
-    rows = session.execute(
+    since = now - FLOWS_SHOWN
+    own = session.execute(
         select(
             GatewayReportCount.hour,
             GatewayReport.gateway_id,
@@ -183,13 +198,15 @@ def registration_flows(
         .join(GatewayReport, GatewayReport.id == GatewayReportCount.report_id)
         .where(
             GatewayReportCount.registration_id == registration_id,
-            GatewayReportCount.hour >= now - FLOWS_SHOWN,
+            GatewayReportCount.hour >= since,
         )
         .group_by(GatewayReportCount.hour, GatewayReport.gateway_id, GatewayReportCount.verdict)
-        .order_by(
-            GatewayReportCount.hour.desc(), GatewayReport.gateway_id, GatewayReportCount.verdict
-        )
     ).all()
+    rows: list[tuple[dt.datetime, str, str, int, str | None]] = [
+        (hour, gateway, verdict, flows, None) for hour, gateway, verdict, flows in own
+    ]
+    rows += _unregistered_in_space(session, registration_id, since)
+    rows.sort(key=lambda r: (-r[0].timestamp(), r[1], r[4] or "", r[2]))
     gateways = {g.gateway_id: g for g in gateway_list(session, now=now, interval=interval)}
     return [
         RegistrationFlows(
@@ -199,6 +216,49 @@ def registration_flows(
             flows=int(flows),
             applied_serial=gateways[gateway_id].applied_serial,
             stale=gateways[gateway_id].stale,
+            prefix=prefix,
         )
-        for hour, gateway_id, verdict, flows in rows
+        for hour, gateway_id, verdict, flows, prefix in rows
+    ]
+
+
+def _unregistered_in_space(
+    session: Session, registration_id: int, since: dt.datetime
+) -> list[tuple[dt.datetime, str, str, int, str | None]]:
+    """Flows gateways counted as unregistered in the /24s (/48s) of a prefix-bound
+    registration's prefixes, from the hour it took effect: "registered but still blocked" by a
+    gateway whose feed does not hold it yet."""
+    began = session.scalar(select(Application.valid_from).where(Application.id == registration_id))
+    if began is None:
+        return []
+    prefixes = session.scalars(
+        select(ApplicationPrefix.prefix).where(ApplicationPrefix.application_id == registration_id)
+    ).all()
+    spaces = sorted({s for p in prefixes for s in counted_under(ipaddress.ip_network(p))})
+    if not spaces:
+        return []
+    found = session.execute(
+        select(
+            GatewayReportCount.hour,
+            GatewayReport.gateway_id,
+            GatewayReportCount.verdict,
+            func.sum(GatewayReportCount.flows),
+            GatewayReportCount.prefix,
+        )
+        .join(GatewayReport, GatewayReport.id == GatewayReportCount.report_id)
+        .where(
+            GatewayReportCount.registration_id.is_(None),
+            GatewayReportCount.prefix.in_(spaces),
+            GatewayReportCount.verdict == Verdict.UNREGISTERED.value,
+            GatewayReportCount.hour >= max(since, hour_of(began)),
+        )
+        .group_by(
+            GatewayReportCount.hour,
+            GatewayReport.gateway_id,
+            GatewayReportCount.verdict,
+            GatewayReportCount.prefix,
+        )
+    ).all()
+    return [
+        (hour, gateway, verdict, flows, prefix) for hour, gateway, verdict, flows, prefix in found
     ]
