@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from tests.agent_gateway.feeds import Signer, entry, replace_file
-from vpnreg.agent.allowlist import AllowlistIndex
+from vpnreg.core.allowlist import AllowlistIndex
 from vpnreg.agent.config import EnforceKind
 from vpnreg.agent.daemon import GatewayDaemon
 from vpnreg.agent.enforce import DryRunBackend, EnforcementBackend
