@@ -1,10 +1,10 @@
 """The public lookup's in-memory index (services.lookup_index) answers as the SQL lookup does.
 
-A registry with prefix-bound registrations (IPv4 and IPv6, one with peers, one revoked) and subscriber-bound ones whose ISP bound addresses with
-CGNAT port ranges, whole addresses and IPv6 prefixes (one binding stopped, one ending within
-the hour, one of a subscriber with no registration) is published once; then, for many random
-addresses, ports and moments in the hours after the publish, the index's answer equals
-`services.lookup`'s, on SQLite and on PostgreSQL.
+A registry with prefix-bound registrations (IPv4 and IPv6, one with peers, one revoked) and
+subscriber-bound ones whose ISP bound addresses with CGNAT port ranges, whole addresses and an
+IPv6 prefix (one binding stopped, two ending within the hour, one of a subscriber with no
+registration) is published once; then, for many random addresses, ports and moments in the hours
+after the publish, the index's answer equals `services.lookup`'s, on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
