@@ -266,9 +266,10 @@ def main() -> None:
             "`GET /api/v1/ip/{address}` for the next of 4,000 addresses drawn with a fixed "
             "seed from the documentation /24s the demo registers /28s in (most answer 404, "
             "not registered: the 404 share is in the table). Before: "
-            "`VPNREG_LOOKUP_INDEX=0`, one SQL query per lookup (the sync route in the "
-            "threadpool, as before ADR 0014); after: the in-memory index of the feed's "
-            "registered set (async route, no database session). "
+            "`VPNREG_LOOKUP_INDEX=0`, one SQL query per lookup in the threadpool (as before "
+            "ADR 0014); after: the in-memory index of the feed's registered set (on the event "
+            "loop, no database session). The `/healthz` row is the ceiling of the same server "
+            "(a route that reads nothing). "
             f"Placement: {placement}; other work on the machine is not stopped (load average "
             f"{load_before} before, {load_after} after). "
             "Run: `python -m bench.all bench_lookup_load`.",
