@@ -55,10 +55,12 @@ async def _index(request: Request, db: DbSession) -> LookupIndex | None:
     if feed is None or not state.settings.lookup_index:
         return None
     holder: LookupIndexHolder = state.lookup_index
-    history = feed.publisher.history()
-    if history is None:
+    publisher = feed.publisher
+    key = publisher.held_key()
+    if key is None:
         return None
-    held = holder.held(history)
+    held = holder.held(key)
     if held is not None:
         return held
-    return await run_in_threadpool(holder.current, history, db)
+    # a publish since the last build (history() copies, so it is only asked for then)
+    return await run_in_threadpool(holder.current, publisher.history(), db)

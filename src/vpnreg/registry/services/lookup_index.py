@@ -152,10 +152,11 @@ class LookupIndexHolder:
         self._lock = threading.Lock()
         self._index: LookupIndex | None = None
 
-    def held(self, history: FeedHistory) -> LookupIndex | None:
-        """The index of `history` if it is built already (no I/O), else None."""
+    def held(self, key: tuple[str, int]) -> LookupIndex | None:
+        """The index of the feed state `key` (session id, serial) if it is built already (no
+        I/O), else None."""
         held = self._index
-        if held is not None and held.key == (history.session_id, history.serial):
+        if held is not None and held.key == key:
             return held
         return None
 
