@@ -19,6 +19,7 @@ if [ "${1:-}" = "--bench" ]; then  # what only the benchmarks use (make bench)
         strongswan-charon strongswan-swanctl     # IKEv2 peers for the lab captures
         ocserv openconnect                       # an SSL VPN (AnyConnect protocol) for them
         openssh-server openssh-client            # an SSH session as ordinary traffic
+        wrk                                      # the public lookup at saturation
     )
 fi
 missing=()

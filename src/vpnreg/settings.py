@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     feed_validity_s: float = Field(default=86_400.0, gt=0)
     #: The server publishes at least this often, so expiry and activation happen on time.
     feed_publish_interval_s: float = Field(default=30.0, gt=0)
+    #: The public lookup answers "now" from an in-memory index of the feed's registered set
+    #: (ADR 0014); off (VPNREG_LOOKUP_INDEX=0): one SQL query per lookup, as before.
+    lookup_index: bool = True
     #: The longest long poll a gateway may ask for.
     feed_max_wait_s: float = Field(default=60.0, gt=0)
     #: How many deltas the server keeps; older clients get a reset and fetch the snapshot.

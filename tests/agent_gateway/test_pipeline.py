@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from tests.agent_gateway.feeds import Signer, entry, replace_file
-from vpnreg.agent.allowlist import AllowlistIndex
 from vpnreg.agent.config import EnforceKind
 from vpnreg.agent.daemon import GatewayDaemon
 from vpnreg.agent.enforce import DryRunBackend, EnforcementBackend
@@ -26,6 +25,7 @@ from vpnreg.agent.gateway import Gateway
 from vpnreg.agent.metrics import GatewayMetrics
 from vpnreg.agent.verdictlog import VerdictLog
 from vpnreg.clock import FrozenClock
+from vpnreg.core.allowlist import AllowlistIndex
 from vpnreg.core.classify import FlowFeatures
 from vpnreg.core.feed import EnforcementMode, Mode, VpnProtocol
 from vpnreg.core.policy import BlockKey, Registration, SimpleIndex

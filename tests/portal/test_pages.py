@@ -203,7 +203,10 @@ def test_public_pages_know_who_is_signed_in_and_public_api_reads_skip_the_sessio
         assert response.status_code in (200, 404), response.text
         return len(statements)
 
+    statements_for("/api/v1/ip/192.0.2.9")  # builds the lookup index of the feed's state
     anonymous = statements_for("/api/v1/ip/192.0.2.9")
+    # answered from the index (ADR 0014): no statement at all
+    assert anonymous == 0
     assert 'href="/login">Sign in' in client.get("/").text
     sign_in(client, "ali")
     home = client.get("/").text

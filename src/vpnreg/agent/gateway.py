@@ -19,7 +19,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from vpnreg.agent.allowlist import AllowlistIndex, added_entries
 from vpnreg.agent.config import EnforceKind
 from vpnreg.agent.enforce import EnforcementBackend
 from vpnreg.agent.flows import ACTIVE_TIMEOUT_S, FlowRecord, Handover
@@ -27,6 +26,7 @@ from vpnreg.agent.metrics import GatewayMetrics
 from vpnreg.agent.reporter import Reporter
 from vpnreg.agent.verdictlog import VerdictLog, verdict_line
 from vpnreg.clock import Clock
+from vpnreg.core.allowlist import AllowlistIndex, added_entries
 from vpnreg.core.classify import Classification, FlowContext, classify
 from vpnreg.core.feed import EnforcementMode, FeedState, Mode
 from vpnreg.core.policy import Action, BlockKey, Decision, FlowKey, Network, Verdict, decide

@@ -19,6 +19,7 @@ from vpnreg import __version__
 from vpnreg.clock import Clock, SystemClock
 from vpnreg.registry.services import ServiceConfig
 from vpnreg.registry.services.documents import MAX_DOCUMENT_BYTES
+from vpnreg.registry.services.lookup_index import LookupIndexHolder
 from vpnreg.registry.services.unit_of_work import Database
 from vpnreg.settings import Settings
 from vpnreg.web.api.openapi import install_openapi
@@ -130,6 +131,8 @@ def create_app(
     app.state.templates = templates
     app.state.document_dir = Path(settings.data_dir) / "documents"
     app.state.max_document_bytes = MAX_DOCUMENT_BYTES
+    # the public lookup's index of the feed's registered set (web.lookup, ADR 0014)
+    app.state.lookup_index = LookupIndexHolder()
     install_problem_handlers(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 

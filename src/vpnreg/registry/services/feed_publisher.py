@@ -103,6 +103,12 @@ class FeedPublisher:
         with self._lock:
             return feed_store.copy_history(self._history) if self._history is not None else None
 
+    def held_key(self) -> tuple[str, int] | None:
+        """(session id, serial) of the held history, None before the first load: what a reader
+        that keeps something derived from it (the public lookup's index) compares, with no copy."""
+        held = self._history  # one reference read: no lock needed, and lookups never wait
+        return None if held is None else (held.session_id, held.serial)
+
     def _hold(
         self,
         history: FeedHistory,

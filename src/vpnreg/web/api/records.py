@@ -10,12 +10,12 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from vpnreg.registry import services
 from vpnreg.registry.errors import ValidationFailed
 from vpnreg.registry.services import queries
 from vpnreg.registry.services.stats import registry_stats
 from vpnreg.web.auth import AppClock, Config, CurrentCaller, DbSession, OptionalUser, csrf_for
 from vpnreg.web.bounds import Offset
+from vpnreg.web.lookup import answer_lookup
 from vpnreg.web.policy import (
     AUDITOR,
     EVERYONE,
@@ -122,7 +122,8 @@ AtQuery = Annotated[
     response_model=LookupPublic,
     summary="Is an address registered now, and by which registration",
 )
-def lookup(
+async def lookup(
+    request: Request,
     db: DbSession,
     clock: AppClock,
     config: Config,
@@ -130,13 +131,16 @@ def lookup(
     port: PortQuery = None,
     at: AtQuery = None,
 ) -> LookupPublic:
-    result = services.lookup(db, address=ip, now=_moment(at, clock.now()), config=config, port=port)
+    result = await answer_lookup(
+        request, db, address=ip, port=port, at=_moment(at), clock=clock, config=config
+    )
     return LookupPublic.of(result)
 
 
-def _moment(at: dt.datetime | None, now: dt.datetime) -> dt.datetime:
+def _moment(at: dt.datetime | None) -> dt.datetime | None:
+    """`at` in UTC (None: now); 422 without an offset."""
     if at is None:
-        return now
+        return None
     if at.tzinfo is None or at.utcoffset() is None:
         raise Problem(
             422,
@@ -180,7 +184,8 @@ def _rdap(description: str) -> dict[str, Any]:
         404: _rdap("No registration covers the address (registered: false)"),
     },
 )
-def ip_network(
+async def ip_network(
+    request: Request,
     address: Annotated[
         str,
         Path(
@@ -199,8 +204,8 @@ def ip_network(
     validity, and for an address an ISP bound to a subscriber-bound registration the binding's
     port range and end. It names neither the organisation nor the subscriber."""
     try:
-        result = services.lookup(
-            db, address=address, now=_moment(at, clock.now()), config=config, port=port
+        result = await answer_lookup(
+            request, db, address=address, port=port, at=_moment(at), clock=clock, config=config
         )
     except ValidationFailed as err:
         return _rdap_error(400, "Not an IP address", err.errors[0].message, registered=False)

@@ -13,6 +13,7 @@ from vpnreg.registry import services
 from vpnreg.registry.errors import NotFound, ValidationFailed
 from vpnreg.registry.services.stats import Statistics, registry_stats, statistics
 from vpnreg.web.htmx import is_htmx
+from vpnreg.web.lookup import answer_lookup
 from vpnreg.web.policy import EVERYONE, allow
 from vpnreg.web.portal.deps import Config, DbSession, PortalClock
 from vpnreg.web.portal.pages import local_time, render
@@ -25,7 +26,7 @@ router = APIRouter(include_in_schema=False)
 @router.get(
     "/lookup", dependencies=[allow(EVERYONE)], response_class=HTMLResponse, name="portal.lookup"
 )
-def lookup_page(
+async def lookup_page(
     request: Request, session: DbSession, clock: PortalClock, config: Config, ip: str = ""
 ) -> HTMLResponse:
     """Registered or not, category and validity; never who holds the address."""
@@ -34,7 +35,9 @@ def lookup_page(
     ip = ip.strip()
     if ip:
         try:
-            result = services.lookup(session, address=ip, now=clock.now(), config=config)
+            result = await answer_lookup(
+                request, session, address=ip, port=None, at=None, clock=clock, config=config
+            )
         except ValidationFailed as exc:
             errors = list(exc.errors)
     status = 422 if errors and not is_htmx(request) else 200

@@ -1,5 +1,6 @@
-"""The agent's allowlist: a RegistrationIndex over a verified feed's entries, built once per feed
-state and never changed afterwards (a feed update builds a new one and swaps the reference).
+"""The allowlist index: a RegistrationIndex over a feed's entries, built once per feed state and
+never changed afterwards (a feed update builds a new one and swaps the reference). The gateway
+agent decides flows with it; the registry's public lookup answers from it (ADR 0014).
 
 Longest-prefix match comes from `PrefixLookup` over the distinct registered prefixes. A valid
 registry never publishes nested prefixes, but the index stays correct if one does: after the most

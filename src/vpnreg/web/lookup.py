@@ -1,0 +1,66 @@
+"""How the web app answers "is this address registered": the feed's in-memory index for a
+question about now (services.lookup_index, ADR 0014), SQL (services.lookup) otherwise.
+
+The routes that use it (`/api/v1/ip/{address}`, `/api/v1/lookup`, the portal's `/lookup`) are
+`async`: an answer from the index costs no thread hop and no database session; only a build of
+the index (once per publish) and the SQL answer run in the threadpool.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from vpnreg.clock import Clock
+from vpnreg.registry import services
+from vpnreg.registry.services import ServiceConfig
+from vpnreg.registry.services.lookup import LookupResult, lookup_query
+from vpnreg.registry.services.lookup_index import LookupIndex, LookupIndexHolder
+from vpnreg.registry.services.unit_of_work import DbSession
+
+__all__ = ["answer_lookup"]
+
+
+async def answer_lookup(
+    request: Request,
+    db: DbSession,
+    *,
+    address: str,
+    port: int | None,
+    at: dt.datetime | None,
+    clock: Clock,
+    config: ServiceConfig,
+) -> LookupResult:
+    """`services.lookup`'s answer at `at` (default now); ValidationFailed for a bad address or
+    port. The index answers when no `at` is given, the app serves a feed that has published,
+    and the index holds details for every registration covering the address."""
+    ip = lookup_query(address, port)
+    now = clock.now() if at is None else at
+    if at is None:
+        index = await _index(request, db)
+        if index is not None:
+            found = index.lookup(ip, port=port, now=now)
+            if found is not None:
+                return found
+    return await run_in_threadpool(
+        services.lookup, db, address=address, now=now, config=config, port=port
+    )
+
+
+async def _index(request: Request, db: DbSession) -> LookupIndex | None:
+    state = request.app.state
+    feed = getattr(state, "feed", None)
+    if feed is None or not state.settings.lookup_index:
+        return None
+    holder: LookupIndexHolder = state.lookup_index
+    publisher = feed.publisher
+    key = publisher.held_key()
+    if key is None:
+        return None
+    held = holder.held(key)
+    if held is not None:
+        return held
+    # a publish since the last build (history() copies, so it is only asked for then)
+    return await run_in_threadpool(holder.current, publisher.history(), db)
