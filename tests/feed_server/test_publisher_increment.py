@@ -201,3 +201,52 @@ def test_under_random_churn_the_held_set_is_always_the_full_set(
             assert _held(publisher) == _full_set(committed, clock), step
     finally:
         publisher.close()
+
+
+def test_a_binding_reported_ahead_of_the_publishers_clock_is_published_once_it_begins(
+    committed: Committed, clock: FrozenClock
+) -> None:
+    """A report stamps its bindings with its own clock; one running ahead of the publisher's
+    commits a binding that this publish finds not yet begun (its sequence then lies behind the
+    mark). It is published once the publisher's clock passes its start, by the time check or by
+    the next report's incremental step."""
+    flow.approved(
+        committed.session, committed.world, committed.config, clock.now(), [], subscriber_id="A"
+    )
+    flow.approved(
+        committed.session, committed.world, committed.config, clock.now(), [], subscriber_id="B"
+    )
+    committed.session.rollback()
+    publisher = FeedPublisher.for_url(committed.url, config=committed.config, clock=clock)
+    try:
+        publisher.publish()
+        ahead = clock.now() + dt.timedelta(seconds=5)
+
+        def report_ahead(event: BindingEvent) -> None:
+            report_events(
+                committed.session,
+                actor="test:isp",
+                isp_id=committed.world.isp,
+                events=[event],
+                now=ahead,
+                config=committed.config,
+            )
+            committed.session.rollback()
+
+        report_ahead(BindingEvent("start", "A", "s1", "198.51.100.7"))
+        publisher.catch_up(check_time=False)
+        assert len(_held(publisher)) == 0 and _held(publisher) == _full_set(committed, clock)
+        clock.advance(dt.timedelta(seconds=10))
+        assert publisher.catch_up(check_time=True).moved  # the time check notices it began
+        assert len(_held(publisher)) == 1 and _held(publisher) == _full_set(committed, clock)
+
+        # the same through the next report's incremental step, without the time check
+        ahead = clock.now() + dt.timedelta(seconds=5)
+        report_ahead(BindingEvent("start", "B", "s1", "198.51.100.8"))
+        publisher.catch_up(check_time=False)
+        clock.advance(dt.timedelta(seconds=10))
+        _report(committed, clock, BindingEvent("start", "A", "s2", "198.51.100.9"))
+        assert publisher.catch_up(check_time=False).moved
+        assert len(_held(publisher)) == 3 and _held(publisher) == _full_set(committed, clock)
+    finally:
+        publisher.close()

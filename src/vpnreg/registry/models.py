@@ -605,7 +605,8 @@ class Binding(Base):
     #: The port block (RFC 7422 style) of a shared address; NULL: the whole address.
     port_lo: Mapped[int | None] = mapped_column(Integer)
     port_hi: Mapped[int | None] = mapped_column(Integer)
-    valid_from: Mapped[dt.datetime]
+    #: Indexed: the feed publisher looks for bindings that began since its last publish.
+    valid_from: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
     #: Exclusive end: at most 24 h after the last start or interim update.
     valid_until: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
     #: Set by a stop: the binding ended at that instant.

@@ -5,8 +5,9 @@ stored change is written with an audit event in its own transaction, so the audi
 sequence moves with it (`audit_head_seq`: one row); a report of ISP bindings is one such change.
 Time alone changes the set only where a SYSTEM step (activate, expire) is due, which `time_due`
 answers from a few aggregated columns, or where an ISP's binding reaches its end without a stop
-(`bindings_ended`, one indexed row at most). While none has moved since the last publish,
-computing the registered set again can only find the set already published.
+(`bindings_timed`, which also notices a binding that began after the last publish's time).
+While none has moved since the last publish, computing the registered set again can only find
+the set already published.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from vpnreg.registry.models import Application, AuditHead, Binding
 from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.timeline import _TIMED_STATES
 
-__all__ = ["audit_head_seq", "bindings_ended", "time_due"]
+__all__ = ["audit_head_seq", "bindings_timed", "time_due"]
 
 
 def audit_head_seq(session: Session) -> int | None:
@@ -58,11 +59,14 @@ def time_due(session: Session, now: dt.datetime, config: ServiceConfig) -> bool:
     )
 
 
-def bindings_ended(session: Session, since: dt.datetime, now: dt.datetime) -> bool:
-    """Whether a binding not stopped reached its end in (since, now] (no lock taken).
+def bindings_timed(session: Session, since: dt.datetime, now: dt.datetime) -> bool:
+    """Whether a binding began, or reached its end without a stop, in (since, now] (no lock
+    taken; one indexed row at most per side).
 
-    Gateways enforce an entry's end themselves; this only lets the published set drop it."""
-    found = session.execute(
+    Gateways enforce an entry's end themselves; this lets the published set drop it. A binding
+    that began after the publisher's clock read its last `now` (a report's own clock ran ahead)
+    was left out of that publish and is taken now."""
+    ended = session.execute(
         select(Binding.id)
         .where(
             Binding.valid_until > since,
@@ -71,4 +75,9 @@ def bindings_ended(session: Session, since: dt.datetime, now: dt.datetime) -> bo
         )
         .limit(1)
     ).first()
-    return found is not None
+    if ended is not None:
+        return True
+    began = session.execute(
+        select(Binding.id).where(Binding.valid_from > since, Binding.valid_from <= now).limit(1)
+    ).first()
+    return began is not None

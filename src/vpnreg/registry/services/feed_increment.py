@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import CompoundSelect, select
+from sqlalchemy import CompoundSelect, select, union
 from sqlalchemy.orm import Session
 
 from vpnreg.core.feed.versions import DEFAULT_MAX_DELTAS
@@ -66,15 +66,24 @@ def changed_subscribers(
     *, since: int, upto: int, after: dt.datetime, now: dt.datetime
 ) -> CompoundSelect[int, str]:
     """The query of the subscribers whose entries may have moved: bindings changed by a report
-    in (since, upto], and bindings that reached their end without a stop in (after, now]. Kept
-    a query, so the database joins it instead of receiving thousands of keys back."""
+    in (since, upto], and bindings that began or reached their end without a stop in
+    (after, now]. Kept a query, so the database joins it instead of receiving thousands of keys
+    back.
+
+    "Began" matters: a report may start a binding at its own clock's time, later than the
+    publisher's `now`, and commit before the publisher reads the audit head. That publish
+    leaves it out (not yet valid) although its sequence is now behind the mark; the next
+    publish takes it by its start instead."""
     reported = select(Binding.isp_id, Binding.subscriber_id).where(
         Binding.changed_seq > since, Binding.changed_seq <= upto
+    )
+    began = select(Binding.isp_id, Binding.subscriber_id).where(
+        Binding.valid_from > after, Binding.valid_from <= now
     )
     ended = select(Binding.isp_id, Binding.subscriber_id).where(
         Binding.valid_until > after, Binding.valid_until <= now, Binding.ended_at.is_(None)
     )
-    return reported.union(ended)
+    return union(reported, began, ended)
 
 
 def publish_bindings(

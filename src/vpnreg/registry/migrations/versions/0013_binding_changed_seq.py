@@ -1,4 +1,5 @@
-"""Bindings remember the audit event of the report that last changed them (issue 17's churn).
+"""Bindings remember the audit event of the report that last changed them (issue 17's churn),
+and their start is indexed (the publisher also looks for bindings that began since it last ran).
 
 The feed publisher then recomputes the entries of only the subscribers whose bindings changed
 since its last publish (`changed_seq` past the audit sequence it published at), instead of the
@@ -27,9 +28,11 @@ def upgrade() -> None:
     with op.batch_alter_table("bindings") as batch:
         batch.add_column(sa.Column("changed_seq", sa.BigInteger(), nullable=True))
         batch.create_index(batch.f("ix_bindings_changed_seq"), ["changed_seq"], unique=False)
+        batch.create_index(batch.f("ix_bindings_valid_from"), ["valid_from"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("bindings") as batch:
+        batch.drop_index(batch.f("ix_bindings_valid_from"))
         batch.drop_index(batch.f("ix_bindings_changed_seq"))
         batch.drop_column("changed_seq")
