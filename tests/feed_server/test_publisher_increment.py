@@ -8,8 +8,10 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from sqlalchemy.orm import Session
 
 from tests.feed_server.conftest import Committed
 from tests.feed_server.flow import bank_registration, registered_table
@@ -19,6 +21,7 @@ from vpnreg.clock import FrozenClock
 from vpnreg.core.bindings import BindingEvent
 from vpnreg.core.feed import EntryTable
 from vpnreg.registry import services
+from vpnreg.registry.services import feed_increment
 from vpnreg.registry.services.bindings import report_events
 from vpnreg.registry.services.feed_publisher import FeedPublisher
 
@@ -248,5 +251,39 @@ def test_a_binding_reported_ahead_of_the_publishers_clock_is_published_once_it_b
         _report(committed, clock, BindingEvent("start", "A", "s2", "198.51.100.9"))
         assert publisher.catch_up(check_time=False).moved
         assert len(_held(publisher)) == 3 and _held(publisher) == _full_set(committed, clock)
+    finally:
+        publisher.close()
+
+
+def test_a_report_committed_during_the_step_waits_for_the_next_one(
+    committed: Committed, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step reads one snapshot: a report another process commits between its statements
+    (here: right after it listed the registrations to replace) is neither half taken nor lost,
+    but published by the next step."""
+    for sub in ("A", "B"):
+        flow.approved(
+            committed.session, committed.world, committed.config, clock.now(), [], subscriber_id=sub
+        )
+    committed.session.rollback()
+    publisher = FeedPublisher.for_url(committed.url, config=committed.config, clock=clock)
+    try:
+        publisher.publish()
+        clock.advance(dt.timedelta(seconds=1))  # both reports begin after that publish
+        _report(committed, clock, BindingEvent("start", "A", "s1", "198.51.100.7"))
+        listed = feed_increment.subscriber_registrations
+        meanwhile = [BindingEvent("start", "B", "s1", "198.51.100.8")]
+
+        def list_then_commit_elsewhere(session: Session, subscribers: Any) -> set[int]:
+            found = listed(session, subscribers)
+            if meanwhile:
+                _report(committed, clock, meanwhile.pop())
+            return found
+
+        monkeypatch.setattr(feed_increment, "subscriber_registrations", list_then_commit_elsewhere)
+        assert publisher.catch_up(check_time=False).moved
+        assert len(_held(publisher)) == 1  # A's binding; B's report came after the snapshot
+        assert publisher.catch_up(check_time=False).moved
+        assert len(_held(publisher)) == 2 and _held(publisher) == _full_set(committed, clock)
     finally:
         publisher.close()

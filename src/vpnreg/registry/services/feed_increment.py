@@ -97,10 +97,16 @@ def publish_bindings(
     """Publish the binding changes since `mark` alone, or None when that cannot be exact (the
     caller then publishes in full). Commits a new serial only when the set changed.
 
-    The new set is computed in a plain read; the write unit (on SQLite the database's one
-    write lock, which ISPs' reports also need) only checks that the feed is still `mark`'s and
-    stores the step. Reports committed in between are past the audit sequence read, so the next
-    publish takes them."""
+    The new set is computed in a plain read of one snapshot; the write unit (on SQLite the
+    database's one write lock, which ISPs' reports also need) only checks that the feed is still
+    `mark`'s and stores the step. Reports committed in between are past the audit sequence
+    read, so the next publish takes them."""
+    session.rollback()  # whatever the caller read: this step reads one snapshot of its own
+    if session.get_bind().dialect.name == "postgresql":
+        # Read committed would let each statement see reports committed meanwhile, and the
+        # registrations dropped would not match the entries added. SQLite's deferred BEGIN
+        # already reads one snapshot.
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     try:
         if time_due(session, now, config):
             return None
