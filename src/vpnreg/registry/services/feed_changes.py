@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
 from vpnreg.core.review import State, time_transition
@@ -22,7 +22,13 @@ from vpnreg.registry.models import Application, AuditHead, Binding
 from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.timeline import _TIMED_STATES
 
-__all__ = ["audit_head_seq", "bindings_timed", "time_due"]
+__all__ = [
+    "audit_head_seq",
+    "binding_began_in",
+    "binding_ended_in",
+    "bindings_timed",
+    "time_due",
+]
 
 
 def audit_head_seq(session: Session) -> int | None:
@@ -59,6 +65,16 @@ def time_due(session: Session, now: dt.datetime, config: ServiceConfig) -> bool:
     )
 
 
+def binding_ended_in(since: dt.datetime, now: dt.datetime) -> ColumnElement[bool]:
+    """A binding reached its end without a stop in (since, now]."""
+    return and_(Binding.valid_until > since, Binding.valid_until <= now, Binding.ended_at.is_(None))
+
+
+def binding_began_in(since: dt.datetime, now: dt.datetime) -> ColumnElement[bool]:
+    """A binding began in (since, now]."""
+    return and_(Binding.valid_from > since, Binding.valid_from <= now)
+
+
 def bindings_timed(session: Session, since: dt.datetime, now: dt.datetime) -> bool:
     """Whether a binding began, or reached its end without a stop, in (since, now] (no lock
     taken; one indexed row at most per side).
@@ -66,18 +82,7 @@ def bindings_timed(session: Session, since: dt.datetime, now: dt.datetime) -> bo
     Gateways enforce an entry's end themselves; this lets the published set drop it. A binding
     that began after the publisher's clock read its last `now` (a report's own clock ran ahead)
     was left out of that publish and is taken now."""
-    ended = session.execute(
-        select(Binding.id)
-        .where(
-            Binding.valid_until > since,
-            Binding.valid_until <= now,
-            Binding.ended_at.is_(None),
-        )
-        .limit(1)
-    ).first()
-    if ended is not None:
-        return True
-    began = session.execute(
-        select(Binding.id).where(Binding.valid_from > since, Binding.valid_from <= now).limit(1)
-    ).first()
-    return began is not None
+    return any(
+        session.execute(select(Binding.id).where(window).limit(1)).first() is not None
+        for window in (binding_ended_in(since, now), binding_began_in(since, now))
+    )

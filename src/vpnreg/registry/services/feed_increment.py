@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from sqlalchemy import CompoundSelect, select, union
 from sqlalchemy.orm import Session
 
 from vpnreg.core.feed.versions import DEFAULT_MAX_DELTAS
-from vpnreg.registry.models import AuditLogRow, Binding
+from vpnreg.registry.models import AuditLogRow, Binding, FeedStateRow
 from vpnreg.registry.services import feed_store
 from vpnreg.registry.services.bindings import (
     REPORT_ACTION,
@@ -31,7 +32,12 @@ from vpnreg.registry.services.bindings import (
 )
 from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.feed import Published, publish_result
-from vpnreg.registry.services.feed_changes import audit_head_seq, time_due
+from vpnreg.registry.services.feed_changes import (
+    audit_head_seq,
+    binding_began_in,
+    binding_ended_in,
+    time_due,
+)
 from vpnreg.registry.services.transaction import service_transaction
 
 __all__ = ["Mark", "changed_subscribers", "publish_bindings"]
@@ -46,6 +52,11 @@ class Mark:
     serial: int
     audit_seq: int | None
     at: dt.datetime
+
+
+def _still_marked(state: FeedStateRow | None, mark: Mark) -> TypeGuard[FeedStateRow]:
+    """Whether the stored feed is still the one `mark` names."""
+    return state is not None and feed_store.state_key(state) == (mark.session_id, mark.serial)
 
 
 def _only_binding_reports(session: Session, since: int, upto: int) -> bool:
@@ -74,16 +85,12 @@ def changed_subscribers(
     publisher's `now`, and commit before the publisher reads the audit head. That publish
     leaves it out (not yet valid) although its sequence is now behind the mark; the next
     publish takes it by its start instead."""
-    reported = select(Binding.isp_id, Binding.subscriber_id).where(
-        Binding.changed_seq > since, Binding.changed_seq <= upto
+    keys = select(Binding.isp_id, Binding.subscriber_id)
+    return union(
+        keys.where(Binding.changed_seq > since, Binding.changed_seq <= upto),
+        keys.where(binding_began_in(after, now)),
+        keys.where(binding_ended_in(after, now)),
     )
-    began = select(Binding.isp_id, Binding.subscriber_id).where(
-        Binding.valid_from > after, Binding.valid_from <= now
-    )
-    ended = select(Binding.isp_id, Binding.subscriber_id).where(
-        Binding.valid_until > after, Binding.valid_until <= now, Binding.ended_at.is_(None)
-    )
-    return union(reported, began, ended)
 
 
 def publish_bindings(
@@ -115,7 +122,7 @@ def publish_bindings(
         if seq is None or not _only_binding_reports(session, since, seq):
             return None
         state = feed_store.read_state(session, lock=False)
-        if state is None or feed_store.state_key(state) != (mark.session_id, mark.serial):
+        if not _still_marked(state, mark):
             return None  # another process moved the feed: its set is not ours to patch
         history = feed_store.load_history(session, state)
         if history.max_deltas != max_deltas:
@@ -136,7 +143,7 @@ def publish_bindings(
     if history.serial != previous:
         with service_transaction(session):
             state = feed_store.read_state(session, lock=True)
-            if state is None or feed_store.state_key(state) != (mark.session_id, mark.serial):
+            if not _still_marked(state, mark):
                 return None
             feed_store.write_step(session, state, history)
     feed_store.remember(history)
