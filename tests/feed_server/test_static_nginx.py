@@ -72,16 +72,19 @@ def test_gateways_pull_the_static_feed_from_nginx(cli: Cli, web: Nginx, tmp_path
         with client:
             assert client.poll().status is PollStatus.UPDATED
             assert client.poll().status is PollStatus.UNCHANGED
-            assert web.requests()[-1] == (304, "/feed/" + NOTIFICATION_FILE)
+            # the pull and the first poll: notification and snapshot each; then one 304
+            answered = web.requests(at_least=5)
+            assert len(answered) == 5
+            assert answered[-1] == (304, "/feed/" + NOTIFICATION_FILE)
 
             with make_session_factory(engine)() as session:
                 bank_registration(session, world, config, SystemClock().now(), "198.51.100.0/24")
             assert cli("feed", "publish", "--to", str(feed_dir)).code == 0
-            seen = len(web.requests())
+            seen = len(answered)
             result = client.poll()
             assert result.status is PollStatus.UPDATED and result.state is not None
             assert (result.state.serial, len(result.state.entries)) == (2, 2)
-            fetched = [uri for _, uri in web.requests()[seen:]]
+            fetched = [uri for _, uri in web.requests(at_least=seen + 2)[seen:]]
             assert fetched[0] == "/feed/" + NOTIFICATION_FILE
             assert [u.split("/")[-1].split("-")[:2] for u in fetched[1:]] == [["delta", "2"]]
 
