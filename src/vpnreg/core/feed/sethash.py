@@ -213,6 +213,12 @@ def _validate(table: npt.NDArray[np.void], peers: Mapping[bytes, bytes], version
             raise ValueError("records name peers that were not given")
 
 
+def _used_digests(table: npt.NDArray[np.void]) -> set[bytes]:
+    """The distinct peer digests the records name (entries with peers only)."""
+    digests = np.ascontiguousarray(table["peers_digest"]).view("S32").ravel()
+    return {d.ljust(32, b"\0") for d in digests[table["peer_count"] > 0].tolist()}
+
+
 class EntryTable:
     """An immutable entry set: sorted unique records of one entry version plus the peer lists
     they refer to."""
@@ -266,6 +272,26 @@ class EntryTable:
         peers = dict(peers or {})
         _validate(structured, peers, version)
         return cls(_sorted_unique(structured.view(fmt.bytes_dtype)), peers, version)
+
+    @classmethod
+    def from_sorted_records(
+        cls, records: Records, peers: Mapping[bytes, bytes], *, version: int = ENTRY_VERSION
+    ) -> EntryTable:
+        """From fixed-width records of `version` already in canonical order (a compact
+        snapshot's body): checked like from_records, but not copied or sorted again, so the
+        table may be a view of the caller's read-only buffer. Raises ValueError when the
+        records are out of order, repeated or bad."""
+        fmt = record_format(version)
+        if records.dtype != fmt.bytes_dtype or records.ndim != 1:
+            raise ValueError(f"records must be a flat array of {fmt.bytes_dtype}")
+        if len(records) > 1 and not bool((records[1:] > records[:-1]).all()):
+            raise ValueError("records are not in canonical order, each once")
+        peers = dict(peers)
+        _validate(records.view(fmt.dtype), peers, version)
+        if len(peers) != len(_used_digests(records.view(fmt.dtype))):
+            raise ValueError("peer lists that no record names")
+        records.setflags(write=False)
+        return cls(records, peers, version)
 
     @classmethod
     def from_columns(
