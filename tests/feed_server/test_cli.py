@@ -15,6 +15,7 @@ from tests.console import VPNREG
 from tests.feed_server.flow import bank_registration
 from tests.registry.conftest import build_world, make_config
 from vpnreg.clock import SystemClock
+from vpnreg.core.feed import is_compact
 from vpnreg.registry.db import make_engine, make_session_factory, upgrade
 from vpnreg.registry.models import AuditLogRow
 
@@ -72,6 +73,20 @@ def test_snapshot_of_an_empty_registry_is_valid_and_pulled(cli: Cli) -> None:
     pulled = pull(cli, out)
     assert pulled.code == 0, pulled.err
     assert "serial 1, 0 entries" in pulled.out and "(updated)" in pulled.out
+
+
+def test_snapshot_compact_writes_the_compact_form_which_pull_reads(cli: Cli) -> None:
+    out = cli.where / "allowlist.compact"
+    made = cli("feed", "snapshot", "--out", str(out), "--compact")
+    assert made.code == 0, made.err
+    assert made.out.startswith("compact snapshot: session ") and "serial 1, 0 entries" in made.out
+    assert is_compact(out.read_bytes())
+    pulled = pull(cli, out)
+    assert pulled.code == 0, pulled.err
+    assert "serial 1, 0 entries" in pulled.out and "(updated)" in pulled.out
+    # the gateway's last good copy is the JSON document all the same
+    held = json.loads((cli.where / "state" / "snapshot.json").read_bytes())
+    assert (held["type"], held["serial"], held["entries"]) == ("snapshot", 1, [])
 
 
 def test_snapshot_holds_the_registry_and_mode_is_regulator_only(cli: Cli) -> None:

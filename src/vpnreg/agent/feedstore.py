@@ -237,7 +237,7 @@ class FeedStore:
         if set(head) != {"type", "proof"}:
             raise MalformedDocument("the rebuilt compact copy's head must have type and proof")
         proof = self._verify_proof(head["proof"], trusted)
-        entries = read_compact_body(raw, at, proof.version, str(self.compact_path))
+        entries = read_compact_body(raw, at, proof.version, proof.set_hash, str(self.compact_path))
         return _rebuilt_state(proof, entries)
 
     def _recover(self, trusted: Mapping[str, Ed25519PublicKey], *, problem: str) -> StoredFeed:

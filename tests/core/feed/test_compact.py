@@ -150,7 +150,7 @@ def edit_head(change: Callable[[dict[str, Any]], None]) -> Callable[[bytes], byt
 
 
 def _body_table(raw: bytes, at: int) -> EntryTable:
-    return read_compact_body(raw, at, 2)
+    return read_compact_body(raw, at, 2, ENTRIES.set_hash())
 
 
 def _set(name: str, value: object) -> Callable[[dict[str, Any]], None]:

@@ -46,7 +46,7 @@ from vpnreg.core.feed.document import (
     verify_snapshot_head,
 )
 from vpnreg.core.feed.entry import NETWORK_SIZE, AllowlistEntry, decode_network
-from vpnreg.core.feed.errors import MalformedDocument, TruncatedDocument
+from vpnreg.core.feed.errors import HashMismatch, MalformedDocument, TruncatedDocument
 from vpnreg.core.feed.mode import EnforcementMode
 from vpnreg.core.feed.sethash import EntryTable, record_format
 from vpnreg.core.feed.signing import DocumentType
@@ -113,18 +113,22 @@ def read_compact(raw: bytes, what: str = "compact snapshot") -> tuple[object, in
 
 
 def read_compact_body(
-    raw: bytes, at: int, version: int, what: str = "compact snapshot"
+    raw: bytes, at: int, version: int, set_hash: str, what: str = "compact snapshot"
 ) -> EntryTable:
     """The entry table of the body starting at `at`, its records kept as a view of `raw`.
 
-    Checks the layout, the records (canonical order, each one an entry could have produced)
-    and the peer lists (each hashes to a digest a record names, in digest order, every named
-    digest present); not the set hash, which the caller compares with what was signed."""
+    The records must hash to `set_hash` (HashMismatch): one SHA-256 over the buffer, before
+    anything else is looked at. Then the layout, the records (canonical order, each one an
+    entry could have produced) and the peer lists (each hashes to a digest a record names, in
+    digest order, every named digest present) are checked (MalformedDocument)."""
     fmt = record_format(version)
     count = _unpack(raw, at, _U64, what)
     at += _U64.size
     if count > (len(raw) - at) // fmt.size:
         raise TruncatedDocument(f"{what} ends inside its {count} records")
+    body = memoryview(raw)[at : at + count * fmt.size]
+    if hashlib.sha256(body).hexdigest() != set_hash:
+        raise HashMismatch(f"the records of the {what} do not hash to its set_hash")
     records = np.frombuffer(raw, dtype=fmt.bytes_dtype, count=count, offset=at)
     at += count * fmt.size
     lists = _unpack(raw, at, _U32, what)
@@ -178,8 +182,8 @@ def verify_compact(
     held: HeldState | None = None,
 ) -> VerifiedSnapshot:
     """Check a compact snapshot completely, as verify_document checks a JSON one: head shape,
-    key, signature and expiry first, then the body's layout, and the set hash as one SHA-256
-    over the records; with `held`, that it is not older. Raises a FeedError."""
+    key, signature and expiry first, then the set hash as one SHA-256 over the records, then
+    the body's layout; with `held`, that it is not older. Raises a FeedError."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     head, at = read_compact(raw)
@@ -187,7 +191,8 @@ def verify_compact(
     if fields.kind is not DocumentType.SNAPSHOT:
         raise MalformedDocument("a compact snapshot's head must be a snapshot's")
     verify_snapshot_head(fields, trusted=trusted, now=now)
-    snapshot = verified_snapshot(fields, read_compact_body(raw, at, fields.version))
+    entries = read_compact_body(raw, at, fields.version, fields.set_hash)
+    snapshot = verified_snapshot(fields, entries, hashed=True)
     check_not_older(held, snapshot)
     return snapshot
 

@@ -504,10 +504,12 @@ def verify_snapshot_head(
     _not_expired(fields.expires, now)
 
 
-def verified_snapshot(fields: _SignedFields, entries: EntryTable) -> VerifiedSnapshot:
+def verified_snapshot(
+    fields: _SignedFields, entries: EntryTable, *, hashed: bool = False
+) -> VerifiedSnapshot:
     """The verified snapshot of checked `fields` and entries that hash to its set hash
-    (HashMismatch otherwise)."""
-    if entries.set_hash() != fields.set_hash:
+    (HashMismatch otherwise; `hashed`: the caller compared them already)."""
+    if not hashed and entries.set_hash() != fields.set_hash:
         raise HashMismatch("the snapshot's entries do not hash to its set_hash")
     return VerifiedSnapshot(
         fields.key,
