@@ -428,25 +428,35 @@ class EntryTable:
 
     def to_entries(self) -> list[AllowlistEntry]:
         """The entries as v2 values (a v1 table's entries as ADR 0006 says they are enforced)."""
+        return [self._decode(record, peer_bytes) for record, peer_bytes in self._rows()]
+
+    def entry(self, index: int) -> AllowlistEntry:
+        """The entry of row `index` in canonical order, decoded alone (as to_entries would)."""
+        record = self._records[index : index + 1].tobytes()
+        digest = record[self._format.digest_at :]
+        return self._decode(record, self._peers[digest] if digest != NO_PEERS_DIGEST else b"")
+
+    def prefix_keys(self) -> npt.NDArray[np.bytes_]:
+        """The 18-byte network encoding of every row's prefix, in canonical order (a copy: it
+        leads every record, so equal prefixes are neighbours)."""
+        rows = self._records.view(np.uint8).reshape(len(self), self._format.size)
+        return np.ascontiguousarray(rows[:, :NETWORK_SIZE]).view(f"S{NETWORK_SIZE}").ravel()
+
+    def _decode(self, record: bytes, peer_bytes: bytes) -> AllowlistEntry:
         if self.version != ENTRY_VERSION:
-            return [v1_entry(record, peer_bytes) for record, peer_bytes in self._rows()]
-        out: list[AllowlistEntry] = []
-        for record, peer_bytes in self._rows():
-            _, _, _, reg, until, lo, hi, bits, _, _ = ENTRY_STRUCT.unpack(record)
-            out.append(
-                AllowlistEntry(
-                    prefix=decode_network(record[:NETWORK_SIZE]),
-                    peers=tuple(
-                        decode_network(peer_bytes[j : j + NETWORK_SIZE])
-                        for j in range(0, len(peer_bytes), NETWORK_SIZE)
-                    ),
-                    registration_id=reg,
-                    valid_until=from_seconds(until),
-                    ports=(lo, hi),
-                    protocols=protocols_from_bits(bits),
-                )
-            )
-        return out
+            return v1_entry(record, peer_bytes)
+        _, _, _, reg, until, lo, hi, bits, _, _ = ENTRY_STRUCT.unpack(record)
+        return AllowlistEntry(
+            prefix=decode_network(record[:NETWORK_SIZE]),
+            peers=tuple(
+                decode_network(peer_bytes[j : j + NETWORK_SIZE])
+                for j in range(0, len(peer_bytes), NETWORK_SIZE)
+            ),
+            registration_id=reg,
+            valid_until=from_seconds(until),
+            ports=(lo, hi),
+            protocols=protocols_from_bits(bits),
+        )
 
     def _until_texts(self) -> list[str]:
         table = self._records.view(RECORD_DTYPE)
