@@ -53,7 +53,7 @@ def _child(step: str, args: list[str]) -> dict[str, float]:
     from vpnreg.agent.allowlist import AllowlistIndex
     from vpnreg.agent.feedclient import FeedClient, PollStatus, load_public_keys
     from vpnreg.clock import FrozenClock
-    from vpnreg.core.feed import verify_compact, verify_document
+    from vpnreg.core.feed import VerifiedSnapshot, verify_compact, verify_document
 
     trusted = load_public_keys([Path(args[0])])
     clock = FrozenClock(NOW)
@@ -67,7 +67,12 @@ def _child(step: str, args: list[str]) -> dict[str, float]:
         verify = verify_compact if step == "verify-compact" else verify_document
         held = verify(raw, trusted=trusted, now=NOW)
         figures["seconds"] = time.perf_counter() - start
-        figures["entries"] = len(held.entries) if hasattr(held, "entries") else 0
+        figures["verify_peak_mib"] = _peak_mib()
+        assert isinstance(held, VerifiedSnapshot) and len(held.entries) == N
+        if step == "verify-compact":
+            start = time.perf_counter()
+            AllowlistIndex.from_entries(held.entries)
+            figures["index"] = time.perf_counter() - start
     elif step in ("pull-json", "pull-compact"):
         client = FeedClient(source=args[1], trusted=trusted, state_dir=Path(args[2]), clock=clock)
         start = time.perf_counter()
@@ -86,11 +91,16 @@ def _child(step: str, args: list[str]) -> dict[str, float]:
         if step == "start-compact":
             figures["load_peak_mib"] = _peak_mib()
             start = time.perf_counter()
-            entries = loaded.entries.to_entries()
-            figures["to_entries"] = time.perf_counter() - start
-            start = time.perf_counter()
-            AllowlistIndex.from_entries(entries)
+            index = AllowlistIndex.from_entries(loaded.entries)
             figures["index"] = time.perf_counter() - start
+            figures["index_peak_mib"] = _peak_mib()
+            probe = loaded.entries.entry(N // 2).prefix.network_address
+            assert index.covering(probe)
+            # what the gateway did before: one AllowlistEntry per entry (the index from them
+            # cost about as much again)
+            start = time.perf_counter()
+            loaded.entries.to_entries()
+            figures["to_entries"] = time.perf_counter() - start
     else:
         raise SystemExit(f"unknown step {step}")
     figures["peak_mib"] = _peak_mib()
@@ -191,7 +201,12 @@ def main() -> None:
          f"{verify_compact['seconds']:.3f} s", f"< {TARGET_S:g} s",
          ok(verify_compact["seconds"], TARGET_S)),
         ("  peak RSS of that client, JSON", mem(verify_json), "", ""),
-        ("  peak RSS of that client, compact", mem(verify_compact), "", ""),
+        ("  peak RSS of that client, compact", f"{verify_compact['verify_peak_mib']:.0f} MiB "
+         f"(start {verify_compact['base_mib']:.0f})", "", ""),
+        ("Gateway: gunzip + verify + load + allowlist index, compact",
+         f"{verify_compact['seconds'] + verify_compact['index']:.3f} s", f"< {TARGET_S:g} s",
+         ok(verify_compact["seconds"] + verify_compact["index"], TARGET_S)),
+        ("  peak RSS with the index", f"{verify_compact['peak_mib']:.0f} MiB", "", ""),
         ("`feed pull` of a JSON file (verify, write snapshot.json + compact copy)",
          f"{pulls['json']['seconds']:.3f} s", "", ""),
         ("`feed pull` of a compact file (verify, write JSON snapshot.json + compact copy)",
@@ -205,12 +220,14 @@ def main() -> None:
          f"{start_json['seconds']:.3f} s", "comparison", ""),
         ("  peak RSS, compact copy / snapshot.json", f"{start_compact['load_peak_mib']:.0f} / "
          f"{start_json['peak_mib']:.0f} MiB", "", ""),
-        ("Gateway index after load: EntryTable.to_entries (1M AllowlistEntry)",
-         f"{start_compact['to_entries']:.3f} s", "not changed here", ""),
-        ("Gateway index after load: AllowlistIndex.from_entries",
-         f"{start_compact['index']:.3f} s", "not changed here", ""),
-        ("  peak RSS with the entries and the index", f"{start_compact['peak_mib']:.0f} MiB",
-         "", ""),
+        ("Gateway index from the records: AllowlistIndex.from_entries",
+         f"{start_compact['index']:.3f} s", "", ""),
+        ("  start-up load + index, compact copy",
+         f"{start_compact['seconds'] + start_compact['index']:.3f} s", f"< {TARGET_S:g} s",
+         ok(start_compact["seconds"] + start_compact["index"], TARGET_S)),
+        ("  peak RSS with the index", f"{start_compact['index_peak_mib']:.0f} MiB", "", ""),
+        ("  before: EntryTable.to_entries (1M AllowlistEntry), the index's input until now",
+         f"{start_compact['to_entries']:.3f} s", "comparison", ""),
     ]  # fmt: skip
     for label, value, target, verdict in rows:
         print(f"{label:80} {value:>26} {target:>16} {verdict}")
