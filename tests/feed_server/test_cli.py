@@ -136,6 +136,37 @@ def test_snapshot_holds_the_registry_and_mode_is_regulator_only(cli: Cli) -> Non
         engine.dispose()
 
 
+def test_nft_export_since_a_serial_writes_only_the_changes(cli: Cli) -> None:
+    engine = make_engine(cli.url)
+    config = make_config()
+    now = SystemClock().now()
+    try:
+        with make_session_factory(engine)() as session:
+            world = build_world(session, now, config)
+            bank_registration(session, world, config, now, "192.0.2.0/24")
+            assert "serial 1 (created)" in cli("feed", "publish").out
+            full = cli("feed", "export", "--format", "nft")
+            assert full.code == 0 and "add element inet vpnreg_allow allow4 {" in full.out
+            bank_registration(session, world, config, now, "203.0.113.0/24")
+        out = cli.where / "changes.nft"
+        done = cli("feed", "export", "--format", "nft", "--since", "1", "--out", str(out))
+        assert done.code == 0, done.err
+        assert "nft changes from serial 1 to serial 2 of feed session" in done.err
+        assert "0 elements deleted, 2 created" in done.err
+        text = out.read_text()
+        assert "create element inet vpnreg_allow allow4 {\n\t203.0.113.0/24\n}" in text
+        assert "192.0.2.0/24" not in text and "delete element" not in text and "flush" not in text
+        # already current: nothing to change
+        same = cli("feed", "export", "--format", "nft", "--since", "2")
+        assert same.code == 0 and "0 elements deleted, 0 created" in same.err
+        unknown = cli("feed", "export", "--format", "nft", "--since", "9")
+        assert unknown.code == 1 and "serial 9 cannot be reached" in unknown.err
+        assert unknown.err.count("\n") == 1
+        assert cli("feed", "export", "--format", "txt", "--since", "1").code == 2
+    finally:
+        engine.dispose()
+
+
 def test_tokens_create_list_revoke(cli: Cli) -> None:
     made = cli("tokens", "create", "--role", "gateway", "--name", "gw-karachi-1")
     assert made.code == 0, made.err
