@@ -58,7 +58,7 @@ from vpnreg.core.feed.compact import (
     read_compact_body,
     verify_compact,
 )
-from vpnreg.files import write_atomic
+from vpnreg.files import stage, write_atomic
 
 SNAPSHOT_FILE = "snapshot.json"
 COMPACT_FILE = "snapshot.compact"
@@ -146,12 +146,23 @@ class FeedStore:
         self.save_verified_at(state, verified_at=verified_at)
 
     def _replace_copies(self, *, raw: bytes | list[bytes], compact: bytes) -> None:
-        """snapshot.json, then its compact copy; the old compact copy goes first, so a crash
-        never leaves one older than snapshot.json."""
+        """snapshot.json and its compact copy, both written out before either is renamed into
+        place (a full disk leaves both as they were); the old compact copy goes before
+        snapshot.json is replaced, so a crash never leaves one older than snapshot.json."""
         self._dir.mkdir(parents=True, exist_ok=True)
-        self.compact_path.unlink(missing_ok=True)
-        write_atomic(self.snapshot_path, raw, mode=_FILE_MODE)
-        write_atomic(self.compact_path, compact, mode=_FILE_MODE)
+        staged_json = stage(self.snapshot_path, raw, mode=_FILE_MODE)
+        try:
+            staged_compact = stage(self.compact_path, compact, mode=_FILE_MODE)
+        except BaseException:
+            staged_json.discard()
+            raise
+        try:
+            self.compact_path.unlink(missing_ok=True)
+            staged_json.put()
+        except BaseException:
+            staged_compact.discard()
+            raise
+        staged_compact.put()
 
     def save_verified_at(self, state: FeedState, *, verified_at: dt.datetime) -> None:
         """Record the floor (the state held) and when the feed was last reached."""
