@@ -4,6 +4,8 @@ One FeedClient per feed source: an http(s) feed base URL (the registry's API), a
 signed snapshot, or a static feed (ADR 0009): the URL of its `notification.json`, or the directory
 holding it, whose snapshot and delta files are checked against the notification's hashes before
 they are parsed and then go through the same verification and acceptance as the API's documents.
+Where the source offers it, a snapshot comes in the compact form of ADR 0011 (the API's `Accept`,
+the static feed's `.compact.gz` twin, a compact file), verified with one hash over its records.
 Every document is verified completely before anything changes; what is held is persisted
 atomically in a state directory (vpnreg.agent.feedstore) and re-verified on load, and is never
 emptied because of errors or staleness. Timers follow RFC 8210 section 6 (refresh, retry, expire).
