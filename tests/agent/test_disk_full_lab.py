@@ -23,7 +23,7 @@ from tests.agent_gateway.feeds import Signer, entry
 from tests.console import VPNREG
 from tests.fixtures.disk import fill, small_disk
 from vpnreg.agent.feedclient import FeedClient, PollStatus, Timers
-from vpnreg.agent.feedstore import SNAPSHOT_FILE, STATE_FILE
+from vpnreg.agent.feedstore import COMPACT_FILE, SNAPSHOT_FILE, STATE_FILE
 from vpnreg.agent.verdictlog import VerdictLog
 from vpnreg.clock import FrozenClock
 from vpnreg.core.feed import EnforcementMode
@@ -101,6 +101,7 @@ def test_the_feed_copy_on_a_full_disk_keeps_the_last_good_copy(
         held = client(state)
         assert held.poll().status is PollStatus.UPDATED
         copy = (state / SNAPSHOT_FILE).read_bytes()
+        compact = (state / COMPACT_FILE).read_bytes()
         floor = (state / STATE_FILE).read_bytes()
         filler = fill(disk)
         server.history.commit([NEW_ENTRY], EnforcementMode.enforce_all(), later(clock))
@@ -112,7 +113,10 @@ def test_the_feed_copy_on_a_full_disk_keeps_the_last_good_copy(
         assert held.state is not None and held.state.serial == 1
         assert (state / SNAPSHOT_FILE).read_bytes() == copy
         assert (state / STATE_FILE).read_bytes() == floor
-        assert sorted(p.name for p in state.iterdir()) == sorted([SNAPSHOT_FILE, STATE_FILE])
+        assert (state / COMPACT_FILE).read_bytes() == compact
+        assert sorted(p.name for p in state.iterdir()) == sorted(
+            [SNAPSHOT_FILE, COMPACT_FILE, STATE_FILE]
+        )
         # A restart on the full disk starts from the last good copy.
         restarted = client(state)
         restarted.load()

@@ -15,12 +15,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from vpnreg.clock import FrozenClock
 from vpnreg.core.feed import (
+    COMPACT_MEDIA_TYPE,
     AllowlistEntry,
     EnforcementMode,
     FeedHistory,
     HistoryDelta,
     dump_document,
     key_id,
+    sign_compact_snapshot,
     sign_delta,
     sign_snapshot_bytes,
 )
@@ -77,6 +79,20 @@ def snapshot_bytes(
     )
 
 
+def compact_bytes(history: FeedHistory, now: dt.datetime, *, key: Ed25519PrivateKey = KEY) -> bytes:
+    """The compact snapshot (ADR 0011) of the same state snapshot_bytes signs."""
+    snap = history.snapshot()
+    return sign_compact_snapshot(
+        session_id=snap.session_id,
+        serial=snap.serial,
+        entries=snap.entries,
+        mode=snap.mode,
+        created=snap.created,
+        expires=now + VALIDITY,
+        private_key=key,
+    )
+
+
 def delta_document(
     session_id: str,
     step: HistoryDelta,
@@ -122,6 +138,8 @@ class FakeFeedServer:
     token: str = TOKEN
     validity: dt.timedelta = VALIDITY
     gzip_snapshots: bool = False
+    #: Offer the compact snapshot (ADR 0011) to clients whose Accept names it.
+    compact_snapshots: bool = False
     override: dict[str, Handler] = field(default_factory=dict)
     requests: list[httpx.Request] = field(default_factory=list)
 
@@ -155,8 +173,14 @@ class FakeFeedServer:
         etag = self.etag()
         if request.headers.get("if-none-match") == etag:
             return httpx.Response(304, headers={"ETag": etag})
-        body = snapshot_bytes(self.history, self.clock.now(), key=self.key, validity=self.validity)
-        headers = {"ETag": etag, "Content-Type": "application/json"}
+        if self.compact_snapshots and COMPACT_MEDIA_TYPE in request.headers.get("accept", ""):
+            body = compact_bytes(self.history, self.clock.now(), key=self.key)
+            headers = {"ETag": etag, "Content-Type": COMPACT_MEDIA_TYPE}
+        else:
+            body = snapshot_bytes(
+                self.history, self.clock.now(), key=self.key, validity=self.validity
+            )
+            headers = {"ETag": etag, "Content-Type": "application/json"}
         if self.gzip_snapshots:
             body = gzip.compress(body)
             headers["Content-Encoding"] = "gzip"

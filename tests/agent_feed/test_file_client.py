@@ -22,7 +22,7 @@ from tests.agent_feed.fakefeed import (
     snapshot_bytes,
 )
 from vpnreg.agent.feedclient import FeedClient, FeedMetrics, PollStatus
-from vpnreg.agent.feedstore import SNAPSHOT_FILE, STATE_FILE, StoredStateError
+from vpnreg.agent.feedstore import COMPACT_FILE, SNAPSHOT_FILE, STATE_FILE, StoredStateError
 from vpnreg.clock import FrozenClock
 from vpnreg.core.feed import EnforcementMode, FeedHistory, key_id
 
@@ -266,6 +266,8 @@ def test_restart_refuses_a_state_json_edited_by_hand(
 def test_restart_refuses_an_edited_snapshot_json(
     held_dir: Path, feed: Path, clock: FrozenClock
 ) -> None:
+    # without the compact copy (ADR 0011), which load would take instead: snapshot.json decides
+    (held_dir / COMPACT_FILE).unlink()
     path = held_dir / SNAPSHOT_FILE
     path.write_bytes(tampered_entry(path.read_bytes()))
     with pytest.raises(StoredStateError, match="HashMismatch"):
@@ -275,6 +277,7 @@ def test_restart_refuses_an_edited_snapshot_json(
 def test_restart_refuses_a_snapshot_json_swapped_for_an_older_signed_one(
     held_dir: Path, feed: Path, clock: FrozenClock
 ) -> None:
+    (held_dir / COMPACT_FILE).unlink()
     older = new_history(clock.now() - dt.timedelta(seconds=30))
     (held_dir / SNAPSHOT_FILE).write_bytes(snapshot_bytes(older, clock.now()))
     with pytest.raises(StoredStateError, match="older than the state recorded"):

@@ -51,8 +51,10 @@ from vpnreg.registry.feed_static import (
     write_static_feed,
 )
 
+#: The JSON files of ADR 0009 alone; the compact twins (ADR 0011) are tested in
+#: test_compact_snapshot.py.
 OPTIONS = StaticFeedOptions(
-    validity=dt.timedelta(days=1), resign_after=0.5, grace=dt.timedelta(hours=1)
+    validity=dt.timedelta(days=1), resign_after=0.5, grace=dt.timedelta(hours=1), compact=False
 )
 
 
@@ -404,6 +406,7 @@ def http_client(web: StaticWeb, tmp_path: Path, clock: FrozenClock) -> Iterator[
         clock=clock,
         transport=web.transport(),
         timers=Timers(refresh_s=60, retry_s=10, expire_s=3600),
+        compact=False,
     ) as made:
         yield made
 

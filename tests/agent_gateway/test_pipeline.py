@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from tests.agent_gateway.feeds import Signer, entry, replace_file
+from tests.core.feed.strategies import entry_sets
 from vpnreg.agent.config import EnforceKind
 from vpnreg.agent.daemon import GatewayDaemon
 from vpnreg.agent.enforce import DryRunBackend, EnforcementBackend
@@ -25,9 +26,9 @@ from vpnreg.agent.gateway import Gateway
 from vpnreg.agent.metrics import GatewayMetrics
 from vpnreg.agent.verdictlog import VerdictLog
 from vpnreg.clock import FrozenClock
-from vpnreg.core.allowlist import AllowlistIndex
+from vpnreg.core.allowlist import AllowlistIndex, registration
 from vpnreg.core.classify import FlowFeatures
-from vpnreg.core.feed import EnforcementMode, Mode, VpnProtocol
+from vpnreg.core.feed import AllowlistEntry, EnforcementMode, EntryTable, Mode, VpnProtocol
 from vpnreg.core.policy import BlockKey, Registration, SimpleIndex
 
 ip = ipaddress.ip_address
@@ -352,6 +353,10 @@ prefixes = st.builds(
 )
 
 
+v4_probes = st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address)
+v6_probes = st.integers(0, 2**128 - 1).map(ipaddress.IPv6Address)
+
+
 @given(st.lists(prefixes, max_size=12), st.lists(st.integers(0, 2**32 - 1), max_size=20))
 def test_index_agrees_with_linear_search(
     nets: list[ipaddress.IPv4Network], probes: list[int]
@@ -363,6 +368,26 @@ def test_index_agrees_with_linear_search(
     for p in probes:
         address = ipaddress.IPv4Address(p)
         assert list(fast.covering(address)) == list(slow.covering(address))
+
+
+@given(entry_sets, st.lists(st.one_of(v4_probes, v6_probes), max_size=20))
+def test_index_from_records_agrees_with_the_registrations(
+    entries: list[AllowlistEntry], probes: list[ipaddress.IPv4Address | ipaddress.IPv6Address]
+) -> None:
+    """from_entries reads the records (ADR 0011) and decodes only what a lookup lands on: the
+    same registrations, in the same order, as the index of the decoded entries."""
+    table = EntryTable.from_entries(entries)
+    fast = AllowlistIndex.from_entries(table)
+    slow = SimpleIndex([registration(e) for e in table.to_entries()])
+    assert len(fast) == len(table)
+    for e in entries:
+        probes.append(e.prefix.network_address)
+        probes.append(e.prefix.broadcast_address)
+    for address in probes:
+        expected = sorted(
+            slow.covering(address), key=lambda r: (-r.prefix.prefixlen, r.registration_id)
+        )
+        assert list(fast.covering(address)) == expected
 
 
 # -- configuration and reload ------------------------------------------------------------------

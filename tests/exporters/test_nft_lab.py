@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from vpnreg.core.exporters import NFT_SET_V4, NFT_SET_V6, NFT_TABLE, ExportFormat, render
+from vpnreg.core.exporters import (
+    NFT_SET_V4,
+    NFT_SET_V6,
+    NFT_TABLE,
+    ExportFormat,
+    render,
+    render_nft_changes,
+)
 from vpnreg.core.feed import AllowlistEntry, Network
 
 from .conftest import Netns
@@ -159,3 +166,77 @@ def test_port_ranged_entries_load_as_disjoint_address_port_intervals(
     )
     # the address sets keep listing every registered address, port blocks included
     assert ipaddress.ip_network("198.51.100.7/32") in set_elements(netns, NFT_SET_V4)
+
+
+# -- the incremental path: `feed export --format nft --since SERIAL` -----------------------------
+
+
+def all_elements(ns: Netns) -> dict[str, list[str]]:
+    """Every element of the export's four sets, as nft lists them (sorted)."""
+    found = {}
+    for name in (NFT_SET_V4, NFT_SET_V6, "allow4_ports", "allow6_ports"):
+        text = ns.run("nft", "list", "set", "inet", NFT_TABLE, name)
+        body = text.partition("elements = {")[2].partition("}")[0]
+        found[name] = sorted(e.strip() for e in body.split(",") if e.strip())
+    return found
+
+
+def changes(old: list[AllowlistEntry], new: list[AllowlistEntry]) -> str:
+    text, _, _ = render_nft_changes(old, new, generated=GENERATED, what="test")
+    return text
+
+
+RANGED = [
+    dataclasses.replace(entry("198.51.100.7/32", 10), ports=(1024, 2047)),
+    dataclasses.replace(entry("2001:db8:c::1/128", 13), ports=(443, 443)),
+]
+
+
+def test_changes_bring_the_sets_of_one_export_to_those_of_the_next(
+    netns: Netns, tmp_path: Path
+) -> None:
+    old, new = [*V1, *RANGED], [*V2, RANGED[1]]
+    netns.nft_file(tmp_path, nft_text(old))
+    netns.nft_file(tmp_path, changes(old, new))
+    incremental = all_elements(netns)
+    # 203.0.113.0/25 grew into /24 (a deletion and a creation in one transaction)
+    assert incremental[NFT_SET_V4] == ["203.0.113.0/24"]
+    netns.nft_file(tmp_path, nft_text(new))  # the full export of the new state holds the same
+    assert all_elements(netns) == incremental
+    netns.nft_file(tmp_path, changes(new, new))  # nothing changed: only comments, still loads
+    assert all_elements(netns) == incremental
+
+
+def test_changes_over_the_wrong_sets_fail_whole_and_change_nothing(
+    netns: Netns, tmp_path: Path
+) -> None:
+    netns.nft_file(tmp_path, nft_text(V1))
+    netns.nft_file(tmp_path, changes(V1, V2))
+    held = all_elements(netns)
+    with pytest.raises(AssertionError, match="failed"):
+        netns.nft_file(tmp_path, changes(V1, V2))  # applied twice: its deletions are gone
+    assert all_elements(netns) == held
+
+
+def test_a_thousand_element_update_of_a_large_set(netns: Netns, tmp_path: Path) -> None:
+    """5,000 /24s, then 500 of them withdrawn and 500 others registered: the changes script
+    touches exactly those 1,000 elements and leaves the sets as a full reload would."""
+    base = [entry(f"10.{i // 256}.{i % 256}.0/24", i + 1) for i in range(0, 10_000, 2)]
+    gone, come = (
+        base[:500],
+        [entry(f"10.{i // 256}.{i % 256}.0/24", i + 1) for i in range(1, 1000, 2)],
+    )
+    new = [*base[500:], *come]
+    text, deleted, created = render_nft_changes(base, new, generated=GENERATED, what="test")
+    # the allow4 set and the port set each: 500 out, 500 in (odd /24s sit between even ones,
+    # so none merges with a neighbour)
+    assert (deleted, created) == (1000, 1000)
+    assert text.count("\t10.") == 2000
+    netns.nft_file(tmp_path, nft_text(base))
+    netns.nft_file(tmp_path, text)
+    incremental = all_elements(netns)
+    assert len(incremental[NFT_SET_V4]) == 5000
+    assert str(gone[0].prefix) not in incremental[NFT_SET_V4]
+    assert str(come[0].prefix) in incremental[NFT_SET_V4]
+    netns.nft_file(tmp_path, nft_text(new))
+    assert all_elements(netns) == incremental

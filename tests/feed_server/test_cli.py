@@ -15,6 +15,7 @@ from tests.console import VPNREG
 from tests.feed_server.flow import bank_registration
 from tests.registry.conftest import build_world, make_config
 from vpnreg.clock import SystemClock
+from vpnreg.core.feed import is_compact
 from vpnreg.registry.db import make_engine, make_session_factory, upgrade
 from vpnreg.registry.models import AuditLogRow
 
@@ -74,6 +75,20 @@ def test_snapshot_of_an_empty_registry_is_valid_and_pulled(cli: Cli) -> None:
     assert "serial 1, 0 entries" in pulled.out and "(updated)" in pulled.out
 
 
+def test_snapshot_compact_writes_the_compact_form_which_pull_reads(cli: Cli) -> None:
+    out = cli.where / "allowlist.compact"
+    made = cli("feed", "snapshot", "--out", str(out), "--compact")
+    assert made.code == 0, made.err
+    assert made.out.startswith("compact snapshot: session ") and "serial 1, 0 entries" in made.out
+    assert is_compact(out.read_bytes())
+    pulled = pull(cli, out)
+    assert pulled.code == 0, pulled.err
+    assert "serial 1, 0 entries" in pulled.out and "(updated)" in pulled.out
+    # the gateway's last good copy is the JSON document all the same
+    held = json.loads((cli.where / "state" / "snapshot.json").read_bytes())
+    assert (held["type"], held["serial"], held["entries"]) == ("snapshot", 1, [])
+
+
 def test_snapshot_holds_the_registry_and_mode_is_regulator_only(cli: Cli) -> None:
     engine = make_engine(cli.url)
     config = make_config()
@@ -122,6 +137,37 @@ def test_snapshot_holds_the_registry_and_mode_is_regulator_only(cli: Cli) -> Non
                 select(AuditLogRow.actor).where(AuditLogRow.action == "feed.mode")
             ).all()
         assert list(actors) == ["reg1"]
+    finally:
+        engine.dispose()
+
+
+def test_nft_export_since_a_serial_writes_only_the_changes(cli: Cli) -> None:
+    engine = make_engine(cli.url)
+    config = make_config()
+    now = SystemClock().now()
+    try:
+        with make_session_factory(engine)() as session:
+            world = build_world(session, now, config)
+            bank_registration(session, world, config, now, "192.0.2.0/24")
+            assert "serial 1 (created)" in cli("feed", "publish").out
+            full = cli("feed", "export", "--format", "nft")
+            assert full.code == 0 and "add element inet vpnreg_allow allow4 {" in full.out
+            bank_registration(session, world, config, now, "203.0.113.0/24")
+        out = cli.where / "changes.nft"
+        done = cli("feed", "export", "--format", "nft", "--since", "1", "--out", str(out))
+        assert done.code == 0, done.err
+        assert "nft changes from serial 1 to serial 2 of feed session" in done.err
+        assert "0 elements deleted, 2 created" in done.err
+        text = out.read_text()
+        assert "create element inet vpnreg_allow allow4 {\n\t203.0.113.0/24\n}" in text
+        assert "192.0.2.0/24" not in text and "delete element" not in text and "flush" not in text
+        # already current: nothing to change
+        same = cli("feed", "export", "--format", "nft", "--since", "2")
+        assert same.code == 0 and "0 elements deleted, 0 created" in same.err
+        unknown = cli("feed", "export", "--format", "nft", "--since", "9")
+        assert unknown.code == 1 and "serial 9 cannot be reached" in unknown.err
+        assert unknown.err.count("\n") == 1
+        assert cli("feed", "export", "--format", "txt", "--since", "1").code == 2
     finally:
         engine.dispose()
 

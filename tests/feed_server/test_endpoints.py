@@ -24,10 +24,12 @@ from tests.registry.flow import act
 from vpnreg.agent.feedclient import FeedClient, PollStatus, Timers
 from vpnreg.clock import FrozenClock, SystemClock
 from vpnreg.core.feed import (
+    COMPACT_MEDIA_TYPE,
     EntryTable,
     VerifiedDelta,
     VerifiedSnapshot,
     apply_delta,
+    verify_compact,
     verify_document,
 )
 from vpnreg.core.review import Role
@@ -151,6 +153,35 @@ def test_snapshot_has_etag_304_and_gzip_and_verifies(feed: Feed) -> None:
         "/feed/v1/snapshot", headers={**feed.gateway, "If-None-Match": f'"{session_id}-1"'}
     )
     assert stale.status_code == 200
+
+
+def test_snapshot_is_compact_when_accept_prefers_it(feed: Feed) -> None:
+    for i in range(3):
+        feed.approve(f"192.0.2.{i * 16}/28")
+    session_id, serial = feed.settle()
+    json_form = feed.get("snapshot")
+    asks = {**feed.gateway, "Accept": f"{COMPACT_MEDIA_TYPE}, application/json;q=0.5"}
+    answer = feed.client.get("/feed/v1/snapshot", headers=asks)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == COMPACT_MEDIA_TYPE
+    assert answer.headers["etag"] == f'"{session_id}-{serial}-compact"'
+    assert "Accept" in answer.headers["vary"]
+    snap = verify_compact(answer.content, trusted=feed.trusted, now=feed.clock.now())
+    assert (snap.session_id, snap.serial) == (session_id, serial)
+    assert snap.entries == feed.registered() and len(snap.entries) == 3
+    # the same signed state as the JSON form, which clients that do not ask still get
+    assert json_form.headers["content-type"] == "application/json"
+    assert snap.document() == json_form.content
+    for accept in ("application/json", "*/*", f"application/json, {COMPACT_MEDIA_TYPE};q=0.5"):
+        other = feed.client.get("/feed/v1/snapshot", headers={**feed.gateway, "Accept": accept})
+        assert other.headers["content-type"] == "application/json", accept
+    # either form's tag names the state: 304
+    for tag in (f'"{session_id}-{serial}"', f'"{session_id}-{serial}-compact"'):
+        same = feed.client.get("/feed/v1/snapshot", headers={**asks, "If-None-Match": tag})
+        assert same.status_code == 304
+    spec = feed.client.get("/openapi.json").json()
+    content = spec["paths"]["/feed/v1/snapshot"]["get"]["responses"]["200"]["content"]
+    assert set(content) == {"application/json", COMPACT_MEDIA_TYPE}
 
 
 def test_delta_brings_an_old_serial_to_the_registered_set_or_answers_reset(feed: Feed) -> None:

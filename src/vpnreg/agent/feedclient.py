@@ -4,6 +4,8 @@ One FeedClient per feed source: an http(s) feed base URL (the registry's API), a
 signed snapshot, or a static feed (ADR 0009): the URL of its `notification.json`, or the directory
 holding it, whose snapshot and delta files are checked against the notification's hashes before
 they are parsed and then go through the same verification and acceptance as the API's documents.
+Where the source offers it, a snapshot comes in the compact form of ADR 0011 (the API's `Accept`,
+the static feed's `.compact.gz` twin, a compact file), verified with one hash over its records.
 Every document is verified completely before anything changes; what is held is persisted
 atomically in a state directory (vpnreg.agent.feedstore) and re-verified on load, and is never
 emptied because of errors or staleness. Timers follow RFC 8210 section 6 (refresh, retry, expire).
@@ -35,6 +37,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from vpnreg.agent.feedstore import FeedStore, StoredFeed, StoredStateError
 from vpnreg.clock import Clock
 from vpnreg.core.feed import (
+    COMPACT_MEDIA_TYPE,
     DocumentTooLarge,
     EnforcementMode,
     FeedError,
@@ -50,11 +53,18 @@ from vpnreg.core.feed import (
     apply_delta,
     check_not_older,
     dump_document,
+    is_compact,
     key_id,
     load_json,
+    verify_compact,
     verify_document,
 )
-from vpnreg.core.feed.notification import FileRef, Notification, verify_notification
+from vpnreg.core.feed.notification import (
+    FileRef,
+    Notification,
+    compact_sidecar,
+    verify_notification,
+)
 from vpnreg.feedkeys import load_public_key
 
 __all__ = [
@@ -247,12 +257,15 @@ class FeedClient:
         metrics: FeedMetrics | None = None,
         logger: logging.Logger | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        compact: bool = True,
     ) -> None:
         if not trusted:
             raise ValueError("a feed client needs at least one trusted public key")
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
         self._max_bytes = max_bytes
+        #: Ask for the compact snapshot (ADR 0011) where the source offers one.
+        self._compact = compact
         self._source = source
         self._trusted = dict(trusted)
         self._store = FeedStore(state_dir)
@@ -509,8 +522,10 @@ class FeedClient:
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
         read_s: float | None = None,
+        missing_ok: bool = False,
     ) -> _Answer:
-        """One GET, its body streamed in and bounded (_read_body); only 200, 204 and 304 pass."""
+        """One GET, its body streamed in and bounded (_read_body); only 200, 204 and 304 pass,
+        and 404 too (without its body) when `missing_ok`."""
         wait = read_s if read_s is not None else self._timers.refresh_s
         timeout = httpx.Timeout(_CONNECT_TIMEOUT_S, read=wait + _READ_MARGIN_S)
         deadline = _monotonic() + wait + _READ_MARGIN_S + _TRANSFER_S
@@ -519,6 +534,8 @@ class FeedClient:
                 "GET", path, params=params, headers=headers, timeout=timeout
             ) as response:
                 status = response.status_code
+                if status == 404 and missing_ok:
+                    return _Answer(status, b"", response.headers)
                 if status not in (200, 204, 304):
                     hint = " (check the gateway token)" if status in (401, 403) else ""
                     raise _Unreachable(
@@ -617,6 +634,9 @@ class FeedClient:
 
     def _fetch_snapshot(self, http: httpx.Client, *, conditional: bool) -> PollStatus:
         headers = {}
+        if self._compact:
+            # A server that offers the compact form sends it; any other sends JSON (ADR 0011).
+            headers["Accept"] = f"{COMPACT_MEDIA_TYPE}, application/json;q=0.5"
         if conditional and self._state is not None:
             headers["If-None-Match"] = f'"{self._state.session_id}-{self._state.serial}"'
         response = self._get(http, "/snapshot", headers=headers)
@@ -684,7 +704,7 @@ class FeedClient:
                 # The same state (verify_notification refused another set hash): only a
                 # re-signed snapshot with a later expiry is worth fetching, near expiry.
                 if self._renewal_due() and notification.snapshot.expires > held.expires:
-                    return self._accept_snapshot(self._static_file(notification.snapshot))
+                    return self._take_snapshot(notification)
                 return PollStatus.UNCHANGED
             refs = notification.deltas_from(held.serial)
             if refs:
@@ -696,7 +716,49 @@ class FeedClient:
                     self._log.info("%s; fetching the snapshot", exc)
                 except VersionMismatch as exc:
                     self._log.info("%s; fetching the snapshot", exc)
-        return self._accept_snapshot(self._static_file(notification.snapshot))
+        return self._take_snapshot(notification)
+
+    def _take_snapshot(self, notification: Notification) -> PollStatus:
+        """The notification's snapshot: from its compact twin when the feed has one (ADR 0011),
+        which must be the very snapshot named (session, serial, set hash, expiry), else from
+        the JSON file."""
+        ref = notification.snapshot
+        data = self._static_compact(ref) if self._compact else None
+        if data is None:
+            return self._accept_snapshot(self._static_file(ref))
+
+        def named(doc: VerifiedSnapshot) -> None:
+            signed = (doc.session_id, doc.serial, doc.set_hash, doc.expires)
+            if signed != (notification.session_id, ref.serial, notification.set_hash, ref.expires):
+                raise HashMismatch(
+                    f"{compact_sidecar(ref.uri)} is not the snapshot the notification names"
+                )
+
+        return self._accept_snapshot(data, check=named)
+
+    def _static_compact(self, ref: FileRef) -> bytes | None:
+        """The gunzipped compact twin of the snapshot file `ref`, or None when the feed has
+        none (404, no such file): it is not in the signed notification, it proves itself."""
+        name = compact_sidecar(ref.uri)
+        if name is None:
+            return None
+        where = self._static
+        if isinstance(where, str):
+            assert self._http is not None
+            url = str(httpx.URL(where).join(name))
+            response = self._get(self._http, url, missing_ok=True)
+            if response.status_code == 404:
+                return None
+            if response.status_code != 200:
+                raise _Unreachable(f"feed {url}: unexpected HTTP {response.status_code}", "http")
+            data = response.body
+        else:
+            assert where is not None
+            path = where.parent / name
+            if not path.is_file():
+                return None
+            data = self._read_file(path)
+        return self._gunzip(data, name)
 
     def _static_file(self, ref: FileRef) -> bytes:
         """The document in the file `ref` names (beside the notification): its bytes must
@@ -734,21 +796,32 @@ class FeedClient:
 
     # -- accepting documents -----------------------------------------------------------------
 
-    def _accept_snapshot(self, raw: bytes) -> PollStatus:
+    def _accept_snapshot(
+        self, raw: bytes, *, check: Callable[[VerifiedSnapshot], None] | None = None
+    ) -> PollStatus:
+        """Verify a snapshot, JSON or compact (ADR 0011: told apart by the compact magic), and
+        hold it; `check` refuses a verified one that is not the snapshot expected."""
         now = self._clock.now()
         held = self._state.held() if self._state is not None else None
-        doc = verify_document(raw, trusted=self._trusted, now=now, held=held)
+        if is_compact(raw):
+            doc: VerifiedSnapshot | VerifiedDelta = verify_compact(
+                raw, trusted=self._trusted, now=now, held=held
+            )
+        else:
+            doc = verify_document(raw, trusted=self._trusted, now=now, held=held)
         if not isinstance(doc, VerifiedSnapshot):
             raise MalformedDocument("expected a snapshot document, got a delta")
+        if check is not None:
+            check(doc)
         state = doc.state()
         if held is not None and check_not_older(held, doc) is Freshness.SAME:
             assert self._state is not None
             if doc.expires > self._state.expires:
                 # Same set, re-signed with a later expiry: keep the fresher proof.
-                self._persist(lambda: self._store.save_snapshot(raw, state, verified_at=now))
+                self._persist(lambda: self._store.save_snapshot(doc, raw=raw, verified_at=now))
                 self._state = state
             return PollStatus.UNCHANGED
-        self._persist(lambda: self._store.save_snapshot(raw, state, verified_at=now))
+        self._persist(lambda: self._store.save_snapshot(doc, raw=raw, verified_at=now))
         self._state = state
         return PollStatus.UPDATED
 

@@ -1,22 +1,28 @@
 """The feed client's state directory: its last good copy of the set and its rollback floor.
 
-Two files, each replaced atomically (temporary file, fsync, rename, fsync of the directory):
+Files, each replaced atomically (temporary file, fsync, rename, fsync of the directory):
 
 - ``snapshot.json``: the complete set held, self-proving. Either the signed snapshot document
-  exactly as received, or, after deltas, ``{"type": "rebuilt", "proof": <the last verified delta
-  document as received>, "entries": [...]}``: the delta's signature covers the set hash of the
-  complete set, and the entries must hash to it, so a rebuilt set proves itself as fully as a
-  snapshot does.
+  (as received, or rebuilt from a compact snapshot: the same signed fields, ADR 0011), or, after
+  deltas, ``{"type": "rebuilt", "proof": <the last verified delta document as received>,
+  "entries": [...]}``: the delta's signature covers the set hash of the complete set, and the
+  entries must hash to it, so a rebuilt set proves itself as fully as a snapshot does.
+- ``snapshot.compact``: the same set in the compact form of ADR 0011 (for a rebuilt set, its
+  head is ``{"type": "rebuilt", "proof": ...}``): a copy that loads in a fraction of the time
+  at start. It is removed before snapshot.json is replaced and written after it, so when it is
+  there it is never older than snapshot.json; load takes it (without reading snapshot.json)
+  only when it re-verifies and is exactly the state recorded in state.json, and reads
+  snapshot.json otherwise.
 - ``state.json``: ``{"format": 1, "held": {session_id, serial, created, set_hash},
   "verified_at": ...}``: the newest state accepted (the rollback floor across restarts) and
   when the feed was last reached.
 
-snapshot.json is written first and state.json second, so a crash between the two leaves a
-copy newer than the floor, which load accepts; a copy older than the floor, or the same serial
-with another set hash, is refused (StoredStateError). A state.json that cannot be read or is not
-a state file at all (a torn write, a bad disk block) is not a reason to refuse every feed
-forever: load recovers the floor from snapshot.json if that re-verifies, or else starts over
-with nothing held, and says so (StoredFeed.notice). Details: docs/feed-client.md.
+snapshot.json (and its compact copy) is written first and state.json last, so a crash between
+them leaves a copy newer than the floor, which load accepts; a copy older than the floor, or the
+same serial with another set hash, is refused (StoredStateError). A state.json that cannot be
+read or is not a state file at all (a torn write, a bad disk block) is not a reason to refuse
+every feed forever: load recovers the floor from snapshot.json if that re-verifies, or else
+starts over with nothing held, and says so (StoredFeed.notice). Details: docs/feed-client.md.
 """
 
 from __future__ import annotations
@@ -41,12 +47,21 @@ from vpnreg.core.feed import (
     VerifiedSnapshot,
     check_not_older,
     dump_document,
+    is_compact,
     load_json,
     verify_document,
 )
-from vpnreg.files import write_atomic
+from vpnreg.core.feed.compact import (
+    compact_of,
+    encode_compact,
+    read_compact,
+    read_compact_body,
+    verify_compact,
+)
+from vpnreg.files import stage, write_atomic
 
 SNAPSHOT_FILE = "snapshot.json"
+COMPACT_FILE = "snapshot.compact"
 STATE_FILE = "state.json"
 STATE_FORMAT = 1
 #: Re-verifying a held copy checks signature and hashes but not expiry (an expired copy is
@@ -94,32 +109,60 @@ class FeedStore:
         return self._dir / SNAPSHOT_FILE
 
     @property
+    def compact_path(self) -> Path:
+        return self._dir / COMPACT_FILE
+
+    @property
     def state_path(self) -> Path:
         return self._dir / STATE_FILE
 
     # -- writing -----------------------------------------------------------------------------
 
-    def save_snapshot(self, raw: bytes, state: FeedState, *, verified_at: dt.datetime) -> None:
-        """Hold a verified snapshot document, `raw` exactly as received."""
-        self._dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.snapshot_path, raw, mode=_FILE_MODE)
-        self.save_verified_at(state, verified_at=verified_at)
+    def save_snapshot(
+        self, snapshot: VerifiedSnapshot, *, raw: bytes, verified_at: dt.datetime
+    ) -> None:
+        """Hold a verified snapshot: `raw` as received (a JSON document or a compact snapshot),
+        kept as snapshot.json in JSON form and as the compact copy."""
+        compact = is_compact(raw)
+        self._replace_copies(
+            raw=snapshot.document() if compact else raw,
+            compact=raw if compact else compact_of(snapshot),
+        )
+        self.save_verified_at(snapshot.state(), verified_at=verified_at)
 
     def save_rebuilt(self, proof: bytes, state: FeedState, *, verified_at: dt.datetime) -> None:
         """Hold a set rebuilt from deltas, with `proof` the last delta document as received."""
-        self._dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(
-            self.snapshot_path,
-            [
-                b'{"type":"rebuilt","proof":',
+        head = [b'{"type":"rebuilt","proof":', proof, b"}"]
+        self._replace_copies(
+            raw=[
+                head[0],
                 proof,
                 b',"entries":',
                 state.entries.to_json_text().encode("ascii"),
                 b"}",
             ],
-            mode=_FILE_MODE,
+            compact=encode_compact(b"".join(head), state.entries),
         )
         self.save_verified_at(state, verified_at=verified_at)
+
+    def _replace_copies(self, *, raw: bytes | list[bytes], compact: bytes) -> None:
+        """snapshot.json and its compact copy, both written out before either is renamed into
+        place (a full disk leaves both as they were); the old compact copy goes before
+        snapshot.json is replaced, so a crash never leaves one older than snapshot.json."""
+        self._dir.mkdir(parents=True, exist_ok=True)
+        staged_json = stage(self.snapshot_path, raw, mode=_FILE_MODE)
+        try:
+            staged_compact = stage(self.compact_path, compact, mode=_FILE_MODE)
+        except BaseException:
+            staged_json.discard()
+            raise
+        try:
+            self.compact_path.unlink(missing_ok=True)
+            staged_json.put()
+        except BaseException:
+            staged_compact.discard()
+            raise
+        staged_compact.put()
 
     def save_verified_at(self, state: FeedState, *, verified_at: dt.datetime) -> None:
         """Record the floor (the state held) and when the feed was last reached."""
@@ -147,6 +190,10 @@ class FeedStore:
             floor, verified_at = self._read_state()
         except _UnusableStateFile as exc:
             return self._recover(trusted, problem=str(exc))
+        if floor is not None:
+            quick = self._load_compact(floor, trusted)
+            if quick is not None:
+                return StoredFeed(quick, verified_at)
         try:
             raw = self.snapshot_path.read_bytes()
         except FileNotFoundError:
@@ -172,6 +219,37 @@ class FeedStore:
                 f"{self.snapshot_path} is older than the state recorded in {self.state_path}: {exc}"
             ) from None
         return StoredFeed(state, verified_at)
+
+    def _load_compact(
+        self, floor: HeldState, trusted: Mapping[str, Ed25519PublicKey]
+    ) -> FeedState | None:
+        """The compact copy's state when it re-verifies and is exactly the floor, and
+        snapshot.json is there too; None otherwise (snapshot.json then decides)."""
+        try:
+            if not self.snapshot_path.is_file():
+                return None
+            raw = self.compact_path.read_bytes()
+            state = self._verify_compact_copy(raw, trusted)
+        except (OSError, FeedError):
+            return None
+        same = (state.session_id, state.serial, state.set_hash, state.created)
+        return (
+            state
+            if same == (floor.session_id, floor.serial, floor.set_hash, floor.created)
+            else None
+        )
+
+    def _verify_compact_copy(
+        self, raw: bytes, trusted: Mapping[str, Ed25519PublicKey]
+    ) -> FeedState:
+        head, at = read_compact(raw, str(self.compact_path))
+        if not (isinstance(head, dict) and head.get("type") == "rebuilt"):
+            return verify_compact(raw, trusted=trusted, now=_BEFORE_ANY_EXPIRY).state()
+        if set(head) != {"type", "proof"}:
+            raise MalformedDocument("the rebuilt compact copy's head must have type and proof")
+        proof = self._verify_proof(head["proof"], trusted)
+        entries = read_compact_body(raw, at, proof.version, proof.set_hash, str(self.compact_path))
+        return _rebuilt_state(proof, entries)
 
     def _recover(self, trusted: Mapping[str, Ed25519PublicKey], *, problem: str) -> StoredFeed:
         """state.json is unusable: take the floor from snapshot.json if it re-verifies with the
@@ -234,27 +312,36 @@ class FeedStore:
         body: Any = load_json(raw, "the rebuilt copy")
         if not isinstance(body, dict) or set(body) != {"type", "proof", "entries"}:
             raise MalformedDocument("the rebuilt copy must have type, proof and entries")
-        try:
-            proof_raw = dump_document(body["proof"])
-        except (ValueError, RecursionError):
-            raise MalformedDocument("the proof of a rebuilt copy is not a document") from None
-        proof = verify_document(proof_raw, trusted=trusted, now=_BEFORE_ANY_EXPIRY)
-        if not isinstance(proof, VerifiedDelta):
-            raise MalformedDocument("the proof of a rebuilt copy must be a delta")
+        proof = self._verify_proof(body["proof"], trusted)
         if not isinstance(body["entries"], list):
             raise MalformedDocument("the rebuilt entries must be a list")
         # the entries are of the proof's version (a v1 set rebuilt from v1 deltas stays v1)
         entries = EntryTable.from_json_list(body["entries"], version=proof.version)
         if len(entries) != len(body["entries"]):
             raise MalformedDocument("the rebuilt entries list an entry twice")
-        if entries.set_hash() != proof.set_hash:
-            raise HashMismatch("the rebuilt entries do not hash to the set hash of their proof")
-        return FeedState(
-            session_id=proof.session_id,
-            serial=proof.serial,
-            set_hash=proof.set_hash,
-            mode=proof.mode,
-            created=proof.created,
-            expires=proof.expires,
-            entries=entries,
-        )
+        return _rebuilt_state(proof, entries)
+
+    def _verify_proof(self, proof: Any, trusted: Mapping[str, Ed25519PublicKey]) -> VerifiedDelta:
+        try:
+            proof_raw = dump_document(proof)
+        except (ValueError, RecursionError):
+            raise MalformedDocument("the proof of a rebuilt copy is not a document") from None
+        verified = verify_document(proof_raw, trusted=trusted, now=_BEFORE_ANY_EXPIRY)
+        if not isinstance(verified, VerifiedDelta):
+            raise MalformedDocument("the proof of a rebuilt copy must be a delta")
+        return verified
+
+
+def _rebuilt_state(proof: VerifiedDelta, entries: EntryTable) -> FeedState:
+    """The state a verified delta proves, held as `entries` (which must hash to its set)."""
+    if entries.set_hash() != proof.set_hash:
+        raise HashMismatch("the rebuilt entries do not hash to the set hash of their proof")
+    return FeedState(
+        session_id=proof.session_id,
+        serial=proof.serial,
+        set_hash=proof.set_hash,
+        mode=proof.mode,
+        created=proof.created,
+        expires=proof.expires,
+        entries=entries,
+    )

@@ -183,24 +183,33 @@ def _render_txt(entries: Sequence[AllowlistEntry], stamp: str) -> dict[str, str]
 # -- nftables ----------------------------------------------------------------------------------
 
 
-def _nft_elements(set_name: str, prefixes: Sequence[Network]) -> list[str]:
-    if not prefixes:
-        return []
-    body = ",\n".join(f"\t{prefix}" for prefix in prefixes)
-    return [f"add element inet {NFT_TABLE} {set_name} {{", body, "}"]
+def _nft_set_elements(entries: Sequence[AllowlistEntry]) -> dict[str, list[str]]:
+    """The elements of each of the export's sets, as nft writes them, in order: the merged
+    prefixes of allow4/allow6 and the disjoint (prefix . port range) boxes."""
+    v4, v6 = merged_prefixes(entries)
+    return {
+        NFT_SET_V4: [str(prefix) for prefix in v4],
+        NFT_SET_V6: [str(prefix) for prefix in v6],
+        **{
+            name: [
+                f"{prefix} . {lo}" if lo == hi else f"{prefix} . {lo}-{hi}"
+                for prefix, lo, hi in port_boxes(entries, version)
+            ]
+            for name, version in ((NFT_PORT_SET_V4, 4), (NFT_PORT_SET_V6, 6))
+        },
+    }
 
 
-def _nft_port_elements(set_name: str, boxes: Sequence[PortBox]) -> list[str]:
-    if not boxes:
+def _nft_statement(verb: str, set_name: str, elements: Sequence[str]) -> list[str]:
+    """`verb element` of `elements` into one set (no line for none: nft refuses `{ }`)."""
+    if not elements:
         return []
-    body = ",\n".join(
-        f"\t{prefix} . {lo}" if lo == hi else f"\t{prefix} . {lo}-{hi}" for prefix, lo, hi in boxes
-    )
-    return [f"add element inet {NFT_TABLE} {set_name} {{", body, "}"]
+    body = ",\n".join(f"\t{element}" for element in elements)
+    return [f"{verb} element inet {NFT_TABLE} {set_name} {{", body, "}"]
 
 
 def _render_nft(entries: Sequence[AllowlistEntry], stamp: str) -> dict[str, str]:
-    v4, v6 = merged_prefixes(entries)
+    sets = _nft_set_elements(entries)
     lines = [
         "#!/usr/sbin/nft -f",
         *_header("nftables", entries, stamp),
@@ -231,12 +240,62 @@ def _render_nft(entries: Sequence[AllowlistEntry], stamp: str) -> dict[str, str]
         f"flush set inet {NFT_TABLE} {NFT_SET_V6}",
         f"flush set inet {NFT_TABLE} {NFT_PORT_SET_V4}",
         f"flush set inet {NFT_TABLE} {NFT_PORT_SET_V6}",
-        *_nft_elements(NFT_SET_V4, v4),
-        *_nft_elements(NFT_SET_V6, v6),
-        *_nft_port_elements(NFT_PORT_SET_V4, port_boxes(entries, 4)),
-        *_nft_port_elements(NFT_PORT_SET_V6, port_boxes(entries, 6)),
+        *(
+            line
+            for name, elements in sets.items()
+            for line in _nft_statement("add", name, elements)
+        ),
     ]
     return {MAIN_FILE: "\n".join(lines) + "\n"}
+
+
+def render_nft_changes(
+    old: Sequence[AllowlistEntry],
+    new: Sequence[AllowlistEntry],
+    *,
+    generated: dt.datetime,
+    what: str,
+) -> tuple[str, int, int]:
+    """An `nft -f` script that turns the sets of the nft export of `old` into those of `new`,
+    and how many elements it deletes and creates. `what` says which states (a comment).
+
+    The sets are compared element by element as the full export writes them, so the script
+    touches only what changed (a registration added, removed or changed in a million: a few
+    lines) and keeps every other element in place, with no moment without it. One transaction:
+    every `delete element` first, then `create element` (an element that grows or shrinks never
+    overlaps its old form). It declares nothing and applies only over the sets of `old`: a
+    deletion of an element that is not there or a creation of one that is fails the whole
+    transaction, and nothing changes (load a full export then).
+    """
+    stamp = format_time(generated)
+    before = _nft_set_elements(sorted(set(old), key=AllowlistEntry.encode))
+    after = _nft_set_elements(sorted(set(new), key=AllowlistEntry.encode))
+    gone: dict[str, list[str]] = {}
+    come: dict[str, list[str]] = {}
+    for name in before:
+        was, now = set(before[name]), set(after[name])
+        gone[name] = [element for element in before[name] if element not in now]
+        come[name] = [element for element in after[name] if element not in was]
+    deleted = sum(len(v) for v in gone.values())
+    created = sum(len(v) for v in come.values())
+    lines = [
+        "#!/usr/sbin/nft -f",
+        f"# vpnreg allowlist, nftables changes: plain data, unsigned; {what}",
+        f"# generated {stamp}; {len(new)} entries; {deleted} elements deleted, {created} created",
+        f"# Load with `nft -f` over table inet {NFT_TABLE} as the export of the earlier state left",
+        "# it: one transaction, all or nothing (`vpnreg feed export --format nft` reloads all).",
+        *(
+            line
+            for name, elements in gone.items()
+            for line in _nft_statement("delete", name, elements)
+        ),
+        *(
+            line
+            for name, elements in come.items()
+            for line in _nft_statement("create", name, elements)
+        ),
+    ]
+    return "\n".join(lines) + "\n", deleted, created
 
 
 # -- ipset -------------------------------------------------------------------------------------

@@ -9,6 +9,10 @@ re-signed for a later expiry is a new file. A file the notification stops naming
 set to the moment it was dropped, and is removed once that is older than the grace period, so a
 cache that still serves an older notification never points at a missing file.
 
+Beside the snapshot, its compact twin `snapshot-<serial>-<hash>.compact.gz` (ADR 0011: the same
+signed state as records, which clients load in a fraction of the time), found by name and not
+listed in the notification, so every ADR 0009 client still reads the notification.
+
 Called by `vpnreg feed publish --to DIR` and by the feed server on each publish when
 VPNREG_FEED_STATIC_DIR names a directory.
 """
@@ -27,10 +31,12 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from vpnreg.core.feed import FeedError, FeedHistory, HistoryDelta, dump_document, key_id
+from vpnreg.core.feed.compact import sign_history_compact
 from vpnreg.core.feed.document import expires_after, sign_history_delta, sign_history_snapshot
 from vpnreg.core.feed.notification import (
     FileRef,
     Notification,
+    compact_sidecar,
     sign_notification,
     verify_notification,
 )
@@ -48,9 +54,11 @@ __all__ = [
 NOTIFICATION_FILE = "notification.json"
 #: The files this writer owns in the directory (anything else there is left alone), and the
 #: temporary files a crash may have left behind.
-_OWN_FILE = re.compile(r"(snapshot|delta)-\d+-[0-9a-f]{16}\.json\.gz")
+_OWN_FILE = re.compile(
+    r"(snapshot|delta)-\d+-[0-9a-f]{16}\.json\.gz|snapshot-\d+-[0-9a-f]{16}\.compact\.gz"
+)
 _OWN_TEMPORARY = re.compile(
-    r"\.((snapshot|delta)-\d+-[0-9a-f]{16}\.json\.gz|notification\.json)\..*\.tmp"
+    r"\.((snapshot|delta)-\d+-[0-9a-f]{16}\.(json|compact)\.gz|notification\.json)\..*\.tmp"
 )
 #: Re-reading our own notification checks its signature, not its expiry.
 _BEFORE_ANY_EXPIRY = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -65,6 +73,8 @@ class StaticFeedOptions:
     resign_after: float = 0.5
     #: How long a file no longer named by the notification stays before it is removed.
     grace: dt.timedelta = dt.timedelta(hours=1)
+    #: Write the snapshot's compact twin too (ADR 0011).
+    compact: bool = True
 
 
 def static_options(*, validity_s: float, grace_s: float) -> StaticFeedOptions:
@@ -114,8 +124,12 @@ class _Writer:
         return expires - self.now > keep
 
     def reusable(self, ref: FileRef) -> bool:
-        """A file of the previous notification still usable: fresh, present, intact."""
+        """A file of the previous notification still usable: fresh, present, intact (and a
+        snapshot's compact twin present, when twins are written)."""
         if not self.fresh(ref.expires):
+            return False
+        twin = compact_sidecar(ref.uri) if ref.uri.startswith("snapshot-") else None
+        if self.options.compact and twin is not None and not (self.directory / twin).is_file():
             return False
         try:
             return ref.matches((self.directory / ref.uri).read_bytes())
@@ -126,12 +140,16 @@ class _Writer:
         data = _gzip(body)
         digest = hashlib.sha256(data).hexdigest()
         name = f"{kind}-{serial}-{digest[:16]}.json.gz"
+        self.put_named(name, data)
+        return FileRef(serial, name, digest, expires)
+
+    def put_named(self, name: str, data: bytes) -> None:
         path = self.directory / name
-        if not (path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == digest):
+        digest = hashlib.sha256(data).digest()
+        if not (path.exists() and hashlib.sha256(path.read_bytes()).digest() == digest):
             write_atomic(path, data)
             self.written.append(name)
         _touch(path, self.now)
-        return FileRef(serial, name, digest, expires)
 
     def expires(self, created: dt.datetime) -> dt.datetime:
         return expires_after(created, now=self.now, validity=self.options.validity)
@@ -147,7 +165,13 @@ class _Writer:
         snap = history.snapshot()
         until = self.expires(snap.created)
         body = sign_history_snapshot(snap, expires=until, private_key=self.key)
-        return self.put("snapshot", snap.serial, body, until)
+        ref = self.put("snapshot", snap.serial, body, until)
+        twin = compact_sidecar(ref.uri)
+        if self.options.compact and twin is not None:
+            # Written before the notification that names its JSON twin, as every file is.
+            compact = sign_history_compact(snap, expires=until, private_key=self.key)
+            self.put_named(twin, _gzip(compact))
+        return ref
 
     def delta(self, history: FeedHistory, step: HistoryDelta) -> FileRef:
         prev = self.previous
@@ -220,18 +244,25 @@ def write_static_feed(
     replaced = not (same_files and previous is not None and writer.fresh(previous.expires))
     current = candidate
     if replaced:
-        named = {ref.uri for ref in candidate.files()}
+        named = _named(candidate)
         if previous is not None:
             # Dropped now: the grace period runs from this moment (the file's mtime).
-            for ref in previous.files():
-                if ref.uri not in named and (directory / ref.uri).exists():
-                    _touch(directory / ref.uri, now)
+            for name in sorted(_named(previous) - named):
+                if (directory / name).exists():
+                    _touch(directory / name, now)
         write_atomic(directory / NOTIFICATION_FILE, sign_notification(candidate, key))
     else:
         assert previous is not None
         current = previous
-    removed = _sweep(directory, {ref.uri for ref in current.files()}, now - opts.grace)
+    removed = _sweep(directory, _named(current), now - opts.grace)
     return StaticWrite(current, replaced, tuple(writer.written), removed)
+
+
+def _named(notification: Notification) -> set[str]:
+    """The files a notification stands for: those it names and its snapshot's compact twin."""
+    names = {ref.uri for ref in notification.files()}
+    twin = compact_sidecar(notification.snapshot.uri)
+    return names | ({twin} if twin is not None else set())
 
 
 def _sweep(directory: Path, named: set[str], before: dt.datetime) -> tuple[str, ...]:

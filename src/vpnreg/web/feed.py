@@ -9,7 +9,8 @@ full publish only when something audited happened or, every `publish_interval_s`
 time-driven step (activation, expiry) is due; otherwise it costs a couple of small reads. Long
 polls wait on an asyncio.Event that each new serial replaces, so they never block the loop.
 
-Signed bodies are cached per state: the snapshot, and the merged delta from each `since`. A body
+Signed bodies are cached per state: the snapshot (JSON, and the compact form of ADR 0011 for
+clients whose Accept asks for it), and the merged delta from each `since`. A body
 is signed on first request and re-signed once `resign_after` (by default half) of its validity
 has gone, so a gateway always receives a document with the rest of the validity ahead of it,
 and a thousand gateways asking for the same serial cost one signature.
@@ -41,7 +42,8 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from vpnreg.clock import Clock, SystemClock
-from vpnreg.core.feed import FeedHistory, dump_document, merge_deltas
+from vpnreg.core.feed import COMPACT_MEDIA_TYPE, FeedHistory, dump_document, merge_deltas
+from vpnreg.core.feed.compact import sign_history_compact
 from vpnreg.core.feed.document import expires_after, sign_history_delta, sign_history_snapshot
 from vpnreg.core.feed.versions import DEFAULT_MAX_DELTAS
 from vpnreg.core.review import Role
@@ -76,6 +78,17 @@ _SIGNED_JSON: dict[str, Any] = {
     "description": "A JSON document (signed, where it carries entries; see docs/feed-client.md)",
     "content": {_JSON: {"schema": {"type": "object"}}},
 }
+_SNAPSHOT: dict[str, Any] = {
+    "description": "The signed snapshot: ADR 0001's JSON document, or with `Accept: "
+    f"{COMPACT_MEDIA_TYPE}` the compact snapshot of ADR 0011 (the same signed state as "
+    "fixed-width records; docs/feed-client.md)",
+    "content": {
+        _JSON: {"schema": {"type": "object"}},
+        COMPACT_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+#: The cache key of a state's compact snapshot (the JSON snapshot's is None, a delta's `since`).
+_COMPACT = "compact"
 
 
 class Timer(Protocol):
@@ -151,8 +164,9 @@ class SignedDocument:
 
 #: (session id, serial) of a published state.
 _State: TypeAlias = tuple[str, int]
-#: Which body of a state: None for the snapshot, else the `since` of a delta.
-_Which: TypeAlias = int | None
+#: Which body of a state: None for the snapshot, "compact" for its compact form, else the
+#: `since` of a delta.
+_Which: TypeAlias = int | str | None
 
 
 class _SignedDocuments:
@@ -210,19 +224,47 @@ def _wants_gzip(request: Request) -> bool:
     return "gzip" in request.headers.get("accept-encoding", "").lower()
 
 
+def _quality(accept: str, media_types: tuple[str, ...]) -> float:
+    """The highest q the Accept header gives any of `media_types` (0 when none matches)."""
+    best = 0.0
+    for item in accept.split(","):
+        kind, *params = (part.strip() for part in item.split(";"))
+        if kind.lower() not in media_types:
+            continue
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        best = max(best, min(max(q, 0.0), 1.0))
+    return best
+
+
+def wants_compact(request: Request) -> bool:
+    """Whether the client asks for the compact snapshot at least as much as for JSON (ADR
+    0011); a client that names neither, or only JSON, gets JSON."""
+    accept = request.headers.get("accept", "")
+    compact = _quality(accept, (COMPACT_MEDIA_TYPE,))
+    return compact > 0 and compact >= _quality(accept, (_JSON, "application/*", "*/*"))
+
+
 def _respond(
     request: Request,
     body: bytes,
     *,
     headers: dict[str, str] | None = None,
     gzipped: bytes | None = None,
+    media_type: str = _JSON,
 ) -> Response:
     out = {"Vary": "Accept-Encoding", "Cache-Control": "no-cache", **(headers or {})}
     if len(body) >= _GZIP_MIN and _wants_gzip(request):
         out["Content-Encoding"] = "gzip"
         data = gzipped if gzipped is not None else gzip.compress(body, compresslevel=6)
-        return Response(data, media_type=_JSON, headers=out)
-    return Response(body, media_type=_JSON, headers=out)
+        return Response(data, media_type=media_type, headers=out)
+    return Response(body, media_type=media_type, headers=out)
 
 
 def _etag_matches(request: Request, etag: str) -> bool:
@@ -440,16 +482,21 @@ class FeedServer:
     def _expires(self, created: dt.datetime, now: dt.datetime) -> dt.datetime:
         return expires_after(created, now=now, validity=self._options.validity)
 
-    async def snapshot_document(self, history: FeedHistory) -> SignedDocument:
-        """The signed snapshot of `history` (cached; see the module docstring)."""
+    async def snapshot_document(
+        self, history: FeedHistory, *, compact: bool = False
+    ) -> SignedDocument:
+        """The signed snapshot of `history`, as JSON or in the compact form (ADR 0011; each
+        cached, see the module docstring)."""
         snap = history.snapshot()
+        encode = sign_history_compact if compact else sign_history_snapshot
 
         def sign(now: dt.datetime) -> bytes:
-            return sign_history_snapshot(
+            return encode(
                 snap, expires=self._expires(snap.created, now), private_key=self.signing_key()
             )
 
-        return await self._documents.get((snap.session_id, snap.serial), None, sign)
+        which = _COMPACT if compact else None
+        return await self._documents.get((snap.session_id, snap.serial), which, sign)
 
     def _delta_body(self, history: FeedHistory, since: int, now: dt.datetime) -> bytes:
         steps = history.delta_since(since)
@@ -531,18 +578,29 @@ def feed_router(server: FeedServer) -> APIRouter:
         "/snapshot",
         response_class=Response,
         responses={
-            200: _SIGNED_JSON,
+            200: _SNAPSHOT,
             304: {"description": "If-None-Match names the current state: nothing new"},
         },
     )
     async def snapshot(request: Request) -> Response:
-        """The signed snapshot of the current set (ETag "session-serial"; 304 on a match)."""
+        """The signed snapshot of the current set (ETag "session-serial", "session-serial-compact"
+        for the compact form; 304 when If-None-Match names the current state in either form).
+        JSON, or the compact snapshot when Accept prefers it (ADR 0011)."""
         history = await server.current()
         etag = _etag(history)
-        if _etag_matches(request, etag):
-            return Response(status_code=304, headers={"ETag": etag})
-        signed = await server.snapshot_document(history)
-        return _respond(request, signed.body, headers={"ETag": etag}, gzipped=signed.gzipped)
+        compact = wants_compact(request)
+        tag = f'{etag[:-1]}-compact"' if compact else etag
+        headers = {"ETag": tag, "Vary": "Accept-Encoding, Accept"}
+        if _etag_matches(request, etag) or _etag_matches(request, f'{etag[:-1]}-compact"'):
+            return Response(status_code=304, headers=headers)
+        signed = await server.snapshot_document(history, compact=compact)
+        return _respond(
+            request,
+            signed.body,
+            headers=headers,
+            gzipped=signed.gzipped,
+            media_type=COMPACT_MEDIA_TYPE if compact else _JSON,
+        )
 
     @router.get("/delta", response_class=Response, responses={200: _SIGNED_JSON})
     async def delta(

@@ -1,11 +1,18 @@
 """The allowlist feed: entries, their canonical encoding and set hash, signed documents, history.
 
 Pure: callers pass the time, the keys and the data. Layout and rationale: docs/adr/0001 and
-0006 (entry version 2).
+0006 (entry version 2); the compact snapshot: docs/adr/0011.
 """
 
 from __future__ import annotations
 
+from vpnreg.core.feed.compact import (
+    COMPACT_MEDIA_TYPE,
+    compact_of,
+    is_compact,
+    sign_compact_snapshot,
+    verify_compact,
+)
 from vpnreg.core.feed.document import (
     VerifiedDelta,
     VerifiedSnapshot,
@@ -65,6 +72,7 @@ from vpnreg.core.protocols import VpnProtocol
 
 __all__ = [
     "ANY_PORTS",
+    "COMPACT_MEDIA_TYPE",
     "ENTRY_VERSION",
     "NETWORK_SIZE",
     "RECORD_DTYPE",
@@ -103,18 +111,22 @@ __all__ = [
     "apply_delta",
     "changes_digest",
     "check_not_older",
+    "compact_of",
     "decode_network",
     "dump_document",
     "encode_network",
     "format_time",
+    "is_compact",
     "key_id",
     "load_json",
     "merge_deltas",
     "set_hash",
+    "sign_compact_snapshot",
     "sign_delta",
     "sign_snapshot",
     "sign_snapshot_bytes",
     "signing_bytes",
     "v1_valid_until",
+    "verify_compact",
     "verify_document",
 ]

@@ -68,10 +68,32 @@ class VerifiedSnapshot:
     entries: EntryTable
     #: A snapshot follows nothing: its previous serial is always 0.
     previous_serial: int = 0
+    #: The base64 signature over the header: with key_id, what a copy in another form (JSON
+    #: or compact, ADR 0011) needs to prove itself again.
+    signature: str = ""
 
     @property
     def version(self) -> int:
         return self.entries.version
+
+    def head(self) -> dict[str, Any]:
+        """The signed JSON fields of this snapshot: every field of its document but entries."""
+        header = Header(
+            DocumentType.SNAPSHOT,
+            self.session_id,
+            self.serial,
+            0,
+            self.set_hash,
+            self.mode,
+            self.created,
+            self.expires,
+            version=self.version,
+        )
+        return {**_header_json(header), "key_id": self.key_id, "signature": self.signature}
+
+    def document(self) -> bytes:
+        """This snapshot as ADR 0001's JSON document (it verifies: same signed fields)."""
+        return with_entries(self.head(), self.entries)
 
     def state(self) -> FeedState:
         return FeedState(
@@ -150,7 +172,7 @@ def _check_header(header: Header) -> None:
         raise ValueError("serial must be in 1..2**64-1")
 
 
-def _signed_snapshot_head(
+def signed_snapshot_head(
     *,
     session_id: str,
     serial: int,
@@ -191,7 +213,7 @@ def sign_snapshot(
     """The JSON document of a signed snapshot of the complete entry set, as a dict (for tools
     and tests; servers send sign_snapshot_bytes, which signs the same header)."""
     table = _table(entries)
-    head = _signed_snapshot_head(
+    head = signed_snapshot_head(
         session_id=session_id,
         serial=serial,
         table=table,
@@ -223,7 +245,7 @@ def sign_snapshot_bytes(
     """dump_document(sign_snapshot(...)) up to field order, without building a dict per entry:
     the wire bytes of a large snapshot, the entry list written by EntryTable.to_json_text."""
     table = _table(entries)
-    head = _signed_snapshot_head(
+    head = signed_snapshot_head(
         session_id=session_id,
         serial=serial,
         table=table,
@@ -232,6 +254,12 @@ def sign_snapshot_bytes(
         expires=expires,
         private_key=private_key,
     )
+    return with_entries(head, table)
+
+
+def with_entries(head: Mapping[str, Any], table: EntryTable) -> bytes:
+    """The wire bytes of a snapshot document: its signed `head` (every field but `entries`)
+    followed by the entries of `table`, written by EntryTable.to_json_text."""
     text = dump_document(head)
     return text[:-1] + b',"entries":' + table.to_json_text().encode("ascii") + b"}"
 
@@ -398,6 +426,104 @@ def _entries(value: object, name: str, version: int) -> EntryTable:
     return table
 
 
+@dataclass(frozen=True)
+class _SignedFields:
+    """The fields of a document's signed header as parsed, before the signature is checked."""
+
+    kind: DocumentType
+    version: int
+    key: str
+    signature: str
+    session_id: str
+    serial: int
+    set_hash: str
+    mode: EnforcementMode
+    created: dt.datetime
+    expires: dt.datetime
+
+
+def _signed_fields(doc: object, *, without: frozenset[str] = frozenset()) -> _SignedFields:
+    """Parse and range-check the header fields of a document (a JSON object with exactly the
+    fields of its version and type, less `without`: a compact snapshot's head has no
+    `entries`)."""
+    if not isinstance(doc, dict):
+        raise MalformedDocument("document must be a JSON object")
+    version = _version(doc)
+    try:
+        kind = DocumentType(str(doc.get("type")))
+    except ValueError:
+        raise MalformedDocument("type must be 'snapshot' or 'delta'") from None
+    if any(doc.get(k) in (None, "") for k in _SIGNATURE_KEYS):
+        raise UnsignedDocument("document carries no key_id or no signature")
+    expected = _KEYS[version][kind] - without
+    if set(doc) != expected:
+        missing = sorted(expected - set(doc))
+        extra = sorted(set(doc) - expected)
+        raise MalformedDocument(f"{kind} fields: missing {missing}, unexpected {extra}")
+    key, signature = doc["key_id"], doc["signature"]
+    if not isinstance(key, str) or not isinstance(signature, str):
+        raise MalformedDocument("key_id and signature must be strings")
+    fields = _SignedFields(
+        kind=kind,
+        version=version,
+        key=key,
+        signature=signature,
+        session_id=_session_id(doc["session_id"]),
+        serial=_serial(doc["serial"], "serial", minimum=1),
+        set_hash=_set_hash(doc["set_hash"]),
+        mode=EnforcementMode.from_json(doc["mode"]),
+        created=_time(doc["created"], "created"),
+        expires=_time(doc["expires"], "expires"),
+    )
+    if not fields.created < fields.expires:
+        raise MalformedDocument("expires must be after created")
+    if kind is DocumentType.SNAPSHOT and (
+        doc["previous_serial"] != 0 or type(doc["previous_serial"]) is not int
+    ):
+        raise MalformedDocument("a snapshot's previous_serial must be 0")
+    return fields
+
+
+def verify_snapshot_head(
+    fields: _SignedFields, *, trusted: Mapping[str, Ed25519PublicKey], now: dt.datetime
+) -> None:
+    """Check a snapshot header's signature and expiry; its entries are the caller's to check
+    against `fields.set_hash` (the JSON entries here, a compact body in `compact`)."""
+    header = Header(
+        DocumentType.SNAPSHOT,
+        fields.session_id,
+        fields.serial,
+        0,
+        fields.set_hash,
+        fields.mode,
+        fields.created,
+        fields.expires,
+        version=fields.version,
+    )
+    verify_header(header, key=fields.key, signature=fields.signature, trusted=trusted)
+    _not_expired(fields.expires, now)
+
+
+def verified_snapshot(
+    fields: _SignedFields, entries: EntryTable, *, hashed: bool = False
+) -> VerifiedSnapshot:
+    """The verified snapshot of checked `fields` and entries that hash to its set hash
+    (HashMismatch otherwise; `hashed`: the caller compared them already)."""
+    if not hashed and entries.set_hash() != fields.set_hash:
+        raise HashMismatch("the snapshot's entries do not hash to its set_hash")
+    return VerifiedSnapshot(
+        fields.key,
+        fields.session_id,
+        fields.serial,
+        fields.set_hash,
+        fields.mode,
+        fields.created,
+        fields.expires,
+        entries,
+        signature=fields.signature,
+    )
+
+
 def verify_document(
     raw: bytes,
     *,
@@ -410,50 +536,16 @@ def verify_document(
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     doc = load_json(raw)
-    if not isinstance(doc, dict):
-        raise MalformedDocument("document must be a JSON object")
-    version = _version(doc)
-    try:
-        kind = DocumentType(str(doc.get("type")))
-    except ValueError:
-        raise MalformedDocument("type must be 'snapshot' or 'delta'") from None
-    if any(doc.get(k) in (None, "") for k in _SIGNATURE_KEYS):
-        raise UnsignedDocument("document carries no key_id or no signature")
-    expected = _KEYS[version][kind]
-    if set(doc) != expected:
-        missing = sorted(expected - set(doc))
-        extra = sorted(set(doc) - expected)
-        raise MalformedDocument(f"{kind} fields: missing {missing}, unexpected {extra}")
-    key, signature = doc["key_id"], doc["signature"]
-    if not isinstance(key, str) or not isinstance(signature, str):
-        raise MalformedDocument("key_id and signature must be strings")
-
-    session_id = _session_id(doc["session_id"])
-    serial = _serial(doc["serial"], "serial", minimum=1)
-    set_hash = _set_hash(doc["set_hash"])
-    mode = EnforcementMode.from_json(doc["mode"])
-    created = _time(doc["created"], "created")
-    expires = _time(doc["expires"], "expires")
-    if not created < expires:
-        raise MalformedDocument("expires must be after created")
-
-    if kind is DocumentType.SNAPSHOT:
-        if doc["previous_serial"] != 0 or type(doc["previous_serial"]) is not int:
-            raise MalformedDocument("a snapshot's previous_serial must be 0")
-        header = Header(
-            kind, session_id, serial, 0, set_hash, mode, created, expires, version=version
-        )
-        verify_header(header, key=key, signature=signature, trusted=trusted)
-        _not_expired(expires, now)
+    fields = _signed_fields(doc)
+    assert isinstance(doc, dict)
+    version = fields.version
+    if fields.kind is DocumentType.SNAPSHOT:
+        verify_snapshot_head(fields, trusted=trusted, now=now)
         entries = _entries(doc["entries"], "entries", version)
-        if entries.set_hash() != set_hash:
-            raise HashMismatch("the snapshot's entries do not hash to its set_hash")
-        result: VerifiedSnapshot | VerifiedDelta = VerifiedSnapshot(
-            key, session_id, serial, set_hash, mode, created, expires, entries
-        )
+        result: VerifiedSnapshot | VerifiedDelta = verified_snapshot(fields, entries)
     else:
         previous = _serial(doc["previous_serial"], "previous_serial", minimum=1)
-        if not previous < serial:
+        if not previous < fields.serial:
             raise MalformedDocument("a delta's previous_serial must be below its serial")
         added = _entries(doc["added"], "added", version)
         removed = _entries(doc["removed"], "removed", version)
@@ -461,12 +553,30 @@ def verify_document(
             raise MalformedDocument("a delta adds and removes the same entry")
         digest = changes_digest(added=added, removed=removed)
         header = Header(
-            kind, session_id, serial, previous, set_hash, mode, created, expires, digest, version
+            fields.kind,
+            fields.session_id,
+            fields.serial,
+            previous,
+            fields.set_hash,
+            fields.mode,
+            fields.created,
+            fields.expires,
+            digest,
+            version,
         )
-        verify_header(header, key=key, signature=signature, trusted=trusted)
-        _not_expired(expires, now)
+        verify_header(header, key=fields.key, signature=fields.signature, trusted=trusted)
+        _not_expired(fields.expires, now)
         result = VerifiedDelta(
-            key, session_id, serial, previous, set_hash, mode, created, expires, added, removed
+            fields.key,
+            fields.session_id,
+            fields.serial,
+            previous,
+            fields.set_hash,
+            fields.mode,
+            fields.created,
+            fields.expires,
+            added,
+            removed,
         )
     check_not_older(held, result)
     return result

@@ -122,6 +122,21 @@ class Notification:
         return (self.snapshot, *self.deltas)
 
 
+#: A JSON snapshot file's suffix, and its compact twin's (ADR 0011).
+_JSON_SUFFIX = ".json.gz"
+COMPACT_SUFFIX = ".compact.gz"
+
+
+def compact_sidecar(uri: str) -> str | None:
+    """The name of the compact twin of the snapshot file `uri` (ADR 0011): beside it, the
+    same name with `.compact.gz` for `.json.gz`; None for a name without that suffix. The twin
+    is not in the signed notification (whose fields every ADR 0009 client checks exactly): it
+    proves itself by its signed head, which must name the same state and expiry."""
+    if not uri.endswith(_JSON_SUFFIX):
+        return None
+    return uri.removesuffix(_JSON_SUFFIX) + COMPACT_SUFFIX
+
+
 def _ref_bytes(ref: FileRef) -> bytes:
     name = ref.uri.encode("ascii")
     return (

@@ -213,6 +213,12 @@ def _validate(table: npt.NDArray[np.void], peers: Mapping[bytes, bytes], version
             raise ValueError("records name peers that were not given")
 
 
+def _used_digests(table: npt.NDArray[np.void]) -> set[bytes]:
+    """The distinct peer digests the records name (entries with peers only)."""
+    digests = np.ascontiguousarray(table["peers_digest"]).view("S32").ravel()
+    return {d.ljust(32, b"\0") for d in digests[table["peer_count"] > 0].tolist()}
+
+
 class EntryTable:
     """An immutable entry set: sorted unique records of one entry version plus the peer lists
     they refer to."""
@@ -266,6 +272,26 @@ class EntryTable:
         peers = dict(peers or {})
         _validate(structured, peers, version)
         return cls(_sorted_unique(structured.view(fmt.bytes_dtype)), peers, version)
+
+    @classmethod
+    def from_sorted_records(
+        cls, records: Records, peers: Mapping[bytes, bytes], *, version: int = ENTRY_VERSION
+    ) -> EntryTable:
+        """From fixed-width records of `version` already in canonical order (a compact
+        snapshot's body): checked like from_records, but not copied or sorted again, so the
+        table may be a view of the caller's read-only buffer. Raises ValueError when the
+        records are out of order, repeated or bad."""
+        fmt = record_format(version)
+        if records.dtype != fmt.bytes_dtype or records.ndim != 1:
+            raise ValueError(f"records must be a flat array of {fmt.bytes_dtype}")
+        if len(records) > 1 and not bool((records[1:] > records[:-1]).all()):
+            raise ValueError("records are not in canonical order, each once")
+        peers = dict(peers)
+        _validate(records.view(fmt.dtype), peers, version)
+        if len(peers) != len(_used_digests(records.view(fmt.dtype))):
+            raise ValueError("peer lists that no record names")
+        records.setflags(write=False)
+        return cls(records, peers, version)
 
     @classmethod
     def from_columns(
@@ -402,25 +428,35 @@ class EntryTable:
 
     def to_entries(self) -> list[AllowlistEntry]:
         """The entries as v2 values (a v1 table's entries as ADR 0006 says they are enforced)."""
+        return [self._decode(record, peer_bytes) for record, peer_bytes in self._rows()]
+
+    def entry(self, index: int) -> AllowlistEntry:
+        """The entry of row `index` in canonical order, decoded alone (as to_entries would)."""
+        record = self._records[index : index + 1].tobytes()
+        digest = record[self._format.digest_at :]
+        return self._decode(record, self._peers[digest] if digest != NO_PEERS_DIGEST else b"")
+
+    def prefix_keys(self) -> npt.NDArray[np.bytes_]:
+        """The 18-byte network encoding of every row's prefix, in canonical order (a copy: it
+        leads every record, so equal prefixes are neighbours)."""
+        rows = self._records.view(np.uint8).reshape(len(self), self._format.size)
+        return np.ascontiguousarray(rows[:, :NETWORK_SIZE]).view(f"S{NETWORK_SIZE}").ravel()
+
+    def _decode(self, record: bytes, peer_bytes: bytes) -> AllowlistEntry:
         if self.version != ENTRY_VERSION:
-            return [v1_entry(record, peer_bytes) for record, peer_bytes in self._rows()]
-        out: list[AllowlistEntry] = []
-        for record, peer_bytes in self._rows():
-            _, _, _, reg, until, lo, hi, bits, _, _ = ENTRY_STRUCT.unpack(record)
-            out.append(
-                AllowlistEntry(
-                    prefix=decode_network(record[:NETWORK_SIZE]),
-                    peers=tuple(
-                        decode_network(peer_bytes[j : j + NETWORK_SIZE])
-                        for j in range(0, len(peer_bytes), NETWORK_SIZE)
-                    ),
-                    registration_id=reg,
-                    valid_until=from_seconds(until),
-                    ports=(lo, hi),
-                    protocols=protocols_from_bits(bits),
-                )
-            )
-        return out
+            return v1_entry(record, peer_bytes)
+        _, _, _, reg, until, lo, hi, bits, _, _ = ENTRY_STRUCT.unpack(record)
+        return AllowlistEntry(
+            prefix=decode_network(record[:NETWORK_SIZE]),
+            peers=tuple(
+                decode_network(peer_bytes[j : j + NETWORK_SIZE])
+                for j in range(0, len(peer_bytes), NETWORK_SIZE)
+            ),
+            registration_id=reg,
+            valid_until=from_seconds(until),
+            ports=(lo, hi),
+            protocols=protocols_from_bits(bits),
+        )
 
     def _until_texts(self) -> list[str]:
         table = self._records.view(RECORD_DTYPE)

@@ -337,6 +337,35 @@ class PrefixLookup:
         is_v6 = np.fromiter((n.version == 6 for n in prefixes), bool, len(prefixes))
         columns = {4: _columns(values, lengths, np.flatnonzero(~is_v6), 4)}
         columns[6] = _columns(values, lengths, np.flatnonzero(is_v6), 6)
+        self._build(columns, dense)
+
+    @classmethod
+    def from_columns(
+        cls,
+        *,
+        is_v6: NDArray[np.bool_],
+        hi: U64,
+        lo: U64,
+        prefixlen: I64,
+        dense: bool | None = None,
+    ) -> PrefixLookup:
+        """The lookup of prefixes given as columns, without a Network object each (a feed's
+        records hold a million): prefix i is `hi[i] << 64 | lo[i]` (IPv4: the address in
+        `lo`, `hi` 0) with `prefixlen[i]` bits, host bits zero; lookups return i."""
+        made = cls.__new__(cls)
+        made._count = len(is_v6)
+        columns = {}
+        for version, chosen in ((4, np.flatnonzero(~is_v6)), (6, np.flatnonzero(is_v6))):
+            columns[version] = (
+                np.asarray(hi[chosen], dtype=np.uint64),
+                np.asarray(lo[chosen], dtype=np.uint64),
+                np.asarray(prefixlen[chosen], dtype=np.int64),
+                chosen.astype(np.int64),
+            )
+        made._build(columns, dense)
+        return made
+
+    def _build(self, columns: dict[int, _Columns], dense: bool | None) -> None:
         v4 = _flatten_columns(columns[4], 32)
         v6 = _flatten_columns(columns[6], 128)
         self._v4: _V4Table | _Direct = (
