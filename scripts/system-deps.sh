@@ -11,6 +11,7 @@ packages=(
     chromium                                     # the portal's end-to-end test (Playwright drives it)
     freeradius-utils                             # radclient: drives vpnreg radius in its tests
     nginx                                        # serves the static feed in its test (own config)
+    openjdk-17-jre-headless                      # PySpark (local mode) in the analytics test
 )
 if [ "${1:-}" = "--bench" ]; then  # what only the benchmarks use (make bench)
     packages+=(

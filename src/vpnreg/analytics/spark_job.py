@@ -66,12 +66,16 @@ def run(
     return Result(tuple(frame.columns), [tuple(row) for row in frame.collect()])
 
 
-def session(app_name: str = "vpnreg-analytics", master: str | None = None) -> SparkSession:
-    """A Spark session with SETTINGS (`master` None: whatever spark-submit was given)."""
+def session(
+    app_name: str = "vpnreg-analytics",
+    master: str | None = None,
+    settings: dict[str, str] | None = None,
+) -> SparkSession:
+    """A Spark session with SETTINGS and `settings` (`master` None: spark-submit's)."""
     builder = SparkSession.builder.appName(app_name)
     if master is not None:
         builder = builder.master(master)
-    for key, value in SETTINGS.items():
+    for key, value in (SETTINGS | (settings or {})).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
 
