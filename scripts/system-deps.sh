@@ -12,6 +12,7 @@ packages=(
     freeradius-utils                             # radclient: drives vpnreg radius in its tests
     nginx                                        # serves the static feed in its test (own config)
     systemd                                      # systemd-analyze verify on deploy/'s units (tests/deploy)
+    openjdk-17-jre-headless                      # PySpark (local mode) in the analytics test
 )
 if [ "${1:-}" = "--bench" ]; then  # what only the benchmarks use (make bench)
     packages+=(

@@ -16,6 +16,9 @@ HELPS = [
     ("serve",),
     ("feed",),
     ("users",),
+    ("analytics",),
+    ("analytics", "export"),
+    ("analytics", "gateway-lag"),
     (),
 ]
 

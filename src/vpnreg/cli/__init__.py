@@ -48,6 +48,7 @@ COMMANDS = {
     "maintenance": "bindings",
     "radius": "radius",
     "report": "report",
+    "analytics": "analytics",
 }
 
 

@@ -25,6 +25,9 @@ PREFIX_LENGTH = {4: 24, 6: 48}
 PROTOCOLS = frozenset(p.value for p in VpnProtocol if p is not VpnProtocol.NONE)
 #: Verdicts a count may carry (not-vpn flows are not counted).
 VERDICTS = frozenset(v.value for v in Verdict if v is not Verdict.NOT_VPN)
+#: The verdict of a flow a gateway blocks (a dry-run gateway: would have blocked), whether or
+#: not a registration was involved; the statistics and the analytics count blocks by it.
+BLOCKED_VERDICT = Verdict.UNREGISTERED.value
 
 
 class ReportError(ValueError):

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from vpnreg.core.policy import Verdict
+from vpnreg.core.gateway_report import BLOCKED_VERDICT
 from vpnreg.core.review import REGISTERED_STATES, Action, State
 from vpnreg.core.statistics import (
     FeedHead,
@@ -112,8 +112,6 @@ _DECISIONS = tuple(
 _SHARE_ACTIONS = tuple(
     a.value for a in (Action.APPROVE, Action.REJECT, Action.APPEAL, Action.OVERTURN, Action.UPHOLD)
 )
-#: Flows a gateway decided to block (dry-run gateways: would have blocked).
-BLOCKED_VERDICT = Verdict.UNREGISTERED.value
 
 
 class _UtcDay(FunctionElement[str]):
