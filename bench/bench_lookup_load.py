@@ -23,12 +23,9 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
 
 from bench.bench_portal_load import (
     CLIENT_CPU,
@@ -36,12 +33,12 @@ from bench.bench_portal_load import (
     SERVER_CPU,
     VENV_BIN,
     _env,
-    _free_port,
     _pinned,
     _vpnreg,
     postgres_cluster,
 )
 from bench.report import write_section
+from bench.serving import vpnreg_serve
 
 SECONDS = int(os.environ.get("BENCH_LOOKUP_SECONDS", "15"))
 WARM_UP_SECONDS = 3
@@ -89,34 +86,8 @@ def _script(path: Path) -> Path:
 
 @contextlib.contextmanager
 def serve(env: dict[str, str], cwd: Path) -> Iterator[str]:
-    port = _free_port()
-    log = (cwd / "serve.log").open("w")
-    process = subprocess.Popen(
-        [*_pinned(SERVER_CPU), str(VENV_BIN / "vpnreg"), "serve", "--port", str(port)],
-        env=env,
-        cwd=cwd,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"server did not start; see {cwd / 'serve.log'}")
-            time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+    with vpnreg_serve(VENV_BIN / "vpnreg", env, cwd, prefix=_pinned(SERVER_CPU)) as served:
+        yield served.base
 
 
 def _ms(text: str) -> float:

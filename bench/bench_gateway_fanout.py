@@ -1,0 +1,613 @@
+"""1,000 gateways on one feed (issue 18): simulated gateways follow the feed while the regulator
+approves 10 applications a second for 60 s through the API; for each approval, the time until
+50 %, 99 % and 100 % of the gateways hold it. First with every gateway long-polling
+`vpnreg serve` (/feed/v1/notify, then /delta), then with every gateway polling the static feed
+(ADR 0009) behind a real nginx once a second with a conditional GET of notification.json.
+Meanwhile the server answers public lookups (GET /api/v1/ip/{address}, 20 a second); their
+latency is reported. Goal: 99 % of gateways within 2 s of each approval through the API server,
+lookups p99 under 50 ms.
+
+The registry: a throwaway PostgreSQL cluster, BENCH_FANOUT_BASE registrations loaded with
+`vpnreg import` (legacy CSV), then the approvals' applications prepared (submitted, verified,
+endorsed) through the registry services before the server starts.
+
+The gateways are asyncio tasks in this process, each with its own keep-alive connection
+(bench/lean_http.py) and its own verified state: every document goes through the agent's
+verification (`verify_compact`, `verify_document`, `verify_notification`, the notification's
+SHA-256 of each file, `apply_delta` with its set-hash check), the calls `FeedClient` makes; the
+state is held in memory, not written to disk. Two times are kept per gateway and approval:
+*delivered* (the answer carrying it was read off the socket) and *held* (verified and applied).
+On a machine with few cores the thousand gateways' verification competes with the server for
+CPU: *held* then includes the simulation's own queueing, *delivered* much less so.
+
+Environment: BENCH_FANOUT_GATEWAYS (1000), BENCH_FANOUT_RATE (10 approvals/s),
+BENCH_FANOUT_SECONDS (60), BENCH_FANOUT_BASE (2000 registrations), BENCH_FANOUT_MODES
+(api,static), BENCH_FANOUT_POLL_S (1.0, the static gateways' poll interval).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import gzip
+import json
+import math
+import os
+import random
+import resource
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from tests.fixtures.nginx import serve_directory
+
+from bench.bench_feed_e2e import PASSWORD, _sign_in
+from bench.bench_import import legacy_csv
+from bench.bench_portal_load import VENV_BIN, _env, postgres_cluster
+from bench.lean_http import Answer, Connection, HttpError
+from bench.report import write_section
+from bench.serving import Served, vpnreg_serve
+from vpnreg.agent.feedclient import load_public_keys
+from vpnreg.clock import SystemClock
+from vpnreg.core.feed import (
+    COMPACT_MEDIA_TYPE,
+    FeedState,
+    VerifiedDelta,
+    apply_delta,
+    dump_document,
+    verify_compact,
+    verify_document,
+)
+from vpnreg.core.feed.notification import compact_sidecar, verify_notification
+from vpnreg.core.feed.sethash import RECORD_DTYPE
+from vpnreg.core.review import Role
+from vpnreg.registry import services
+from vpnreg.registry.db import make_engine, make_session_factory
+from vpnreg.registry.feed_static import NOTIFICATION_FILE
+from vpnreg.settings import Settings
+
+GATEWAYS = int(os.environ.get("BENCH_FANOUT_GATEWAYS", "1000"))
+RATE = float(os.environ.get("BENCH_FANOUT_RATE", "10"))
+SECONDS = float(os.environ.get("BENCH_FANOUT_SECONDS", "60"))
+BASE = int(os.environ.get("BENCH_FANOUT_BASE", "2000"))
+MODES = os.environ.get("BENCH_FANOUT_MODES", "api,static").split(",")
+POLL_S = float(os.environ.get("BENCH_FANOUT_POLL_S", "1.0"))
+LOOKUPS_PER_S = 20
+LOOKUP_CONNECTIONS = 4
+#: How long after the last approval the gateways get to catch up before the run ends.
+DRAIN_S = 30.0
+WAIT_S = 30
+TARGET_S = 2.0
+TARGET_LOOKUP_P99_MS = 50.0
+CATEGORY = "software_house"
+ADMIN = "cli:admin"
+VPNREG = VENV_BIN / "vpnreg"
+#: What brings an application to the regulator: (action, who).
+STEPS = (("submit", "applicant"), ("verify", "isp"), ("endorse", "sector"))
+
+
+# --- the registry -----------------------------------------------------------------------------
+
+
+@dataclass
+class Registry:
+    url: str
+    work: Path
+    env: dict[str, str]
+    token: str
+    #: Endorsed applications waiting for the regulator, per mode.
+    waiting: dict[str, list[int]]
+    seed_s: float
+
+
+def _prefixes() -> Iterator[str]:
+    # Beside the legacy import's 45.0.0.0/8 and 2a00::/16: no approval overlaps a registration.
+    for net in range(1 << 20):
+        yield f"46.{(net >> 12) & 255}.{(net >> 4) & 255}.{(net & 15) << 4}/28"
+
+
+def seed(url: str, work: Path) -> Registry:
+    started = time.perf_counter()
+    env = _env(url, work)
+    keys = work / "keys"
+    subprocess.run([str(VPNREG), "feed", "keygen", "--dir", str(keys)], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    env["VPNREG_FEED_KEY"] = str(keys / "feed.key")
+    subprocess.run([str(VPNREG), "db", "upgrade"], env=env, cwd=work, check=True,
+                   capture_output=True)  # fmt: skip
+    if BASE:
+        (work / "legacy.csv").write_text(legacy_csv(BASE))
+        subprocess.run([str(VPNREG), "import", "legacy.csv"], env=env, cwd=work, check=True,
+                       capture_output=True)  # fmt: skip
+    settings = Settings(
+        database_url=url, data_dir=work, feed_key=keys / "feed.key",
+        secret_key=env["VPNREG_SECRET_KEY"], allow_documentation_prefixes=True,
+    )  # fmt: skip
+    config = services.ServiceConfig.from_settings(settings)
+    clock = SystemClock()
+    engine = make_engine(url)
+    waiting: dict[str, list[int]] = {}
+    with make_session_factory(engine)() as session:
+        now = clock.now()
+        org = services.create_organisation(
+            session, name="Fanout Software", category=CATEGORY, actor=ADMIN, now=now, config=config
+        )
+        isp = services.create_isp(session, name="Fanout ISP", actor=ADMIN, now=now)
+        sector = services.create_sector_body(
+            session, name="Fanout Sector Body", categories=[CATEGORY], actor=ADMIN, now=now
+        )
+        users = {}
+        for name, role, links in (
+            ("applicant", Role.APPLICANT, {"organisation_id": org.id}),
+            ("isp", Role.ISP, {"isp_id": isp.id}),
+            ("sector", Role.SECTOR_BODY, {"sector_body_id": sector.id}),
+            ("regulator", Role.REGULATOR, {}),
+        ):
+            users[name] = services.create_user(
+                session, username=name, password=PASSWORD, role=role,
+                actor=ADMIN, now=now, **links,
+            )  # fmt: skip
+        _, token = services.create_token(
+            session, name="fanout-gateways", role="gateway", actor=ADMIN, now=now
+        )
+        prefixes = _prefixes()
+        for mode in MODES:
+            ids = []
+            for _ in range(math.ceil(RATE * SECONDS)):
+                app = services.create_application(
+                    session, organisation_id=org.id, isp_id=isp.id,
+                    prefixes=[(next(prefixes), [])], actor=users["applicant"],
+                    now=clock.now(), config=config,
+                )  # fmt: skip
+                for action, who in (
+                    ("submit", "applicant"),
+                    ("verify", "isp"),
+                    ("endorse", "sector"),
+                ):
+                    step = services.StepRequest(
+                        action=action, application_id=app.id, actor=users[who]
+                    )
+                    services.take_step(session, step, now=clock.now(), config=config)
+                ids.append(app.id)
+            waiting[mode] = ids
+    engine.dispose()
+    return Registry(url, work, env, token, waiting, time.perf_counter() - started)
+
+
+# --- simulated gateways -----------------------------------------------------------------------
+
+
+@dataclass
+class Gateway:
+    """One simulated gateway: its connection, verified state and what it saw."""
+
+    number: int
+    conn: Connection
+    state: FeedState | None = None
+    wire_bytes: int = 0
+    requests: int = 0
+    snapshots: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Run:
+    mode: str
+    gateways: list[Gateway]
+    trusted: dict[str, Any]
+    #: registration id -> approval sent (perf_counter)
+    sent: dict[int, float] = field(default_factory=dict)
+    #: registration id -> [(delivered, held)] per gateway that got it
+    arrivals: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
+    lookup_ms: list[float] = field(default_factory=list)
+    lookup_errors: int = 0
+    approve_errors: list[str] = field(default_factory=list)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _take(gateway: Gateway, answer: Answer) -> Answer:
+    gateway.wire_bytes += answer.wire_bytes
+    gateway.requests += 1
+    return answer
+
+
+def _record(run: Run, docs: list[VerifiedDelta], delivered: float) -> None:
+    held = time.perf_counter()
+    for doc in docs:
+        ids = doc.added.records.view(RECORD_DTYPE)["registration_id"].tolist()
+        for rid in ids:
+            if rid in run.sent:
+                run.arrivals.setdefault(rid, []).append((delivered, held))
+
+
+def _apply(run: Run, gateway: Gateway, raws: list[bytes], delivered: float) -> None:
+    """Verify every delta, then apply them all (as FeedClient._accept_deltas does)."""
+    assert gateway.state is not None
+    now = _now()
+    docs = []
+    for raw in raws:
+        doc = verify_document(raw, trusted=run.trusted, now=now)
+        if not isinstance(doc, VerifiedDelta):
+            raise ValueError("the delta list holds a snapshot")
+        docs.append(doc)
+    state = gateway.state
+    for doc in docs:
+        state = apply_delta(state, doc)
+    gateway.state = state
+    _record(run, docs, delivered)
+
+
+async def _api_snapshot(run: Run, gateway: Gateway) -> None:
+    accept = {"Accept": f"{COMPACT_MEDIA_TYPE}, application/json;q=0.5"}
+    answer = _take(gateway, await gateway.conn.get("/feed/v1/snapshot", accept))
+    if answer.status != 200:
+        raise HttpError(f"/snapshot: HTTP {answer.status}")
+    doc = verify_compact(answer.body, trusted=run.trusted, now=_now())
+    gateway.state = doc.state()
+    gateway.snapshots += 1
+
+
+async def api_gateway(run: Run, gateway: Gateway) -> None:
+    """Long poll /notify, then fetch /delta from the held serial (FeedClient._poll_url)."""
+    while not run.stop.is_set():
+        try:
+            if gateway.state is None:
+                await _api_snapshot(run, gateway)
+                continue
+            held = gateway.state
+            query = f"since={held.serial}&session={held.session_id}"
+            answer = _take(
+                gateway, await gateway.conn.get(f"/feed/v1/notify?{query}&wait={WAIT_S}")
+            )
+            if answer.status == 204:
+                continue
+            answer = _take(gateway, await gateway.conn.get(f"/feed/v1/delta?{query}"))
+            delivered = time.perf_counter()
+            body = json.loads(answer.body)
+            if body.get("reset") is True:
+                gateway.state = None
+                continue
+            _apply(run, gateway, [dump_document(d) for d in body["deltas"]], delivered)
+        except (HttpError, ValueError) as exc:
+            gateway.errors.append(str(exc))
+            await asyncio.sleep(0.5)
+
+
+async def _static_file(gateway: Gateway, uri: str) -> bytes:
+    answer = _take(gateway, await gateway.conn.get(f"/feed/{uri}"))
+    if answer.status != 200:
+        raise HttpError(f"/feed/{uri}: HTTP {answer.status}")
+    return answer.raw
+
+
+async def static_gateway(run: Run, gateway: Gateway, offset: float) -> None:
+    """Poll notification.json with If-None-Match every POLL_S, follow its deltas (checking
+    each file's SHA-256) or take the compact snapshot twin (FeedClient._poll_static)."""
+    etag = ""
+    await asyncio.sleep(offset)
+    next_poll = time.perf_counter()
+    while not run.stop.is_set():
+        next_poll += POLL_S
+        try:
+            headers = {"If-None-Match": etag} if etag and gateway.state is not None else {}
+            answer = _take(gateway, await gateway.conn.get(f"/feed/{NOTIFICATION_FILE}", headers))
+            if answer.status == 200:
+                delivered = time.perf_counter()
+                held = gateway.state.held() if gateway.state is not None else None
+                note = verify_notification(answer.raw, trusted=run.trusted, now=_now(), held=held)
+                refs = None
+                if gateway.state is not None and gateway.state.session_id == note.session_id:
+                    refs = note.deltas_from(gateway.state.serial)
+                if refs is None:
+                    sidecar = compact_sidecar(note.snapshot.uri)
+                    assert sidecar is not None
+                    data = gzip.decompress(await _static_file(gateway, sidecar))
+                    snap = verify_compact(data, trusted=run.trusted, now=_now())
+                    if (snap.session_id, snap.serial) != (note.session_id, note.serial):
+                        raise ValueError("the compact twin is not the snapshot named")
+                    gateway.state = snap.state()
+                    gateway.snapshots += 1
+                elif refs:
+                    raws = []
+                    for ref in refs:
+                        data = await _static_file(gateway, ref.uri)
+                        if not ref.matches(data):
+                            raise ValueError(f"{ref.uri}: SHA-256 differs from the notification")
+                        raws.append(gzip.decompress(data))
+                    delivered = time.perf_counter()
+                    _apply(run, gateway, raws, delivered)
+                etag = answer.headers.get("etag", "")
+        except (HttpError, ValueError) as exc:
+            gateway.errors.append(str(exc))
+        await asyncio.sleep(max(0.0, next_poll - time.perf_counter()))
+
+
+# --- the regulator and the public -------------------------------------------------------------
+
+
+async def approve_all(run: Run, base: str, ids: list[int]) -> None:
+    """Approve `ids` at RATE a second through the API as a signed-in regulator; each approval
+    in a worker thread, so a slow answer does not hold back the next one."""
+    with httpx.Client(base_url=base, timeout=30) as http:
+        _sign_in(http, "regulator")
+
+        def one(app_id: int) -> None:
+            etag = http.get(f"/api/v1/applications/{app_id}").headers["ETag"]
+            run.sent[app_id] = time.perf_counter()
+            answer = http.post(f"/api/v1/applications/{app_id}/approve", headers={"If-Match": etag})
+            if answer.status_code != 200:
+                run.approve_errors.append(f"{app_id}: {answer.status_code} {answer.text[:200]}")
+
+        tasks = []
+        start = time.perf_counter()
+        for i, app_id in enumerate(ids):
+            await asyncio.sleep(max(0.0, start + i / RATE - time.perf_counter()))
+            tasks.append(asyncio.create_task(asyncio.to_thread(one, app_id)))
+        await asyncio.gather(*tasks)
+
+
+async def lookups(run: Run, host: str, port: int) -> None:
+    rng = random.Random(7)
+
+    async def client(conn: Connection) -> None:
+        next_at = time.perf_counter()
+        while not run.stop.is_set():
+            next_at += LOOKUP_CONNECTIONS / LOOKUPS_PER_S
+            octets = (
+                rng.choice((45, 46)),
+                rng.randrange(4),
+                rng.randrange(256),
+                rng.randrange(255),
+            )
+            address = ".".join(map(str, octets))
+            start = time.perf_counter()
+            try:
+                answer = await conn.get(f"/api/v1/ip/{address}")
+                if answer.status in (200, 404):
+                    run.lookup_ms.append((time.perf_counter() - start) * 1000)
+                else:
+                    run.lookup_errors += 1
+            except HttpError:
+                run.lookup_errors += 1
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+
+    conns = [Connection(host, port) for _ in range(LOOKUP_CONNECTIONS)]
+    await asyncio.gather(*(client(c) for c in conns))
+
+
+# --- one run ----------------------------------------------------------------------------------
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _hwm_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@dataclass
+class Figures:
+    mode: str
+    approvals: int
+    #: per approval: seconds until 50 %, 99 %, 100 % held (inf: some never did)
+    held: list[tuple[float, float, float]]
+    delivered: list[tuple[float, float, float]]
+    lookup_ms: list[float]
+    lookup_errors: int
+    approve_errors: int
+    gateway_errors: int
+    snapshots: int
+    requests: int
+    wire_bytes: int
+    server_cpu_s: float
+    server_hwm_mib: float
+    nginx_cpu_s: float | None
+    client_cpu_s: float
+    window_s: float
+    connect_s: float
+
+
+def _quantiles(times: list[float], n: int) -> tuple[float, float, float]:
+    if len(times) < n:
+        times = times + [math.inf] * (n - len(times))
+    ordered = sorted(times)
+    return (
+        ordered[math.ceil(0.5 * n) - 1],
+        ordered[math.ceil(0.99 * n) - 1],
+        ordered[-1],
+    )
+
+
+async def _measure(run: Run, served: Served, host: str, port: int, ids: list[int],
+                   nginx_pid: int | None) -> Figures:  # fmt: skip
+    connect_start = time.perf_counter()
+    if run.mode == "api":
+        tasks = [asyncio.create_task(api_gateway(run, g)) for g in run.gateways]
+    else:
+        tasks = [
+            asyncio.create_task(static_gateway(run, g, POLL_S * g.number / len(run.gateways)))
+            for g in run.gateways
+        ]
+    deadline = time.perf_counter() + 300
+    while any(g.state is None for g in run.gateways):
+        if time.perf_counter() > deadline:
+            raise RuntimeError("gateways did not all take a first state within 300 s")
+        await asyncio.sleep(0.2)
+    connect_s = time.perf_counter() - connect_start
+    await asyncio.sleep(2)
+    for g in run.gateways:
+        g.wire_bytes = g.requests = 0
+    cpu0, nginx0 = _cpu_s(served.process.pid), _cpu_s(nginx_pid) if nginx_pid else 0.0
+    rusage0 = resource.getrusage(resource.RUSAGE_SELF)
+    window_start = time.perf_counter()
+    looking = asyncio.create_task(lookups(run, "127.0.0.1", _port(served.base)))
+    await approve_all(run, served.base, ids)
+    drain_until = time.perf_counter() + DRAIN_S
+    while time.perf_counter() < drain_until:
+        if all(len(run.arrivals.get(i, ())) >= len(run.gateways) for i in ids):
+            break
+        await asyncio.sleep(0.2)
+    window_s = time.perf_counter() - window_start
+    rusage1 = resource.getrusage(resource.RUSAGE_SELF)
+    server_cpu = _cpu_s(served.process.pid) - cpu0
+    nginx_cpu = _cpu_s(nginx_pid) - nginx0 if nginx_pid else None
+    run.stop.set()
+    for task in [*tasks, looking]:
+        task.cancel()
+    await asyncio.gather(*tasks, looking, return_exceptions=True)
+    for g in run.gateways:
+        await g.conn.close()
+    n = len(run.gateways)
+    held, delivered = [], []
+    for i in ids:
+        got = run.arrivals.get(i, [])
+        sent = run.sent[i]
+        delivered.append(_quantiles([d - sent for d, _ in got], n))
+        held.append(_quantiles([h - sent for _, h in got], n))
+    return Figures(
+        mode=run.mode, approvals=len(ids), held=held, delivered=delivered,
+        lookup_ms=run.lookup_ms, lookup_errors=run.lookup_errors,
+        approve_errors=len(run.approve_errors),
+        gateway_errors=sum(len(g.errors) for g in run.gateways),
+        snapshots=sum(g.snapshots for g in run.gateways),
+        requests=sum(g.requests for g in run.gateways),
+        wire_bytes=sum(g.wire_bytes for g in run.gateways),
+        server_cpu_s=server_cpu, server_hwm_mib=_hwm_mib(served.process.pid),
+        nginx_cpu_s=nginx_cpu,
+        client_cpu_s=(rusage1.ru_utime + rusage1.ru_stime) - (rusage0.ru_utime + rusage0.ru_stime),
+        window_s=window_s, connect_s=connect_s,
+    )  # fmt: skip
+
+
+def _port(base: str) -> int:
+    return int(base.rsplit(":", 1)[1])
+
+
+def measure(registry: Registry, mode: str) -> Figures:
+    trusted = load_public_keys([registry.work / "keys" / "feed.pub"])
+    env = dict(registry.env)
+    with contextlib.ExitStack() as stack:
+        nginx_pid = None
+        if mode == "static":
+            root = registry.work / "www"
+            (root / "feed").mkdir(parents=True, exist_ok=True)
+            env["VPNREG_FEED_STATIC_DIR"] = str(root / "feed")
+            web = stack.enter_context(
+                serve_directory(root, registry.work / "nginx", connections=GATEWAYS + 64)
+            )
+            nginx_pid = int((web.run_dir / "nginx.pid").read_text())
+            host, port = "127.0.0.1", web.port
+        served = stack.enter_context(
+            vpnreg_serve(VPNREG, env, registry.work, log_name=f"serve-{mode}.log")
+        )
+        if mode == "api":
+            host, port = "127.0.0.1", _port(served.base)
+            auth = {"Authorization": f"Bearer {registry.token}", "Accept-Encoding": "gzip"}
+        else:
+            auth = {}
+            # the first publish writes the files
+            deadline = time.monotonic() + 60
+            while not (registry.work / "www" / "feed" / NOTIFICATION_FILE).exists():
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the server wrote no static feed within 60 s")
+                time.sleep(0.2)
+        gateways = [Gateway(i, Connection(host, port, auth)) for i in range(GATEWAYS)]
+        run = Run(mode, gateways, trusted)
+        return asyncio.run(_measure(run, served, host, port, registry.waiting[mode], nginx_pid))
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def _s(value: float) -> str:
+    return "never" if math.isinf(value) else f"{value:.2f} s"
+
+
+def _row(label: str, per_approval: list[tuple[float, float, float]], k: int) -> str:
+    values = [q[k] for q in per_approval]
+    finite = [v for v in values if not math.isinf(v)]
+    median = statistics.median(values) if values else math.nan
+    worst = max(values) if values else math.nan
+    return f"| {label} | {_s(median)} | {_s(worst)} | {len(values) - len(finite)} |"
+
+
+def section(figures: list[Figures], registry: Registry) -> str:
+    lines = [
+        f"{GATEWAYS:,} simulated gateways on one feed while the regulator approves "
+        f"{RATE:g} applications a second for {SECONDS:g} s through the API "
+        f"(PostgreSQL, {BASE:,} registrations loaded before, one `vpnreg serve` worker; "
+        f"static gateways poll every {POLL_S:g} s). Per approval, the time from sending the "
+        "approval until that share of the gateways holds it verified (*held*) or has read the "
+        "answer carrying it (*delivered*); the table gives the median and the worst over all "
+        "approvals. Seeding took "
+        f"{registry.seed_s:.0f} s.",
+        "",
+    ]
+    for f in figures:
+        met = [q[1] <= TARGET_S for q in f.held]
+        lookup_p99 = float(np.percentile(f.lookup_ms, 99)) if f.lookup_ms else math.nan
+        lines += [
+            f"**{'API server, long poll' if f.mode == 'api' else 'static feed behind nginx'}** "
+            f"({f.approvals} approvals; first states taken in {f.connect_s:.1f} s, "
+            f"{f.snapshots:,} snapshots in all)",
+            "",
+            "| share of gateways | median over approvals | worst | approvals never reaching it |",
+            "| --- | ---: | ---: | ---: |",
+            _row("50 % held", f.held, 0),
+            _row("99 % held", f.held, 1),
+            _row("100 % held", f.held, 2),
+            _row("99 % delivered", f.delivered, 1),
+            _row("100 % delivered", f.delivered, 2),
+            "",
+            f"- 99 % of gateways within {TARGET_S:g} s: {sum(met)} of {len(met)} approvals "
+            f"(**{'met' if all(met) else 'not met'}**).",
+            f"- Lookups meanwhile: {len(f.lookup_ms):,} answered, p50 "
+            f"{float(np.percentile(f.lookup_ms, 50)) if f.lookup_ms else math.nan:.1f} ms, "
+            f"p99 {lookup_p99:.1f} ms (target {TARGET_LOOKUP_P99_MS:g} ms: "
+            f"**{'met' if lookup_p99 < TARGET_LOOKUP_P99_MS else 'not met'}**), "
+            f"{f.lookup_errors} failed.",
+            f"- Over the {f.window_s:.0f} s window: server CPU {f.server_cpu_s:.1f} s "
+            f"({f.server_cpu_s / f.window_s:.0%} of a core), peak RSS {f.server_hwm_mib:.0f} MiB"
+            + (f"; nginx CPU {f.nginx_cpu_s:.1f} s" if f.nginx_cpu_s is not None else "")
+            + f"; the simulated gateways' CPU {f.client_cpu_s:.1f} s; "
+            f"{f.requests:,} gateway requests, {f.wire_bytes / 2**20:.1f} MiB sent to gateways "
+            f"({f.wire_bytes / max(f.requests, 1):.0f} B a request).",
+            f"- Errors: {f.approve_errors} approvals, {f.gateway_errors} gateway requests.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp, postgres_cluster() as url:
+        work = Path(tmp)
+        registry = seed(url, work)
+        print(f"seeded in {registry.seed_s:.0f} s", flush=True)
+        figures = []
+        for mode in MODES:
+            figures.append(measure(registry, mode))
+            print(f"{mode}: done", flush=True)
+    body = section(figures, registry)
+    print(body)
+    write_section("gateway-fanout", "1,000 gateways: approval to every gateway", body)
+
+
+if __name__ == "__main__":
+    main()
