@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bench.bench_gateway_fanout import _quantiles
 from bench.lean_http import Connection
+
 from tests.fixtures.nginx import serve_directory
 
 
