@@ -73,7 +73,9 @@ class ReadStatus:
     last_error: str | None
 
     def to_json(self) -> dict[str, object]:
-        return {"serving": self.serving, "fallbacks": self.fallbacks, "last_error": self.last_error}
+        """What `/healthz` shows anyone: not the error, which names hosts and sockets (it is
+        in the server's log)."""
+        return {"serving": self.serving, "fallbacks": self.fallbacks}
 
 
 class ReplicaHealth:
