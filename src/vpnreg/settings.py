@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Categories whose applications need a sector body's endorsement before the regulator decides.
@@ -19,6 +19,10 @@ class Settings(BaseSettings):
 
     env: Literal["development", "production"] = "development"
     database_url: str = "sqlite:///./var/vpnreg.db"
+    #: A PostgreSQL streaming replica of `database_url` for the public reads (the lookup's SQL,
+    #: the statistics, the transparency pages, the status page), ADR 0017; unset: every read
+    #: goes to `database_url`. Writes, the feed and anything a signed-in caller does never use it.
+    database_read_url: str | None = None
     data_dir: Path = Path("./var")
     #: The regulator's time zone: a registration is valid up to the end of its last day here.
     timezone: str = "Asia/Karachi"
@@ -65,6 +69,53 @@ class Settings(BaseSettings):
     #: Open connections (and requests in progress) beyond this get 503 with Retry-After.
     http_max_connections: int = Field(default=1000, ge=1, le=100_000)
 
+    @field_validator("database_read_url")
+    @classmethod
+    def _a_replica_of_a_postgresql_primary(
+        cls, value: str | None, info: ValidationInfo
+    ) -> str | None:
+        """A replica only beside a PostgreSQL primary, and not the primary itself (ADR 0017)."""
+        if value is None or not value.strip():
+            return None
+        primary = info.data.get("database_url")
+        if not isinstance(primary, str):
+            return value  # the primary's own error is reported
+        problem = read_url_problem(value, primary)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+
+def _backend(url: str) -> str | None:
+    """The URL's scheme without its driver (`postgresql+psycopg://...` -> `postgresql`)."""
+    scheme, sep, _ = url.strip().partition("://")
+    return scheme.split("+", 1)[0].lower() if sep else None
+
+
+def _without_driver(url: str) -> str:
+    """The URL with the driver left out of its scheme, so two spellings of one server compare
+    equal (`postgresql+psycopg://h/db` and `postgresql://h/db`)."""
+    return f"{_backend(url)}://{url.strip().partition('://')[2]}"
+
+
+def read_url_problem(read_url: str, primary_url: str) -> str | None:
+    """Why `read_url` cannot serve as the read replica of `primary_url`, or None.
+
+    Only PostgreSQL streams a replica; SQLite has none (a second SQLite file is another
+    database, not a copy of this one). The primary's own URL gives nothing but two pools
+    on one server and read-only sessions that look like a replica's, so it is refused too.
+    """
+    if _backend(read_url) != "postgresql":
+        return "must be a PostgreSQL URL (postgresql+psycopg://...): the streaming replica"
+    if _backend(primary_url) != "postgresql":
+        return (
+            "needs VPNREG_DATABASE_URL on PostgreSQL: a replica streams from a PostgreSQL "
+            "primary (SQLite has none)"
+        )
+    if _without_driver(read_url) == _without_driver(primary_url):
+        return "names the primary (VPNREG_DATABASE_URL) itself; unset it to read from the primary"
+    return None

@@ -112,7 +112,9 @@ def database_url(
         server.drop_database(name)
 
 
-def build_api(url: str, data_dir: Path) -> Api:
+def build_api(url: str, data_dir: Path, *, read_url: str | None = None) -> Api:
+    """The API over `url` (migrated and given its world here); `read_url`: its read replica
+    (VPNREG_DATABASE_READ_URL, ADR 0017)."""
     upgrade(url)
     clock = FrozenClock(START)
     engine = make_engine(url)
@@ -137,6 +139,7 @@ def build_api(url: str, data_dir: Path) -> Api:
         data_dir=data_dir,
         allow_documentation_prefixes=True,
         feed_key=data_dir / "feed.key",
+        database_read_url=read_url,
     )
     app = create_app(settings, clock=clock)
     api = Api(

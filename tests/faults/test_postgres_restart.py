@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,13 +24,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.concurrency.server import prepare, vpnreg_serve
-from tests.fixtures.postgres import (
-    PostgresServer,
-    PostgresUnavailable,
-    _as_server_user,
-    _find_bin_dir,
-    throwaway_cluster,
-)
+from tests.fixtures.postgres import PostgresServer, PostgresUnavailable, throwaway_cluster
 from vpnreg.registry.db import make_engine, make_session_factory
 from vpnreg.registry.models import ApplicationPrefix
 
@@ -52,26 +45,6 @@ def cluster() -> Iterator[PostgresServer]:
             yield server
     except PostgresUnavailable as err:
         pytest.fail(str(err))
-
-
-def _pg_ctl(server: PostgresServer, *args: str) -> None:
-    data = server.socket_dir / "data"
-    argv = [str(_find_bin_dir() / "pg_ctl"), "-D", str(data), "-w", *args]
-    result = subprocess.run(_as_server_user(argv), capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stderr
-
-
-def _stop(server: PostgresServer) -> None:
-    # "fast": what a service manager's restart does; open sessions are terminated.
-    _pg_ctl(server, "-m", "fast", "stop")
-
-
-def _start(server: PostgresServer) -> None:
-    options = (
-        f"-c listen_addresses='' -c unix_socket_directories='{server.socket_dir}' "
-        f"-p {server.port} -c max_connections=200 -c fsync=off"
-    )
-    _pg_ctl(server, "-l", str(server.socket_dir / "server.log"), "-o", options, "start")
 
 
 @dataclass
@@ -134,9 +107,9 @@ async def _load(
 
     async def restart() -> None:
         await asyncio.sleep(1.0)
-        await asyncio.to_thread(_stop, server)
+        await asyncio.to_thread(server.stop)
         await asyncio.sleep(OUTAGE_S)
-        await asyncio.to_thread(_start, server)
+        await asyncio.to_thread(server.start)
         restarted.set()
 
     await asyncio.gather(restart(), *(applicant(n, t) for n, t in enumerate(tokens)))

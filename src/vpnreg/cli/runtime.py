@@ -6,6 +6,7 @@ import sys
 from typing import NoReturn
 
 import typer
+from pydantic import ValidationError
 
 from vpnreg.clock import Clock, SystemClock
 from vpnreg.settings import Settings
@@ -35,7 +36,22 @@ def say_error(message: str) -> None:
 
 
 def load_settings() -> Settings:
-    return Settings()
+    """The settings from the environment; a bad value is a usage error naming its variable
+    (exit 2, one line), not an internal error."""
+    try:
+        return Settings()
+    except ValidationError as err:
+        fail(f"settings: {settings_problems(err)}", EXIT_USAGE)
+
+
+def settings_problems(err: ValidationError) -> str:
+    """Each refused setting as `VPNREG_NAME: why`, joined with "; "."""
+    problems = []
+    for error in err.errors():
+        name = "_".join(str(part) for part in error["loc"]).upper()
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"VPNREG_{name}: {message}" if name else message)
+    return "; ".join(problems)
 
 
 def clock() -> Clock:

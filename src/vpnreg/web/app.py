@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from vpnreg import __version__
 from vpnreg.clock import Clock, SystemClock
+from vpnreg.registry.read_replica import ReplicaDatabase
 from vpnreg.registry.services import ServiceConfig
 from vpnreg.registry.services.documents import MAX_DOCUMENT_BYTES
 from vpnreg.registry.services.lookup_index import LookupIndexHolder
@@ -109,8 +110,12 @@ def create_app(
     *,
     clock: Clock | None = None,
     database: Database | None = None,
+    read_database: ReplicaDatabase | None = None,
 ) -> FastAPI:
-    """Build the web app. Refuses to build in production without a real secret key."""
+    """Build the web app. Refuses to build in production without a real secret key.
+
+    `read_database` (default: one for `VPNREG_DATABASE_READ_URL` when set) is the read replica
+    that answers the public reads (vpnreg.web.reads, ADR 0017)."""
     settings = settings or Settings()
     key = signing_key(settings)
     app = FastAPI(
@@ -127,6 +132,11 @@ def create_app(
     app.state.signing_key = key
     app.state.clock = clock or SystemClock()
     app.state.database = database or Database(settings.database_url)
+    if read_database is None and settings.database_read_url is not None:
+        read_database = ReplicaDatabase(
+            settings.database_read_url, primary_url=settings.database_url
+        )
+    app.state.read_database = read_database
     app.state.service_config = ServiceConfig.from_settings(settings)
     app.state.templates = templates
     app.state.document_dir = Path(settings.data_dir) / "documents"
@@ -167,7 +177,12 @@ def create_app(
 
     @app.get("/healthz", include_in_schema=False, dependencies=[allow(EVERYONE)])
     def health() -> JSONResponse:
-        return JSONResponse({"status": "ok", "version": __version__})
+        body: dict[str, object] = {"status": "ok", "version": __version__}
+        replica: ReplicaDatabase | None = app.state.read_database
+        if replica is not None:
+            # where the public reads go now, and how often the primary stood in (ADR 0017)
+            body["read_replica"] = replica.health.status().to_json()
+        return JSONResponse(body)
 
     modules = _router_modules(ROUTER_MODULES)
     for module in modules:

@@ -4,6 +4,11 @@ question about now (services.lookup_index, ADR 0014), SQL (services.lookup) othe
 The routes that use it (`/api/v1/ip/{address}`, `/api/v1/lookup`, the portal's `/lookup`) are
 `async`: an answer from the index costs no thread hop and no database session; only a build of
 the index (once per publish) and the SQL answer run in the threadpool.
+
+The SQL answer reads the session the route passes (the read replica's for the public, ADR
+0017); the index is built from the primary, in a unit of work of its own, as the feed it
+indexes is: its details then always belong to the same moment as its entries, whatever the
+replica's lag.
 """
 
 from __future__ import annotations
@@ -14,11 +19,12 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from vpnreg.clock import Clock
+from vpnreg.core.feed import FeedHistory
 from vpnreg.registry import services
 from vpnreg.registry.services import ServiceConfig
 from vpnreg.registry.services.lookup import LookupResult, lookup_query
 from vpnreg.registry.services.lookup_index import LookupIndex, LookupIndexHolder
-from vpnreg.registry.services.unit_of_work import DbSession
+from vpnreg.registry.services.unit_of_work import Database, DbSession
 
 __all__ = ["answer_lookup"]
 
@@ -39,7 +45,7 @@ async def answer_lookup(
     ip = lookup_query(address, port)
     now = clock.now() if at is None else at
     if at is None:
-        index = await _index(request, db)
+        index = await _index(request)
         if index is not None:
             found = index.lookup(ip, port=port, now=now)
             if found is not None:
@@ -49,7 +55,7 @@ async def answer_lookup(
     )
 
 
-async def _index(request: Request, db: DbSession) -> LookupIndex | None:
+async def _index(request: Request) -> LookupIndex | None:
     state = request.app.state
     feed = getattr(state, "feed", None)
     if feed is None or not state.settings.lookup_index:
@@ -63,4 +69,12 @@ async def _index(request: Request, db: DbSession) -> LookupIndex | None:
     if held is not None:
         return held
     # a publish since the last build (history() copies, so it is only asked for then)
-    return await run_in_threadpool(holder.current, publisher.history(), db)
+    return await run_in_threadpool(_build, holder, publisher.history(), state.database)
+
+
+def _build(
+    holder: LookupIndexHolder, history: FeedHistory | None, database: Database
+) -> LookupIndex | None:
+    """The index of `history`, its details read from the primary (see the module's docstring)."""
+    with database.session() as session:
+        return holder.current(history, session)

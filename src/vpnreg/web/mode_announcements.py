@@ -14,8 +14,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from vpnreg.registry.services.mode_changes import list_changes
-from vpnreg.web.auth import DbSession
 from vpnreg.web.policy import EVERYONE, allow
+from vpnreg.web.reads import ReadDb
 
 __all__ = ["ModeChangeOut", "router"]
 
@@ -48,7 +48,7 @@ class ModeChangeOut(BaseModel):
     response_model_by_alias=True,
 )
 def mode_changes(
-    db: DbSession, limit: Annotated[int, Query(ge=1, le=MAX_LISTED)] = MAX_LISTED
+    db: ReadDb, limit: Annotated[int, Query(ge=1, le=MAX_LISTED)] = MAX_LISTED
 ) -> list[ModeChangeOut]:
     """Each change with its start, end and reason, as announced (also on the page /mode-changes)."""
     return [ModeChangeOut.model_validate(c.to_json()) for c in list_changes(db, limit=limit)]

@@ -30,10 +30,10 @@ from vpnreg.registry.errors import Unavailable
 from vpnreg.registry.services import transparency
 from vpnreg.registry.services.unit_of_work import Database
 from vpnreg.settings import Settings
-from vpnreg.web.auth import DbSession
 from vpnreg.web.feed import AsyncioTimer, Timer
 from vpnreg.web.policy import EVERYONE, allow
 from vpnreg.web.problems import MEDIA_TYPE
+from vpnreg.web.reads import ReadDb
 
 __all__ = ["CheckpointScheduler", "install_transparency", "router"]
 
@@ -50,7 +50,7 @@ def _page_link(before: int, limit: int) -> str:
 
 @router.get("/checkpoints", summary="Signed checkpoints of the audit chain, newest first")
 def checkpoints(
-    db: DbSession,
+    db: ReadDb,
     before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=transparency.MAX_CHECKPOINT_PAGE)] = DEFAULT_PAGE,
 ) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def checkpoints(
         }
     },
 )
-def latest_checkpoint(db: DbSession) -> dict[str, object]:
+def latest_checkpoint(db: ReadDb) -> dict[str, object]:
     """The newest checkpoint; 404 before the first one is signed."""
     latest = transparency.latest_checkpoint(db)
     if latest is None:

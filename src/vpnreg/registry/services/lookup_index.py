@@ -173,8 +173,8 @@ class LookupIndexHolder:
             held = self._index
             if held is None or held.key != key:
                 held = build_lookup_index(session, history)
-                # the session only read: end its transaction so the request's next query (a
-                # fallback) sees the database as it is now
+                # the session only read: end its transaction, so whatever the caller asks
+                # with it next sees the database as it is now
                 session.rollback()
                 self._index = held
             return held

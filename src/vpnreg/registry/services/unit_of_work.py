@@ -41,9 +41,13 @@ class Database:
     def _sessions(self) -> sessionmaker[Session]:
         with self._lock:
             if self._factory is None:
-                self._engine = make_engine(self.url)
+                self._engine = self._make_engine()
                 self._factory = make_session_factory(self._engine)
             return self._factory
+
+    def _make_engine(self) -> Engine:
+        """The engine for `url` (a read replica's adds its own connection rules)."""
+        return make_engine(self.url)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -25,6 +25,7 @@ from vpnreg.web.policy import (
     only,
 )
 from vpnreg.web.problems import Problem
+from vpnreg.web.reads import ReadDb
 from vpnreg.web.schemas import (
     KEYWORD,
     TEXT,
@@ -194,7 +195,7 @@ async def ip_network(
             json_schema_extra={"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
         ),
     ],
-    db: DbSession,
+    db: ReadDb,
     clock: AppClock,
     config: Config,
     port: PortQuery = None,

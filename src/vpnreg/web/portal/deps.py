@@ -8,6 +8,7 @@ from vpnreg.web.auth import AppClock as PortalClock
 from vpnreg.web.auth import Config, DbSession, OptionalUser
 from vpnreg.web.auth import CurrentUser as PortalUser
 from vpnreg.web.problems import Problem
+from vpnreg.web.reads import ReadDb
 
 
 def forbid_unless(user: UserView, *roles: str) -> None:
@@ -18,4 +19,12 @@ def forbid_unless(user: UserView, *roles: str) -> None:
         )
 
 
-__all__ = ["Config", "DbSession", "OptionalUser", "PortalClock", "PortalUser", "forbid_unless"]
+__all__ = [
+    "Config",
+    "DbSession",
+    "OptionalUser",
+    "PortalClock",
+    "PortalUser",
+    "ReadDb",
+    "forbid_unless",
+]

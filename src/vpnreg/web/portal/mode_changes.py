@@ -8,7 +8,7 @@ from fastapi.responses import HTMLResponse
 
 from vpnreg.registry.services.mode_changes import list_changes
 from vpnreg.web.policy import EVERYONE, allow
-from vpnreg.web.portal.deps import Config, DbSession, PortalClock
+from vpnreg.web.portal.deps import Config, PortalClock, ReadDb
 from vpnreg.web.portal.pages import local_time, render
 
 router = APIRouter(include_in_schema=False)
@@ -21,7 +21,7 @@ router = APIRouter(include_in_schema=False)
     name="portal.mode_changes",
 )
 def mode_changes_page(
-    request: Request, session: DbSession, clock: PortalClock, config: Config
+    request: Request, session: ReadDb, clock: PortalClock, config: Config
 ) -> HTMLResponse:
     now = clock.now()
     changes = [

@@ -15,7 +15,7 @@ from vpnreg.registry.services.stats import Statistics, registry_stats, statistic
 from vpnreg.web.htmx import is_htmx
 from vpnreg.web.lookup import answer_lookup
 from vpnreg.web.policy import EVERYONE, allow
-from vpnreg.web.portal.deps import Config, DbSession, PortalClock
+from vpnreg.web.portal.deps import Config, PortalClock, ReadDb
 from vpnreg.web.portal.pages import local_time, render
 from vpnreg.web.portal.steps import timeline_steps
 from vpnreg.web.statistics_figures import Figure, figure_csv, figures, statistics_json
@@ -27,7 +27,7 @@ router = APIRouter(include_in_schema=False)
     "/lookup", dependencies=[allow(EVERYONE)], response_class=HTMLResponse, name="portal.lookup"
 )
 async def lookup_page(
-    request: Request, session: DbSession, clock: PortalClock, config: Config, ip: str = ""
+    request: Request, session: ReadDb, clock: PortalClock, config: Config, ip: str = ""
 ) -> HTMLResponse:
     """Registered or not, category and validity; never who holds the address."""
     result = None
@@ -55,7 +55,7 @@ async def lookup_page(
     "/status", dependencies=[allow(EVERYONE)], response_class=HTMLResponse, name="portal.status"
 )
 def status_page(
-    request: Request, session: DbSession, config: Config, tracking_number: str = ""
+    request: Request, session: ReadDb, config: Config, tracking_number: str = ""
 ) -> HTMLResponse:
     """State and the dated steps of one application; no organisation, no reviewer names."""
     tracking_number = tracking_number.strip().upper()
@@ -97,7 +97,7 @@ class _Missing:
     "/stats", dependencies=[allow(EVERYONE)], response_class=HTMLResponse, name="portal.stats"
 )
 def stats_page(
-    request: Request, session: DbSession, clock: PortalClock, config: Config
+    request: Request, session: ReadDb, clock: PortalClock, config: Config
 ) -> HTMLResponse:
     """Counts only: by state and by category, never names."""
     stats = registry_stats(session)
@@ -149,12 +149,12 @@ def stats_page(
 PAGE_DAYS = 90
 
 
-def _page_statistics(session: DbSession, now: dt.datetime) -> Statistics:
+def _page_statistics(session: ReadDb, now: dt.datetime) -> Statistics:
     return statistics(session, period=trailing_days(now, PAGE_DAYS), now=now)
 
 
 @router.get("/stats.json", dependencies=[allow(EVERYONE)], name="portal.stats_json")
-def stats_json(session: DbSession, clock: PortalClock) -> JSONResponse:
+def stats_json(session: ReadDb, clock: PortalClock) -> JSONResponse:
     """The charts' figures as JSON: each figure's table, keyed by the figure's slug."""
     stats = _page_statistics(session, clock.now())
     return JSONResponse(
@@ -164,7 +164,7 @@ def stats_json(session: DbSession, clock: PortalClock) -> JSONResponse:
 
 
 @router.get("/stats/{slug}.csv", dependencies=[allow(EVERYONE)], name="portal.stats_csv")
-def stats_csv(slug: str, session: DbSession, clock: PortalClock) -> Response:
+def stats_csv(slug: str, session: ReadDb, clock: PortalClock) -> Response:
     """One figure's table as CSV."""
     found: Figure | None = next(
         (f for f in figures(_page_statistics(session, clock.now())) if f.slug == slug), None
