@@ -313,7 +313,8 @@ class Review(Base):
     to_state: Mapped[str] = mapped_column(String(32))
     reason_code: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime]
+    #: Indexed (0014): the statistics read the steps of a period (shares, turnaround).
+    created_at: Mapped[dt.datetime] = mapped_column(index=True)
 
 
 class Appeal(Base):

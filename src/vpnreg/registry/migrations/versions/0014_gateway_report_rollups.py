@@ -1,7 +1,8 @@
 """Daily rollups of gateway reports (ADR 0010, section of 2026-12-04): flows per UTC day,
 gateway, protocol and verdict, and each gateway's last report per UTC day of receipt, filled
 here from the stored reports and kept by store_report from now on; and gateway_reports indexed
-by gateway and time of receipt (it replaces the index on the gateway alone).
+by gateway and time of receipt (it replaces the index on the gateway alone); and reviews indexed
+by time (the statistics' decision shares and turnaround read the steps of a period).
 
 The statistics read these instead of grouping every count row per request (8 s at 30 days of
 1,000 gateways, docs/benchmarks.md). The backfill is one INSERT ... SELECT per table, with the
@@ -73,9 +74,11 @@ def upgrade() -> None:
         "ix_gateway_reports_gateway_received", "gateway_reports", ["gateway_id", "received_at"]
     )
     op.drop_index("ix_gateway_reports_gateway_id", table_name="gateway_reports")
+    op.create_index(op.f("ix_reviews_created_at"), "reviews", ["created_at"])
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_reviews_created_at"), table_name="reviews")
     op.create_index("ix_gateway_reports_gateway_id", "gateway_reports", ["gateway_id"])
     op.drop_index("ix_gateway_reports_gateway_received", table_name="gateway_reports")
     op.drop_table("gateway_flow_days")
