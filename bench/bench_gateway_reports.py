@@ -7,7 +7,10 @@ history generated in SQL (generate_series), as the agent would have sent it: one
 gateway every 5 minutes for BENCH_REPORTS_DAYS (30) days, each with COUNT_ROWS hourly count
 rows (a registered WireGuard count, unregistered OpenVPN and IPsec counts of two domestic /24s,
 and an unconfirmed one), feed serials that advance by the hour with a tenth of the gateways a
-few serials behind. Then `vpnreg serve` in its own process (PostgreSQL, defaults):
+few serials behind; the history is generated at migration 0013 and then the database is
+upgraded, so migration 0014 fills the daily rollups from it (timed). Then the figures' queries
+alone (services.stats.statistics, in process, over the page's 90 days), and `vpnreg serve` in
+its own process (PostgreSQL, defaults):
 
 - ingest: every gateway POSTs one real report (`/api/v1/gateway-reports`, a gateway token, the
   agent's body shape) from BENCH_REPORTS_CLIENTS (16) concurrent clients; per report the time
@@ -36,8 +39,11 @@ from sqlalchemy import text
 from bench.bench_portal_load import postgres_cluster
 from bench.bench_writes import _env, vpnreg_serve
 from bench.report import write_section
+from vpnreg.core.statistics import trailing_days
 from vpnreg.registry import services
 from vpnreg.registry.db import make_engine, make_session_factory, upgrade
+from vpnreg.registry.services.stats import statistics
+from vpnreg.web.portal.public import PAGE_DAYS
 
 GATEWAYS = int(os.environ.get("BENCH_REPORTS_GATEWAYS", "1000"))
 DAYS = int(os.environ.get("BENCH_REPORTS_DAYS", "30"))
@@ -98,7 +104,10 @@ def generate_history(url: str, now: dt.datetime) -> dict[str, float]:
             )
         )
         figures["counts_s"] = time.perf_counter() - began
-        began = time.perf_counter()
+    began = time.perf_counter()
+    upgrade(url)  # 0014: the rollups, filled from the history above
+    figures["rollup_s"] = time.perf_counter() - began
+    began = time.perf_counter()
     with engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
         figures["analyze_s"] = time.perf_counter() - began
@@ -113,6 +122,14 @@ def generate_history(url: str, now: dt.datetime) -> dict[str, float]:
                 text(
                     "SELECT pg_total_relation_size('gateway_reports')"
                     " + pg_total_relation_size('gateway_report_counts')"
+                )
+            ).scalar_one()
+        )
+        figures["rollup_rows"] = float(
+            conn.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM gateway_flow_days)"
+                    " + (SELECT count(*) FROM gateway_report_days)"
                 )
             ).scalar_one()
         )
@@ -152,11 +169,26 @@ def _ms(values: list[float]) -> str:
     )
 
 
+def time_figures(url: str) -> list[float]:
+    """The statistics page's figures, queries only (no HTTP, no drawing), RENDERS times."""
+    engine = make_engine(url)
+    times = []
+    with make_session_factory(engine)() as session:
+        for _ in range(RENDERS):
+            now = dt.datetime.now(dt.UTC)
+            began = time.perf_counter()
+            statistics(session, period=trailing_days(now, PAGE_DAYS), now=now)
+            times.append(time.perf_counter() - began)
+            session.rollback()
+    engine.dispose()
+    return times
+
+
 def main() -> None:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp, postgres_cluster() as url:
         work = Path(tmp)
-        upgrade(url)
+        upgrade(url, "0013")  # the history is generated before the rollups exist
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         engine = make_engine(url)
         with make_session_factory(engine)() as session:
@@ -167,6 +199,8 @@ def main() -> None:
         print(f"generating {DAYS} days of reports from {GATEWAYS} gateways...", flush=True)
         made = generate_history(url, now)
         print(f"  {made}", flush=True)
+        queries = time_figures(url)
+        print(f"  figures' queries: {_ms(queries)}", flush=True)
         env = _env(url, work)
         with vpnreg_serve(env, work / "serve.log") as server:
             auth = {"Authorization": f"Bearer {token}"}
@@ -218,13 +252,15 @@ def main() -> None:
 in SQL into a throwaway PostgreSQL cluster ({per_report:,} reports, {COUNT_ROWS} hourly count rows
 each: {made["reports"]:,.0f} report rows and {made["counts"]:,.0f} count rows,
 {made["bytes"] / 2**30:.1f} GiB with indexes; generated in {made["reports_s"]:.0f} s +
-{made["counts_s"]:.0f} s, VACUUM ANALYZE {made["analyze_s"]:.0f} s). Then `vpnreg serve` (one
-process, defaults) on that database. Load average {load_before:.1f} before, {load_after:.1f}
-after (2 cores, shared).
+{made["counts_s"]:.0f} s, VACUUM ANALYZE {made["analyze_s"]:.0f} s). Migration 0014 then filled
+the daily rollups from them in {made["rollup_s"]:.0f} s ({made["rollup_rows"]:,.0f} rollup rows).
+Then `vpnreg serve` (one process, defaults) on that database. Load average
+{load_before:.1f} before, {load_after:.1f} after (2 cores, shared).
 
 | Step | Figures |
 |---|---|
 | Ingest: each gateway POSTs one report ({CLIENTS} concurrent clients) | {ingest_text} |
+| The figures' queries alone (services.stats.statistics, 90 days, in process) | {_ms(queries)} |
 | GET /stats, first (nothing cached) | {first_page * 1000:.0f} ms |
 | GET /stats after a new report (figures changed, charts drawn again) | {_ms(pages)} |
 | GET /stats unchanged (charts cached) | {_ms(cached)} |

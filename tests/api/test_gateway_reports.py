@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from tests.api.harness import Api
 from vpnreg.agent.reporter import HttpTransport, Reporter
 from vpnreg.core.policy import Action, Decision, FlowKey, Rule, Verdict
-from vpnreg.registry.models import GatewayReport, GatewayReportCount
+from vpnreg.registry.models import GatewayFlowDay, GatewayReport, GatewayReportCount
 from vpnreg.registry.services.gateway_reports import registration_flows
 
 URL = "/api/v1/gateway-reports"
@@ -49,11 +49,13 @@ def report(api: Api, gateway_id: str = "gw-1", **over: Any) -> dict[str, Any]:
     return body
 
 
-def stored(api: Api) -> tuple[int, int]:
+def stored(api: Api) -> tuple[int, int, int]:
+    """Reports, their flows, and the flows in the daily rollup (which must follow the rows)."""
     with api.app.state.database.session() as session:
         reports = session.scalar(select(func.count()).select_from(GatewayReport))
         flows = session.scalar(select(func.coalesce(func.sum(GatewayReportCount.flows), 0)))
-        return int(reports or 0), int(flows or 0)
+        rolled = session.scalar(select(func.coalesce(func.sum(GatewayFlowDay.flows), 0)))
+        return int(reports or 0), int(flows or 0), int(rolled or 0)
 
 
 def test_a_report_is_stored_once_and_a_resend_is_not_counted_twice(api: Api) -> None:
@@ -65,7 +67,7 @@ def test_a_report_is_stored_once_and_a_resend_is_not_counted_twice(api: Api) -> 
     again = api.client("gateway").post(URL, json=body)
     assert again.status_code == 200
     assert again.json()["status"] == "duplicate"
-    assert stored(api) == (before[0] + 1, before[1] + 5)
+    assert stored(api) == (before[0] + 1, before[1] + 5, before[2] + 5)
 
 
 def _broken(api: Api) -> list[tuple[str, dict[str, Any]]]:
@@ -178,7 +180,7 @@ def test_the_agents_reporter_reports_to_the_registry_once(api: Api, tmp_path: Pa
     (tmp_path / "reports" / waiting.name).write_bytes(kept)  # the same report once more
     third = reporter.send_spooled()
     assert (third.sent, third.pending) == (1, 0)  # taken as a duplicate (200), deleted
-    assert stored(api) == (before[0] + 2, before[1] + 4)
+    assert stored(api) == (before[0] + 2, before[1] + 4, before[2] + 4)
 
 
 class FakeDown:

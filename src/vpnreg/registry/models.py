@@ -313,7 +313,8 @@ class Review(Base):
     to_state: Mapped[str] = mapped_column(String(32))
     reason_code: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime]
+    #: Indexed (0014): the statistics read the steps of a period (shares, turnaround).
+    created_at: Mapped[dt.datetime] = mapped_column(index=True)
 
 
 class Appeal(Base):
@@ -645,10 +646,12 @@ class GatewayReport(Base):
     stores nothing), and never updated."""
 
     __tablename__ = "gateway_reports"
+    #: A gateway's reports by time: its latest report up to a moment within one day (0014).
+    __table_args__ = (Index("ix_gateway_reports_gateway_received", "gateway_id", "received_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     report_id: Mapped[str] = mapped_column(String(32), unique=True)
-    gateway_id: Mapped[str] = mapped_column(String(100), index=True)
+    gateway_id: Mapped[str] = mapped_column(String(100))
     #: The name of the gateway token it came with.
     token_name: Mapped[str] = mapped_column(String(100))
     created: Mapped[dt.datetime]
@@ -677,6 +680,33 @@ class GatewayReportCount(Base):
     #: a registration the registry has since removed, and is kept as sent.
     registration_id: Mapped[int | None] = mapped_column(BigInteger)
     prefix: Mapped[str | None] = mapped_column(String(64))
+    flows: Mapped[int] = mapped_column(BigInteger)
+
+
+class GatewayReportDay(Base):
+    """Rollup (0014, ADR 0010): per UTC day of receipt and gateway, the highest report id it
+    stored that day. Kept by store_report in the report's transaction; it lets the latest
+    report of every gateway up to a moment be found without reading every report."""
+
+    __tablename__ = "gateway_report_days"
+
+    day: Mapped[dt.date] = mapped_column(primary_key=True)
+    gateway_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    last_report_id: Mapped[int] = mapped_column(BigInteger)
+
+
+class GatewayFlowDay(Base):
+    """Rollup (0014, ADR 0010): the flows of every stored count row summed per UTC day of its
+    hour, gateway, protocol and verdict. Kept by store_report in the report's transaction (a
+    resend stores nothing, so adds nothing); the daily figures read it, not the count rows.
+    Per gateway, so concurrent reports of different gateways never wait on one row."""
+
+    __tablename__ = "gateway_flow_days"
+
+    day: Mapped[dt.date] = mapped_column(primary_key=True)
+    gateway_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    protocol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    verdict: Mapped[str] = mapped_column(String(16), primary_key=True)
     flows: Mapped[int] = mapped_column(BigInteger)
 
 

@@ -1,7 +1,8 @@
 """Gateway reports (ADR 0010): store what gateways send, and list the gateways' state.
 
 `store_report` inserts a report and its hourly counts once per report id (a resend changes
-nothing and says so); both tables are append-only, and no audit event is written per report
+nothing and says so), and adds them to the daily rollups (services.report_rollup) in the same
+transaction; both tables are append-only, and no audit event is written per report
 (the reports are the gateways' evidence, not registry decisions; see the ADR). `gateway_list`
 gives each gateway's latest report with its lag behind the current feed serial.
 """
@@ -27,6 +28,7 @@ from vpnreg.registry.models import (
     GatewayReport,
     GatewayReportCount,
 )
+from vpnreg.registry.services.report_rollup import add_report, latest_report_ids
 from vpnreg.registry.services.transaction import service_transaction
 
 __all__ = ["GatewayState", "gateway_list", "store_report"]
@@ -81,6 +83,13 @@ def store_report(session: Session, *, report: Report, token_name: str, now: dt.d
                         for key, flows in report.counts
                     ],
                 )
+            add_report(
+                session,
+                report_row_id=row.id,
+                gateway_id=report.gateway_id,
+                received_at=now,
+                counts=report.counts,
+            )
     except IntegrityError:
         # the same report id arrived twice at once: the other request stored it
         if session.scalar(known) is not None:
@@ -121,11 +130,7 @@ def gateway_list(
     session: Session, *, now: dt.datetime, interval: dt.timedelta = REPORT_INTERVAL
 ) -> list[GatewayState]:
     """Every gateway that ever reported, by id: its latest report and how it stands."""
-    latest = (
-        select(GatewayReport.gateway_id, func.max(GatewayReport.id).label("last"))
-        .group_by(GatewayReport.gateway_id)
-        .subquery()
-    )
+    latest = latest_report_ids().subquery()
     rows = session.scalars(
         select(GatewayReport)
         .join(latest, GatewayReport.id == latest.c.last)
