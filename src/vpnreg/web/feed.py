@@ -482,8 +482,10 @@ class FeedServer:
         outcome = await run_in_threadpool(work, check_time)
         if outcome.moved:
             self._signal()
-        if self._settings.feed_static_dir is not None and (outcome.moved or check_time):
-            # check_time: files near the end of their validity are re-signed
+        writes = self._settings.feed_static_dir is not None and self.publisher.leads
+        if writes and (outcome.moved or check_time):
+            # Only the publishing process writes the directory (one writer sweeps old files);
+            # check_time: files near the end of their validity are re-signed.
             await run_in_threadpool(self._write_static)
         return outcome
 

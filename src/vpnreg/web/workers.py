@@ -7,8 +7,9 @@ supervises:
 
 - a worker that exits (a crash, a kill) is forked again in its place, at most once a second,
   while the others go on serving;
-- SIGTERM or SIGINT to the serve process stops every worker (SIGTERM, each finishing as uvicorn
-  does) and then the serve process itself;
+- SIGTERM or SIGINT to the serve process stops every worker (one SIGTERM each: uvicorn finishes
+  the requests in progress) and then the serve process itself; the workers have their own
+  process group, so a Ctrl-C at a terminal does not signal them twice;
 - a worker whose serve process dies, even by SIGKILL, receives SIGTERM from the kernel
   (PR_SET_PDEATHSIG), so no worker outlives it.
 
@@ -70,6 +71,9 @@ def _worker(sock: socket.socket, serve: Callable[[socket.socket], None], parent:
     try:
         for signum in _STOP_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
+        # Its own process group: a Ctrl-C at the terminal reaches the serve process alone, which
+        # passes one SIGTERM on (a second signal would make uvicorn drop requests in progress).
+        os.setpgid(0, 0)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
         _die_with_parent(parent)
         serve(sock)
