@@ -470,6 +470,8 @@ class FeedServer:
         await self._publish()
 
     def _catch_up_blocking(self, check_time: bool) -> CatchUp:
+        """A scheduler wake-up's database work (the one seam tests/feed_server/
+        test_scheduler.py records, so the start's tick goes through `_start_blocking`)."""
         return self.publisher.tick(check_time=check_time)
 
     def _start_blocking(self, check_time: bool) -> CatchUp:

@@ -17,6 +17,7 @@ next attempt (every periodic check, 1 s by default):
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -164,6 +165,11 @@ class AdvisoryLease:
 
     def release(self) -> None:
         with self._guard:
+            if self._conn is not None and self._held:
+                # Unlocked before the close: the next holder need not wait for this session's
+                # backend to finish exiting.
+                with contextlib.suppress(psycopg.Error):
+                    self._conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_KEY,))
             self._drop()
 
     def _drop(self) -> None:

@@ -64,8 +64,8 @@ class FeedPublisher:
         max_deltas: int = DEFAULT_MAX_DELTAS,
         lease: PublisherLease | None = None,
     ) -> None:
-        """`lease`: who may publish among the processes on the database (by default this
-        one, always: a publisher made for one process, as the tests make)."""
+        """`lease`: who may publish among the processes on the database; by default this
+        process always may (`for_url`, what the server uses, passes the database's lease)."""
         from vpnreg.registry.db import make_session_factory
 
         self._sessions = make_session_factory(engine)
