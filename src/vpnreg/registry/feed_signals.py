@@ -80,13 +80,15 @@ class FeedListener:
     A lost connection (the server restarting, a network cut) is retried every RECONNECT_S."""
 
     def __init__(self, database_url: str, on_notify: Callable[[str, str], None]) -> None:
-        self._kwargs = connect_args(database_url)
+        self._kwargs: dict[str, Any] = {"connect_timeout": 5}
+        self._kwargs.update(connect_args(database_url))
         self._on_notify = on_notify
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="vpnreg-feed-listener", daemon=True)
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[Any] | None = None
+        self._connected = False
 
     def start(self, ready_within_s: float = 5.0) -> bool:
         """Start listening; whether the channels are listened to within `ready_within_s` (if
@@ -103,11 +105,15 @@ class FeedListener:
             conn.close()
 
     def _run(self) -> None:
+        said = False  # one warning per outage, not one a second
         while not self._stop.is_set():
             try:
                 self._listen()
             except psycopg.Error as err:
-                _LOG.warning("feed listener: %s; reconnecting in %.0f s", err, RECONNECT_S)
+                if not said or self._connected:
+                    _LOG.warning("feed listener: %s; reconnecting every %.0f s", err, RECONNECT_S)
+                said = True
+            self._connected = False
             with self._lock:
                 conn, self._conn = self._conn, None
             if conn is not None:
@@ -120,6 +126,7 @@ class FeedListener:
         )
         with self._lock:
             self._conn = conn
+        self._connected = True
         conn.execute(f"LISTEN {CHANGED_CHANNEL}")
         conn.execute(f"LISTEN {FEED_CHANNEL}")
         if self._ready.is_set():
