@@ -39,6 +39,8 @@ SUBSCRIBERS = ("SUB-1", "SUB-2", "SUB-3", "SUB-4")
 DEADLINE_S = 10.0
 #: Longest a long poll waits on the server (longer than any deadline here).
 LONG_POLL_S = 30.0
+#: Functional deadline for every worker of a server to start.
+STARTUP_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -104,14 +106,22 @@ class Server:
 
 @contextlib.contextmanager
 def server(
-    registry: Registry, name: str, *options: str, check_interval_s: float
+    registry: Registry, name: str, *options: str, workers: int = 1, check_interval_s: float
 ) -> Iterator[Server]:
-    """`vpnreg serve` with `options` on the registry; its log in <where>/<name>/server.log."""
+    """`vpnreg serve --workers N` with `options` on the registry, once every worker has started;
+    its log in <where>/<name>/server.log. Idle connections stay open (the long polls' are held
+    across the test's steps)."""
     log_dir = registry.where / name
     log_dir.mkdir()
     with serve_process(
-        registry.url, log_dir, *options, env=registry.server_env(check_interval_s)
-    ) as (base, process):
+        registry.url, log_dir, "--workers", str(workers), "--keep-alive", "300", *options,
+        env=registry.server_env(check_interval_s),
+    ) as (base, process):  # fmt: skip
+        log = log_dir / "server.log"
+        deadline = time.monotonic() + STARTUP_S
+        while log.read_text().count("Application startup complete.") < workers:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
         yield Server(base, psutil.Process(process.pid))
 
 
@@ -166,18 +176,31 @@ class Poll:
         self.conn.close()
 
 
-def polls_on_every_worker(target: Server, token: str, limit: int = 64) -> list[Poll]:
+def polls_on_every_worker(target: Server, token: str, limit: int = 200) -> list[Poll]:
     """Connections to `target` until each of its workers holds at least two (the kernel hands
     a new connection to whichever worker accepts first)."""
     polls: list[Poll] = []
     held: dict[int, int] = dict.fromkeys(target.workers(), 0)
     while min(held.values()) < 2:
         assert len(polls) < limit, f"{limit} connections did not reach every worker: {held}"
+        if polls:
+            time.sleep(0.02)  # let another worker's loop come round to accept
         poll = Poll(target, token)
         poll.current()  # answered: accepted, so its worker is known
         held[poll.worker()] += 1
         polls.append(poll)
     return polls
+
+
+def agreed_state(polls: list[Poll]) -> tuple[str, int]:
+    """The one (session, serial) every connection's server holds, once they agree (a server
+    that is not the publisher loads a new serial a moment after it is stored)."""
+    deadline = time.monotonic() + DEADLINE_S
+    while len(states := {poll.current() for poll in polls}) != 1:
+        assert time.monotonic() < deadline, states
+        time.sleep(0.1)
+    (state,) = states
+    return state
 
 
 def long_poll_all(
