@@ -113,7 +113,7 @@ def _serve_workers(
 
     import uvicorn
 
-    from vpnreg.feedkeys import server_signing_key
+    from vpnreg.feedkeys import FeedKeyError, server_signing_key
     from vpnreg.web.app import create_app
     from vpnreg.web.http_server import guarded_protocol
     from vpnreg.web.security import InsecureSettings, signing_key
@@ -123,7 +123,8 @@ def _serve_workers(
         signing_key(settings)
         # In development a missing feed key is generated: once, here, not by every worker.
         server_signing_key(settings.feed_key, production=settings.is_production)
-    except (InsecureSettings, OSError, ValueError) as err:
+    except (InsecureSettings, FeedKeyError) as err:
+        # refused before any worker starts, not by each of them once a second
         fail(str(err))
     if settings.secret_key is None:
         # Development makes a random secret key per start; the workers must share one, or a
