@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     feed_validity_s: float = Field(default=86_400.0, gt=0)
     #: The server publishes at least this often, so expiry and activation happen on time.
     feed_publish_interval_s: float = Field(default=30.0, gt=0)
+    #: How often the server looks for changes made by other processes, and whether it should
+    #: take over publishing (ADR 0016). On PostgreSQL notifications bring changes at once and
+    #: this is the fallback; on SQLite it is how long another process's change may take.
+    feed_check_interval_s: float = Field(default=1.0, gt=0)
+    #: On PostgreSQL the server LISTENs for changes committed by other processes (ADR 0016);
+    #: turn it off behind a pooler in transaction mode (PgBouncer), which cannot carry LISTEN.
+    feed_listen: bool = True
     #: The public lookup answers "now" from an in-memory index of the feed's registered set
     #: (ADR 0014); off (VPNREG_LOOKUP_INDEX=0): one SQL query per lookup, as before.
     lookup_index: bool = True

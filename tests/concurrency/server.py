@@ -10,7 +10,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,9 +73,10 @@ def vpnreg_serve(url: str, data_dir: Path, *options: str) -> Iterator[str]:
 
 @contextlib.contextmanager
 def serve_process(
-    url: str, data_dir: Path, *options: str
+    url: str, data_dir: Path, *options: str, env: Mapping[str, str] | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """As vpnreg_serve, also yielding the process (for benchmarks that watch its memory)."""
+    """As vpnreg_serve, also yielding the process (for benchmarks that watch its memory);
+    `env` adds to or overrides the server's environment."""
     port = _free_port()
     env = {
         **os.environ,
@@ -84,6 +85,7 @@ def serve_process(
         "VPNREG_SECRET_KEY": SECRET,
         "VPNREG_ALLOW_DOCUMENTATION_PREFIXES": "1",
         "VPNREG_FEED_KEY": str(data_dir / "feed.key"),
+        **(env or {}),
     }
     log_path = data_dir / "server.log"
     with log_path.open("w") as log:

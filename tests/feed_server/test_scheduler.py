@@ -32,9 +32,12 @@ from vpnreg.registry.services.lookup import registered_table as compute_register
 from vpnreg.web.feed import FeedOptions, FeedServer
 
 #: Binary fractions, so advancing the fake clock by them lands exactly on deadlines.
+#: Not listening to PostgreSQL's notifications: these tests count the wake-ups their timer and
+#: their notify_changed cause (the notifications are tested in tests/scaleout).
 TIMED = FeedOptions(
-    check_interval_s=1.0, publish_interval_s=4.0, notify_gap_s=0.25, max_wait_s=10.0, max_deltas=3
-)
+    check_interval_s=1.0, publish_interval_s=4.0, notify_gap_s=0.25, max_wait_s=10.0, max_deltas=3,
+    listen=False,
+)  # fmt: skip
 
 
 async def eventually(condition: Callable[[], bool], what: str) -> None:
@@ -174,7 +177,7 @@ def test_a_burst_of_notified_changes_is_one_publish(
 ) -> None:
     quiet = FeedOptions(
         check_interval_s=3600, publish_interval_s=3600, notify_gap_s=0.25, max_wait_s=10,
-        max_deltas=3,
+        max_deltas=3, listen=False,
     )  # fmt: skip
 
     async def scenario() -> None:

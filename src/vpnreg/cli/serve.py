@@ -1,17 +1,22 @@
-"""`vpnreg serve`: the portal, the JSON API and the feed, from one process.
+"""`vpnreg serve`: the portal, the JSON API and the feed, from one process or, with
+`--workers N`, from N worker processes forked by it (vpnreg.web.workers, ADR 0016).
 
 The limits on clients (header and body deadlines, keep-alive, open connections) come from the
 settings (VPNREG_HTTP_*) and can be overridden per start with the options below; they are
-enforced by vpnreg.web.http_server.
+enforced by vpnreg.web.http_server, in each worker.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from vpnreg.cli.runtime import fail, load_settings
+from vpnreg.settings import Settings
+
+if TYPE_CHECKING:
+    from vpnreg.web.http_server import ServerLimits
 
 
 def serve(
@@ -49,6 +54,15 @@ def serve(
             "(default: VPNREG_HTTP_MAX_CONNECTIONS, else 1000).",
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes, forked by this one, serving the same port; one of them "
+            "publishes the feed at a time. A worker that dies is started again; stopping "
+            "this process stops them all.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the portal and the API."""
     import uvicorn
@@ -64,6 +78,9 @@ def serve(
         keep_alive_s=keep_alive or settings.http_keep_alive_s,
         max_connections=max_connections or settings.http_max_connections,
     )
+    if workers > 1:
+        _serve_workers(settings, limits, host=host, port=port, workers=workers)
+        return
     try:
         app = create_app(settings)
     except InsecureSettings as err:
@@ -76,9 +93,62 @@ def serve(
         log_level="info",
         http=guarded_protocol(limits),
         timeout_keep_alive=limits.keep_alive_s,
-        # Queued, not yet accepted connections: room for a burst as large as the limit.
-        backlog=max(2048, limits.max_connections),
+        backlog=_backlog(limits),
     )
+
+
+def _backlog(limits: ServerLimits) -> int:
+    # Queued, not yet accepted connections: room for a burst as large as the limit.
+    return max(2048, limits.max_connections)
+
+
+def _serve_workers(
+    settings: Settings, limits: ServerLimits, *, host: str, port: int, workers: int
+) -> None:
+    """Check the settings and make what every worker must share, bind the port, then fork the
+    workers and supervise them (vpnreg.web.workers)."""
+    import logging
+    import secrets
+    import socket
+
+    import uvicorn
+
+    from vpnreg.feedkeys import FeedKeyError, server_signing_key
+    from vpnreg.web.app import create_app
+    from vpnreg.web.http_server import guarded_protocol
+    from vpnreg.web.security import InsecureSettings, signing_key
+    from vpnreg.web.workers import bind_socket, run_workers
+
+    try:
+        signing_key(settings)
+        # In development a missing feed key is generated: once, here, not by every worker.
+        server_signing_key(settings.feed_key, production=settings.is_production)
+    except (InsecureSettings, FeedKeyError) as err:
+        # refused before any worker starts, not by each of them once a second
+        fail(str(err))
+    if settings.secret_key is None:
+        # Development makes a random secret key per start; the workers must share one, or a
+        # session cookie one of them set would be refused by the others.
+        settings = settings.model_copy(update={"secret_key": secrets.token_urlsafe(32)})
+    try:
+        sock = bind_socket(host, port, _backlog(limits))
+    except OSError as err:
+        fail(f"cannot listen on {host}:{port}: {err.strerror or err}")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+
+    def serve_one(listening: socket.socket) -> None:
+        app = create_app(settings)
+        config = uvicorn.Config(
+            app,
+            log_level="info",
+            http=guarded_protocol(limits),
+            timeout_keep_alive=limits.keep_alive_s,
+            backlog=_backlog(limits),
+        )
+        uvicorn.Server(config).run(sockets=[listening])
+
+    typer.echo(f"vpnreg: serving on http://{host}:{port} with {workers} workers", err=True)
+    run_workers(workers, sock, serve_one)
 
 
 def register(app: typer.Typer) -> None:

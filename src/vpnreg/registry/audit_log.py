@@ -28,6 +28,7 @@ from vpnreg.core.audit import (
     next_record,
     verify_chain,
 )
+from vpnreg.registry.feed_signals import notify_changed
 from vpnreg.registry.models import AuditHead, AuditLogRow
 
 #: Rows fetched per round trip when streaming the log for verification.
@@ -179,6 +180,9 @@ class AuditChain:
         )
         self._session.expire(self._head)
         self._pending.clear()
+        # Every audited change may move the feed: wake its publisher, in whichever process it
+        # runs, when this transaction commits (PostgreSQL; ADR 0016).
+        notify_changed(self._session)
 
 
 def append_event(

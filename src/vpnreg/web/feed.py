@@ -9,6 +9,14 @@ full publish only when something audited happened or, every `publish_interval_s`
 time-driven step (activation, expiry) is due; otherwise it costs a couple of small reads. Long
 polls wait on an asyncio.Event that each new serial replaces, so they never block the loop.
 
+Several server processes may serve one database (`vpnreg serve --workers N`, or separate
+servers; ADR 0016): a wake-up calls `FeedPublisher.tick`, which publishes only in the process
+holding the publisher lease and otherwise loads the serial the holder stored. On PostgreSQL a
+listener thread (vpnreg.registry.feed_signals) turns the database's notifications into
+`notify_changed()`: an audited change committed by any process wakes the publishing one, and a
+serial it stored wakes every other, so their long polls answer at once. On SQLite the others
+notice at their next check (`check_interval_s`, VPNREG_FEED_CHECK_INTERVAL_S).
+
 Signed bodies are cached per state: the snapshot (JSON, and the compact form of ADR 0011 for
 clients whose Accept asks for it), and the merged delta from each `since`. A body
 is signed on first request and re-signed once `resign_after` (by default half) of its validity
@@ -50,6 +58,7 @@ from vpnreg.core.review import Role
 from vpnreg.feedkeys import server_signing_key
 from vpnreg.registry import services
 from vpnreg.registry.errors import Unavailable
+from vpnreg.registry.feed_signals import CHANGED_CHANNEL, FEED_CHANNEL, FeedListener, uses_notify
 from vpnreg.registry.feed_static import static_options, write_static_feed
 from vpnreg.registry.services.feed_publisher import CatchUp
 from vpnreg.registry.services.unit_of_work import Database
@@ -131,7 +140,9 @@ class FeedOptions:
     #: Look at least this often whether time alone made a step due (expiry, activation), and
     #: publish if so.
     publish_interval_s: float = 30.0
-    #: How often to look for changes made elsewhere (CLI, cron, other workers): one small read.
+    #: How often to look for changes made elsewhere (CLI, cron, other workers; on PostgreSQL
+    #: their notifications come at once, this is the fallback) and, in a process that does not
+    #: publish, whether the publisher lease is free: a couple of small reads.
     check_interval_s: float = 1.0
     #: Publishes asked for by `notify_changed` start at least this long after the previous one:
     #: a burst of changes (a reviewer's bulk approval, many submissions) is one publish, not one
@@ -142,6 +153,9 @@ class FeedOptions:
     #: snapshot takes about a second, so it is not done per request).
     resign_after: float = 0.5
     max_deltas: int = DEFAULT_MAX_DELTAS
+    #: On PostgreSQL, LISTEN for the changes and serials of other processes (ADR 0016); off,
+    #: they are noticed at the next check.
+    listen: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FeedOptions:
@@ -149,7 +163,9 @@ class FeedOptions:
             validity=dt.timedelta(seconds=settings.feed_validity_s),
             max_wait_s=settings.feed_max_wait_s,
             publish_interval_s=settings.feed_publish_interval_s,
+            check_interval_s=settings.feed_check_interval_s,
             max_deltas=settings.feed_max_deltas,
+            listen=settings.feed_listen,
         )
 
 
@@ -305,6 +321,7 @@ class FeedServer:
         self._wake: asyncio.Event | None = None
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._listener: FeedListener | None = None
 
     # -- wiring ------------------------------------------------------------------------------
 
@@ -353,8 +370,16 @@ class FeedServer:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()
+        url = self.publisher.database_url
+        if self._options.listen and uses_notify(url):
+            # Listening before the first publish: nothing committed after it goes unheard.
+            self._listener = FeedListener(url, self._on_database_notify)
+            if not await run_in_threadpool(self._listener.start):
+                _LOG.warning("feed: not listening to the database yet; checking every %.1f s",
+                             self._options.check_interval_s)  # fmt: skip
         try:
-            await self._publish()
+            # the first publish (or, in a process that does not hold the lease, the first load)
+            await self._tick(check_time=False, first=True)
         except Exception:
             # The portal still starts (e.g. before `vpnreg db upgrade`); the scheduler retries.
             _LOG.exception("first feed publish failed")
@@ -362,6 +387,9 @@ class FeedServer:
         try:
             yield
         finally:
+            listener, self._listener = self._listener, None
+            if listener is not None:
+                await run_in_threadpool(listener.stop)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -387,6 +415,18 @@ class FeedServer:
         if loop is None or wake is None or loop.is_closed():
             return
         loop.call_soon_threadsafe(wake.set)
+
+    def _on_database_notify(self, channel: str, payload: str) -> None:
+        """A notification from the database (in the listener's thread): a change committed
+        somewhere wakes the publishing process; a serial stored by another process wakes the
+        others; "" (the listener reconnected, notifications may be lost) wakes every one."""
+        publisher = self.publisher
+        if channel == CHANGED_CHANNEL and not publisher.leads:
+            return  # the others learn of it from the serial the publisher stores
+        held = publisher.held_key()
+        if channel == FEED_CHANNEL and held is not None and payload == f"{held[0]}:{held[1]}":
+            return  # the serial held already (this process's own announcement)
+        self.notify_changed()
 
     def _signal(self) -> None:
         # Every waiting long poll holds the old event; a fresh one is for the next change.
@@ -430,7 +470,26 @@ class FeedServer:
         await self._publish()
 
     def _catch_up_blocking(self, check_time: bool) -> CatchUp:
-        return self.publisher.catch_up(check_time=check_time)
+        """A scheduler wake-up's database work (the one seam tests/feed_server/
+        test_scheduler.py records, so the start's tick goes through `_start_blocking`)."""
+        return self.publisher.tick(check_time=check_time)
+
+    def _start_blocking(self, check_time: bool) -> CatchUp:
+        return self.publisher.tick(check_time=check_time)
+
+    async def _tick(self, *, check_time: bool, first: bool = False) -> CatchUp:
+        """One wake-up's work (or, `first`, the start's): publish or follow, then wake the long
+        polls and write the static feed as needed."""
+        work = self._start_blocking if first else self._catch_up_blocking
+        outcome = await run_in_threadpool(work, check_time)
+        if outcome.moved:
+            self._signal()
+        writes = self._settings.feed_static_dir is not None and self.publisher.leads
+        if writes and (outcome.moved or check_time):
+            # Only the publishing process writes the directory (one writer sweeps old files);
+            # check_time: files near the end of their validity are re-signed.
+            await run_in_threadpool(self._write_static)
+        return outcome
 
     async def _schedule(self) -> None:
         options, timer = self._options, self._timer
@@ -450,14 +509,9 @@ class FeedServer:
                 check_time = started - last_time_check >= options.publish_interval_s
                 if check_time:
                     last_time_check = started
-                outcome = await run_in_threadpool(self._catch_up_blocking, check_time)
+                outcome = await self._tick(check_time=check_time)
                 if outcome.published:
                     last_publish = started
-                if outcome.moved:
-                    self._signal()
-                if self._settings.feed_static_dir is not None and (outcome.moved or check_time):
-                    # check_time: files near the end of their validity are re-signed
-                    await run_in_threadpool(self._write_static)
             except asyncio.CancelledError:
                 raise
             except Unavailable as err:
@@ -471,10 +525,11 @@ class FeedServer:
         """The held history, publishing first when nothing is held yet (no lifespan ran)."""
         held = self.publisher.history()
         if held is None:
-            await self._publish()
+            await self._tick(check_time=False, first=True)
             held = self.publisher.history()
-        if held is None:  # pragma: no cover - publish always leaves a history
-            raise HTTPException(503, "the feed is not ready")
+        if held is None:
+            # another process holds the lease and has not stored a first serial yet
+            raise HTTPException(503, "the feed is not ready", headers={"Retry-After": "1"})
         return held
 
     # -- documents ---------------------------------------------------------------------------

@@ -6,6 +6,10 @@ SQLAlchemy. `catch_up` is what a scheduler calls on every wake-up: it reads the 
 signs (vpnreg.registry.services.feed_changes) and publishes only when one of them moved since the
 last publish: the incremental step (vpnreg.registry.services.feed_increment) when only ISPs'
 binding reports moved, the full publish, which computes the whole registered set, otherwise.
+
+Several server processes may share one database: `tick` publishes only in the process that
+holds the publisher lease (vpnreg.registry.services.feed_lease, ADR 0016); the others `follow`,
+loading the serial the holder stored.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import threading
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from vpnreg.clock import Clock
@@ -25,6 +30,7 @@ from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.feed import PublishResult, publish_detailed
 from vpnreg.registry.services.feed_changes import audit_head_seq, bindings_timed, time_due
 from vpnreg.registry.services.feed_increment import Mark, publish_bindings
+from vpnreg.registry.services.feed_lease import PublisherLease, SoleLease, lease_for_url
 from vpnreg.registry.services.mode_changes import trial_due
 from vpnreg.registry.services.mode_trials import end_due_trials
 
@@ -56,7 +62,10 @@ class FeedPublisher:
         config: ServiceConfig,
         clock: Clock,
         max_deltas: int = DEFAULT_MAX_DELTAS,
+        lease: PublisherLease | None = None,
     ) -> None:
+        """`lease`: who may publish among the processes on the database; by default this
+        process always may (`for_url`, what the server uses, passes the database's lease)."""
         from vpnreg.registry.db import make_session_factory
 
         self._sessions = make_session_factory(engine)
@@ -73,6 +82,8 @@ class FeedPublisher:
         #: What this process's last publish left, while the stored feed is still that; None
         #: once another process moved it (the next publish is then a full one).
         self._mark: Mark | None = None
+        self._lease: PublisherLease = lease if lease is not None else SoleLease()
+        self._leads = False
 
     @classmethod
     def for_url(
@@ -89,13 +100,31 @@ class FeedPublisher:
         # a pooled connection it still held would outlive close() until the garbage collector.
         # Without a pool every connection closes when its session does (once a second: cheap).
         engine = make_engine(database_url, poolclass=NullPool)
-        return cls(engine=engine, config=config, clock=clock, max_deltas=max_deltas)
+        return cls(
+            engine=engine,
+            config=config,
+            clock=clock,
+            max_deltas=max_deltas,
+            lease=lease_for_url(database_url),
+        )
 
     @property
     def clock(self) -> Clock:
         return self._clock
 
+    @property
+    def database_url(self) -> str:
+        """The URL of the database this publisher works on (with its password)."""
+        return self._engine.url.render_as_string(hide_password=False)
+
+    @property
+    def leads(self) -> bool:
+        """Whether this process held the publisher lease at its last `tick`."""
+        return self._leads
+
     def close(self) -> None:
+        self._lease.release()
+        self._leads = False
         self._engine.dispose()
 
     def history(self) -> FeedHistory | None:
@@ -153,7 +182,38 @@ class FeedPublisher:
                 done = publish_detailed(
                     session, now=now, config=self._config, max_deltas=self._max_deltas
                 )
-        return done.result, self._hold(done.history, done.audit_seq, published_at=now)
+        moved = self._hold(done.history, done.audit_seq, published_at=now)
+        if moved:
+            self._lease.announce(done.history.session_id, done.history.serial)
+        return done.result, moved
+
+    def tick(self, *, check_time: bool) -> CatchUp:
+        """What a scheduler calls on every wake-up: `catch_up` in the process that holds the
+        publisher lease (taking it when it is free), `follow` in the others."""
+        self._leads = self._lease.acquire()
+        if self._leads:
+            return self.catch_up(check_time=check_time)
+        return self.follow()
+
+    def follow(self) -> CatchUp:
+        """Hold the state another process stored, when it is not the one held; never publish."""
+        with self._work:
+            with self._lock:
+                held = self._history
+            with self._sessions() as session:
+                return self._take_stored(session, held)
+
+    def _take_stored(self, session: Session, held: FeedHistory | None) -> CatchUp:
+        """Hold the stored state if it is not `held` (the caller holds `_work`)."""
+        held_key = None if held is None else (held.session_id, held.serial)
+        state = feed_store.read_state(session, lock=False)
+        history = None
+        if state is not None and feed_store.state_key(state) != held_key:
+            history = feed_store.load_history(session, state)
+        session.rollback()
+        if history is None:
+            return CatchUp(published=False, moved=False)
+        return CatchUp(False, self._hold(history, None, published_at=None))
 
     def catch_up(self, *, check_time: bool) -> CatchUp:
         """Publish if anything audited happened since the last publish (or, with `check_time`,
@@ -174,14 +234,7 @@ class FeedPublisher:
                     or (published_at is not None and bindings_timed(session, published_at, now))
                 )
                 if held_key is not None and seq == held_seq and not due:
-                    state = feed_store.read_state(session, lock=False)
-                    history = None
-                    if state is not None and feed_store.state_key(state) != held_key:
-                        history = feed_store.load_history(session, state)
-                    session.rollback()
-                    if history is None:
-                        return CatchUp(published=False, moved=False)
-                    return CatchUp(False, self._hold(history, None, published_at=None))
+                    return self._take_stored(session, held)
                 session.rollback()
             _, moved = self._publish(incremental=True)
             return CatchUp(published=True, moved=moved)
