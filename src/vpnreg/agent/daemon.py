@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import multiprocessing
 import signal
 import sys
 import threading
@@ -294,6 +295,7 @@ class GatewayDaemon:
 
     def process(self) -> None:
         """Read flow records until the source ends or a stop is requested."""
+        before = set(multiprocessing.active_children())
         records: Iterator[FlowRecord] = iter(self._flow_source(self.config))
         progress = _Progress(self.err, self.gateway) if self.config.pcap is not None else None
         try:
@@ -314,6 +316,7 @@ class GatewayDaemon:
             close = getattr(records, "close", None)
             if callable(close):
                 close()
+            _end_children(before)
             if progress is not None:
                 progress.clear()
 
@@ -339,6 +342,19 @@ class GatewayDaemon:
             f"vpnreg gateway: {self.config.source_label}: {self.gateway.totals.summary()} "
             f"({feed}, {self.config.enforce})"
         )
+
+
+def _end_children(before: set[multiprocessing.process.BaseProcess]) -> None:
+    """End the meter processes the flow source forked. NFStream ends them only when the stop
+    lands inside its own loop; closing its generator (a stop while a record is being decided)
+    leaves them capturing, and the interpreter would then wait for them at exit forever. They
+    inherited the agent's SIGTERM handler, so SIGKILL is what surely ends them."""
+    for child in set(multiprocessing.active_children()) - before:
+        child.terminate()
+        child.join(timeout=1)
+        if child.is_alive():
+            child.kill()
+            child.join(timeout=1)
 
 
 class _Progress:
