@@ -1,0 +1,277 @@
+"""The agent at line rate (issue 18): TCP bulk through the lab's gateway while tunnels start.
+
+For each mode, in the lab (tests/lab/netlab.py: namespaces A -- GW -- B over veth links, real
+wireguard-go and OpenVPN peers): iperf3 (Debian) pushes as much TCP as the veth links carry from
+A to B through GW for BENCH_LINE_RATE_SECONDS (default 30) while, every second, a new WireGuard
+connection starts (A's listen port changes, a ping goes through the tunnel) and, every other
+second, an OpenVPN client reconnects (UDP and TCP in turn). Modes:
+
+- no agent: the link's throughput on its own;
+- interface: `vpnreg gateway --interface` (today's capture: every packet to user space);
+- conntrack: `vpnreg gateway --interface --capture conntrack` (ADR 0019).
+
+Both agents enforce with nftables (A unregistered). Reported per mode: the iperf3 throughput
+(received), the agent's CPU (the agent and its NFStream meters, from /proc through psutil, as a
+share of one core over the run) and resident memory (peak of agent + meters), the share of the
+tunnels started that got a `block` verdict, and the time from each tunnel's start (the moment
+the benchmark changed the port or restarted the client) to its verdict in the verdict log. After
+the first WireGuard block its key (A, B, UDP 51820) stays blocked, so later WireGuard tunnels
+are dropped from their first packet; their time is the agent's decision, logged all the same.
+Needs root, the lab's programs and iperf3 (scripts/system-deps.sh --bench).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+from tests.agent_gateway.feeds import Signer, entry, replace_file
+from tests.console import VPNREG
+from tests.lab.netlab import B_IP, OVPN_PORT, WG_PORT, Lab, Tunnel, wait_until
+from tests.lab.test_gateway_lab import HOME, new_wireguard_flow, restart_openvpn_client
+
+from bench.report import write_section
+
+SECONDS = int(os.environ.get("BENCH_LINE_RATE_SECONDS", "30"))
+MODES = ("none", "interface", "conntrack")
+#: Goals of issue 18 for the conntrack mode.
+KEEP_SHARE, CPU_SHARE, BLOCK_MS = 0.95, 0.10, 100.0
+
+
+@dataclass
+class Started:
+    kind: str  # wireguard | openvpn-udp | openvpn-tcp
+    at: float  # wall clock, as the verdict log's times
+    port: int | None = None  # A's WireGuard port
+
+
+@dataclass
+class Result:
+    mode: str
+    gbit_s: float
+    cpu_share: float | None = None
+    rss_mib: float | None = None
+    started: list[Started] = field(default_factory=list)
+    block_ms: list[float] = field(default_factory=list)
+
+    @property
+    def blocked_share(self) -> float | None:
+        return (
+            None
+            if not self.started or self.mode == "none"
+            else len(self.block_ms) / len(self.started)
+        )
+
+
+def _verdicts(path: Path) -> list[dict[str, object]]:
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def _when(line: dict[str, object]) -> float:
+    return dt.datetime.fromisoformat(str(line["time"]).replace("Z", "+00:00")).timestamp()
+
+
+def _times_to_block(started: list[Started], lines: list[dict[str, object]]) -> list[float]:
+    """Milliseconds from each tunnel's start to its block verdict (tunnels without one: none).
+    WireGuard by A's port; OpenVPN by the first block of its protocol on 1194 after its start
+    (and before the next reconnection of that protocol)."""
+    blocks = [x for x in lines if x["action"] == "block"]
+    found: list[float] = []
+    for i, s in enumerate(started):
+        if s.kind == "wireguard":
+            match = [x for x in blocks if {WG_PORT, s.port} == {x["src_port"], x["dst_port"]}]
+        else:
+            number = 17 if s.kind == "openvpn-udp" else 6
+            until = next((n.at for n in started[i + 1 :] if n.kind == s.kind), float("inf"))
+            match = [
+                x for x in blocks
+                if x["ip_protocol"] == number and OVPN_PORT in (x["src_port"], x["dst_port"])
+                and s.at - 0.005 <= _when(x) < until
+            ]  # fmt: skip
+        if match:
+            found.append(max(0.0, (min(_when(x) for x in match) - s.at) * 1000))
+    return found
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    total = 0.0
+    for p in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = p.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def _rss_mib(process: psutil.Process) -> float:
+    total = 0.0
+    for p in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += p.memory_info().rss
+    return total / 2**20
+
+
+def _tunnel_starts(lab: Lab, tunnels: dict[str, Tunnel], stop: threading.Event) -> list[Started]:
+    wg_ports = itertools.count(53000 + int(time.time()) % 1000 * 10)
+    protos = itertools.cycle(("udp", "tcp"))
+    started: list[Started] = []
+    for second in itertools.count():
+        if stop.is_set():
+            break
+        tick = time.monotonic()
+        port = next(wg_ports)
+        started.append(Started("wireguard", time.time(), port))
+        new_wireguard_flow(lab, port)
+        lab.ping(lab.ns_a, tunnels["wireguard"].b_inner, wait_s=0.3)
+        if second % 2 == 0:
+            proto = next(protos)
+            at = time.time()
+            restart_openvpn_client(lab, proto)
+            started.append(Started(f"openvpn-{proto}", at))
+        stop.wait(max(0.0, 1.0 - (time.monotonic() - tick)))
+    return started
+
+
+def run_mode(lab: Lab, tunnels: dict[str, Tunnel], work: Path, mode: str) -> Result:
+    agent = None
+    verdicts = work / f"verdicts-{mode}.jsonl"
+    if mode != "none":
+        signer = Signer(work)
+        feed = work / f"feed-{mode}.json"
+        created = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+        replace_file(feed, signer.snapshot([entry("192.0.2.0/24", 1)], serial=1, created=created))
+        argv = [str(VPNREG), "gateway", "--interface", lab.if_gw_a, "--feed", str(feed),
+                "--trust", str(signer.public_path), "--state-dir", str(work / f"state-{mode}"),
+                "--enforce", "nftables", "--verdicts", str(verdicts)]  # fmt: skip
+        for prefix in HOME:
+            argv += ["--home", prefix]
+        if mode == "conntrack":
+            argv += ["--capture", "conntrack"]
+        agent = lab.spawn(f"gateway-{mode}", lab.ns_gw, argv)
+        if not wait_until(lambda: "started in" in agent.log.read_text(errors="replace"), 15):
+            raise RuntimeError(f"the agent did not start: {agent.tail()}")
+        time.sleep(1.0)
+    server = lab.spawn(f"iperf3-{mode}", lab.ns_b, ["iperf3", "-s", "-1", "-B", B_IP])
+    time.sleep(0.5)
+    process = psutil.Process(agent.process.pid) if agent is not None else None
+    cpu0, wall0 = (_cpu_seconds(process) if process else 0.0), time.monotonic()
+    client = subprocess.Popen(
+        [*lab.netns_exec(lab.ns_a), "iperf3", "-c", B_IP, "-t", str(SECONDS), "-J"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    stop = threading.Event()
+    holder: list[list[Started]] = []
+    starter = threading.Thread(target=lambda: holder.append(_tunnel_starts(lab, tunnels, stop)))
+    starter.start()
+    peak = 0.0
+    while client.poll() is None:
+        if process is not None:
+            peak = max(peak, _rss_mib(process))
+        time.sleep(1.0)
+    stop.set()
+    starter.join()
+    out = client.communicate()[0]
+    wall = time.monotonic() - wall0
+    result = Result(mode, json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e9)
+    result.started = holder[0]
+    if process is not None and agent is not None:
+        result.cpu_share = (_cpu_seconds(process) - cpu0) / wall
+        result.rss_mib = peak
+        time.sleep(2.0)  # the last verdicts
+        result.block_ms = _times_to_block(result.started, _verdicts(verdicts))
+        agent.stop()
+    server.stop()
+    # the next mode starts from working tunnels
+    for proto in ("udp", "tcp"):
+        if not lab.tunnel_works(tunnels[proto], within_s=3):
+            restart_openvpn_client(lab, proto)
+    return result
+
+
+def _row(r: Result, base: float) -> str:
+    def pct(x: float | None) -> str:
+        return "–" if x is None else f"{x:.0%}"
+
+    ms = sorted(r.block_ms)
+    timing = (
+        "–"
+        if not ms
+        else f"{statistics.median(ms):.0f} / {ms[max(0, int(len(ms) * 0.95) - 1)]:.0f} / "
+        f"{ms[-1]:.0f}"
+    )
+    return (
+        f"| {r.mode} | {r.gbit_s:.2f} | {r.gbit_s / base:.0%} | {pct(r.cpu_share)} | "
+        f"{'–' if r.rss_mib is None else f'{r.rss_mib:.0f}'} | {len(r.started)} | "
+        f"{pct(r.blocked_share)} | {timing} |"
+    )
+
+
+def main() -> None:
+    load = os.getloadavg()
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="vpnreg-bench-line-rate-") as tmp, Lab() as lab:
+        lab.http_server()
+        tunnels = {
+            "wireguard": lab.wireguard_up(),
+            "udp": lab.openvpn_up("udp"),
+            "tcp": lab.openvpn_up("tcp"),
+        }
+        for tunnel in tunnels.values():
+            if not lab.tunnel_works(tunnel):
+                raise RuntimeError(f"{tunnel.name} does not come up")
+        for mode in MODES:
+            results.append(run_mode(lab, tunnels, Path(tmp), mode))
+            print(results[-1].mode, f"{results[-1].gbit_s:.2f} Gbit/s", flush=True)
+    base = results[0].gbit_s
+    ct = results[-1]
+    worst = max(ct.block_ms, default=float("inf"))
+    goals = (
+        f"Goals for the conntrack mode: throughput at least {KEEP_SHARE:.0%} of no agent: "
+        f"{ct.gbit_s / base:.0%} ({'met' if ct.gbit_s >= KEEP_SHARE * base else 'NOT met'}); "
+        f"agent CPU under {CPU_SHARE:.0%} of a core: {ct.cpu_share or 0:.1%} "
+        f"({'met' if (ct.cpu_share or 0) < CPU_SHARE else 'NOT met'}); every tunnel blocked "
+        f"within {BLOCK_MS:.0f} ms: {ct.blocked_share or 0:.0%} blocked, slowest "
+        f"{worst:.0f} ms ({'met' if ct.blocked_share == 1 and worst < BLOCK_MS else 'NOT met'})."
+    )
+    table = "\n".join(
+        [
+            "| mode | Gbit/s | of no agent | agent CPU (one core) | agent RSS MiB | tunnels "
+            "started | blocked | to block ms (median / p95 / max) |",
+            "|---|---|---|---|---|---|---|---|",
+            *(_row(r, base) for r in results),
+        ]
+    )
+    print(table)
+    print(goals)
+    body = "\n\n".join(
+        [
+            f"iperf3 TCP from A to B through the lab's gateway namespace (veth links) for "
+            f"{SECONDS} s per mode while a WireGuard tunnel starts every second and an OpenVPN "
+            "client reconnects every other second (UDP and TCP in turn); the agent enforces "
+            "with nftables, A unregistered. CPU and memory: the agent and its NFStream meters. "
+            "Time to block: from the tunnel's start to its verdict line. Run: "
+            "`python -m bench.all bench_line_rate` (root, the lab's programs, iperf3). "
+            f"Load average at the start: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on a "
+            "machine shared with other work (iperf3, the peers and the agent share its cores, "
+            "so the throughput is the machine's, not a NIC's).",
+            table,
+            goals,
+        ]
+    )
+    write_section("line_rate", f"Line rate: the agent's cost per flow ({SECONDS} s per mode)", body)
+
+
+if __name__ == "__main__":
+    main()
