@@ -13,11 +13,13 @@ second, an OpenVPN client reconnects (UDP and TCP in turn). Modes:
 Both agents enforce with nftables (A unregistered). Reported per mode: the iperf3 throughput
 (received), the agent's CPU (the agent and its NFStream meters, from /proc through psutil, as a
 share of one core over the run) and resident memory (peak of agent + meters), the share of the
-tunnels started that got a `block` verdict, and the time from each tunnel's start (the moment
-the benchmark changed the port or restarted the client) to its verdict in the verdict log. After
-the first WireGuard block its key (A, B, UDP 51820) stays blocked, so later WireGuard tunnels
-are dropped from their first packet; their time is the agent's decision, logged all the same.
-Needs root, the lab's programs and iperf3 (scripts/system-deps.sh --bench).
+tunnels started that were blocked, and each one's time to block: from its first packet on the
+gateway (tcpdump on GW's A-side link, in-kernel filter on the tunnels' ports) to its drop element
+in the agent's table (`nft monitor`, as bench_gateway's time to block). Every tunnel has its own
+source port but tunnels of one kind share their block key (A, B, protocol, B's port): before each
+start the benchmark empties the agent's sets, so each new tunnel is decided and blocked afresh
+rather than dropped by its predecessor's element.
+Needs root, the lab's programs, tcpdump and iperf3 (scripts/system-deps.sh --bench).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ import contextlib
 import datetime as dt
 import itertools
 import json
+import math
 import os
+import re
 import statistics
 import subprocess
 import tempfile
@@ -38,9 +42,11 @@ from pathlib import Path
 import psutil
 from tests.agent_gateway.feeds import Signer, entry, replace_file
 from tests.console import VPNREG
-from tests.lab.netlab import B_IP, OVPN_PORT, WG_PORT, Lab, Tunnel, wait_until
+from tests.lab.netlab import A_IP, B_IP, OVPN_PORT, WG_PORT, Lab, Tunnel, wait_until
 from tests.lab.test_gateway_lab import HOME, new_wireguard_flow, restart_openvpn_client
 
+from bench.bench_agent_soak import _openvpn_port
+from bench.bench_gateway import ElementWatch
 from bench.report import write_section
 
 SECONDS = int(os.environ.get("BENCH_LINE_RATE_SECONDS", "30"))
@@ -52,8 +58,8 @@ KEEP_SHARE, CPU_SHARE, BLOCK_MS = 0.95, 0.10, 100.0
 @dataclass
 class Started:
     kind: str  # wireguard | openvpn-udp | openvpn-tcp
-    at: float  # wall clock, as the verdict log's times
-    port: int | None = None  # A's WireGuard port
+    at: float  # wall clock, as tcpdump's and nft monitor's times
+    port: int | None = None  # A's port of the tunnel's connection (None: not found)
 
 
 @dataclass
@@ -74,35 +80,39 @@ class Result:
         )
 
 
-def _verdicts(path: Path) -> list[dict[str, object]]:
-    if not path.exists():
-        return []
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+_PACKET = re.compile(r"^(\d+\.\d+) IP (\S+)\.(\d+) > (\S+)\.(\d+):")
 
 
-def _when(line: dict[str, object]) -> float:
-    return dt.datetime.fromisoformat(str(line["time"]).replace("Z", "+00:00")).timestamp()
+def _first_packets(log: Path) -> list[tuple[float, int]]:
+    """(time, A's port) of each packet tcpdump printed, A being the side in 198.51.100.0/24."""
+    found = []
+    for line in log.read_text(errors="replace").splitlines():
+        m = _PACKET.match(line)
+        if m:
+            port = m.group(3) if m.group(2) == A_IP else m.group(5)
+            found.append((float(m.group(1)), int(port)))
+    return found
 
 
-def _times_to_block(started: list[Started], lines: list[dict[str, object]]) -> list[float]:
-    """Milliseconds from each tunnel's start to its block verdict (tunnels without one: none).
-    WireGuard by A's port; OpenVPN by the first block of its protocol on 1194 after its start
-    (and before the next reconnection of that protocol)."""
-    blocks = [x for x in lines if x["action"] == "block"]
+def _times_to_block(
+    started: list[Started], packets: list[tuple[float, int]], added: list[tuple[float, str]]
+) -> list[float]:
+    """Milliseconds from each tunnel's first packet to the first element added for its key
+    after it (and before the next tunnel started); tunnels without one are not blocked."""
     found: list[float] = []
     for i, s in enumerate(started):
-        if s.kind == "wireguard":
-            match = [x for x in blocks if {WG_PORT, s.port} == {x["src_port"], x["dst_port"]}]
-        else:
-            number = 17 if s.kind == "openvpn-udp" else 6
-            until = next((n.at for n in started[i + 1 :] if n.kind == s.kind), float("inf"))
-            match = [
-                x for x in blocks
-                if x["ip_protocol"] == number and OVPN_PORT in (x["src_port"], x["dst_port"])
-                and s.at - 0.005 <= _when(x) < until
-            ]  # fmt: skip
-        if match:
-            found.append(max(0.0, (min(_when(x) for x in match) - s.at) * 1000))
+        until = started[i + 1].at if i + 1 < len(started) else float("inf")
+        first = next((t for t, port in packets if port == s.port and t >= s.at - 0.01), None)
+        if first is None:
+            continue
+        server = WG_PORT if s.kind == "wireguard" else OVPN_PORT
+        proto = "(6|tcp)" if s.kind == "openvpn-tcp" else "(17|udp)"
+        key = re.compile(rf"\b{proto} \. {server}\b")
+        stamp = next(
+            (t for t, line in added if t >= first and t < until and key.search(line)), None
+        )
+        if stamp is not None:
+            found.append((stamp - first) * 1000)
     return found
 
 
@@ -123,23 +133,35 @@ def _rss_mib(process: psutil.Process) -> float:
     return total / 2**20
 
 
-def _tunnel_starts(lab: Lab, tunnels: dict[str, Tunnel], stop: threading.Event) -> list[Started]:
+def _tunnel_starts(
+    lab: Lab, tunnels: dict[str, Tunnel], stop: threading.Event, *, fresh_keys: bool
+) -> list[Started]:
     wg_ports = itertools.count(53000 + int(time.time()) % 1000 * 10)
     protos = itertools.cycle(("udp", "tcp"))
     started: list[Started] = []
+
+    def empty_sets() -> None:
+        if fresh_keys:  # each tunnel decided afresh, not dropped by its predecessor's element
+            for name in ("v4_port", "v4_addr"):
+                lab.gw_nft("flush", "set", "inet", "vpnreg", name)
+
     for second in itertools.count():
         if stop.is_set():
             break
         tick = time.monotonic()
         port = next(wg_ports)
+        empty_sets()
         started.append(Started("wireguard", time.time(), port))
         new_wireguard_flow(lab, port)
         lab.ping(lab.ns_a, tunnels["wireguard"].b_inner, wait_s=0.3)
         if second % 2 == 0:
             proto = next(protos)
-            at = time.time()
+            empty_sets()
+            start = Started(f"openvpn-{proto}", time.time())
             restart_openvpn_client(lab, proto)
-            started.append(Started(f"openvpn-{proto}", at))
+            wait_until(lambda p=proto: _openvpn_port(lab, p) is not None, 2, 0.05)
+            start.port = _openvpn_port(lab, proto)
+            started.append(start)
         stop.wait(max(0.0, 1.0 - (time.monotonic() - tick)))
     return started
 
@@ -164,6 +186,14 @@ def run_mode(lab: Lab, tunnels: dict[str, Tunnel], work: Path, mode: str) -> Res
             raise RuntimeError(f"the agent did not start: {agent.tail()}")
         time.sleep(1.0)
     server = lab.spawn(f"iperf3-{mode}", lab.ns_b, ["iperf3", "-s", "-1", "-B", B_IP])
+    watch = ElementWatch(lab.netns_exec(lab.ns_gw)) if agent is not None else None
+    tcpdump = lab.spawn(
+        f"tcpdump-{mode}", lab.ns_gw,
+        ["tcpdump", "--immediate-mode", "-tt", "-n", "-l", "-i", lab.if_gw_a,
+         f"host {A_IP} and (udp port {WG_PORT} or port {OVPN_PORT})"],
+    )  # fmt: skip
+    if not wait_until(lambda: "listening on" in tcpdump.log.read_text(errors="replace"), 5):
+        raise RuntimeError(f"tcpdump did not start: {tcpdump.tail()}")
     time.sleep(0.5)
     process = psutil.Process(agent.process.pid) if agent is not None else None
     cpu0, wall0 = (_cpu_seconds(process) if process else 0.0), time.monotonic()
@@ -173,7 +203,11 @@ def run_mode(lab: Lab, tunnels: dict[str, Tunnel], work: Path, mode: str) -> Res
     )  # fmt: skip
     stop = threading.Event()
     holder: list[list[Started]] = []
-    starter = threading.Thread(target=lambda: holder.append(_tunnel_starts(lab, tunnels, stop)))
+    starter = threading.Thread(
+        target=lambda: holder.append(
+            _tunnel_starts(lab, tunnels, stop, fresh_keys=agent is not None)
+        )
+    )
     starter.start()
     peak = 0.0
     while client.poll() is None:
@@ -189,9 +223,14 @@ def run_mode(lab: Lab, tunnels: dict[str, Tunnel], work: Path, mode: str) -> Res
     if process is not None and agent is not None:
         result.cpu_share = (_cpu_seconds(process) - cpu0) / wall
         result.rss_mib = peak
-        time.sleep(2.0)  # the last verdicts
-        result.block_ms = _times_to_block(result.started, _verdicts(verdicts))
+        time.sleep(2.0)  # the last blocks
+        assert watch is not None
+        result.block_ms = _times_to_block(
+            result.started, _first_packets(tcpdump.log), list(watch.added)
+        )
+        watch.close()
         agent.stop()
+    tcpdump.stop()
     server.stop()
     # the next mode starts from working tunnels
     for proto in ("udp", "tcp"):
@@ -208,8 +247,8 @@ def _row(r: Result, base: float) -> str:
     timing = (
         "–"
         if not ms
-        else f"{statistics.median(ms):.0f} / {ms[max(0, int(len(ms) * 0.95) - 1)]:.0f} / "
-        f"{ms[-1]:.0f}"
+        else f"{statistics.median(ms):.0f} / {ms[min(len(ms), math.ceil(0.95 * len(ms))) - 1]:.0f}"
+        f" / {ms[-1]:.0f}"
     )
     return (
         f"| {r.mode} | {r.gbit_s:.2f} | {r.gbit_s / base:.0%} | {pct(r.cpu_share)} | "
@@ -261,7 +300,9 @@ def main() -> None:
             f"{SECONDS} s per mode while a WireGuard tunnel starts every second and an OpenVPN "
             "client reconnects every other second (UDP and TCP in turn); the agent enforces "
             "with nftables, A unregistered. CPU and memory: the agent and its NFStream meters. "
-            "Time to block: from the tunnel's start to its verdict line. Run: "
+            "Time to block: from the tunnel's first packet on the gateway (tcpdump) to its drop "
+            "element (`nft monitor`); the agent's sets are emptied before each tunnel starts, so "
+            "each one is decided afresh. Run: "
             "`python -m bench.all bench_line_rate` (root, the lab's programs, iperf3). "
             f"Load average at the start: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on a "
             "machine shared with other work (iperf3, the peers and the agent share its cores, "
