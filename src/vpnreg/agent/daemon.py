@@ -347,8 +347,8 @@ class GatewayDaemon:
 def _end_children(before: set[multiprocessing.process.BaseProcess]) -> None:
     """End the meter processes the flow source forked. NFStream ends them only when the stop
     lands inside its own loop; closing its generator (a stop while a record is being decided)
-    leaves them capturing, and the interpreter would then wait for them at exit forever. They
-    inherited the agent's SIGTERM handler, so SIGKILL is what surely ends them."""
+    leaves them capturing, and the interpreter would then wait for them at exit forever. SIGTERM
+    (their default action, see vpnreg.agent.children), then SIGKILL for one still there."""
     for child in set(multiprocessing.active_children()) - before:
         child.terminate()
         child.join(timeout=1)
