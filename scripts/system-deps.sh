@@ -21,6 +21,7 @@ if [ "${1:-}" = "--bench" ]; then  # what only the benchmarks use (make bench)
         ocserv openconnect                       # an SSL VPN (AnyConnect protocol) for them
         openssh-server openssh-client            # an SSH session as ordinary traffic
         wrk                                      # the public lookup at saturation
+        iperf3                                   # TCP at line rate through the lab (bench_line_rate)
     )
 fi
 missing=()

@@ -49,3 +49,40 @@ def test_a_forked_child_dies_with_a_sigkilled_parent(mode: str, survives: bool) 
         finally:
             if alive(child):
                 os.kill(child, signal.SIGKILL)
+
+
+#: A parent with a SIGTERM handler that only records the request (as the agent's does) forks a
+#: child that loops in a blocking call (as a meter reads a quiet link); says the child's pid.
+HANDLER_PARENT = """
+import ctypes, os, signal, sys, time
+from vpnreg.agent.children import die_with_parent
+signal.signal(signal.SIGTERM, lambda _s, _f: None)
+if sys.argv[1] == "hooked":
+    assert die_with_parent()
+child = os.fork()
+if child == 0:
+    libc = ctypes.CDLL(None)
+    while True:
+        libc.sleep(60)
+print(child, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize(("mode", "survives"), [("hooked", False), ("plain", True)])
+def test_a_forked_child_ends_on_sigterm_whatever_handler_the_parent_had(
+    mode: str, survives: bool
+) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", HANDLER_PARENT, mode], stdout=subprocess.PIPE, text=True
+    ) as parent:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        try:
+            os.kill(child, signal.SIGTERM)
+            # plain: the inherited handler swallows the request and the child loops on
+            assert wait_until(lambda: alive(child) is survives, 3), (mode, alive(child))
+        finally:
+            for pid in (child, parent.pid):
+                if alive(pid):
+                    os.kill(pid, signal.SIGKILL)

@@ -64,13 +64,23 @@ def with_line(line: str, text: str = VALID) -> str:
         (with_line("retention_days = 0", VALID.replace('feed = "f"\n', "")), {},
          "feed: required (--feed or the configuration file); "
          "{conf}: retention_days: must be >= 1 (got 0)"),
+        (with_line('capture = "nflog"'), {},
+         "{conf}: capture: must be one of interface, conntrack (got 'nflog')"),
+        (VALID, {"capture": "conntrack"}, "capture conntrack needs --interface"),
+        (VALID.replace('pcap = "a"', 'interface = "eth1"'), {"shards": 2},
+         "shards need --capture conntrack"),
+        (VALID.replace('pcap = "a"', 'interface = "eth1"'),
+         {"capture": "conntrack", "shards": 2, "shard": 2},
+         "shard must be below shards (got shard 2 of 2)"),
+        (with_line("capture_packets = 0"), {}, "{conf}: capture_packets: must be >= 1 (got 0)"),
     ],
     ids=["no-source", "two-sources", "unknown-key", "host-bits", "bad-enforce", "list-on-stale",
          "no-enforce", "zero-retention", "bool-for-int", "text-for-int", "small-rotation",
          "float-for-int", "port-range", "int-for-bool", "zero-seconds", "text-for-seconds",
          "small-feed-limit", "text-feed-limit",
          "no-trust", "empty-path", "empty-feed", "int-for-text", "bad-enforce-option",
-         "bad-home-option", "two-problems"],
+         "bad-home-option", "two-problems", "bad-capture", "conntrack-on-a-file",
+         "shards-without-conntrack", "shard-out-of-range", "no-packets"],
 )  # fmt: skip
 def test_refusals_name_where_the_value_came_from_and_the_key(
     tmp_path: Path, text: str, overrides: dict[str, object], message: str
@@ -150,3 +160,23 @@ def test_example_config_parses() -> None:
 def test_feed_refresh_follows_the_source_kind(feed: str, refresh_s: float) -> None:
     assert load(None, {"pcap": "a", "feed": feed, "trust": ["k"], "home": ["10.0.0.0/8"],
                        "enforce": "dry-run"}).refresh_s == refresh_s  # fmt: skip
+
+
+def test_conntrack_capture_reads_its_own_link_and_enforces_in_its_shards_table() -> None:
+    base = {"interface": "eth1", "feed": "f", "trust": ("k",), "home": ("10.0.0.0/8",)}
+    plain = load(None, {**base, "enforce": "nftables"})
+    assert (plain.capture_source, plain.enforce_table, plain.conntrack_capture) == (
+        "eth1", "vpnreg", None,
+    )  # fmt: skip
+    cfg = load(
+        None,
+        {**base, "enforce": "nftables", "capture": "conntrack", "shards": 2, "shard": 1,
+         "capture_packets": 8},
+    )  # fmt: skip
+    capture = cfg.conntrack_capture
+    assert capture is not None
+    assert (capture.interface, capture.packets, capture.shard.index, capture.shard.of) == (
+        "eth1", 8, 1, 2,
+    )  # fmt: skip
+    assert (cfg.capture_source, cfg.enforce_table) == ("vpnreg-cap1", "vpnreg1")
+    assert cfg.source_label == "conntrack:eth1:1/2"

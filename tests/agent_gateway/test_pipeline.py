@@ -7,6 +7,8 @@ import datetime as dt
 import io
 import ipaddress
 import json
+import multiprocessing
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -492,3 +494,38 @@ def test_replace_file_is_atomic(tmp_path: Path) -> None:
     inode = target.stat().st_ino
     replace_file(target, b"two")
     assert target.read_bytes() == b"two" and target.stat().st_ino != inode
+
+
+def test_a_stop_between_records_ends_the_processes_the_flow_source_forked(
+    tmp_path: Path, clock: FrozenClock
+) -> None:
+    """As NFStream's meters: a stop that lands while a record is decided closes the source's
+    generator, which NFStream does not treat as a stop; the daemon ends the children itself."""
+    context = multiprocessing.get_context("fork")
+    meters: list[multiprocessing.process.BaseProcess] = []
+
+    def source(_cfg: object) -> Iterator[FlowRecord]:
+        meter = context.Process(target=time.sleep, args=(60,), daemon=False)
+        meter.start()
+        meters.append(meter)
+        daemon.stop_event.set()  # the SIGTERM arrives while this record is being decided
+        yield wg()
+        yield wg(sport=40001)
+
+    daemon = GatewayDaemon(
+        config_path=None,
+        overrides={"pcap": tmp_path / "x.pcap", "feed": "f", "trust": ("k",),
+                   "home": ("198.51.100.0/24",), "enforce": "dry-run"},
+        clock=clock, flow_source=source, backend_factory=lambda _kind: DryRunBackend(clock),
+        feed_client=FakeFeed(),  # type: ignore[arg-type]
+        registry=CollectorRegistry(), err=io.StringIO(),
+    )  # fmt: skip
+    try:
+        daemon.process()
+        assert daemon.gateway.totals.flows == 1
+        assert not meters[0].is_alive()
+    finally:
+        for meter in meters:
+            if meter.is_alive():
+                meter.kill()
+            meter.join()

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -35,20 +35,28 @@ HOME = ("198.51.100.0/24", "2001:db8:a::/48")
 
 
 class Agent:
-    def __init__(self, lab: Lab, tmp: Path, enforce: str) -> None:
+    def __init__(
+        self,
+        lab: Lab,
+        tmp: Path,
+        enforce: str,
+        *,
+        extra: Sequence[str] = (),
+        name: str = "",
+    ) -> None:
         self.lab, self.tmp = lab, tmp
         self.signer = Signer(tmp)
-        self.feed = tmp / "feed.json"
-        self.verdicts = tmp / "verdicts.jsonl"
+        self.feed = tmp / f"feed{name}.json"
+        self.verdicts = tmp / f"verdicts{name}.jsonl"
         self.serial = 0
         self.publish(registered=False)
         argv = [str(VPNREG), "gateway", "--interface", lab.if_gw_a,
                 "--feed", str(self.feed), "--trust", str(self.signer.public_path),
-                "--state-dir", str(tmp / "state"), "--enforce", enforce,
-                "--verdicts", str(self.verdicts)]  # fmt: skip
+                "--state-dir", str(tmp / f"state{name}"), "--enforce", enforce,
+                "--verdicts", str(self.verdicts), *extra]  # fmt: skip
         for prefix in HOME:
             argv += ["--home", prefix]
-        self.daemon: Daemon = lab.spawn(f"gateway-{enforce}", lab.ns_gw, argv)
+        self.daemon: Daemon = lab.spawn(f"gateway-{enforce}{name}", lab.ns_gw, argv)
         # NFStream captures once its meter is up; the log says so before the first flow
         assert wait_until(lambda: "started in" in self.log(), 15), self.log()
         time.sleep(1.0)
@@ -72,7 +80,10 @@ class Agent:
     def stop(self) -> float:
         started = time.monotonic()
         self.daemon.process.send_signal(signal.SIGTERM)
-        code = self.daemon.process.wait(timeout=10)
+        try:
+            code = self.daemon.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"agent did not stop: {self.log()}") from None
         took = time.monotonic() - started
         assert code == 0, self.log()
         return took

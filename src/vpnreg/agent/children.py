@@ -6,6 +6,11 @@ orphans, still capturing on the interface (found by the lab's SIGKILL test: the 
 namespace held a process nobody had started). `die_with_parent` makes every child forked from
 now on ask the kernel for SIGKILL when the thread that forked it ends (PR_SET_PDEATHSIG), and
 exit at once if that already happened between the fork and the request.
+
+A child also gets the default SIGTERM and SIGINT actions back. It inherited the agent's handlers,
+which only set an event in the agent's copy; a meter blocked in a read on a quiet link (the
+conntrack capture's link carries nothing between new connections) then never returned to run
+them, and NFStream's terminate-and-join on a stop waited forever.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ def _remember_forker() -> None:
 
 
 def _in_child() -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         return  # best effort: the child runs as before

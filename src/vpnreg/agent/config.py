@@ -30,6 +30,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from vpnreg.agent.ctcapture import DEFAULT_PACKETS, ConntrackCapture, Shard
 from vpnreg.agent.enforce import DEFAULT_TIMEOUT_S
 from vpnreg.agent.feedclient import DEFAULT_MAX_BYTES, is_static_feed
 from vpnreg.agent.reporter import DEFAULT_INTERVAL_S, DEFAULT_MAX_SPOOLED
@@ -51,6 +52,13 @@ STATIC_URL_REFRESH_S = 5.0
 class EnforceKind(StrEnum):
     DRY_RUN = "dry-run"
     NFTABLES = "nftables"
+
+
+class CaptureKind(StrEnum):
+    #: Every packet of the interface, as libpcap captures it.
+    INTERFACE = "interface"
+    #: The first packets of each connection, handed over by conntrack and nftables (ADR 0019).
+    CONNTRACK = "conntrack"
 
 
 class OnStale(StrEnum):
@@ -116,6 +124,14 @@ class GatewayConfig(BaseModel):
     trust: Annotated[tuple[_FilePath, ...], BeforeValidator(_one_or_many), Field(min_length=1)]
     home: Annotated[tuple[_Prefix, ...], BeforeValidator(_one_or_many), Field(min_length=1)]
     enforce: Annotated[EnforceKind, BeforeValidator(_member_of(EnforceKind))]
+    capture: Annotated[CaptureKind, BeforeValidator(_member_of(CaptureKind))] = (
+        CaptureKind.INTERFACE
+    )
+    #: conntrack capture: packets per direction of each connection handed to the agent.
+    capture_packets: Annotated[_Count, Field(ge=1, le=1000)] = DEFAULT_PACKETS
+    #: conntrack capture: this process decides the connections of shard `shard` of `shards`.
+    shards: Annotated[_Count, Field(ge=1, le=64)] = 1
+    shard: Annotated[_Count, Field(ge=0)] = 0
     token: _Text | None = None
     state_dir: _FilePath = DEFAULT_STATE_DIR
     verdicts: _FilePath | None = None
@@ -157,6 +173,41 @@ class GatewayConfig(BaseModel):
             raise PydanticCustomError("report", "report_url needs gateway_id (--gateway-id)")
         return self
 
+    @model_validator(mode="after")
+    def _capture_fits(self) -> GatewayConfig:
+        if self.capture is CaptureKind.CONNTRACK and self.interface is None:
+            raise PydanticCustomError("capture", "capture conntrack needs --interface")
+        if self.shards > 1 and self.capture is not CaptureKind.CONNTRACK:
+            raise PydanticCustomError("shards", "shards need --capture conntrack")
+        if self.shard >= self.shards:
+            raise PydanticCustomError(
+                "shards", "shard must be below shards (got shard {shard} of {shards})",
+                {"shard": self.shard, "shards": self.shards},
+            )  # fmt: skip
+        return self
+
+    @property
+    def conntrack_capture(self) -> ConntrackCapture | None:
+        """What the agent installs for the conntrack capture, or None (interface or file)."""
+        if self.capture is not CaptureKind.CONNTRACK or self.interface is None:
+            return None
+        return ConntrackCapture(
+            self.interface, packets=self.capture_packets, shard=Shard(self.shard, self.shards)
+        )
+
+    @property
+    def capture_source(self) -> str:
+        """What NFStream reads: the capture file, the interface, or the conntrack capture link."""
+        capture = self.conntrack_capture
+        if capture is not None:
+            return capture.device
+        return str(self.pcap) if self.pcap is not None else str(self.interface)
+
+    @property
+    def enforce_table(self) -> str:
+        """The enforcement table's name: one per shard, so that each process owns its own."""
+        return "vpnreg" if self.shards == 1 else f"vpnreg{self.shard}"
+
     @property
     def feed_is_url(self) -> bool:
         return self.feed.startswith(("http://", "https://"))
@@ -171,7 +222,11 @@ class GatewayConfig(BaseModel):
 
     @property
     def source_label(self) -> str:
-        return str(self.pcap) if self.pcap is not None else f"interface:{self.interface}"
+        if self.pcap is not None:
+            return str(self.pcap)
+        if self.capture is CaptureKind.CONNTRACK:
+            return f"conntrack:{self.interface}:{self.shard}/{self.shards}"
+        return f"interface:{self.interface}"
 
 
 KEYS = frozenset(GatewayConfig.model_fields)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import multiprocessing
 import signal
 import sys
 import threading
@@ -26,6 +27,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from vpnreg.agent import config as config_mod
 from vpnreg.agent.config import ConfigError, EnforceKind, GatewayConfig
+from vpnreg.agent.ctcapture import BLOCKED_MARK, CaptureInstaller, SubprocessIp
 from vpnreg.agent.enforce import DryRunBackend, EnforcementBackend
 from vpnreg.agent.feedclient import FeedClient, FeedMetrics, Timers, load_public_keys
 from vpnreg.agent.flows import FlowRecord
@@ -51,8 +53,7 @@ class GatewayError(Exception):
 def nfstream_source(cfg: GatewayConfig) -> Iterable[FlowRecord]:
     from vpnreg.agent.flows import iter_flows
 
-    source = cfg.pcap if cfg.pcap is not None else cfg.interface
-    assert source is not None
+    source = cfg.pcap if cfg.pcap is not None else cfg.capture_source
     # NFStream forks its meter on the first flow. Objects frozen before the fork are never
     # visited by either process's collector, so the pages holding them stay shared instead of
     # being copied when a collection writes to them (about a fifth of the process tree's
@@ -62,9 +63,18 @@ def nfstream_source(cfg: GatewayConfig) -> Iterable[FlowRecord]:
     return iter_flows(source, include_continuations=True)
 
 
-def make_backend(kind: EnforceKind, *, clock: Clock, timeout_s: int) -> EnforcementBackend:
+def make_backend(
+    kind: EnforceKind,
+    *,
+    clock: Clock,
+    timeout_s: int,
+    table: str = "vpnreg",
+    blocked_mark: int | None = None,
+) -> EnforcementBackend:
     if kind is EnforceKind.NFTABLES:
-        return NftablesBackend(SubprocessNft(), timeout=timeout_s)
+        return NftablesBackend(
+            SubprocessNft(), timeout=timeout_s, name=table, blocked_mark=blocked_mark
+        )
     return DryRunBackend(clock, timeout=timeout_s)
 
 
@@ -99,8 +109,20 @@ class GatewayDaemon:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._flow_source = flow_source
         cfg = self.config
+        capture = cfg.conntrack_capture
         self._factory = backend_factory or (
-            lambda kind: make_backend(kind, clock=clock, timeout_s=cfg.block_timeout_s)
+            lambda kind: make_backend(
+                kind,
+                clock=clock,
+                timeout_s=cfg.block_timeout_s,
+                table=cfg.enforce_table,
+                blocked_mark=None if capture is None else BLOCKED_MARK,
+            )
+        )
+        self.capture = (
+            None
+            if capture is None
+            else CaptureInstaller(capture, nft=SubprocessNft(), ip=SubprocessIp())
         )
         if feed_client is None:
             try:
@@ -186,7 +208,8 @@ class GatewayDaemon:
             rotate_bytes=new.rotate_bytes,
         )
         kept = [
-            k for k in ("feed", "pcap", "interface", "trust", "state_dir", "metrics_port")
+            k for k in ("feed", "pcap", "interface", "trust", "state_dir", "metrics_port",
+                        "capture", "capture_packets", "shards", "shard")
             if getattr(new, k) != getattr(self.config, k)
         ]  # fmt: skip
         if kept:
@@ -253,6 +276,12 @@ class GatewayDaemon:
         self.gateway.start()
         _LOG.info("back end %s started in %.3f s", cfg.enforce, time.monotonic() - started)
         self.gateway.update_feed(self.feed.state, self.feed.effective_mode())
+        if self.capture is not None:
+            self.capture.start()
+            _LOG.info(
+                "conntrack capture on %s: %d packets per direction to %s",
+                cfg.interface, cfg.capture_packets, self.capture.capture.device,
+            )  # fmt: skip
         if cfg.metrics_port is not None:
             start_http_server(cfg.metrics_port, addr=cfg.metrics_address, registry=self.registry)
         if cfg.interface is not None:
@@ -266,6 +295,7 @@ class GatewayDaemon:
 
     def process(self) -> None:
         """Read flow records until the source ends or a stop is requested."""
+        before = set(multiprocessing.active_children())
         records: Iterator[FlowRecord] = iter(self._flow_source(self.config))
         progress = _Progress(self.err, self.gateway) if self.config.pcap is not None else None
         try:
@@ -286,6 +316,7 @@ class GatewayDaemon:
             close = getattr(records, "close", None)
             if callable(close):
                 close()
+            _end_children(before)
             if progress is not None:
                 progress.clear()
 
@@ -293,7 +324,11 @@ class GatewayDaemon:
         self.stop_event.set()
         for thread in self._threads:
             thread.join(timeout=2)
-        self.gateway.stop(fail_open=self.config.fail_open_on_stop)
+        try:
+            self.gateway.stop(fail_open=self.config.fail_open_on_stop)
+        finally:
+            if self.capture is not None:  # what the agent installed goes, whatever happened
+                self.capture.stop()
         self.feed.close()
         # the counts since the last report are spooled (and sent if the registry answers)
         self.report_once()
@@ -307,6 +342,19 @@ class GatewayDaemon:
             f"vpnreg gateway: {self.config.source_label}: {self.gateway.totals.summary()} "
             f"({feed}, {self.config.enforce})"
         )
+
+
+def _end_children(before: set[multiprocessing.process.BaseProcess]) -> None:
+    """End the meter processes the flow source forked. NFStream ends them only when the stop
+    lands inside its own loop; closing its generator (a stop while a record is being decided)
+    leaves them capturing, and the interpreter would then wait for them at exit forever. SIGTERM
+    (their default action, see vpnreg.agent.children), then SIGKILL for one still there."""
+    for child in set(multiprocessing.active_children()) - before:
+        child.terminate()
+        child.join(timeout=1)
+        if child.is_alive():
+            child.kill()
+            child.join(timeout=1)
 
 
 class _Progress:

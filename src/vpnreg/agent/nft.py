@@ -114,8 +114,9 @@ class NftSet:
         parts += ["inet_service"] if self.with_local_port else []
         return " . ".join(parts)
 
-    def match_rules(self) -> tuple[str, str]:
-        """The two drop rules: domestic side as source, then as destination."""
+    def match_rules(self, mark: int | None = None) -> tuple[str, str]:
+        """The two drop rules: domestic side as source, then as destination. With `mark`, a
+        dropped packet's connection gets that conntrack mark bit (see vpnreg.agent.ctcapture)."""
         ip = "ip" if self.family == 4 else "ip6"
         out = f"{ip} saddr . {ip} daddr . meta l4proto"
         back = f"{ip} daddr . {ip} saddr . meta l4proto"
@@ -125,7 +126,10 @@ class NftSet:
         if self.with_local_port:
             out += " . th sport"
             back += " . th dport"
-        return (f"{out} @{self.name} counter drop", f"{back} @{self.name} counter drop")
+        verdict = (
+            "counter drop" if mark is None else f"ct mark set ct mark or {mark:#x} counter drop"
+        )
+        return (f"{out} @{self.name} {verdict}", f"{back} @{self.name} {verdict}")
 
 
 SETS = (
@@ -169,6 +173,8 @@ class NftTable:
     priority: str = "filter"
     timeout_s: int = DEFAULT_TIMEOUT_S
     sets: tuple[NftSet, ...] = SETS
+    #: The conntrack mark bit set on dropped connections (conntrack capture), or None.
+    blocked_mark: int | None = None
 
     @property
     def ref(self) -> str:
@@ -183,7 +189,11 @@ class NftTable:
             )
         lines.append(f"\tchain {self.chain} {{")
         lines.append(f"\t\ttype filter hook forward priority {self.priority}; policy accept;")
-        lines.extend(f"\t\t{rule}" for s in self.sets for rule in s.match_rules())
+        lines.extend(f"\t\t{rule}" for s in self.sets for rule in s.match_rules(self.blocked_mark))
+        if self.blocked_mark is not None:
+            # a packet that got here was not dropped: its connection is no longer blocked
+            bit, keep = self.blocked_mark, 0xFFFFFFFF & ~self.blocked_mark
+            lines.append(f"\t\tct mark and {bit:#x} != 0 ct mark set ct mark and {keep:#x}")
         lines.append("\t}")
         lines.append("}")
         return "\n".join(lines) + "\n"
@@ -246,11 +256,18 @@ def _active_block(entry: Any, default_timeout: int) -> ActiveBlock:
 class NftablesBackend:
     """EnforcementBackend on nftables, through one NftRunner."""
 
-    def __init__(self, runner: NftRunner, *, timeout: int = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        runner: NftRunner,
+        *,
+        timeout: int = DEFAULT_TIMEOUT_S,
+        name: str = "vpnreg",
+        blocked_mark: int | None = None,
+    ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         self.runner = runner
-        self.table = NftTable(timeout_s=timeout)
+        self.table = NftTable(name=name, timeout_s=timeout, blocked_mark=blocked_mark)
 
     def start(self) -> None:
         self.runner.run(self.table.render_start())

@@ -61,12 +61,33 @@ def gateway_command(
     gateway_id: Annotated[
         str | None, typer.Option("--gateway-id", metavar="ID", help="this gateway's name")
     ] = None,
+    capture: Annotated[
+        str | None,
+        typer.Option(
+            "--capture",
+            metavar="interface|conntrack",
+            help="capture every packet of --interface, or only each connection's first packets",
+        ),
+    ] = None,
+    capture_packets: Annotated[
+        int | None,
+        typer.Option("--capture-packets", metavar="N", help="conntrack: packets per direction"),
+    ] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option("--shards", metavar="K", help="conntrack: agent processes on the interface"),
+    ] = None,
+    shard: Annotated[
+        int | None,
+        typer.Option("--shard", metavar="S", help="conntrack: this process's shard (0..K-1)"),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", metavar="FILE.toml", help="configuration file")
     ] = None,
 ) -> None:
     """Classify flows, decide against the signed allowlist, and block or report."""
     from vpnreg.agent.config import ConfigError
+    from vpnreg.agent.ctcapture import CaptureSetupError
     from vpnreg.agent.daemon import GatewayDaemon, GatewayError, run
     from vpnreg.agent.nft import NftError
     from vpnreg.agent.pcapfile import CaptureError, check_capture
@@ -87,6 +108,10 @@ def gateway_command(
         "metrics_port": metrics_port,
         "report_url": report_url,
         "gateway_id": gateway_id,
+        "capture": capture,
+        "capture_packets": capture_packets,
+        "shards": shards,
+        "shard": shard,
     }
     try:
         daemon = GatewayDaemon(config_path=config, overrides=overrides, clock=clock())
@@ -103,6 +128,8 @@ def gateway_command(
         code = run(daemon)
     except NftError as exc:
         fail(f"nftables: {exc}")
+    except CaptureSetupError as exc:
+        fail(f"conntrack capture: {exc}")
     except ValueError as exc:  # NFStream: bad interface or capture
         fail(str(exc))
     raise typer.Exit(code=code)
