@@ -52,7 +52,7 @@ def test_a_forked_child_dies_with_a_sigkilled_parent(mode: str, survives: bool) 
 
 
 #: A parent with a SIGTERM handler that only records the request (as the agent's does) forks a
-#: child that loops in a blocking call (as a meter reads a quiet link); says the child's pid.
+#: child that loops in a blocking call (as a meter reads a quiet link); the child says its pid.
 HANDLER_PARENT = """
 import ctypes, os, signal, sys, time
 from vpnreg.agent.children import die_with_parent
@@ -61,10 +61,12 @@ if sys.argv[1] == "hooked":
     assert die_with_parent()
 child = os.fork()
 if child == 0:
+    # the child says its pid itself: its fork hooks have run by then, so the test's SIGTERM
+    # cannot arrive before the child's handlers are what they will be
+    print(os.getpid(), flush=True)
     libc = ctypes.CDLL(None)
     while True:
         libc.sleep(60)
-print(child, flush=True)
 time.sleep(60)
 """
 
