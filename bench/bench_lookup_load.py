@@ -1,8 +1,9 @@
 """The public lookup at saturation: `wrk` (Debian) drives GET /api/v1/ip/{address} with no think
-time from 1, 8 and 32 connections against `vpnreg serve` (one worker; `--workers` does not exist
-yet) on 127.0.0.1, over a registry filled by `vpnreg demo`, first on SQLite, then on a throwaway
-PostgreSQL cluster; each with the lookup answered by SQL per request (VPNREG_LOOKUP_INDEX=0, the
-path before ADR 0014) and from the in-memory index of the feed's registered set (the default).
+time from 1, 8 and 32 connections against `vpnreg serve` (one worker: the target is per worker;
+`--workers N`, ADR 0016, runs N) on 127.0.0.1, over a registry filled by `vpnreg demo`, first
+on SQLite, then on a throwaway PostgreSQL cluster; each with the lookup answered by SQL per
+request (VPNREG_LOOKUP_INDEX=0, the path before ADR 0014) and from the in-memory index of the
+feed's registered set (the default).
 
 Addresses are drawn (fixed seed) from the three documentation /24s the demo registers /28s in,
 so some are registered (200) and most are not (404), as in bench_portal_load's lookups.
@@ -231,8 +232,9 @@ def main() -> None:
         [
             "`wrk -t1 -c{1,8,32} --latency` (Debian's wrk 4.1, no think time: each connection "
             "sends its next request when the answer arrives) against `vpnreg serve` with one "
-            "worker (uvicorn, uvloop, httptools; `--workers` does not exist yet, so 1 worker "
-            f"only) on 127.0.0.1, {SECONDS} s per run after a {WARM_UP_SECONDS} s warm-up, over "
+            "worker (uvicorn, uvloop, httptools; the per-worker figure the target names: "
+            "`--workers N` runs N such processes on one port, ADR 0016) on 127.0.0.1, "
+            f"{SECONDS} s per run after a {WARM_UP_SECONDS} s warm-up, over "
             "a registry filled by `vpnreg demo` (206 applications). Each request asks "
             "`GET /api/v1/ip/{address}` for the next of 4,000 addresses drawn with a fixed "
             "seed from the documentation /24s the demo registers /28s in (most answer 404, "
