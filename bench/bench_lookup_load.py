@@ -10,8 +10,9 @@ so some are registered (200) and most are not (404), as in bench_portal_load's l
 Target (issue 18): at least 2,000 requests/s per worker with p99 under 50 ms at 32 clients.
 Environment: BENCH_LOOKUP_SECONDS (default 15) for each measured run, after a 3 s warm-up.
 
-On a machine with two cores or more, wrk is pinned to the first core and the server to the
-second (taskset); PostgreSQL is not pinned.
+On a machine with two cores or more, wrk is pinned to the first core and the one-worker server to
+the second (taskset); PostgreSQL is not pinned. Then `--workers 2` and `--workers <all cores>`
+with the index, at 32 clients, the server not pinned (its workers share the cores with wrk).
 """
 
 from __future__ import annotations
@@ -86,8 +87,11 @@ def _script(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def serve(env: dict[str, str], cwd: Path) -> Iterator[str]:
-    with vpnreg_serve(VENV_BIN / "vpnreg", env, cwd, prefix=_pinned(SERVER_CPU)) as served:
+def serve(env: dict[str, str], cwd: Path, workers: int = 1) -> Iterator[str]:
+    """One worker pinned to the server's core; several share every core (wrk's included)."""
+    prefix = _pinned(SERVER_CPU) if workers == 1 else []
+    args = ["--workers", str(workers)] if workers > 1 else []
+    with vpnreg_serve(VENV_BIN / "vpnreg", env, cwd, prefix=prefix, args=args) as served:
         yield served.base
 
 
@@ -144,6 +148,10 @@ def parse(backend: str, path: str, clients: int, out: str) -> Run:
     )
 
 
+#: Worker counts beyond one: 2 and all cores (the same on a 2-core machine).
+WORKERS = sorted({2, os.cpu_count() or 2})
+
+
 def measure(backend: str, url: str, workdir: Path, script: Path) -> list[Run]:
     data_dir = workdir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -167,6 +175,14 @@ def measure(backend: str, url: str, workdir: Path, script: Path) -> list[Run]:
                 run = parse(backend, "`/healthz` (ceiling)", 32, wrk(base, None, 32, SECONDS))
                 print(f"{backend:10} /healthz          32 clients: {run.rps:8.1f} req/s")
                 runs.append(run)
+    for workers in WORKERS:
+        # `--workers N` (ADR 0016): the same index in every worker, the server not pinned
+        with serve({**env, "VPNREG_LOOKUP_INDEX": "1"}, workdir, workers) as base:
+            wrk(base, script, 32, WARM_UP_SECONDS)
+            path = f"in-memory index, {workers} workers"
+            run = parse(backend, path, 32, wrk(base, script, 32, SECONDS))
+            print(f"{backend:10} {path} 32 clients: {run.rps:8.1f} req/s p99 {run.p99_ms:.1f} ms")
+            runs.append(run)
     return runs
 
 
@@ -223,8 +239,9 @@ def main() -> None:
     )
     print("\n" + verdict)
     placement = (
-        f"wrk pinned to core {CLIENT_CPU} and the server to core {SERVER_CPU} (taskset); "
-        "PostgreSQL not pinned"
+        f"wrk pinned to core {CLIENT_CPU} and the one-worker server to core {SERVER_CPU} "
+        "(taskset); the rows with several workers: the server not pinned, sharing every core "
+        "with wrk; PostgreSQL not pinned"
         if PIN
         else "client and server share the machine's cores (no taskset or one core)"
     )
