@@ -515,7 +515,7 @@ def measure(registry: Registry, mode: str) -> Figures:
             nginx_pid = int((web.run_dir / "nginx.pid").read_text())
             host, port = "127.0.0.1", web.port
         served = stack.enter_context(
-            vpnreg_serve(VPNREG, env, registry.work, log_name=f"serve-{mode}.log")
+            vpnreg_serve(VPNREG, env, registry.work / f"serve-{mode}.log", cwd=registry.work)
         )
         if mode == "api":
             host, port = "127.0.0.1", _port(served.base)

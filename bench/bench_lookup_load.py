@@ -91,7 +91,8 @@ def serve(env: dict[str, str], cwd: Path, workers: int = 1) -> Iterator[str]:
     """One worker pinned to the server's core; several share every core (wrk's included)."""
     prefix = _pinned(SERVER_CPU) if workers == 1 else []
     args = ["--workers", str(workers)] if workers > 1 else []
-    with vpnreg_serve(VENV_BIN / "vpnreg", env, cwd, prefix=prefix, args=args) as served:
+    log = cwd / "serve.log"
+    with vpnreg_serve(VENV_BIN / "vpnreg", env, log, cwd=cwd, prefix=prefix, args=args) as served:
         yield served.base
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import select
 
+from bench import serving
 from bench.bench_portal_load import postgres_cluster
 from bench.report import write_section
 from vpnreg.core.review import Role
@@ -298,33 +299,10 @@ class Server:
 def vpnreg_serve(env: dict[str, str], log_path: Path) -> Iterator[Server]:
     """`vpnreg serve` as a user starts it (defaults, access log included) on a free port of
     127.0.0.1, pinned to the server's core when there are two."""
-    port = _free_port()
     pin = ["taskset", "-c", str(SERVER_CPU)] if PIN else []
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [*pin, str(VENV_BIN / "vpnreg"), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"vpnreg serve did not start:\n{log_path.read_text()}")
-                time.sleep(0.2)
-            yield Server(base, process.pid)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    args = ["--host", "127.0.0.1"]
+    with serving.vpnreg_serve(VENV_BIN / "vpnreg", env, log_path, prefix=pin, args=args) as s:
+        yield Server(s.base, s.process.pid)
 
 
 def unusual_log_lines(text: str) -> Counter[str]:

@@ -1,6 +1,6 @@
 """`vpnreg serve` as a child process of a benchmark, on a free port of 127.0.0.1, until the block
-ends: the one way the load benchmarks start the registry's server (its log in the work
-directory; a server that does not answer /healthz within 30 s is an error naming that log)."""
+ends: the one way the load benchmarks start the registry's server (a server that does not
+answer /healthz within 60 s is an error naming its log)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 #: Functional deadline for the server to answer /healthz.
-_START_S = 30.0
+_START_S = 60.0
 
 
 def free_port() -> int:
@@ -35,15 +35,15 @@ class Served:
 def vpnreg_serve(
     vpnreg: Path,
     env: dict[str, str],
-    cwd: Path,
+    log_path: Path,
     *,
+    cwd: Path | None = None,
     prefix: Sequence[str] = (),
     args: Sequence[str] = (),
-    log_name: str = "serve.log",
 ) -> Iterator[Served]:
-    """`[prefix...] vpnreg serve --port P [args...]`; `prefix` is e.g. a taskset pinning."""
+    """`[prefix...] vpnreg serve --port P [args...]`, its output in `log_path`; `prefix` is
+    e.g. a taskset pinning."""
     port = free_port()
-    log_path = cwd / log_name
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [*prefix, str(vpnreg), "serve", "--port", str(port), *args],
@@ -60,7 +60,7 @@ def vpnreg_serve(
                     if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
                         break
                 if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"server did not start; see {log_path}")
+                    raise RuntimeError(f"vpnreg serve did not start:\n{log_path.read_text()}")
                 time.sleep(0.2)
             yield Served(base, process)
         finally:
