@@ -50,10 +50,14 @@ class Connection:
             self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
         return self._reader, self._writer
 
-    async def get(self, target: str, headers: dict[str, str] | None = None) -> Answer:
+    async def get(
+        self, target: str, headers: dict[str, str] | None = None, *, timeout: float = 120.0
+    ) -> Answer:
+        """The answer to GET `target`; HttpError when none comes within `timeout` seconds (the
+        connection is then dropped: a late answer must not be read as the next one's)."""
         try:
-            return await self._get(target, headers or {})
-        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            return await asyncio.wait_for(self._get(target, headers or {}), timeout)
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError) as exc:
             await self.close()
             raise HttpError(f"GET {target}: {exc!r}") from None
 

@@ -177,7 +177,18 @@ def _resolve_principal(request: Request, db: Session, clock: Clock) -> Principal
         )
     request.state.principal = principal
     request.state.current_user = principal.user
+    _end_read(db)
     return principal
+
+
+def _end_read(db: Session) -> None:
+    """End the read that resolved the caller, so the request's session holds no pooled
+    connection while the route runs: a gateway's long poll waits up to a minute, and a thousand
+    of them each holding a connection emptied the pool (40) and stalled every request (found by
+    bench_gateway_fanout). The route's first statement takes a connection again. Nothing is
+    pending here: the token and session services commit their own writes."""
+    if not (db.new or db.dirty or db.deleted):
+        db.rollback()
 
 
 async def get_principal(request: Request, db: DbSession, clock: AppClock) -> Principal:

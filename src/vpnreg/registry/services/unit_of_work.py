@@ -45,6 +45,13 @@ class Database:
                 self._factory = make_session_factory(self._engine)
             return self._factory
 
+    @property
+    def engine(self) -> Engine:
+        """The engine (made now if not yet): its pool is what health checks and tests read."""
+        self._sessions()
+        assert self._engine is not None
+        return self._engine
+
     def _make_engine(self) -> Engine:
         """The engine for `url` (a read replica's adds its own connection rules)."""
         return make_engine(self.url)
