@@ -22,7 +22,8 @@ CPU: *held* then includes the simulation's own queueing, *delivered* much less s
 
 Environment: BENCH_FANOUT_GATEWAYS (1000), BENCH_FANOUT_RATE (10 approvals/s),
 BENCH_FANOUT_SECONDS (60), BENCH_FANOUT_BASE (2000 registrations), BENCH_FANOUT_MODES
-(api,static), BENCH_FANOUT_POLL_S (1.0, the static gateways' poll interval).
+(api,static), BENCH_FANOUT_POLL_S (1.0, the static gateways' poll interval), BENCH_FANOUT_WORK
+(a directory to keep the server's logs in; default a temporary one).
 """
 
 from __future__ import annotations
@@ -273,8 +274,12 @@ async def api_gateway(run: Run, gateway: Gateway) -> None:
             )
             if answer.status == 204:
                 continue
+            if answer.status != 200:
+                raise HttpError(f"/notify: HTTP {answer.status} {answer.body[:200]!r}")
             answer = _take(gateway, await gateway.conn.get(f"/feed/v1/delta?{query}"))
             delivered = time.perf_counter()
+            if answer.status != 200:
+                raise HttpError(f"/delta: HTTP {answer.status} {answer.body[:200]!r}")
             body = json.loads(answer.body)
             if body.get("reset") is True:
                 gateway.state = None
@@ -344,7 +349,11 @@ async def approve_all(run: Run, base: str, ids: list[int]) -> None:
         _sign_in(http, "regulator")
 
         def one(app_id: int) -> None:
-            etag = http.get(f"/api/v1/applications/{app_id}").headers["ETag"]
+            shown = http.get(f"/api/v1/applications/{app_id}")
+            if shown.status_code != 200:
+                run.approve_errors.append(f"{app_id}: GET {shown.status_code} {shown.text[:200]}")
+                return
+            etag = shown.headers["ETag"]
             run.sent[app_id] = time.perf_counter()
             answer = http.post(f"/api/v1/applications/{app_id}/approve", headers={"If-Match": etag})
             if answer.status_code != 200:
@@ -596,8 +605,13 @@ def section(figures: list[Figures], registry: Registry) -> str:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp, postgres_cluster() as url:
+    keep = os.environ.get("BENCH_FANOUT_WORK")  # a directory to keep (logs), else temporary
+    with (
+        contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory() as tmp,
+        postgres_cluster() as url,
+    ):
         work = Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         registry = seed(url, work)
         print(f"seeded in {registry.seed_s:.0f} s", flush=True)
         figures = []
