@@ -564,11 +564,11 @@ def section(figures: list[Figures], registry: Registry) -> str:
         f"{GATEWAYS:,} simulated gateways on one feed while the regulator approves "
         f"{RATE:g} applications a second for {SECONDS:g} s through the API "
         f"(PostgreSQL, {BASE:,} registrations loaded before, one `vpnreg serve` worker; "
-        f"static gateways poll every {POLL_S:g} s; `VPNREG_HTTP_MAX_CONNECTIONS` raised from its 1,000 to "
-        f"{2 * GATEWAYS + 100:,} so that every long poll is admitted). Per approval, the time from sending the "
-        "approval until that share of the gateways holds it verified (*held*) or has read the "
-        "answer carrying it (*delivered*); the table gives the median and the worst over all "
-        "approvals. Seeding took "
+        f"static gateways poll every {POLL_S:g} s; `VPNREG_HTTP_MAX_CONNECTIONS` raised from "
+        f"its 1,000 to {2 * GATEWAYS + 100:,} so that every long poll is admitted). Per "
+        "approval, the time from sending the approval until that share of the gateways "
+        "holds it verified (*held*) or has read the answer carrying it (*delivered*); the "
+        f"table gives the median and the worst over all approvals. Seeding took "
         f"{registry.seed_s:.0f} s.",
         "",
     ]
