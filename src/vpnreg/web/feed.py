@@ -612,7 +612,13 @@ class FeedServer:
         challenge = {"WWW-Authenticate": 'Bearer realm="vpnreg-feed"'}
         if scheme.lower() != "bearer" or not token.strip():
             raise HTTPException(401, "a gateway token is required", headers=challenge)
-        role = await run_in_threadpool(self._token_role, token.strip())
+        resolved: Any = getattr(request.state, "principal", None)
+        if resolved is not None and resolved.via == "token":
+            # The app's policy (web.auth) checked this very token for this request already:
+            # a second lookup would double the database work of every gateway request.
+            role = resolved.role
+        else:
+            role = await run_in_threadpool(self._token_role, token.strip())
         if role is None:
             raise HTTPException(401, "unknown or revoked token", headers=challenge)
         if role != Role.GATEWAY.value:
