@@ -49,10 +49,10 @@ from sqlalchemy import insert, select, text
 from bench.bench_portal_load import postgres_cluster
 from bench.bench_writes import VENV_BIN, _env, vpnreg_serve
 from bench.report import write_section
+from bench.review_world import ADMIN, TO_REGULATOR, review_world
 from vpnreg.agent.feedclient import FeedClient, PollStatus, Timers
 from vpnreg.clock import SystemClock
 from vpnreg.core.feed import key_id
-from vpnreg.core.review import Role
 from vpnreg.feedkeys import server_signing_key
 from vpnreg.radius import VENDOR_DICTIONARY
 from vpnreg.radius.server import load_dictionary
@@ -76,9 +76,6 @@ WINDOW_S = 10.0
 #: Subscribers sharing one CGNAT address, each with a block of 65536 / 32 ports.
 PER_ADDRESS = 32
 BLOCK = 65536 // PER_ADDRESS
-PASSWORD = "bench-password-1"  # noqa: S105 - throwaway users in a temporary registry
-CATEGORY = "software_house"
-ADMIN = "cli:admin"
 #: Whole addresses from 11.0.0.0, shared CGNAT addresses from 12.0.0.0 (neither is special).
 WHOLE_BASE = 11 << 24
 SHARED_BASE = 12 << 24
@@ -162,24 +159,8 @@ def seed(url: str, work: Path, figures: Figures) -> Seeded:
     engine = make_engine(url)
     session = make_session_factory(engine)()
     now = clock.now()
-    org = services.create_organisation(
-        session, name="Bench Software", category=CATEGORY, actor=ADMIN, now=now, config=config
-    )
-    isp = services.create_isp(session, name="Bench ISP", actor=ADMIN, now=now)
-    sector = services.create_sector_body(
-        session, name="Bench Sector Body", categories=[CATEGORY], actor=ADMIN, now=now
-    )
-    users = {}
-    for name, role, links in (
-        ("applicant", Role.APPLICANT, {"organisation_id": org.id}),
-        ("isp", Role.ISP, {"isp_id": isp.id}),
-        ("sector", Role.SECTOR_BODY, {"sector_body_id": sector.id}),
-        ("regulator", Role.REGULATOR, {}),
-    ):
-        users[name] = services.create_user(
-            session, username=name, password=PASSWORD, role=role,
-            actor=ADMIN, now=now, **links,
-        )  # fmt: skip
+    world = review_world(session, label="Bench", now=now, config=config)
+    users = world.users
     _, gateway_token = services.create_token(
         session, name="bench-gw", role="gateway", actor=ADMIN, now=now
     )
@@ -187,18 +168,12 @@ def seed(url: str, work: Path, figures: Figures) -> Seeded:
         session, name="bench-isp", user_id=users["isp"].id, actor=ADMIN, now=now
     )
     template = services.create_application(
-        session, organisation_id=org.id, isp_id=isp.id, prefixes=[],
+        session, organisation_id=world.organisation_id, isp_id=world.isp_id, prefixes=[],
         subscriber_id=account(0), protocols=["wireguard", "openvpn"],
         actor=users["applicant"], now=now, config=config,
     )  # fmt: skip
-    for action, who in (
-        ("submit", "applicant"),
-        ("verify", "isp"),
-        ("endorse", "sector"),
-        ("approve", "regulator"),
-    ):
-        step = services.StepRequest(action=action, application_id=template.id, actor=users[who])
-        services.take_step(session, step, now=clock.now(), config=config)
+    steps = (*TO_REGULATOR, ("approve", "regulator"))
+    world.take_steps(session, template.id, steps, clock=clock, config=config)
     table = Application.__table__
     row = dict(session.execute(select(table).where(table.c.id == template.id)).mappings().one())
     del row["id"]
@@ -215,7 +190,7 @@ def seed(url: str, work: Path, figures: Figures) -> Seeded:
         object_id=template.id, after={"copies": len(copies)},
     )  # fmt: skip
     found = session.execute(
-        select(table.c.subscriber_id, table.c.id).where(table.c.isp_id == isp.id)
+        select(table.c.subscriber_id, table.c.id).where(table.c.isp_id == world.isp_id)
     )
     registration = {int(sub[4:]): app_id for sub, app_id in found if sub}
     bound = []
@@ -228,7 +203,7 @@ def seed(url: str, work: Path, figures: Figures) -> Seeded:
         start, end = range_keys(ipaddress.ip_network(address))
         bound.append(
             {
-                "isp_id": isp.id, "subscriber_id": account(subscriber),
+                "isp_id": world.isp_id, "subscriber_id": account(subscriber),
                 "session_id": f"seed-{subscriber}", "address": f"{address}/32",
                 "range_start": start, "range_end": end,
                 "port_lo": None if ports is None else ports[0],
@@ -251,7 +226,7 @@ def seed(url: str, work: Path, figures: Figures) -> Seeded:
     figures.registrations = REGISTRATIONS
     figures.seed_s = time.perf_counter() - started
     online = {int(str(b["subscriber_id"])[4:]) for b in bound}
-    return Seeded(isp.id, isp_token, gateway_token, registration, online)
+    return Seeded(world.isp_id, isp_token, gateway_token, registration, online)
 
 
 @dataclass

@@ -26,10 +26,10 @@ from fastapi import FastAPI
 
 from bench.bench_portal_load import postgres_cluster
 from bench.report import write_section
+from bench.review_world import ADMIN, PASSWORD, TO_REGULATOR, review_world
 from vpnreg.agent.feedclient import FeedClient, PollStatus, Timers
 from vpnreg.clock import SystemClock
 from vpnreg.core.feed import key_id
-from vpnreg.core.review import Role
 from vpnreg.registry import services
 from vpnreg.registry.db import make_engine, make_session_factory, upgrade
 from vpnreg.settings import Settings
@@ -39,13 +39,10 @@ from vpnreg.web.feed import FeedServer
 API_RUNS = 20
 SERVICE_RUNS = 20
 QUIET_RUNS = 5
-PASSWORD = "bench-password-1"  # noqa: S105 - throwaway users in a temporary registry
 SECRET = "bench-feed-e2e-secret-" + "k" * 32
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 #: Room for 48 /28s, one per run, so that no approval overlaps an earlier one.
 SLASH24S = ("203.0.113", "198.51.100", "192.0.2")
-CATEGORY = "software_house"  # endorsed: the application reaches sector_endorsed before approval
-ADMIN = "cli:admin"
 
 
 @dataclass
@@ -124,35 +121,18 @@ def measure(url: str, work: Path) -> Figures:
     engine = make_engine(url)
     session = make_session_factory(engine)()
     now = clock.now()
-    org = services.create_organisation(
-        session, name="Bench Software", category=CATEGORY, actor=ADMIN, now=now, config=config
-    )
-    isp = services.create_isp(session, name="Bench ISP", actor=ADMIN, now=now)
-    sector = services.create_sector_body(
-        session, name="Bench Sector Body", categories=[CATEGORY], actor=ADMIN, now=now
-    )
-    users = {}
-    for name, role, links in (
-        ("applicant", Role.APPLICANT, {"organisation_id": org.id}),
-        ("isp", Role.ISP, {"isp_id": isp.id}),
-        ("sector", Role.SECTOR_BODY, {"sector_body_id": sector.id}),
-        ("regulator", Role.REGULATOR, {}),
-    ):
-        users[name] = services.create_user(
-            session, username=name, password=PASSWORD, role=role,
-            actor=ADMIN, now=now, **links,
-        )  # fmt: skip
+    world = review_world(session, label="Bench", now=now, config=config)
+    users = world.users
     _, token = services.create_token(session, name="bench-gw", role="gateway", actor=ADMIN, now=now)
 
     def endorsed(i: int) -> int:
         """An application submitted, verified and endorsed, waiting for the regulator."""
         app = services.create_application(
-            session, organisation_id=org.id, isp_id=isp.id, prefixes=[(_prefix(i), [])],
+            session, organisation_id=world.organisation_id, isp_id=world.isp_id,
+            prefixes=[(_prefix(i), [])],
             actor=users["applicant"], now=clock.now(), config=config,
         )  # fmt: skip
-        for action, who in (("submit", "applicant"), ("verify", "isp"), ("endorse", "sector")):
-            step = services.StepRequest(action=action, application_id=app.id, actor=users[who])
-            services.take_step(session, step, now=clock.now(), config=config)
+        world.take_steps(session, app.id, TO_REGULATOR, clock=clock, config=config)
         return app.id
 
     web = create_app(settings, clock=clock)

@@ -50,11 +50,12 @@ import httpx
 import numpy as np
 from tests.fixtures.nginx import serve_directory
 
-from bench.bench_feed_e2e import PASSWORD, _sign_in
+from bench.bench_feed_e2e import _sign_in
 from bench.bench_import import legacy_csv
 from bench.bench_portal_load import VENV_BIN, _env, postgres_cluster
 from bench.lean_http import Answer, Connection, HttpError
 from bench.report import write_section
+from bench.review_world import ADMIN, TO_REGULATOR, review_world
 from bench.serving import Served, vpnreg_serve
 from vpnreg.agent.feedclient import load_public_keys
 from vpnreg.clock import SystemClock
@@ -69,7 +70,6 @@ from vpnreg.core.feed import (
 )
 from vpnreg.core.feed.notification import compact_sidecar, verify_notification
 from vpnreg.core.feed.sethash import RECORD_DTYPE
-from vpnreg.core.review import Role
 from vpnreg.registry import services
 from vpnreg.registry.db import make_engine, make_session_factory
 from vpnreg.registry.feed_static import NOTIFICATION_FILE
@@ -88,11 +88,7 @@ DRAIN_S = 30.0
 WAIT_S = 30
 TARGET_S = 2.0
 TARGET_LOOKUP_P99_MS = 50.0
-CATEGORY = "software_house"
-ADMIN = "cli:admin"
 VPNREG = VENV_BIN / "vpnreg"
-#: What brings an application to the regulator: (action, who).
-STEPS = (("submit", "applicant"), ("verify", "isp"), ("endorse", "sector"))
 
 
 # --- the registry -----------------------------------------------------------------------------
@@ -138,24 +134,8 @@ def seed(url: str, work: Path) -> Registry:
     waiting: dict[str, list[int]] = {}
     with make_session_factory(engine)() as session:
         now = clock.now()
-        org = services.create_organisation(
-            session, name="Fanout Software", category=CATEGORY, actor=ADMIN, now=now, config=config
-        )
-        isp = services.create_isp(session, name="Fanout ISP", actor=ADMIN, now=now)
-        sector = services.create_sector_body(
-            session, name="Fanout Sector Body", categories=[CATEGORY], actor=ADMIN, now=now
-        )
-        users = {}
-        for name, role, links in (
-            ("applicant", Role.APPLICANT, {"organisation_id": org.id}),
-            ("isp", Role.ISP, {"isp_id": isp.id}),
-            ("sector", Role.SECTOR_BODY, {"sector_body_id": sector.id}),
-            ("regulator", Role.REGULATOR, {}),
-        ):
-            users[name] = services.create_user(
-                session, username=name, password=PASSWORD, role=role,
-                actor=ADMIN, now=now, **links,
-            )  # fmt: skip
+        world = review_world(session, label="Fanout", now=now, config=config)
+        users = world.users
         _, token = services.create_token(
             session, name="fanout-gateways", role="gateway", actor=ADMIN, now=now
         )
@@ -164,19 +144,11 @@ def seed(url: str, work: Path) -> Registry:
             ids = []
             for _ in range(math.ceil(RATE * SECONDS)):
                 app = services.create_application(
-                    session, organisation_id=org.id, isp_id=isp.id,
+                    session, organisation_id=world.organisation_id, isp_id=world.isp_id,
                     prefixes=[(next(prefixes), [])], actor=users["applicant"],
                     now=clock.now(), config=config,
                 )  # fmt: skip
-                for action, who in (
-                    ("submit", "applicant"),
-                    ("verify", "isp"),
-                    ("endorse", "sector"),
-                ):
-                    step = services.StepRequest(
-                        action=action, application_id=app.id, actor=users[who]
-                    )
-                    services.take_step(session, step, now=clock.now(), config=config)
+                world.take_steps(session, app.id, TO_REGULATOR, clock=clock, config=config)
                 ids.append(app.id)
             waiting[mode] = ids
     engine.dispose()
