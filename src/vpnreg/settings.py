@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     #: The public lookup answers "now" from an in-memory index of the feed's registered set
     #: (ADR 0014); off (VPNREG_LOOKUP_INDEX=0): one SQL query per lookup, as before.
     lookup_index: bool = True
+    #: Seconds a checked API token is answered from memory (vpnreg.web.token_cache); a
+    #: revocation still ends it at once here and, on PostgreSQL, in every server process; 0: off.
+    token_cache_s: float = Field(default=10.0, ge=0, le=3600)
     #: The longest long poll a gateway may ask for.
     feed_max_wait_s: float = Field(default=60.0, gt=0)
     #: How many deltas the server keeps; older clients get a reset and fetch the snapshot.

@@ -106,16 +106,21 @@ class Server:
 
 @contextlib.contextmanager
 def server(
-    registry: Registry, name: str, *options: str, workers: int = 1, check_interval_s: float
+    registry: Registry,
+    name: str,
+    *options: str,
+    workers: int = 1,
+    check_interval_s: float,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
     """`vpnreg serve --workers N` with `options` on the registry, once every worker has started;
     its log in <where>/<name>/server.log. Idle connections stay open (the long polls' are held
-    across the test's steps)."""
+    across the test's steps); `env` adds settings."""
     log_dir = registry.where / name
     log_dir.mkdir()
     with serve_process(
         registry.url, log_dir, "--workers", str(workers), "--keep-alive", "300", *options,
-        env=registry.server_env(check_interval_s),
+        env=registry.server_env(check_interval_s) | (env or {}),
     ) as (base, process):  # fmt: skip
         log = log_dir / "server.log"
         deadline = time.monotonic() + STARTUP_S

@@ -107,7 +107,8 @@ def list_(
 def revoke(
     token_id: Annotated[int, typer.Argument(help="The token's id (see tokens list).")],
 ) -> None:
-    """Revoke a token; requests with it are refused from now on."""
+    """Revoke a token; requests with it are refused from now on (a server running on SQLite may
+    take up to VPNREG_TOKEN_CACHE_S, 10 s)."""
     from vpnreg.registry import services
 
     with open_registry() as reg:

@@ -28,6 +28,7 @@ from vpnreg.core.audit import (
     next_record,
     verify_chain,
 )
+from vpnreg.registry.credential_changes import CREDENTIAL_OBJECTS, mark
 from vpnreg.registry.feed_signals import notify_changed
 from vpnreg.registry.models import AuditHead, AuditLogRow
 
@@ -172,6 +173,9 @@ class AuditChain:
             ],
         )
         last = self._pending[-1]
+        if any(r.object_type in CREDENTIAL_OBJECTS for r in self._pending):
+            # a token or a user changed: caches of checked tokens must forget (at commit)
+            mark(self._session)
         self._session.execute(
             update(AuditHead)
             .where(AuditHead.id == 1)

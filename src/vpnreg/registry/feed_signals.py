@@ -1,6 +1,6 @@
 """PostgreSQL LISTEN/NOTIFY between the processes of one registry (ADR 0016).
 
-Two channels:
+Two channels of its own, and a third it listens to for the web app's token cache:
 
 - `CHANGED_CHANNEL` is sent by every audited change (`notify_changed`, called by the audit chain
   in the change's own transaction, so PostgreSQL delivers it only when the change commits, and
@@ -9,6 +9,8 @@ Two channels:
   binding reports all write through the audit chain, so all of them wake it.
 - `FEED_CHANNEL` is sent by the publisher after it stored a new serial (payload
   "session:serial"): every other server process loads that serial and answers its long polls.
+- `CREDENTIALS_CHANNEL` (vpnreg.registry.credential_changes) is sent by a transaction that
+  revokes a token or changes a user: every server process forgets the tokens it has checked.
 
 `FeedListener` is the receiving end: a daemon thread with its own connection that calls back
 on every notification, and once more after each reconnection (notifications sent while it was
@@ -29,6 +31,8 @@ import psycopg
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+
+from vpnreg.registry.credential_changes import CREDENTIALS_CHANNEL
 
 __all__ = [
     "CHANGED_CHANNEL",
@@ -74,7 +78,7 @@ def notify_changed(session: Session) -> None:
 
 
 class FeedListener:
-    """LISTENs on both channels from a daemon thread; `on_notify(channel, payload)` is called
+    """LISTENs on the three channels from a daemon thread; `on_notify(channel, payload)` is called
     for each notification, and `on_notify("", "")` after each reconnection.
 
     A lost connection (the server restarting, a network cut) is retried every RECONNECT_S."""
@@ -129,6 +133,7 @@ class FeedListener:
         self._connected = True
         conn.execute(f"LISTEN {CHANGED_CHANNEL}")
         conn.execute(f"LISTEN {FEED_CHANNEL}")
+        conn.execute(f"LISTEN {CREDENTIALS_CHANNEL}")
         if self._ready.is_set():
             # Whatever was sent while the connection was lost is caught up once now.
             self._call("", "")

@@ -24,7 +24,13 @@ from vpnreg.registry.services.lookup_index import LookupIndexHolder
 from vpnreg.registry.services.unit_of_work import Database
 from vpnreg.settings import Settings
 from vpnreg.web.api.openapi import install_openapi
-from vpnreg.web.auth import SESSION_COOKIE, csrf_for, enforce_policy, ensure_session_cookie
+from vpnreg.web.auth import (
+    SESSION_COOKIE,
+    Principal,
+    csrf_for,
+    enforce_policy,
+    ensure_session_cookie,
+)
 from vpnreg.web.feed import install_feed
 from vpnreg.web.headers import SecurityHeaders
 from vpnreg.web.limits import BodyLimit
@@ -32,6 +38,7 @@ from vpnreg.web.policy import EVERYONE, SAFE_METHODS, allow, build_policy
 from vpnreg.web.portal.pages import templates
 from vpnreg.web.problems import install_problem_handlers
 from vpnreg.web.security import signing_key
+from vpnreg.web.token_cache import TokenCache
 from vpnreg.web.transparency import install_transparency
 
 HERE = Path(__file__).resolve().parent
@@ -143,6 +150,8 @@ def create_app(
     app.state.max_document_bytes = MAX_DOCUMENT_BYTES
     # the public lookup's index of the feed's registered set (web.lookup, ADR 0014)
     app.state.lookup_index = LookupIndexHolder()
+    # API tokens checked moments ago (web.token_cache): no database per gateway request
+    app.state.token_cache = TokenCache[Principal](settings.token_cache_s)
     install_problem_handlers(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 

@@ -31,6 +31,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from vpnreg.clock import Clock, SystemClock
+from vpnreg.registry import credential_changes
 from vpnreg.registry.services import ServiceConfig, authenticate
 from vpnreg.registry.services.sessions import (
     SESSION_LIFETIME,
@@ -57,6 +58,7 @@ from vpnreg.web.policy import (
 )
 from vpnreg.web.problems import Problem
 from vpnreg.web.security import csrf_token, csrf_valid
+from vpnreg.web.token_cache import TokenCache
 
 SESSION_COOKIE = "vpnreg_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -153,9 +155,23 @@ def resolve_user(request: Request, session: Session, clock: Clock) -> UserView |
     return resolve_web_session(session, token=token, now=clock.now())
 
 
+def _token_cache(request: Request) -> TokenCache[Principal] | None:
+    cache: TokenCache[Principal] | None = getattr(request.app.state, "token_cache", None)
+    return cache
+
+
+def _remember(request: Request, principal: Principal) -> Principal:
+    request.state.principal = principal
+    request.state.current_user = principal.user
+    return principal
+
+
 def _resolve_principal(request: Request, db: Session, clock: Clock) -> Principal:
     token = _bearer(request)
     if token is not None:
+        cache = _token_cache(request)
+        # taken before the read: a revocation committed meanwhile makes the entry stale
+        generation = credential_changes.generation()
         api_token = authenticate_token(db, token=token, now=clock.now())
         if api_token is None:
             raise Problem(
@@ -170,13 +186,14 @@ def _resolve_principal(request: Request, db: Session, clock: Clock) -> Principal
             user=api_token.user,
             token_name=api_token.name,
         )
+        if cache is not None:
+            cache.put(token, principal, generation=generation, expires_at=api_token.expires_at)
     else:
         user = resolve_user(request, db, clock)
         principal = (
             PUBLIC_CALLER if user is None else Principal(via="session", role=user.role, user=user)
         )
-    request.state.principal = principal
-    request.state.current_user = principal.user
+    _remember(request, principal)
     _end_read(db)
     return principal
 
@@ -193,10 +210,17 @@ def _end_read(db: Session) -> None:
 
 async def get_principal(request: Request, db: DbSession, clock: AppClock) -> Principal:
     """The caller, resolved once per request (enforce_policy usually does it first); only the
-    first call goes to a thread for the session or token lookup."""
+    first call goes to a thread for the session or token lookup, and not even that for a token
+    checked moments ago (vpnreg.web.token_cache)."""
     cached = getattr(request.state, "principal", None)
     if isinstance(cached, Principal):
         return cached
+    token = _bearer(request)
+    cache = _token_cache(request)
+    if token is not None and cache is not None:
+        known = cache.get(token, clock.now())
+        if known is not None:
+            return _remember(request, known)
     return await run_in_threadpool(_resolve_principal, request, db, clock)
 
 

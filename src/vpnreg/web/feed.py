@@ -56,7 +56,8 @@ from vpnreg.core.feed.document import expires_after, sign_history_delta, sign_hi
 from vpnreg.core.feed.versions import DEFAULT_MAX_DELTAS
 from vpnreg.core.review import Role
 from vpnreg.feedkeys import server_signing_key
-from vpnreg.registry import services
+from vpnreg.registry import credential_changes, services
+from vpnreg.registry.credential_changes import CREDENTIALS_CHANNEL
 from vpnreg.registry.errors import Unavailable
 from vpnreg.registry.feed_signals import CHANGED_CHANNEL, FEED_CHANNEL, FeedListener, uses_notify
 from vpnreg.registry.feed_static import static_options, write_static_feed
@@ -419,7 +420,13 @@ class FeedServer:
     def _on_database_notify(self, channel: str, payload: str) -> None:
         """A notification from the database (in the listener's thread): a change committed
         somewhere wakes the publishing process; a serial stored by another process wakes the
-        others; "" (the listener reconnected, notifications may be lost) wakes every one."""
+        others; a credentials change empties the token cache (vpnreg.web.token_cache); "" (the
+        listener reconnected, notifications may be lost) does both everywhere."""
+        if channel in (CREDENTIALS_CHANNEL, ""):
+            # a token revoked or a user changed elsewhere: forget the tokens checked here
+            credential_changes.changed()
+            if channel:
+                return
         publisher = self.publisher
         if channel == CHANGED_CHANNEL and not publisher.leads:
             return  # the others learn of it from the serial the publisher stores
