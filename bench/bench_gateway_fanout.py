@@ -1,8 +1,9 @@
 """1,000 gateways on one feed (issue 18): simulated gateways follow the feed while the regulator
 approves 10 applications a second for 60 s through the API; for each approval, the time until
 50 %, 99 % and 100 % of the gateways hold it. First with every gateway long-polling
-`vpnreg serve` (/feed/v1/notify, then /delta), then with every gateway polling the static feed
-(ADR 0009) behind a real nginx once a second with a conditional GET of notification.json.
+`vpnreg serve` (/feed/v1/delta?wait=, as FeedClient does), then with every gateway polling the
+static feed (ADR 0009) behind a real nginx once a second with a conditional GET of
+notification.json.
 Meanwhile the server answers public lookups (GET /api/v1/ip/{address}, 20 a second); their
 latency is reported. Goal: 99 % of gateways within 2 s of each approval through the API server,
 lookups p99 under 50 ms.
@@ -233,23 +234,18 @@ async def _api_snapshot(run: Run, gateway: Gateway) -> None:
 
 
 async def api_gateway(run: Run, gateway: Gateway) -> None:
-    """Long poll /notify, then fetch /delta from the held serial (FeedClient._poll_url)."""
+    """Long poll /delta from the held serial (FeedClient._poll_url)."""
     while not run.stop.is_set():
         try:
             if gateway.state is None:
                 await _api_snapshot(run, gateway)
                 continue
             held = gateway.state
-            query = f"since={held.serial}&session={held.session_id}"
-            answer = _take(
-                gateway, await gateway.conn.get(f"/feed/v1/notify?{query}&wait={WAIT_S}")
-            )
-            if answer.status == 204:
-                continue
-            if answer.status != 200:
-                raise HttpError(f"/notify: HTTP {answer.status} {answer.body[:200]!r}")
+            query = f"since={held.serial}&session={held.session_id}&wait={WAIT_S}"
             answer = _take(gateway, await gateway.conn.get(f"/feed/v1/delta?{query}"))
             delivered = time.perf_counter()
+            if answer.status == 204:
+                continue
             if answer.status != 200:
                 raise HttpError(f"/delta: HTTP {answer.status} {answer.body[:200]!r}")
             body = json.loads(answer.body)

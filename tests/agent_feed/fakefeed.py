@@ -141,6 +141,9 @@ class FakeFeedServer:
     #: Offer the compact snapshot (ADR 0011) to clients whose Accept names it.
     compact_snapshots: bool = False
     override: dict[str, Handler] = field(default_factory=dict)
+    #: Long-poll /delta when asked to wait (False: a server before that form, which ignores
+    #: `wait` there and answers at once).
+    delta_waits: bool = True
     requests: list[httpx.Request] = field(default_factory=list)
 
     base = "https://registry.example/feed/v1"
@@ -189,6 +192,10 @@ class FakeFeedServer:
     def _delta(self, request: httpx.Request) -> httpx.Response:
         since = int(request.url.params["since"])
         session = request.url.params.get("session")
+        current = session == self.history.session_id and since == self.history.serial
+        if self.delta_waits and "wait" in request.url.params and current:
+            # A real server would hold the request for `wait` seconds first.
+            return httpx.Response(204)
         steps = self.history.delta_since(since) if session == self.history.session_id else None
         if steps is None:
             return httpx.Response(

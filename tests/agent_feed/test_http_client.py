@@ -138,13 +138,33 @@ def test_a_reset_answered_304_is_unchanged(http_client: FeedClient, server: Fake
     assert server.requests[-1].headers["if-none-match"] == server.etag()
 
 
-def test_long_poll_waits_on_notify_then_fetches_the_delta(
+def test_long_poll_waits_on_the_delta_itself_one_request_per_change(
     http_client: FeedClient, server: FakeFeedServer, clock: FrozenClock
 ) -> None:
     http_client.poll()
     quiet = http_client.poll(wait_s=30)
     assert quiet.status is PollStatus.UNCHANGED
-    assert server.paths() == ["/snapshot", "/notify"]
+    assert server.paths() == ["/snapshot", "/delta"]
+    assert server.requests[-1].url.params["wait"] == "30"
+    assert server.requests[-1].url.params["since"] == "1"
+    commit_change(server, clock, NEW_ENTRY)
+    pushed = http_client.poll(wait_s=30)
+    assert pushed.status is PollStatus.UPDATED
+    assert server.paths() == ["/snapshot", "/delta", "/delta"]
+    assert pushed.state is not None and pushed.state.serial == 2
+
+
+def test_a_server_without_the_waiting_delta_is_long_polled_on_notify(
+    http_client: FeedClient, server: FakeFeedServer, clock: FrozenClock
+) -> None:
+    server.delta_waits = False
+    http_client.poll()
+    first = http_client.poll(wait_s=30)  # answered at once with []: the form is not there
+    assert first.status is PollStatus.UNCHANGED
+    assert server.paths() == ["/snapshot", "/delta"]
+    quiet = http_client.poll(wait_s=30)
+    assert quiet.status is PollStatus.UNCHANGED
+    assert server.paths() == ["/snapshot", "/delta", "/notify"]
     assert server.requests[-1].url.params["wait"] == "30"
     assert server.requests[-1].url.params["since"] == "1"
     commit_change(server, clock, NEW_ENTRY)
@@ -446,7 +466,7 @@ def test_run_applies_updates_until_stopped(
     assert not thread.is_alive()
     assert seen[-1] == 2 and seen == sorted(seen)
     assert staleness[0] is False
-    assert "/notify" in server.paths()
+    assert "/delta" in server.paths() and "/notify" not in server.paths()
 
 
 def test_timers_refuse_nonsense() -> None:

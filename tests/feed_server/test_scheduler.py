@@ -268,6 +268,46 @@ def test_notify_answers_on_a_new_serial_and_204_only_when_its_wait_is_over(
     run(scenario())
 
 
+def test_a_waiting_delta_answers_the_new_serials_delta_and_204_only_when_its_wait_is_over(
+    committed: Committed, tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/delta?wait=W: the long poll on the delta itself (one request per change)."""
+
+    async def scenario() -> None:
+        async with live_feed(committed, tmp_path, clock, monkeypatch) as live:
+            session_id, serial = live.held()
+            poll = asyncio.ensure_future(
+                live.notify("delta", since=serial, session=session_id, wait=8)
+            )
+            await live.timer.until(lambda s: s == [1.0, 8.0], "the long poll to wait")
+            await live.approve("192.0.2.0/24")
+            live.server.notify_changed()
+            await live.timer.until(lambda s: s == [0.25, 8.0], "the notify gap")
+            live.timer.advance(0.25)
+            answer = await asyncio.wait_for(poll, HANG_GUARD_S)
+            assert answer.status_code == 200
+            (delta,) = answer.json()["deltas"]
+            assert (delta["previous_serial"], delta["serial"]) == (serial, serial + 1)
+            assert [e["prefix"] for e in delta["added"]] == ["192.0.2.0/24"]
+            assert live.timer.monotonic() == 0.25  # answered by the publish, not by the wait
+
+            quiet = asyncio.ensure_future(
+                live.notify("delta", since=serial + 1, session=session_id, wait=0.5)
+            )
+            await live.timer.until(lambda s: s == [0.5, 1.0], "the quiet long poll to wait")
+            live.timer.advance(0.5)
+            answer = await asyncio.wait_for(quiet, HANG_GUARD_S)
+            assert answer.status_code == 204 and answer.content == b""
+
+            # Not current: answered at once, as without `wait` (a delta, or a reset).
+            behind = await live.notify("delta", since=serial, session=session_id, wait=5)
+            assert [d["serial"] for d in behind.json()["deltas"]] == [serial + 1]
+            other = await live.notify("delta", since=serial + 1, session="f" * 32, wait=5)
+            assert other.json()["reset"] is True
+
+    run(scenario())
+
+
 def test_the_scheduler_publishes_changes_made_elsewhere_without_a_hint(
     committed: Committed, tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

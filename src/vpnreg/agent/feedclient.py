@@ -83,6 +83,8 @@ _LOG = logging.getLogger(__name__)
 #: Seconds added to a long poll's wait before the HTTP read times out.
 _READ_MARGIN_S = 10.0
 _CONNECT_TIMEOUT_S = 10.0
+#: A waiting /delta answered with this at once comes from a server that does not wait.
+_EMPTY_DELTAS = b'{"deltas":[]}'
 #: Longest time to receive one response once its wait (long poll) is over: a server that
 #: trickles a body in, a few bytes per read timeout, is given up on (unreachable) after this.
 _TRANSFER_S = 600.0
@@ -282,6 +284,8 @@ class FeedClient:
         #: (inode, mtime_ns, size) of the feed file last read; None until read.
         self._file_id: tuple[int, int, int] | None = None
         self._http: httpx.Client | None = None
+        #: Whether the server long-polls /delta itself (else /notify, then /delta).
+        self._delta_waits = True
         #: A static feed's notification (URL or file); None for the API and snapshot files.
         self._static = _static_location(source)
         #: The notification's ETag and Last-Modified, kept once a poll of it succeeded.
@@ -391,8 +395,9 @@ class FeedClient:
         """One fetch and verification; never raises for feed, HTTP or file errors.
 
         FILE: re-read when the file was replaced (inode, mtime or size changed). URL: with
-        wait_s > 0 and a held state, long-poll /notify first; then /delta since the held serial,
-        or /snapshot when nothing is held, on a reset, or when the held copy nears its expiry.
+        wait_s > 0 and a held state, long-poll /delta since the held serial (a server without
+        that form: /notify first, then /delta); /snapshot when nothing is held, on a reset, or
+        when the held copy nears its expiry.
         """
         if not self._loaded:
             try:
@@ -597,22 +602,23 @@ class FeedClient:
         held = self._state
         if held is None or self._renewal_due():
             return self._fetch_snapshot(http, conditional=False)
-        if wait_s > 0:
-            response = self._get(
-                http,
-                "/notify",
-                params={
-                    "since": str(held.serial),
-                    "session": held.session_id,
-                    "wait": f"{wait_s:g}",
-                },
-                read_s=wait_s,
-            )
+        since = {"since": str(held.serial), "session": held.session_id}
+        waits = {"wait": f"{wait_s:g}"}
+        if wait_s > 0 and self._delta_waits:
+            # one long poll for the delta itself (docs/feed-client.md)
+            response = self._get(http, "/delta", params=since | waits, read_s=wait_s)
             if response.status_code == 204:
                 return PollStatus.UNCHANGED
-        response = self._get(
-            http, "/delta", params={"since": str(held.serial), "session": held.session_id}
-        )
+            if response.body.replace(b" ", b"") == _EMPTY_DELTAS:
+                # a server without the waiting form answered at once: long-poll /notify instead
+                self._delta_waits = False
+                return PollStatus.UNCHANGED
+        else:
+            if wait_s > 0:
+                response = self._get(http, "/notify", params=since | waits, read_s=wait_s)
+                if response.status_code == 204:
+                    return PollStatus.UNCHANGED
+            response = self._get(http, "/delta", params=since)
         body = _json_body(response.body, "delta response")
         if isinstance(body, dict) and body.get("reset") is True:
             return self._fetch_snapshot(http, conditional=True)

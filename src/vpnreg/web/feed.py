@@ -670,14 +670,29 @@ def feed_router(server: FeedServer) -> APIRouter:
             media_type=COMPACT_MEDIA_TYPE if compact else _JSON,
         )
 
-    @router.get("/delta", response_class=Response, responses={200: _SIGNED_JSON})
+    @router.get(
+        "/delta",
+        response_class=Response,
+        responses={
+            200: _SIGNED_JSON,
+            204: {"description": "`wait` given: no change within `wait` seconds"},
+        },
+    )
     async def delta(
         request: Request,
         since: Annotated[int, Query(ge=0, le=MAX_SERIAL)],
         session: Annotated[str | None, Query(max_length=64)] = None,
+        wait: Annotated[float, Query(ge=0)] = 0.0,
     ) -> Response:
-        """The signed delta from `since` of `session` to now, or a reset answer."""
+        """The signed delta from `since` of `session` to now, or a reset answer. With `wait`,
+        a long poll: when `since` is current, the answer waits for the next serial (204 after
+        `wait` s), so a gateway follows the feed with one request per change, not two."""
         history = await server.current()
+        if wait > 0 and session == history.session_id and since == history.serial:
+            moved = await server.wait_for_change(history, since, session, wait)
+            if moved is None:
+                return Response(status_code=204)
+            history = moved
         if session != history.session_id or history.delta_since(since) is None:
             body = dump_document(
                 {"reset": True, "session_id": history.session_id, "serial": history.serial}
