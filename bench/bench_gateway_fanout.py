@@ -23,7 +23,8 @@ CPU: *held* then includes the simulation's own queueing, *delivered* much less s
 
 Environment: BENCH_FANOUT_GATEWAYS (1000), BENCH_FANOUT_RATE (10 approvals/s),
 BENCH_FANOUT_SECONDS (60), BENCH_FANOUT_BASE (2000 registrations), BENCH_FANOUT_MODES
-(api,static), BENCH_FANOUT_POLL_S (1.0, the static gateways' poll interval), BENCH_FANOUT_WORK
+(api,static), BENCH_FANOUT_POLL_S (1.0, the static gateways' poll interval),
+BENCH_FANOUT_WORKERS (`vpnreg serve --workers`, default one per core), BENCH_FANOUT_WORK
 (a directory to keep the server's logs in; default a temporary one).
 """
 
@@ -43,12 +44,14 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
+import psutil
 from tests.fixtures.nginx import serve_directory
 
 from bench.bench_feed_e2e import _sign_in
@@ -82,6 +85,10 @@ SECONDS = float(os.environ.get("BENCH_FANOUT_SECONDS", "60"))
 BASE = int(os.environ.get("BENCH_FANOUT_BASE", "2000"))
 MODES = os.environ.get("BENCH_FANOUT_MODES", "api,static").split(",")
 POLL_S = float(os.environ.get("BENCH_FANOUT_POLL_S", "1.0"))
+#: `vpnreg serve --workers N` (ADR 0016): by default one per core.
+WORKERS = int(os.environ.get("BENCH_FANOUT_WORKERS", str(os.cpu_count() or 1)))
+#: Approvals in flight at once at most (each waits for its answer in a thread of its own).
+APPROVERS = 64
 LOOKUPS_PER_S = 20
 LOOKUP_CONNECTIONS = 4
 #: How long after the last approval the gateways get to catch up before the run ends.
@@ -183,6 +190,10 @@ class Run:
     arrivals: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
     lookup_ms: list[float] = field(default_factory=list)
     lookup_errors: int = 0
+    #: each approval's POST, from sending to its answer
+    approve_ms: list[float] = field(default_factory=list)
+    #: (first sent, last answered) of the approvals, perf_counter
+    approve_span: tuple[float, float] = (0.0, 0.0)
     approve_errors: list[str] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -313,7 +324,8 @@ async def static_gateway(run: Run, gateway: Gateway, offset: float) -> None:
 async def approve_all(run: Run, base: str, ids: list[int]) -> None:
     """Approve `ids` at RATE a second through the API as a signed-in regulator; each approval
     in a worker thread, so a slow answer does not hold back the next one."""
-    with httpx.Client(base_url=base, timeout=30) as http:
+    limits = httpx.Limits(max_connections=APPROVERS, max_keepalive_connections=APPROVERS)
+    with httpx.Client(base_url=base, timeout=30, limits=limits) as http:
         _sign_in(http, "regulator")
 
         def one(app_id: int) -> None:
@@ -324,15 +336,21 @@ async def approve_all(run: Run, base: str, ids: list[int]) -> None:
             etag = shown.headers["ETag"]
             run.sent[app_id] = time.perf_counter()
             answer = http.post(f"/api/v1/applications/{app_id}/approve", headers={"If-Match": etag})
+            run.approve_ms.append((time.perf_counter() - run.sent[app_id]) * 1000)
             if answer.status_code != 200:
                 run.approve_errors.append(f"{app_id}: {answer.status_code} {answer.text[:200]}")
 
-        tasks = []
-        start = time.perf_counter()
-        for i, app_id in enumerate(ids):
-            await asyncio.sleep(max(0.0, start + i / RATE - time.perf_counter()))
-            tasks.append(asyncio.create_task(asyncio.to_thread(one, app_id)))
-        await asyncio.gather(*tasks)
+        loop = asyncio.get_running_loop()
+        # Threads enough that a slow answer never holds back the next approval (the default
+        # executor has cores + 4).
+        with ThreadPoolExecutor(APPROVERS, thread_name_prefix="approver") as pool:
+            tasks = []
+            start = time.perf_counter()
+            for i, app_id in enumerate(ids):
+                await asyncio.sleep(max(0.0, start + i / RATE - time.perf_counter()))
+                tasks.append(loop.run_in_executor(pool, one, app_id))
+            await asyncio.gather(*tasks)
+        run.approve_span = (start, time.perf_counter())
 
 
 async def lookups(run: Run, host: str, port: int) -> None:
@@ -372,6 +390,16 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _tree(pid: int) -> list[int]:
+    """The process and its children (the serve process and its workers)."""
+    process = psutil.Process(pid)
+    return [pid, *(c.pid for c in process.children(recursive=True))]
+
+
+def _tree_cpu_s(pids: list[int]) -> float:
+    return sum(_cpu_s(p) for p in pids)
+
+
 def _hwm_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -386,6 +414,8 @@ class Figures:
     #: per approval: seconds until 50 %, 99 %, 100 % held (inf: some never did)
     held: list[tuple[float, float, float]]
     delivered: list[tuple[float, float, float]]
+    #: per approval: seconds until the first gateway held it
+    first_held: list[float]
     lookup_ms: list[float]
     lookup_errors: int
     approve_errors: int
@@ -399,6 +429,8 @@ class Figures:
     client_cpu_s: float
     window_s: float
     connect_s: float
+    approve_ms: list[float]
+    approve_s: float
 
 
 def _quantiles(times: list[float], n: int) -> tuple[float, float, float]:
@@ -431,7 +463,9 @@ async def _measure(run: Run, served: Served, host: str, port: int, ids: list[int
     await asyncio.sleep(2)
     for g in run.gateways:
         g.wire_bytes = g.requests = 0
-    cpu0, nginx0 = _cpu_s(served.process.pid), _cpu_s(nginx_pid) if nginx_pid else 0.0
+    # the workers are all up (each answered a gateway); their CPU from here
+    server_pids = _tree(served.process.pid)
+    cpu0, nginx0 = _tree_cpu_s(server_pids), _cpu_s(nginx_pid) if nginx_pid else 0.0
     rusage0 = resource.getrusage(resource.RUSAGE_SELF)
     window_start = time.perf_counter()
     looking = asyncio.create_task(lookups(run, "127.0.0.1", _port(served.base)))
@@ -443,7 +477,7 @@ async def _measure(run: Run, served: Served, host: str, port: int, ids: list[int
         await asyncio.sleep(0.2)
     window_s = time.perf_counter() - window_start
     rusage1 = resource.getrusage(resource.RUSAGE_SELF)
-    server_cpu = _cpu_s(served.process.pid) - cpu0
+    server_cpu = _tree_cpu_s(server_pids) - cpu0
     nginx_cpu = _cpu_s(nginx_pid) - nginx0 if nginx_pid else None
     run.stop.set()
     for task in [*tasks, looking]:
@@ -452,24 +486,26 @@ async def _measure(run: Run, served: Served, host: str, port: int, ids: list[int
     for g in run.gateways:
         await g.conn.close()
     n = len(run.gateways)
-    held, delivered = [], []
+    held, delivered, first_held = [], [], []
     for i in ids:
         got = run.arrivals.get(i, [])
         sent = run.sent[i]
         delivered.append(_quantiles([d - sent for d, _ in got], n))
         held.append(_quantiles([h - sent for _, h in got], n))
+        first_held.append(min((h - sent for _, h in got), default=math.inf))
     return Figures(
-        mode=run.mode, approvals=len(ids), held=held, delivered=delivered,
+        mode=run.mode, approvals=len(ids), held=held, delivered=delivered, first_held=first_held,
         lookup_ms=run.lookup_ms, lookup_errors=run.lookup_errors,
         approve_errors=len(run.approve_errors),
         gateway_errors=sum(len(g.errors) for g in run.gateways),
         snapshots=sum(g.snapshots for g in run.gateways),
         requests=sum(g.requests for g in run.gateways),
         wire_bytes=sum(g.wire_bytes for g in run.gateways),
-        server_cpu_s=server_cpu, server_hwm_mib=_hwm_mib(served.process.pid),
+        server_cpu_s=server_cpu, server_hwm_mib=sum(_hwm_mib(p) for p in server_pids),
         nginx_cpu_s=nginx_cpu,
         client_cpu_s=(rusage1.ru_utime + rusage1.ru_stime) - (rusage0.ru_utime + rusage0.ru_stime),
-        window_s=window_s, connect_s=connect_s,
+        window_s=window_s, connect_s=connect_s, approve_ms=run.approve_ms,
+        approve_s=run.approve_span[1] - run.approve_span[0],
     )  # fmt: skip
 
 
@@ -494,7 +530,13 @@ def measure(registry: Registry, mode: str) -> Figures:
             nginx_pid = int((web.run_dir / "nginx.pid").read_text())
             host, port = "127.0.0.1", web.port
         served = stack.enter_context(
-            vpnreg_serve(VPNREG, env, registry.work / f"serve-{mode}.log", cwd=registry.work)
+            vpnreg_serve(
+                VPNREG,
+                env,
+                registry.work / f"serve-{mode}.log",
+                cwd=registry.work,
+                args=("--workers", str(WORKERS)),
+            )
         )
         if mode == "api":
             host, port = "127.0.0.1", _port(served.base)
@@ -531,7 +573,8 @@ def section(figures: list[Figures], registry: Registry) -> str:
     lines = [
         f"{GATEWAYS:,} simulated gateways on one feed while the regulator approves "
         f"{RATE:g} applications a second for {SECONDS:g} s through the API "
-        f"(PostgreSQL, {BASE:,} registrations loaded before, one `vpnreg serve` worker; "
+        f"(PostgreSQL, {BASE:,} registrations loaded before, `vpnreg serve --workers "
+        f"{WORKERS}` on {os.cpu_count()} cores shared with the simulation and PostgreSQL; "
         f"static gateways poll every {POLL_S:g} s; `VPNREG_HTTP_MAX_CONNECTIONS` raised from "
         f"its 1,000 to {2 * GATEWAYS + 100:,} so that every long poll is admitted). Per "
         "approval, the time from sending the approval until that share of the gateways "
@@ -555,6 +598,8 @@ def section(figures: list[Figures], registry: Registry) -> str:
             _row("100 % held", f.held, 2),
             _row("99 % delivered", f.delivered, 1),
             _row("100 % delivered", f.delivered, 2),
+            f"| first gateway held | {_s(statistics.median(f.first_held))} | "
+            f"{_s(max(f.first_held))} | {sum(math.isinf(v) for v in f.first_held)} |",
             "",
             f"- 99 % of gateways within {TARGET_S:g} s: {sum(met)} of {len(met)} approvals "
             f"(**{'met' if all(met) else 'not met'}**).",
@@ -564,11 +609,17 @@ def section(figures: list[Figures], registry: Registry) -> str:
             f"**{'met' if lookup_p99 < TARGET_LOOKUP_P99_MS else 'not met'}**), "
             f"{f.lookup_errors} failed.",
             f"- Over the {f.window_s:.0f} s window: server CPU {f.server_cpu_s:.1f} s "
-            f"({f.server_cpu_s / f.window_s:.0%} of a core), peak RSS {f.server_hwm_mib:.0f} MiB"
+            f"({f.server_cpu_s / f.window_s:.0%} of a core), peak RSS {f.server_hwm_mib:.0f} MiB "
+            "(all processes)"
             + (f"; nginx CPU {f.nginx_cpu_s:.1f} s" if f.nginx_cpu_s is not None else "")
             + f"; the simulated gateways' CPU {f.client_cpu_s:.1f} s; "
             f"{f.requests:,} gateway requests, {f.wire_bytes / 2**20:.1f} MiB sent to gateways "
             f"({f.wire_bytes / max(f.requests, 1):.0f} B a request).",
+            f"- Approvals: {f.approvals} sent in {f.approve_s:.1f} s "
+            f"({f.approvals / max(f.approve_s, 1e-9):.1f} a second); each POST answered in p50 "
+            f"{float(np.percentile(f.approve_ms, 50)) if f.approve_ms else math.nan:.0f} ms, "
+            f"p99 {float(np.percentile(f.approve_ms, 99)) if f.approve_ms else math.nan:.0f} ms "
+            "(the held times above include it).",
             f"- Errors: {f.approve_errors} approvals, {f.gateway_errors} gateway requests.",
             "",
         ]
