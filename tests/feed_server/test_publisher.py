@@ -19,6 +19,7 @@ from vpnreg.core.bindings import BindingEvent
 from vpnreg.core.feed import Mode
 from vpnreg.registry import services
 from vpnreg.registry.db import make_engine
+from vpnreg.registry.services import feed_store
 from vpnreg.registry.services.bindings import report_events
 from vpnreg.registry.services.feed_publisher import CatchUp, FeedPublisher
 
@@ -105,6 +106,41 @@ def test_catch_up_takes_over_a_feed_another_process_published(
         elsewhere.serial,
     )
     assert publisher.catch_up(check_time=False) == CatchUp(False, False)
+
+
+def test_following_reads_the_stored_state_from_one_snapshot(
+    committed: Committed, recorded: Recorded, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process publishes between the follower's read of the state row and its read of
+    the entries: the follower still holds one whole state (under READ COMMITTED it read the
+    newer entries against the older row's set hash and failed)."""
+    leader = publisher_on(recorded, committed, clock)
+    leader.publish()
+    follower = publisher_on(recorded, committed, clock)
+    approve(committed, clock, "192.0.2.0/24")
+    leader.publish()
+    feed_store.forget_histories()  # another process: nothing of the leader's in memory
+    real_read = feed_store.read_state
+    raced: list[int] = []
+
+    def read_then_race(session: Any, *, lock: bool) -> Any:
+        state = real_read(session, lock=lock)
+        if not raced:
+            raced.append(state.serial)
+            approve(committed, clock, "203.0.113.0/24")
+            leader.publish()  # committed by "the leader" between the two reads
+            feed_store.forget_histories()
+        return state
+
+    monkeypatch.setattr(feed_store, "read_state", read_then_race)
+    assert follower.follow() == CatchUp(False, True)
+    held = follower.history()
+    assert held is not None and held.serial == raced[0]
+    assert [str(e.prefix) for e in held.entries] == ["192.0.2.0/24"]
+    monkeypatch.setattr(feed_store, "read_state", real_read)
+    assert follower.follow() == CatchUp(False, True)  # the next follow takes the newer state
+    after = follower.history()
+    assert after is not None and after.serial == raced[0] + 1 and len(after.entries) == 2
 
 
 def test_a_binding_reaching_its_end_is_news_for_the_time_check(

@@ -305,6 +305,31 @@ def test_a_waiting_delta_answers_the_new_serials_delta_and_204_only_when_its_wai
             other = await live.notify("delta", since=serial + 1, session="f" * 32, wait=5)
             assert other.json()["reset"] is True
 
+            # Ahead of the serial held (another server process answered first): waited for,
+            # like a change; still ahead when the wait is over, a reset.
+            ahead = asyncio.ensure_future(
+                live.notify("delta", since=serial + 2, session=session_id, wait=0.5)
+            )
+            await live.timer.until(lambda s: s == [0.5, 1.0], "the ahead long poll to wait")
+            await live.approve("198.51.100.0/24")
+            live.server.notify_changed()
+            # the gap since the last publish is over: serial + 2 is published at once
+            await eventually(lambda: live.held() == (session_id, serial + 2), "the publish")
+            await live.timer.until(lambda s: s == [0.5, 1.0], "the ahead poll to wait on")
+            for _ in range(20):  # room for a poll that wrongly ended to answer
+                await asyncio.sleep(0)
+            assert not ahead.done()  # equal to `since`, not past it: nothing new to send
+            live.timer.advance(0.5)
+            assert (await asyncio.wait_for(ahead, HANG_GUARD_S)).status_code == 204
+            gone_back = asyncio.ensure_future(
+                live.notify("delta", since=serial + 9, session=session_id, wait=0.5)
+            )
+            await live.timer.until(lambda s: s == [0.5, 1.0], "the gone-back poll to wait")
+            live.timer.advance(0.5)
+            answer = await asyncio.wait_for(gone_back, HANG_GUARD_S)
+            assert answer.status_code == 200
+            assert answer.json() == {"reset": True, "session_id": session_id, "serial": serial + 2}
+
     run(scenario())
 
 

@@ -688,11 +688,18 @@ def feed_router(server: FeedServer) -> APIRouter:
         a long poll: when `since` is current, the answer waits for the next serial (204 after
         `wait` s), so a gateway follows the feed with one request per change, not two."""
         history = await server.current()
-        if wait > 0 and session == history.session_id and since == history.serial:
+        if wait > 0 and session == history.session_id and since >= history.serial:
+            # `since` ahead of the serial held here: another server process answered this
+            # gateway first and this one has not loaded that serial yet (ADR 0016); it waits
+            # for it like for any change. Still ahead when the wait is over: a feed that went
+            # back (a restored database), answered with a reset below.
             moved = await server.wait_for_change(history, since, session, wait)
-            if moved is None:
-                return Response(status_code=204)
-            history = moved
+            if moved is not None:
+                history = moved
+            else:
+                history = await server.current()
+                if history.session_id == session and history.serial == since:
+                    return Response(status_code=204)
         if session != history.session_id or history.delta_since(since) is None:
             body = dump_document(
                 {"reset": True, "session_id": history.session_id, "serial": history.serial}

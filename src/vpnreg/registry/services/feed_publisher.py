@@ -206,6 +206,12 @@ class FeedPublisher:
     def _take_stored(self, session: Session, held: FeedHistory | None) -> CatchUp:
         """Hold the stored state if it is not `held` (the caller holds `_work`)."""
         held_key = None if held is None else (held.session_id, held.serial)
+        # The state row, the entries and the deltas must come from one snapshot: read one by
+        # one under READ COMMITTED, a publish committed between them by the process that holds
+        # the lease gave entries of a newer state than the row (a set hash mismatch; found by
+        # bench_gateway_fanout with --workers 2).
+        session.rollback()
+        feed_store.begin_snapshot_read(session)
         state = feed_store.read_state(session, lock=False)
         history = None
         if state is not None and feed_store.state_key(state) != held_key:

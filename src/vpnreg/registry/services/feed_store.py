@@ -32,6 +32,7 @@ from vpnreg.registry.models import FeedDeltaRow, FeedEntryRow, FeedStateRow
 
 __all__ = [
     "StateKey",
+    "begin_snapshot_read",
     "copy_history",
     "forget_histories",
     "load_history",
@@ -137,6 +138,14 @@ def _consecutive_tail(rows: list[FeedDeltaRow], serial: int) -> list[FeedDeltaRo
         expected -= 1
     kept.reverse()
     return kept
+
+
+def begin_snapshot_read(session: Session) -> None:
+    """Make the session's next transaction see one snapshot of the database in all its
+    statements (call before its first statement). PostgreSQL: REPEATABLE READ; SQLite's
+    transactions are snapshots already (a deferred BEGIN in WAL mode, vpnreg.registry.db)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 
 
 def read_state(session: Session, *, lock: bool) -> FeedStateRow | None:
