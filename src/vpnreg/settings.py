@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     #: Seconds a checked API token is answered from memory (vpnreg.web.token_cache); a
     #: revocation still ends it at once here and, on PostgreSQL, in every server process; 0: off.
     token_cache_s: float = Field(default=10.0, ge=0, le=3600)
+    #: Publishes asked for by changes start at least this long after the previous one: a
+    #: burst of changes is one publish, and each publish answers every waiting gateway.
+    feed_notify_gap_s: float = Field(default=0.2, ge=0, le=60)
     #: The longest long poll a gateway may ask for.
     feed_max_wait_s: float = Field(default=60.0, gt=0)
     #: How many deltas the server keeps; older clients get a reset and fetch the snapshot.

@@ -143,6 +143,48 @@ def test_following_reads_the_stored_state_from_one_snapshot(
     assert after is not None and after.serial == raced[0] + 1 and len(after.entries) == 2
 
 
+def test_following_applies_the_new_deltas_to_the_held_state_without_reading_every_entry(
+    committed: Committed, recorded: Recorded, clock: FrozenClock
+) -> None:
+    leader = FeedPublisher(
+        engine=make_engine(committed.url, poolclass=NullPool), config=committed.config,
+        clock=clock, max_deltas=3,
+    )  # fmt: skip
+    try:
+        approve(committed, clock, "198.51.100.0/26")
+        leader.publish()
+        follower = publisher_on(recorded, committed, clock)
+        assert follower.follow() == CatchUp(False, True)  # nothing held: a full load
+        approve(committed, clock, "192.0.2.0/26")
+        leader.publish()
+        approve(committed, clock, "203.0.113.0/26")
+        leader.publish()
+        feed_store.forget_histories()  # another process: nothing of the leader's in memory
+        recorded.statements.clear()
+
+        assert follower.follow() == CatchUp(False, True)
+        assert recorded.touched("feed_deltas") and not recorded.touched("feed_entries")
+        followed, led = follower.history(), leader.history()
+        assert followed is not None and led is not None
+        assert followed.serial == led.serial and followed.entries == led.entries
+        assert followed.entries.set_hash() == led.entries.set_hash()
+        assert [d.serial for d in followed.deltas] == [d.serial for d in led.deltas]
+        assert followed.delta_since(led.serial - 2) is not None
+
+        # Beyond the kept deltas (max_deltas=3) the steps do not lead there: a full load.
+        for prefix in ("192.0.2.64/26", "198.51.100.64/26", "203.0.113.64/26", "192.0.2.128/26"):
+            approve(committed, clock, prefix)
+            leader.publish()
+        feed_store.forget_histories()
+        recorded.statements.clear()
+        assert follower.follow() == CatchUp(False, True)
+        assert recorded.touched("feed_entries")
+        again = follower.history()
+        assert again is not None and again.entries == leader.history().entries  # type: ignore[union-attr]
+    finally:
+        leader.close()
+
+
 def test_a_binding_reaching_its_end_is_news_for_the_time_check(
     committed: Committed, recorded: Recorded, clock: FrozenClock
 ) -> None:

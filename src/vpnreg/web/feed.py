@@ -167,6 +167,7 @@ class FeedOptions:
             check_interval_s=settings.feed_check_interval_s,
             max_deltas=settings.feed_max_deltas,
             listen=settings.feed_listen,
+            notify_gap_s=settings.feed_notify_gap_s,
         )
 
 

@@ -215,7 +215,10 @@ class FeedPublisher:
         state = feed_store.read_state(session, lock=False)
         history = None
         if state is not None and feed_store.state_key(state) != held_key:
-            history = feed_store.load_history(session, state)
+            if held is not None:
+                history = feed_store.advance_history(session, held, state)
+            if history is None:
+                history = feed_store.load_history(session, state)
         session.rollback()
         if history is None:
             return CatchUp(published=False, moved=False)
