@@ -151,6 +151,12 @@ class LookupIndexHolder:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._index: LookupIndex | None = None
+        self._building = False
+
+    def building(self) -> LookupIndex | None:
+        """While the index of a newer state is being built: the last one built (of an older
+        state), for the callers that would otherwise queue behind that build; else None."""
+        return self._index if self._building else None
 
     def held(self, key: tuple[str, int]) -> LookupIndex | None:
         """The index of the feed state `key` (session id, serial) if it is built already (no
@@ -172,9 +178,13 @@ class LookupIndexHolder:
         with self._lock:
             held = self._index
             if held is None or held.key != key:
-                held = build_lookup_index(session, history)
-                # the session only read: end its transaction, so whatever the caller asks
-                # with it next sees the database as it is now
-                session.rollback()
+                self._building = True
+                try:
+                    held = build_lookup_index(session, history)
+                finally:
+                    self._building = False
+                    # the session only read: end its transaction, so whatever the caller asks
+                    # with it next sees the database as it is now
+                    session.rollback()
                 self._index = held
             return held

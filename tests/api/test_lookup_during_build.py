@@ -1,0 +1,73 @@
+"""While the public lookup's index of a new serial is being built, other lookups answer from the
+serial before instead of queueing behind the build; the lookup that builds it, and every lookup
+after, see the new serial (vpnreg.web.lookup, ADR 0014). Both backends."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from tests.api.harness import Api
+from tests.registry import flow
+from vpnreg.registry.services import lookup_index
+from vpnreg.registry.services.lookup import LookupResult
+from vpnreg.registry.services.unit_of_work import Database
+from vpnreg.web.lookup import answer_lookup
+
+NEW = "203.0.113.0/26"
+ADDRESS = "203.0.113.9"
+
+
+def test_lookups_during_a_build_answer_from_the_serial_before(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = api.app.state
+    publisher = state.feed.publisher
+    database = Database(api.url)
+    request: Any = SimpleNamespace(app=api.app)
+
+    async def ask() -> LookupResult:
+        with database.session() as session:
+            return await answer_lookup(
+                request, session, address=ADDRESS, port=None, at=None,
+                clock=api.clock, config=state.service_config,
+            )  # fmt: skip
+
+    async def scenario() -> None:
+        publisher.publish()
+        assert not (await ask()).registered  # builds the index of the first serial
+        with database.session() as session:
+            flow.approved(session, api.world, state.service_config, api.clock.now(), [(NEW, [])])
+        publisher.publish()
+
+        entered, release = threading.Event(), threading.Event()
+        real = lookup_index.build_lookup_index
+
+        def held_up(session: Any, history: Any) -> Any:
+            entered.set()
+            assert release.wait(10)
+            return real(session, history)
+
+        monkeypatch.setattr(lookup_index, "build_lookup_index", held_up)
+        builder = asyncio.ensure_future(ask())
+        deadline = time.monotonic() + 10
+        while not entered.is_set():
+            assert time.monotonic() < deadline, "the build did not start"
+            await asyncio.sleep(0.01)
+        during = await asyncio.wait_for(ask(), 5)  # not queued behind the build
+        assert not during.registered
+        assert not builder.done()
+        release.set()
+        built = await asyncio.wait_for(builder, 10)
+        assert built.registered and built.prefix == NEW
+        assert (await ask()).registered
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        database.dispose()
