@@ -34,6 +34,7 @@ from vpnreg.web.auth import (
 from vpnreg.web.feed import install_feed
 from vpnreg.web.headers import SecurityHeaders
 from vpnreg.web.limits import BodyLimit
+from vpnreg.web.lookup_fastpath import IndexedLookup
 from vpnreg.web.policy import EVERYONE, SAFE_METHODS, allow, build_policy
 from vpnreg.web.portal.pages import templates
 from vpnreg.web.problems import install_problem_handlers
@@ -185,7 +186,7 @@ def create_app(
         return page
 
     @app.get("/healthz", include_in_schema=False, dependencies=[allow(EVERYONE)])
-    def health() -> JSONResponse:
+    async def health() -> JSONResponse:
         body: dict[str, object] = {"status": "ok", "version": __version__}
         replica: ReplicaDatabase | None = app.state.read_database
         if replica is not None:
@@ -208,6 +209,8 @@ def create_app(
     app.include_router(APIRouter(lifespan=_frozen_heap))
     app.add_middleware(FeedNotifier)
     app.add_middleware(BodyLimit)
+    # inside SecurityHeaders, so its answers carry them too
+    app.add_middleware(IndexedLookup)
     app.add_middleware(SecurityHeaders)
     app.state.policy = build_policy(app)
     install_openapi(app)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -13,6 +12,7 @@ from pydantic import Field
 from vpnreg.registry.errors import ValidationFailed
 from vpnreg.registry.services import queries
 from vpnreg.registry.services.stats import registry_stats
+from vpnreg.web.api.rdap import RDAP_MEDIA_TYPE, RdapResponse, rdap_answer, rdap_error
 from vpnreg.web.auth import AppClock, Config, CurrentCaller, DbSession, OptionalUser, csrf_for
 from vpnreg.web.bounds import Offset
 from vpnreg.web.lookup import answer_lookup
@@ -39,11 +39,6 @@ from vpnreg.web.schemas import (
 )
 
 router = APIRouter(tags=["records"])
-
-RDAP_MEDIA_TYPE = "application/rdap+json"
-#: rdap_level_0 (RFC 9083), cidr0 (the NRO RDAP CIDR extension, which defines "cidr0_cidrs"),
-#: and our own extension for the registry's members.
-RDAP_CONFORMANCE = ["rdap_level_0", "cidr0", "vpnreg"]
 
 
 @router.get(
@@ -152,21 +147,6 @@ def _moment(at: dt.datetime | None) -> dt.datetime | None:
     return at.astimezone(dt.UTC)
 
 
-class RdapResponse(JSONResponse):
-    media_type = RDAP_MEDIA_TYPE
-
-
-def _rdap_error(status: int, title: str, description: str, **extra: Any) -> JSONResponse:
-    body = {
-        "rdapConformance": RDAP_CONFORMANCE,
-        "errorCode": status,
-        "title": title,
-        "description": [description],
-        **extra,
-    }
-    return RdapResponse(body, status_code=status)
-
-
 def _rdap(description: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -209,36 +189,8 @@ async def ip_network(
             request, db, address=address, port=port, at=_moment(at), clock=clock, config=config
         )
     except ValidationFailed as err:
-        return _rdap_error(400, "Not an IP address", err.errors[0].message, registered=False)
-    if not result.registered or result.prefix is None:
-        return _rdap_error(
-            404,
-            "Not registered",
-            f"no registration covers {result.ip}",
-            registered=False,
-            ip=result.ip,
-        )
-    network = ipaddress.ip_network(result.prefix)
-    version = "v4" if network.version == 4 else "v6"
-    cidr: dict[str, Any] = {f"{version}prefix": str(network.network_address)}
-    cidr["length"] = network.prefixlen
-    body = {
-        "rdapConformance": RDAP_CONFORMANCE,
-        "objectClassName": "ip network",
-        "startAddress": str(network.network_address),
-        "endAddress": str(network.broadcast_address),
-        "ipVersion": version,
-        "cidr0_cidrs": [cidr],
-        "status": ["active"],
-        "registered": True,
-        "vpnreg_category": result.category,
-        "vpnreg_validUntil": result.valid_until.isoformat() if result.valid_until else None,
-        "vpnreg_query": result.ip,
-    }
-    public = LookupPublic.of(result)
-    if public.binding is not None:
-        body["binding"] = public.binding.model_dump(mode="json")
-    return RdapResponse(body)
+        return rdap_error(400, "Not an IP address", err.errors[0].message, registered=False)
+    return rdap_answer(result)
 
 
 @router.get(
