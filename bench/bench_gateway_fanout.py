@@ -24,7 +24,8 @@ CPU: *held* then includes the simulation's own queueing, *delivered* much less s
 Environment: BENCH_FANOUT_GATEWAYS (1000), BENCH_FANOUT_RATE (10 approvals/s),
 BENCH_FANOUT_SECONDS (60), BENCH_FANOUT_BASE (2000 registrations), BENCH_FANOUT_MODES
 (api,static), BENCH_FANOUT_POLL_S (1.0, the static gateways' poll interval),
-BENCH_FANOUT_WORKERS (`vpnreg serve --workers`, default one per core), BENCH_FANOUT_WORK
+BENCH_FANOUT_WORKERS (`vpnreg serve --workers`, default one per core), BENCH_FANOUT_NOTIFY_GAP_S
+(0.5, the server's VPNREG_FEED_NOTIFY_GAP_S), BENCH_FANOUT_WORK
 (a directory to keep the server's logs in; default a temporary one).
 """
 
@@ -87,6 +88,9 @@ MODES = os.environ.get("BENCH_FANOUT_MODES", "api,static").split(",")
 POLL_S = float(os.environ.get("BENCH_FANOUT_POLL_S", "1.0"))
 #: `vpnreg serve --workers N` (ADR 0016): by default one per core.
 WORKERS = int(os.environ.get("BENCH_FANOUT_WORKERS", str(os.cpu_count() or 1)))
+#: VPNREG_FEED_NOTIFY_GAP_S of the server: the least time between publishes asked for by
+#: changes (0.2 s by default; each publish answers every waiting gateway at once).
+NOTIFY_GAP_S = float(os.environ.get("BENCH_FANOUT_NOTIFY_GAP_S", "0.5"))
 #: Approvals in flight at once at most (each waits for its answer in a thread of its own).
 APPROVERS = 64
 LOOKUPS_PER_S = 20
@@ -517,7 +521,10 @@ def measure(registry: Registry, mode: str) -> Figures:
     trusted = load_public_keys([registry.work / "keys" / "feed.pub"])
     # The server's connection limit (default 1,000, 503 beyond) must admit every gateway's
     # long poll besides the regulator and the lookups.
-    env = dict(registry.env) | {"VPNREG_HTTP_MAX_CONNECTIONS": str(2 * GATEWAYS + 100)}
+    env = dict(registry.env) | {
+        "VPNREG_HTTP_MAX_CONNECTIONS": str(2 * GATEWAYS + 100),
+        "VPNREG_FEED_NOTIFY_GAP_S": str(NOTIFY_GAP_S),
+    }
     with contextlib.ExitStack() as stack:
         nginx_pid = None
         if mode == "static":
@@ -574,7 +581,8 @@ def section(figures: list[Figures], registry: Registry) -> str:
         f"{GATEWAYS:,} simulated gateways on one feed while the regulator approves "
         f"{RATE:g} applications a second for {SECONDS:g} s through the API "
         f"(PostgreSQL, {BASE:,} registrations loaded before, `vpnreg serve --workers "
-        f"{WORKERS}` on {os.cpu_count()} cores shared with the simulation and PostgreSQL; "
+        f"{WORKERS}` on {os.cpu_count()} cores shared with the simulation and PostgreSQL, "
+        f"`VPNREG_FEED_NOTIFY_GAP_S={NOTIFY_GAP_S:g}`; "
         f"static gateways poll every {POLL_S:g} s; `VPNREG_HTTP_MAX_CONNECTIONS` raised from "
         f"its 1,000 to {2 * GATEWAYS + 100:,} so that every long poll is admitted). Per "
         "approval, the time from sending the approval until that share of the gateways "

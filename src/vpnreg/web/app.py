@@ -32,6 +32,7 @@ from vpnreg.web.auth import (
     ensure_session_cookie,
 )
 from vpnreg.web.feed import install_feed
+from vpnreg.web.feed_fastpath import FeedFastPath
 from vpnreg.web.headers import SecurityHeaders
 from vpnreg.web.limits import BodyLimit
 from vpnreg.web.lookup_fastpath import IndexedLookup
@@ -209,8 +210,9 @@ def create_app(
     app.include_router(APIRouter(lifespan=_frozen_heap))
     app.add_middleware(FeedNotifier)
     app.add_middleware(BodyLimit)
-    # inside SecurityHeaders, so its answers carry them too
+    # inside SecurityHeaders, so their answers carry them too
     app.add_middleware(IndexedLookup)
+    app.add_middleware(FeedFastPath)
     app.add_middleware(SecurityHeaders)
     app.state.policy = build_policy(app)
     install_openapi(app)

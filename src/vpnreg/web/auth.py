@@ -160,6 +160,16 @@ def _token_cache(request: Request) -> TokenCache[Principal] | None:
     return cache
 
 
+def cached_caller(request: Request, now: dt.datetime) -> Principal | None:
+    """The caller of a request whose bearer token was checked moments ago (web.token_cache),
+    without I/O; None to resolve it in full. A malformed Authorization header is its 401."""
+    token = _bearer(request)
+    cache = _token_cache(request)
+    if token is None or cache is None:
+        return None
+    return cache.get(token, now)
+
+
 def _remember(request: Request, principal: Principal) -> Principal:
     request.state.principal = principal
     request.state.current_user = principal.user
@@ -215,12 +225,9 @@ async def get_principal(request: Request, db: DbSession, clock: AppClock) -> Pri
     cached = getattr(request.state, "principal", None)
     if isinstance(cached, Principal):
         return cached
-    token = _bearer(request)
-    cache = _token_cache(request)
-    if token is not None and cache is not None:
-        known = cache.get(token, clock.now())
-        if known is not None:
-            return _remember(request, known)
+    known = cached_caller(request, clock.now())
+    if known is not None:
+        return _remember(request, known)
     return await run_in_threadpool(_resolve_principal, request, db, clock)
 
 

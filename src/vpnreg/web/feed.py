@@ -603,6 +603,35 @@ class FeedServer:
                 return None
             await timer.wait(changed, left)
 
+    async def delta_response(
+        self, request: Request, *, since: int, session: str | None, wait: float
+    ) -> Response:
+        """The answer to `/delta?since=&session=&wait=` (docs/feed-client.md): the signed delta
+        from `since` of `session` to now, or a reset answer; with `wait`, a long poll. The one
+        implementation, for the route and for its fast path (vpnreg.web.feed_fastpath)."""
+        history = await self.current()
+        if wait > 0 and session == history.session_id and since >= history.serial:
+            # `since` ahead of the serial held here: another server process answered this
+            # gateway first and this one has not loaded that serial yet (ADR 0016); it waits
+            # for it like for any change. Still ahead when the wait is over: a feed that went
+            # back (a restored database), answered with a reset below.
+            moved = await self.wait_for_change(history, since, session, wait)
+            if moved is not None:
+                history = moved
+            else:
+                history = await self.current()
+                if history.session_id == session and history.serial == since:
+                    return Response(status_code=204)
+        if session != history.session_id or history.delta_since(since) is None:
+            body = dump_document(
+                {"reset": True, "session_id": history.session_id, "serial": history.serial}
+            )
+            return _respond(request, body)
+        signed = await self.delta_document(history, since)
+        return _respond(
+            request, signed.body, headers={"ETag": _etag(history)}, gzipped=signed.gzipped
+        )
+
     # -- authentication ----------------------------------------------------------------------
 
     def _token_role(self, token: str) -> str | None:
@@ -688,28 +717,7 @@ def feed_router(server: FeedServer) -> APIRouter:
         """The signed delta from `since` of `session` to now, or a reset answer. With `wait`,
         a long poll: when `since` is current, the answer waits for the next serial (204 after
         `wait` s), so a gateway follows the feed with one request per change, not two."""
-        history = await server.current()
-        if wait > 0 and session == history.session_id and since >= history.serial:
-            # `since` ahead of the serial held here: another server process answered this
-            # gateway first and this one has not loaded that serial yet (ADR 0016); it waits
-            # for it like for any change. Still ahead when the wait is over: a feed that went
-            # back (a restored database), answered with a reset below.
-            moved = await server.wait_for_change(history, since, session, wait)
-            if moved is not None:
-                history = moved
-            else:
-                history = await server.current()
-                if history.session_id == session and history.serial == since:
-                    return Response(status_code=204)
-        if session != history.session_id or history.delta_since(since) is None:
-            body = dump_document(
-                {"reset": True, "session_id": history.session_id, "serial": history.serial}
-            )
-            return _respond(request, body)
-        signed = await server.delta_document(history, since)
-        return _respond(
-            request, signed.body, headers={"ETag": _etag(history)}, gzipped=signed.gzipped
-        )
+        return await server.delta_response(request, since=since, session=session, wait=wait)
 
     @router.get(
         "/notify",
