@@ -37,22 +37,24 @@ import datetime as dt
 import gzip
 import json
 import math
+import multiprocessing
 import os
 import random
 import resource
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
-import psutil
+import psutil  # type: ignore[import-untyped]
 from tests.fixtures.nginx import serve_directory
 
 from bench.bench_feed_e2e import _sign_in
@@ -188,17 +190,10 @@ class Run:
     mode: str
     gateways: list[Gateway]
     trusted: dict[str, Any]
-    #: registration id -> approval sent (perf_counter)
-    sent: dict[int, float] = field(default_factory=dict)
+    #: the registrations the approvals will bring
+    watched: set[int] = field(default_factory=set)
     #: registration id -> [(delivered, held)] per gateway that got it
     arrivals: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
-    lookup_ms: list[float] = field(default_factory=list)
-    lookup_errors: int = 0
-    #: each approval's POST, from sending to its answer
-    approve_ms: list[float] = field(default_factory=list)
-    #: (first sent, last answered) of the approvals, perf_counter
-    approve_span: tuple[float, float] = (0.0, 0.0)
-    approve_errors: list[str] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -217,7 +212,7 @@ def _record(run: Run, docs: list[VerifiedDelta], delivered: float) -> None:
     for doc in docs:
         ids = doc.added.records.view(RECORD_DTYPE)["registration_id"].tolist()
         for rid in ids:
-            if rid in run.sent:
+            if rid in run.watched:
                 run.arrivals.setdefault(rid, []).append((delivered, held))
 
 
@@ -325,9 +320,34 @@ async def static_gateway(run: Run, gateway: Gateway, offset: float) -> None:
 # --- the regulator and the public -------------------------------------------------------------
 
 
-async def approve_all(run: Run, base: str, ids: list[int]) -> None:
-    """Approve `ids` at RATE a second through the API as a signed-in regulator; each approval
-    in a worker thread, so a slow answer does not hold back the next one."""
+@dataclass
+class Outside:
+    """What the regulator and the public saw (from their own process)."""
+
+    #: registration id -> approval sent (perf_counter: CLOCK_MONOTONIC, the same in every
+    #: process)
+    sent: dict[int, float] = field(default_factory=dict)
+    approve_ms: list[float] = field(default_factory=list)
+    approve_errors: list[str] = field(default_factory=list)
+    #: (first sent, last answered) of the approvals
+    approve_span: tuple[float, float] = (0.0, 0.0)
+    lookup_ms: list[float] = field(default_factory=list)
+    lookup_errors: int = 0
+
+
+def regulator_and_public(base: str, ids: list[int]) -> Outside:
+    """In a process of its own, so that neither waits on the simulated gateways' busy loop:
+    approve `ids` at RATE a second through the API as a signed-in regulator (each in a thread of
+    its own, so a slow answer does not hold back the next one) while the public asks lookups."""
+    seen = Outside()
+    stop = threading.Event()
+    port = int(base.rsplit(":", 1)[1])
+    looking = [
+        threading.Thread(target=_lookups, args=(seen, port, stop, n), daemon=True)
+        for n in range(LOOKUP_CONNECTIONS)
+    ]
+    for thread in looking:
+        thread.start()
     limits = httpx.Limits(max_connections=APPROVERS, max_keepalive_connections=APPROVERS)
     with httpx.Client(base_url=base, timeout=30, limits=limits) as http:
         _sign_in(http, "regulator")
@@ -335,34 +355,33 @@ async def approve_all(run: Run, base: str, ids: list[int]) -> None:
         def one(app_id: int) -> None:
             shown = http.get(f"/api/v1/applications/{app_id}")
             if shown.status_code != 200:
-                run.approve_errors.append(f"{app_id}: GET {shown.status_code} {shown.text[:200]}")
+                seen.approve_errors.append(f"{app_id}: GET {shown.status_code} {shown.text[:200]}")
                 return
             etag = shown.headers["ETag"]
-            run.sent[app_id] = time.perf_counter()
+            seen.sent[app_id] = sent = time.perf_counter()
             answer = http.post(f"/api/v1/applications/{app_id}/approve", headers={"If-Match": etag})
-            run.approve_ms.append((time.perf_counter() - run.sent[app_id]) * 1000)
+            seen.approve_ms.append((time.perf_counter() - sent) * 1000)
             if answer.status_code != 200:
-                run.approve_errors.append(f"{app_id}: {answer.status_code} {answer.text[:200]}")
+                seen.approve_errors.append(f"{app_id}: {answer.status_code} {answer.text[:200]}")
 
-        loop = asyncio.get_running_loop()
-        # Threads enough that a slow answer never holds back the next approval (the default
-        # executor has cores + 4).
         with ThreadPoolExecutor(APPROVERS, thread_name_prefix="approver") as pool:
-            tasks = []
             start = time.perf_counter()
             for i, app_id in enumerate(ids):
-                await asyncio.sleep(max(0.0, start + i / RATE - time.perf_counter()))
-                tasks.append(loop.run_in_executor(pool, one, app_id))
-            await asyncio.gather(*tasks)
-        run.approve_span = (start, time.perf_counter())
+                time.sleep(max(0.0, start + i / RATE - time.perf_counter()))
+                pool.submit(one, app_id)
+        seen.approve_span = (start, time.perf_counter())
+    stop.set()
+    for thread in looking:
+        thread.join()
+    return seen
 
 
-async def lookups(run: Run, host: str, port: int) -> None:
-    rng = random.Random(7)
-
-    async def client(conn: Connection) -> None:
+def _lookups(seen: Outside, port: int, stop: threading.Event, number: int) -> None:
+    """One keep-alive connection asking LOOKUPS_PER_S / LOOKUP_CONNECTIONS lookups a second."""
+    rng = random.Random(7 + number)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
         next_at = time.perf_counter()
-        while not run.stop.is_set():
+        while not stop.is_set():
             next_at += LOOKUP_CONNECTIONS / LOOKUPS_PER_S
             octets = (
                 rng.choice((45, 46)),
@@ -370,20 +389,16 @@ async def lookups(run: Run, host: str, port: int) -> None:
                 rng.randrange(256),
                 rng.randrange(255),
             )
-            address = ".".join(map(str, octets))
             start = time.perf_counter()
             try:
-                answer = await conn.get(f"/api/v1/ip/{address}")
-                if answer.status in (200, 404):
-                    run.lookup_ms.append((time.perf_counter() - start) * 1000)
+                answer = http.get(f"/api/v1/ip/{'.'.join(map(str, octets))}")
+                if answer.status_code in (200, 404):
+                    seen.lookup_ms.append((time.perf_counter() - start) * 1000)
                 else:
-                    run.lookup_errors += 1
-            except HttpError:
-                run.lookup_errors += 1
-            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
-
-    conns = [Connection(host, port) for _ in range(LOOKUP_CONNECTIONS)]
-    await asyncio.gather(*(client(c) for c in conns))
+                    seen.lookup_errors += 1
+            except httpx.HTTPError:
+                seen.lookup_errors += 1
+            stop.wait(max(0.0, next_at - time.perf_counter()))
 
 
 # --- one run ----------------------------------------------------------------------------------
@@ -472,8 +487,12 @@ async def _measure(run: Run, served: Served, host: str, port: int, ids: list[int
     cpu0, nginx0 = _tree_cpu_s(server_pids), _cpu_s(nginx_pid) if nginx_pid else 0.0
     rusage0 = resource.getrusage(resource.RUSAGE_SELF)
     window_start = time.perf_counter()
-    looking = asyncio.create_task(lookups(run, "127.0.0.1", _port(served.base)))
-    await approve_all(run, served.base, ids)
+    run.watched = set(ids)
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn) as outside_process:
+        outside = await asyncio.get_running_loop().run_in_executor(
+            outside_process, regulator_and_public, served.base, ids
+        )
     drain_until = time.perf_counter() + DRAIN_S
     while time.perf_counter() < drain_until:
         if all(len(run.arrivals.get(i, ())) >= len(run.gateways) for i in ids):
@@ -484,23 +503,23 @@ async def _measure(run: Run, served: Served, host: str, port: int, ids: list[int
     server_cpu = _tree_cpu_s(server_pids) - cpu0
     nginx_cpu = _cpu_s(nginx_pid) - nginx0 if nginx_pid else None
     run.stop.set()
-    for task in [*tasks, looking]:
+    for task in tasks:
         task.cancel()
-    await asyncio.gather(*tasks, looking, return_exceptions=True)
+    await asyncio.gather(*tasks, return_exceptions=True)
     for g in run.gateways:
         await g.conn.close()
     n = len(run.gateways)
     held, delivered, first_held = [], [], []
     for i in ids:
         got = run.arrivals.get(i, [])
-        sent = run.sent[i]
+        sent = outside.sent[i]
         delivered.append(_quantiles([d - sent for d, _ in got], n))
         held.append(_quantiles([h - sent for _, h in got], n))
         first_held.append(min((h - sent for _, h in got), default=math.inf))
     return Figures(
         mode=run.mode, approvals=len(ids), held=held, delivered=delivered, first_held=first_held,
-        lookup_ms=run.lookup_ms, lookup_errors=run.lookup_errors,
-        approve_errors=len(run.approve_errors),
+        lookup_ms=outside.lookup_ms, lookup_errors=outside.lookup_errors,
+        approve_errors=len(outside.approve_errors),
         gateway_errors=sum(len(g.errors) for g in run.gateways),
         snapshots=sum(g.snapshots for g in run.gateways),
         requests=sum(g.requests for g in run.gateways),
@@ -508,8 +527,8 @@ async def _measure(run: Run, served: Served, host: str, port: int, ids: list[int
         server_cpu_s=server_cpu, server_hwm_mib=sum(_hwm_mib(p) for p in server_pids),
         nginx_cpu_s=nginx_cpu,
         client_cpu_s=(rusage1.ru_utime + rusage1.ru_stime) - (rusage0.ru_utime + rusage0.ru_stime),
-        window_s=window_s, connect_s=connect_s, approve_ms=run.approve_ms,
-        approve_s=run.approve_span[1] - run.approve_span[0],
+        window_s=window_s, connect_s=connect_s, approve_ms=outside.approve_ms,
+        approve_s=outside.approve_span[1] - outside.approve_span[0],
     )  # fmt: skip
 
 
