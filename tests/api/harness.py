@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -189,3 +190,12 @@ def relogin(api: Api) -> None:
             continue
         login(api.clients[who], username)
         done.add(username)
+
+
+def same_answer(fast: httpx.Response, routed: httpx.Response, *headers: str) -> None:
+    """A fast path's answer is the route's: status, body, and these headers (with the security
+    headers every answer carries)."""
+    assert fast.status_code == routed.status_code
+    assert fast.content == routed.content
+    for header in (*headers, "x-frame-options", "content-security-policy"):
+        assert fast.headers.get(header) == routed.headers.get(header), header

@@ -14,12 +14,10 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.postgres import PostgresServer
 from tests.radius.test_radius_server import SECRET as RADIUS_SECRET
 from tests.radius.test_radius_server import Radius
 from tests.scaleout.cluster import (
@@ -31,7 +29,6 @@ from tests.scaleout.cluster import (
     kill,
     long_poll_all,
     polls_on_every_worker,
-    prepare,
     publisher_pid,
     report_binding,
     server,
@@ -47,20 +44,6 @@ SELDOM_S = 30.0
 #: Within this the publisher's lease passes to another process once its holder died (the
 #: others try at every check, each second here).
 TAKEOVER_S = 10.0
-
-
-@pytest.fixture
-def pg_registry(pg_server: PostgresServer, tmp_path: Path) -> Iterator[Registry]:
-    name = pg_server.create_database("scale")
-    try:
-        yield prepare(pg_server.url(name), tmp_path)
-    finally:
-        pg_server.drop_database(name)
-
-
-@pytest.fixture
-def sqlite_registry(tmp_path: Path) -> Registry:
-    return prepare(f"sqlite:///{tmp_path / 'registry.db'}", tmp_path)
 
 
 def assert_all_moved(

@@ -13,19 +13,16 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from tests.fixtures.postgres import PostgresServer
 from tests.scaleout.cluster import (
     DEADLINE_S,
     Poll,
     Registry,
     polls_on_every_worker,
-    prepare,
     server,
 )
 from vpnreg.registry.db import make_engine, make_session_factory
@@ -38,15 +35,6 @@ VPNREG = Path(sys.executable).with_name("vpnreg")
 LONG_CACHE_S = 600.0
 #: SQLite: the cache's time to live, the bound on another process's revocation there.
 SHORT_CACHE_S = 2.0
-
-
-@pytest.fixture
-def pg_registry(pg_server: PostgresServer, tmp_path: Path) -> Iterator[Registry]:
-    name = pg_server.create_database("revoke")
-    try:
-        yield prepare(pg_server.url(name), tmp_path)
-    finally:
-        pg_server.drop_database(name)
 
 
 def _revoke_gateway_token(registry: Registry) -> float:
@@ -97,8 +85,10 @@ def test_postgresql_a_revocation_elsewhere_reaches_every_worker_through_notify(
             poll.close()
 
 
-def test_sqlite_a_revocation_elsewhere_is_refused_within_the_cache_time(tmp_path: Path) -> None:
-    registry = prepare(f"sqlite:///{tmp_path / 'registry.db'}", tmp_path)
+def test_sqlite_a_revocation_elsewhere_is_refused_within_the_cache_time(
+    sqlite_registry: Registry,
+) -> None:
+    registry = sqlite_registry
     cache = {"VPNREG_TOKEN_CACHE_S": str(SHORT_CACHE_S)}
     with server(registry, "single", check_interval_s=1.0, env=cache) as single:
         polls = [Poll(single, registry.gateway_token) for _ in range(2)]

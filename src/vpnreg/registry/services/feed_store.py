@@ -190,17 +190,7 @@ def advance_history(session: Session, held: FeedHistory, state: FeedStateRow) ->
         return None
     if entries.set_hash() != state.set_hash:
         return None
-    history = FeedHistory(
-        session_id=state.session_id,
-        serial=state.serial,
-        entries=entries,
-        mode=EnforcementMode.decode(bytes(state.mode)),
-        created=state.created,
-        deltas=[*held.deltas, *deltas],
-        max_deltas=state.max_deltas,
-    )
-    remember(history)
-    return copy_history(history)
+    return _held_state(state, entries, [*held.deltas, *deltas])
 
 
 def load_history(session: Session, state: FeedStateRow) -> FeedHistory:
@@ -224,13 +214,22 @@ def load_history(session: Session, state: FeedStateRow) -> FeedHistory:
             .order_by(FeedDeltaRow.serial)
         ).all()
     )
+    deltas = [_delta_from_row(r) for r in _consecutive_tail(delta_rows, state.serial)]
+    return _held_state(state, entries, deltas)
+
+
+def _held_state(
+    state: FeedStateRow, entries: EntryTable, deltas: list[HistoryDelta]
+) -> FeedHistory:
+    """The history of the stored `state` with these entries and deltas, remembered for the
+    next load (a copy is returned)."""
     history = FeedHistory(
         session_id=state.session_id,
         serial=state.serial,
         entries=entries,
         mode=EnforcementMode.decode(bytes(state.mode)),
         created=state.created,
-        deltas=[_delta_from_row(r) for r in _consecutive_tail(delta_rows, state.serial)],
+        deltas=deltas,
         max_deltas=state.max_deltas,
     )
     remember(history)
