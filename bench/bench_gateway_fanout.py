@@ -12,7 +12,8 @@ The registry: a throwaway PostgreSQL cluster, BENCH_FANOUT_BASE registrations lo
 `vpnreg import` (legacy CSV), then the approvals' applications prepared (submitted, verified,
 endorsed) through the registry services before the server starts.
 
-The gateways are asyncio tasks in this process, each with its own keep-alive connection
+The gateways are asyncio tasks spread over BENCH_FANOUT_SIMS processes (the approvals and the
+lookups run in one more), each with its own keep-alive connection
 (bench/lean_http.py) and its own verified state: every document goes through the agent's
 verification (`verify_compact`, `verify_document`, `verify_notification`, the notification's
 SHA-256 of each file, `apply_delta` with its set-hash check), the calls `FeedClient` makes; the
@@ -25,7 +26,8 @@ Environment: BENCH_FANOUT_GATEWAYS (1000), BENCH_FANOUT_RATE (10 approvals/s),
 BENCH_FANOUT_SECONDS (60), BENCH_FANOUT_BASE (2000 registrations), BENCH_FANOUT_MODES
 (api,static), BENCH_FANOUT_POLL_S (1.0, the static gateways' poll interval),
 BENCH_FANOUT_WORKERS (`vpnreg serve --workers`, default one per core), BENCH_FANOUT_NOTIFY_GAP_S
-(0.5, the server's VPNREG_FEED_NOTIFY_GAP_S), BENCH_FANOUT_WORK
+(0.5, the server's VPNREG_FEED_NOTIFY_GAP_S), BENCH_FANOUT_SIMS (processes the simulated gateways
+are spread over, default one per core), BENCH_FANOUT_WORK
 (a directory to keep the server's logs in; default a temporary one).
 """
 
@@ -93,6 +95,8 @@ WORKERS = int(os.environ.get("BENCH_FANOUT_WORKERS", str(os.cpu_count() or 1)))
 #: VPNREG_FEED_NOTIFY_GAP_S of the server: the least time between publishes asked for by
 #: changes (0.2 s by default; each publish answers every waiting gateway at once).
 NOTIFY_GAP_S = float(os.environ.get("BENCH_FANOUT_NOTIFY_GAP_S", "0.5"))
+#: Processes the simulated gateways are spread over (each its own event loop).
+SIMS = int(os.environ.get("BENCH_FANOUT_SIMS", str(os.cpu_count() or 1)))
 #: Approvals in flight at once at most (each waits for its answer in a thread of its own).
 APPROVERS = 64
 LOOKUPS_PER_S = 20
@@ -463,14 +467,47 @@ def _quantiles(times: list[float], n: int) -> tuple[float, float, float]:
     )
 
 
-async def _measure(run: Run, served: Served, host: str, port: int, ids: list[int],
-                   nginx_pid: int | None) -> Figures:  # fmt: skip
+@dataclass
+class Share:
+    """What one simulation process's gateways saw over the measured window."""
+
+    arrivals: dict[int, list[tuple[float, float]]]
+    errors: int
+    snapshots: int
+    requests: int
+    wire_bytes: int
+    cpu_s: float
+    connect_s: float
+
+
+@dataclass(frozen=True)
+class Signals:
+    """Between the parent and the simulation processes (multiprocessing events)."""
+
+    ready: Any  # this process's gateways all hold a first state
+    measuring: Any  # the measured window starts: counters from zero
+    done: Any  # this process's gateways all hold every approval
+    stop: Any
+
+
+def simulate(mode: str, host: str, port: int, auth: dict[str, str], numbers: range, total: int,
+             ids: list[int], keys: str, signals: Signals, out: Any) -> None:  # fmt: skip
+    """One simulation process: the gateways `numbers` (of `total`), until `signals.stop`; its
+    Share goes to `out`. Several such processes use every core for the simulation, so that no
+    single event loop is what the gateways wait on."""
+    trusted = load_public_keys([Path(keys)])
+    gateways = [Gateway(i, Connection(host, port, auth)) for i in numbers]
+    run = Run(mode, gateways, trusted, watched=set(ids))
+    out.put(asyncio.run(_simulate(run, total, signals)))
+
+
+async def _simulate(run: Run, total: int, signals: Signals) -> Share:
     connect_start = time.perf_counter()
     if run.mode == "api":
         tasks = [asyncio.create_task(api_gateway(run, g)) for g in run.gateways]
     else:
         tasks = [
-            asyncio.create_task(static_gateway(run, g, POLL_S * g.number / len(run.gateways)))
+            asyncio.create_task(static_gateway(run, g, POLL_S * g.number / total))
             for g in run.gateways
         ]
     deadline = time.perf_counter() + 300
@@ -479,55 +516,107 @@ async def _measure(run: Run, served: Served, host: str, port: int, ids: list[int
             raise RuntimeError("gateways did not all take a first state within 300 s")
         await asyncio.sleep(0.2)
     connect_s = time.perf_counter() - connect_start
-    await asyncio.sleep(2)
+    signals.ready.set()
+    while not signals.measuring.is_set():
+        await asyncio.sleep(0.05)
     for g in run.gateways:
         g.wire_bytes = g.requests = 0
-    # the workers are all up (each answered a gateway); their CPU from here
-    server_pids = _tree(served.process.pid)
-    cpu0, nginx0 = _tree_cpu_s(server_pids), _cpu_s(nginx_pid) if nginx_pid else 0.0
     rusage0 = resource.getrusage(resource.RUSAGE_SELF)
-    window_start = time.perf_counter()
-    run.watched = set(ids)
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=spawn) as outside_process:
-        outside = await asyncio.get_running_loop().run_in_executor(
-            outside_process, regulator_and_public, served.base, ids
-        )
-    drain_until = time.perf_counter() + DRAIN_S
-    while time.perf_counter() < drain_until:
-        if all(len(run.arrivals.get(i, ())) >= len(run.gateways) for i in ids):
-            break
+    want = len(run.gateways)
+    while not signals.stop.is_set():
+        if not signals.done.is_set() and all(
+            len(run.arrivals.get(i, ())) >= want for i in run.watched
+        ):
+            signals.done.set()
         await asyncio.sleep(0.2)
-    window_s = time.perf_counter() - window_start
     rusage1 = resource.getrusage(resource.RUSAGE_SELF)
-    server_cpu = _tree_cpu_s(server_pids) - cpu0
-    nginx_cpu = _cpu_s(nginx_pid) - nginx0 if nginx_pid else None
     run.stop.set()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     for g in run.gateways:
         await g.conn.close()
-    n = len(run.gateways)
-    held, delivered, first_held = [], [], []
-    for i in ids:
-        got = run.arrivals.get(i, [])
-        sent = outside.sent[i]
-        delivered.append(_quantiles([d - sent for d, _ in got], n))
-        held.append(_quantiles([h - sent for _, h in got], n))
-        first_held.append(min((h - sent for _, h in got), default=math.inf))
-    return Figures(
-        mode=run.mode, approvals=len(ids), held=held, delivered=delivered, first_held=first_held,
-        lookup_ms=outside.lookup_ms, lookup_errors=outside.lookup_errors,
-        approve_errors=len(outside.approve_errors),
-        gateway_errors=sum(len(g.errors) for g in run.gateways),
+    return Share(
+        arrivals=run.arrivals,
+        errors=sum(len(g.errors) for g in run.gateways),
         snapshots=sum(g.snapshots for g in run.gateways),
         requests=sum(g.requests for g in run.gateways),
         wire_bytes=sum(g.wire_bytes for g in run.gateways),
-        server_cpu_s=server_cpu, server_hwm_mib=sum(_hwm_mib(p) for p in server_pids),
+        cpu_s=(rusage1.ru_utime + rusage1.ru_stime) - (rusage0.ru_utime + rusage0.ru_stime),
+        connect_s=connect_s,
+    )
+
+
+def _measure(mode: str, served: Served, host: str, port: int, auth: dict[str, str],
+             ids: list[int], keys: Path, nginx_pid: int | None) -> Figures:  # fmt: skip
+    spawn = multiprocessing.get_context("spawn")
+    out = spawn.Queue()
+    signals = [
+        Signals(spawn.Event(), spawn.Event(), spawn.Event(), spawn.Event()) for _ in range(SIMS)
+    ]
+    parts = [range(k, GATEWAYS, SIMS) for k in range(SIMS)]
+    sims = [
+        spawn.Process(
+            target=simulate, args=(mode, host, port, auth, part, GATEWAYS, ids, str(keys), sig, out)
+        )
+        for part, sig in zip(parts, signals, strict=True)
+    ]
+    for sim in sims:
+        sim.start()
+    try:
+        deadline = time.monotonic() + 360
+        for sig in signals:
+            while not sig.ready.wait(1):
+                if time.monotonic() > deadline or not all(p.is_alive() for p in sims):
+                    raise RuntimeError("the simulated gateways did not all start")
+        time.sleep(2)
+        # the workers are all up (each answered a gateway); their CPU from here
+        server_pids = _tree(served.process.pid)
+        cpu0, nginx0 = _tree_cpu_s(server_pids), _cpu_s(nginx_pid) if nginx_pid else 0.0
+        for sig in signals:
+            sig.measuring.set()
+        window_start = time.perf_counter()
+        with ProcessPoolExecutor(1, mp_context=spawn) as outside_process:
+            outside = outside_process.submit(regulator_and_public, served.base, ids).result()
+        drain_until = time.perf_counter() + DRAIN_S
+        while time.perf_counter() < drain_until and not all(s.done.is_set() for s in signals):
+            time.sleep(0.2)
+        window_s = time.perf_counter() - window_start
+        server_cpu = _tree_cpu_s(server_pids) - cpu0
+        nginx_cpu = _cpu_s(nginx_pid) - nginx0 if nginx_pid else None
+        server_hwm = sum(_hwm_mib(p) for p in server_pids)
+        for sig in signals:
+            sig.stop.set()
+        shares: list[Share] = [out.get(timeout=120) for _ in sims]
+    finally:
+        for sim in sims:
+            sim.join(timeout=30)
+            if sim.is_alive():
+                sim.kill()
+    arrivals: dict[int, list[tuple[float, float]]] = {}
+    for share in shares:
+        for rid, got in share.arrivals.items():
+            arrivals.setdefault(rid, []).extend(got)
+    held, delivered, first_held = [], [], []
+    for i in ids:
+        got = arrivals.get(i, [])
+        sent = outside.sent[i]
+        delivered.append(_quantiles([d - sent for d, _ in got], GATEWAYS))
+        held.append(_quantiles([h - sent for _, h in got], GATEWAYS))
+        first_held.append(min((h - sent for _, h in got), default=math.inf))
+    return Figures(
+        mode=mode, approvals=len(ids), held=held, delivered=delivered, first_held=first_held,
+        lookup_ms=outside.lookup_ms, lookup_errors=outside.lookup_errors,
+        approve_errors=len(outside.approve_errors),
+        gateway_errors=sum(s.errors for s in shares),
+        snapshots=sum(s.snapshots for s in shares),
+        requests=sum(s.requests for s in shares),
+        wire_bytes=sum(s.wire_bytes for s in shares),
+        server_cpu_s=server_cpu, server_hwm_mib=server_hwm,
         nginx_cpu_s=nginx_cpu,
-        client_cpu_s=(rusage1.ru_utime + rusage1.ru_stime) - (rusage0.ru_utime + rusage0.ru_stime),
-        window_s=window_s, connect_s=connect_s, approve_ms=outside.approve_ms,
+        client_cpu_s=sum(s.cpu_s for s in shares),
+        window_s=window_s, connect_s=max(s.connect_s for s in shares),
+        approve_ms=outside.approve_ms,
         approve_s=outside.approve_span[1] - outside.approve_span[0],
     )  # fmt: skip
 
@@ -537,7 +626,6 @@ def _port(base: str) -> int:
 
 
 def measure(registry: Registry, mode: str) -> Figures:
-    trusted = load_public_keys([registry.work / "keys" / "feed.pub"])
     # The server's connection limit (default 1,000, 503 beyond) must admit every gateway's
     # long poll besides the regulator and the lookups.
     env = dict(registry.env) | {
@@ -575,9 +663,8 @@ def measure(registry: Registry, mode: str) -> Figures:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the server wrote no static feed within 60 s")
                 time.sleep(0.2)
-        gateways = [Gateway(i, Connection(host, port, auth)) for i in range(GATEWAYS)]
-        run = Run(mode, gateways, trusted)
-        return asyncio.run(_measure(run, served, host, port, registry.waiting[mode], nginx_pid))
+        keys = registry.work / "keys" / "feed.pub"
+        return _measure(mode, served, host, port, auth, registry.waiting[mode], keys, nginx_pid)
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -601,7 +688,8 @@ def section(figures: list[Figures], registry: Registry) -> str:
         f"{RATE:g} applications a second for {SECONDS:g} s through the API "
         f"(PostgreSQL, {BASE:,} registrations loaded before, `vpnreg serve --workers "
         f"{WORKERS}` on {os.cpu_count()} cores shared with the simulation and PostgreSQL, "
-        f"`VPNREG_FEED_NOTIFY_GAP_S={NOTIFY_GAP_S:g}`; "
+        f"`VPNREG_FEED_NOTIFY_GAP_S={NOTIFY_GAP_S:g}`; the gateways spread over {SIMS} "
+        "simulation processes, the approvals and lookups in one more; "
         f"static gateways poll every {POLL_S:g} s; `VPNREG_HTTP_MAX_CONNECTIONS` raised from "
         f"its 1,000 to {2 * GATEWAYS + 100:,} so that every long poll is admitted). Per "
         "approval, the time from sending the approval until that share of the gateways "
