@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vpnreg.core.feed import AllowlistEntry, EntryTable
-from vpnreg.core.ipspace import Address, Network, PrefixError, parse_address
+from vpnreg.core.ipspace import Address, PrefixError, parse_address
 from vpnreg.core.protocols import VpnProtocol
 from vpnreg.core.review import REGISTERED_STATES, State, is_registered, validity_end
 from vpnreg.registry.claims import address_key
@@ -20,6 +20,13 @@ from vpnreg.registry.services.bindings import binding_entries, binding_table, bo
 from vpnreg.registry.services.config import ServiceConfig
 
 _REGISTERED = tuple(s.value for s in REGISTERED_STATES)
+#: Entries built before, by everything they are built from (registration, prefix, last day,
+#: protocols, peers, zone): the feed recomputes the whole registered set after every change,
+#: and parsing every prefix again was most of a publish's time (bench_gateway_fanout). An
+#: entry is immutable; a registration that changes any of these gets a new key.
+_BUILT: dict[tuple[object, ...], AllowlistEntry] = {}
+#: Beyond this many the memo starts again (a bound on memory, far above a national registry).
+_BUILT_MAX = 500_000
 
 
 @dataclass(frozen=True)
@@ -180,7 +187,7 @@ def _prefix_entries(
         for app_id, state, valid_from, valid_until, protocols, prefix_id, prefix in rows
         if valid_until is not None and _registered(state, valid_from, valid_until, now, config.tz)
     ]
-    peers: dict[int, list[Network]] = {}
+    peers: dict[int, list[str]] = {}
     if kept:
         for prefix_id, peer in session.execute(
             select(PrefixPeer.prefix_id, PrefixPeer.peer)
@@ -189,17 +196,23 @@ def _prefix_entries(
             .where(Application.state.in_(_REGISTERED))
             .order_by(PrefixPeer.id)
         ):
-            peers.setdefault(prefix_id, []).append(ipaddress.ip_network(peer))
-    prefix_entries = [
-        AllowlistEntry(
-            prefix=ipaddress.ip_network(prefix),
-            peers=tuple(peers.get(prefix_id, ())),
-            registration_id=app_id,
-            # the exclusive end instant, as Claim.valid_end: the start of the day after the
-            # last day in the regulator's zone; any port (ADR 0006)
-            valid_until=validity_end(valid_until, config.tz),
-            protocols=frozenset(VpnProtocol(p) for p in protocols or ()),
-        )
-        for app_id, valid_until, protocols, prefix_id, prefix in kept
-    ]
+            peers.setdefault(prefix_id, []).append(peer)
+    if len(_BUILT) > _BUILT_MAX:
+        _BUILT.clear()
+    prefix_entries = []
+    for app_id, valid_until, protocols, prefix_id, prefix in kept:
+        key = (app_id, prefix, valid_until, tuple(protocols or ()),
+               tuple(peers.get(prefix_id, ())), config.tz)  # fmt: skip
+        entry = _BUILT.get(key)
+        if entry is None:
+            entry = _BUILT[key] = AllowlistEntry(
+                prefix=ipaddress.ip_network(prefix),
+                peers=tuple(ipaddress.ip_network(p) for p in key[4]),
+                registration_id=app_id,
+                # the exclusive end instant, as Claim.valid_end: the start of the day after the
+                # last day in the regulator's zone; any port (ADR 0006)
+                valid_until=validity_end(valid_until, config.tz),
+                protocols=frozenset(VpnProtocol(p) for p in key[3]),
+            )
+        prefix_entries.append(entry)
     return prefix_entries
