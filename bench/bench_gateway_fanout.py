@@ -34,6 +34,7 @@ are spread over, default one per core), BENCH_FANOUT_WORK
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import gzip
@@ -42,6 +43,7 @@ import math
 import multiprocessing
 import os
 import random
+import re
 import resource
 import statistics
 import subprocess
@@ -443,6 +445,7 @@ class Figures:
     lookup_errors: int
     approve_errors: int
     gateway_errors: int
+    error_kinds: dict[str, int]
     snapshots: int
     requests: int
     wire_bytes: int
@@ -473,6 +476,8 @@ class Share:
 
     arrivals: dict[int, list[tuple[float, float]]]
     errors: int
+    #: error message (digits blanked) -> how many
+    error_kinds: dict[str, int]
     snapshots: int
     requests: int
     wire_bytes: int
@@ -539,6 +544,11 @@ async def _simulate(run: Run, total: int, signals: Signals) -> Share:
     return Share(
         arrivals=run.arrivals,
         errors=sum(len(g.errors) for g in run.gateways),
+        error_kinds=dict(
+            collections.Counter(
+                re.sub(r"\d+", "N", e)[:120] for g in run.gateways for e in g.errors
+            )
+        ),
         snapshots=sum(g.snapshots for g in run.gateways),
         requests=sum(g.requests for g in run.gateways),
         wire_bytes=sum(g.wire_bytes for g in run.gateways),
@@ -609,6 +619,7 @@ def _measure(mode: str, served: Served, host: str, port: int, auth: dict[str, st
         lookup_ms=outside.lookup_ms, lookup_errors=outside.lookup_errors,
         approve_errors=len(outside.approve_errors),
         gateway_errors=sum(s.errors for s in shares),
+        error_kinds=_merged_counts([s.error_kinds for s in shares]),
         snapshots=sum(s.snapshots for s in shares),
         requests=sum(s.requests for s in shares),
         wire_bytes=sum(s.wire_bytes for s in shares),
@@ -619,6 +630,13 @@ def _measure(mode: str, served: Served, host: str, port: int, auth: dict[str, st
         approve_ms=outside.approve_ms,
         approve_s=outside.approve_span[1] - outside.approve_span[0],
     )  # fmt: skip
+
+
+def _merged_counts(parts: list[dict[str, int]]) -> dict[str, int]:
+    total: collections.Counter[str] = collections.Counter()
+    for part in parts:
+        total.update(part)
+    return dict(total)
 
 
 def _port(base: str) -> int:
@@ -735,7 +753,12 @@ def section(figures: list[Figures], registry: Registry) -> str:
             f"{float(np.percentile(f.approve_ms, 50)) if f.approve_ms else math.nan:.0f} ms, "
             f"p99 {float(np.percentile(f.approve_ms, 99)) if f.approve_ms else math.nan:.0f} ms "
             "(the held times above include it).",
-            f"- Errors: {f.approve_errors} approvals, {f.gateway_errors} gateway requests.",
+            f"- Errors: {f.approve_errors} approvals, {f.gateway_errors} gateway requests"
+            + "".join(
+                f"; {count:,} × `{kind}`"
+                for kind, count in collections.Counter(f.error_kinds).most_common(3)
+            )
+            + ".",
             "",
         ]
     return "\n".join(lines)
