@@ -37,7 +37,8 @@ class HttpError(Exception):
 
 
 class Connection:
-    """One keep-alive connection to host:port; reconnects when the server closed it."""
+    """One keep-alive connection to host:port; reconnects when the server closed it (and sends
+    a GET again once when the server closed the idle connection under it)."""
 
     def __init__(self, host: str, port: int, headers: dict[str, str] | None = None) -> None:
         self._host, self._port = host, port
@@ -54,7 +55,21 @@ class Connection:
         self, target: str, headers: dict[str, str] | None = None, *, timeout: float = 120.0
     ) -> Answer:
         """The answer to GET `target`; HttpError when none comes within `timeout` seconds (the
-        connection is then dropped: a late answer must not be read as the next one's)."""
+        connection is then dropped: a late answer must not be read as the next one's).
+
+        A kept-alive connection the server closed while it was idle (nginx's keepalive_timeout)
+        ends before the first byte of the answer: the GET is sent again once on a new
+        connection, as HTTP clients do (RFC 9110 section 9.2.2: a GET is idempotent)."""
+        reused = self._writer is not None and not self._writer.is_closing()
+        try:
+            return await asyncio.wait_for(self._get(target, headers or {}), timeout)
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            await self.close()
+            unanswered = isinstance(exc, ConnectionError) or (
+                isinstance(exc, asyncio.IncompleteReadError) and not exc.partial
+            )
+            if not (reused and unanswered):
+                raise HttpError(f"GET {target}: {exc!r}") from None
         try:
             return await asyncio.wait_for(self._get(target, headers or {}), timeout)
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError) as exc:

@@ -44,3 +44,32 @@ def test_shares_of_gateways_count_the_missing_as_never() -> None:
     assert got == (50.0, 99.0, 100.0)
     partial = _quantiles([1.0, 2.0], 3)
     assert partial[0] == 2.0 and math.isinf(partial[1]) and math.isinf(partial[2])
+
+
+def test_a_kept_alive_connection_the_server_closed_is_asked_again_once() -> None:
+    """A server that answers one request per connection and then closes it, unannounced (as
+    nginx does to an idle connection after its keepalive_timeout): every GET is answered."""
+
+    async def scenario() -> None:
+        connections = 0
+
+        async def one_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal connections
+            connections += 1
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(one_answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        conn = Connection("127.0.0.1", port)
+        for _ in range(3):
+            await asyncio.sleep(0.05)  # the close reaches the client while it is idle
+            assert (await conn.get("/x")).raw == b"ok"
+        await conn.close()
+        server.close()
+        await server.wait_closed()
+        assert connections == 3
+
+    asyncio.run(scenario())
