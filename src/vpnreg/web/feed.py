@@ -83,6 +83,8 @@ _JSON = "application/json"
 _EMPTY_DELTAS = b'{"deltas":[]}'
 #: Serials are 64-bit (they are compared in memory, never sent to the database).
 MAX_SERIAL = 2**63 - 1
+#: The longest `session` a request may name (the route's bound, and its fast path's).
+MAX_SESSION_ID = 64
 #: How the OpenAPI document describes a feed answer (docs/feed-client.md has the contract).
 _SIGNED_JSON: dict[str, Any] = {
     "description": "A JSON document (signed, where it carries entries; see docs/feed-client.md)",
@@ -711,7 +713,7 @@ def feed_router(server: FeedServer) -> APIRouter:
     async def delta(
         request: Request,
         since: Annotated[int, Query(ge=0, le=MAX_SERIAL)],
-        session: Annotated[str | None, Query(max_length=64)] = None,
+        session: Annotated[str | None, Query(max_length=MAX_SESSION_ID)] = None,
         wait: Annotated[float, Query(ge=0)] = 0.0,
     ) -> Response:
         """The signed delta from `since` of `session` to now, or a reset answer. With `wait`,
@@ -727,7 +729,7 @@ def feed_router(server: FeedServer) -> APIRouter:
     async def notify(
         request: Request,
         since: Annotated[int, Query(ge=0, le=MAX_SERIAL)],
-        session: Annotated[str | None, Query(max_length=64)] = None,
+        session: Annotated[str | None, Query(max_length=MAX_SESSION_ID)] = None,
         wait: Annotated[float, Query(ge=0)] = 0.0,
     ) -> Response:
         """Long poll: answers as soon as the serial passes `since` (204 after `wait` s)."""

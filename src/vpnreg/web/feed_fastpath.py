@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from vpnreg.web.auth import cached_caller
-from vpnreg.web.feed import MAX_SERIAL, FeedServer
+from vpnreg.web.feed import MAX_SERIAL, MAX_SESSION_ID, FeedServer
 from vpnreg.web.policy import access_for, allows
 from vpnreg.web.problems import Problem
 
@@ -34,8 +34,6 @@ __all__ = ["FeedFastPath"]
 
 PATH = "/feed/v1/delta"
 _PARAMS = frozenset({"since", "session", "wait"})
-#: The route's bound on `session`.
-_MAX_SESSION = 64
 
 
 class FeedFastPath:
@@ -82,7 +80,7 @@ def _query(request: Request) -> tuple[int, str | None, float] | None:
     if not (since_text.isascii() and since_text.isdigit()) or int(since_text) > MAX_SERIAL:
         return None
     session = params.get("session")
-    if session is not None and len(session) > _MAX_SESSION:
+    if session is not None and len(session) > MAX_SESSION_ID:
         return None
     wait_text = params.get("wait", "0")
     try:

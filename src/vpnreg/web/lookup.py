@@ -25,6 +25,7 @@ from vpnreg.clock import Clock
 from vpnreg.core.feed import FeedHistory
 from vpnreg.registry import services
 from vpnreg.registry.services import ServiceConfig
+from vpnreg.registry.services.feed_publisher import FeedPublisher
 from vpnreg.registry.services.lookup import LookupResult, lookup_query
 from vpnreg.registry.services.lookup_index import LookupIndex, LookupIndexHolder
 from vpnreg.registry.services.unit_of_work import Database, DbSession
@@ -58,19 +59,17 @@ async def answer_lookup(
     )
 
 
-def ready_index(state: State) -> LookupIndex | None:
-    """The index that answers now without any I/O, or None when a build is due first (or the
-    app answers by SQL): the index of the serial held, or, while another lookup is building
-    that one, the index of the serial before (under a stream of publishes every lookup waited
-    for a build, p50 0.8 s in bench_gateway_fanout; the lookup that builds waits for it, so a
-    lone lookup after a publish, its asker's own approval say, sees the new state)."""
+def _indexed(state: State) -> tuple[FeedPublisher, LookupIndexHolder, tuple[str, int]] | None:
+    """Where the app's index comes from (the feed's publisher, the holder, the serial held), or
+    None when the app answers by SQL (no feed, VPNREG_LOOKUP_INDEX=0, nothing published)."""
     feed = getattr(state, "feed", None)
     if feed is None or not state.settings.lookup_index:
         return None
-    holder: LookupIndexHolder = state.lookup_index
     key = feed.publisher.held_key()
-    if key is None:
-        return None
+    return None if key is None else (feed.publisher, state.lookup_index, key)
+
+
+def _ready(holder: LookupIndexHolder, key: tuple[str, int]) -> LookupIndex | None:
     held = holder.held(key)
     if held is not None:
         return held
@@ -80,17 +79,27 @@ def ready_index(state: State) -> LookupIndex | None:
     return None
 
 
+def ready_index(state: State) -> LookupIndex | None:
+    """The index that answers now without any I/O, or None when a build is due first (or the
+    app answers by SQL): the index of the serial held, or, while another lookup is building
+    that one, the index of the serial before (under a stream of publishes every lookup waited
+    for a build, p50 0.8 s in bench_gateway_fanout; the lookup that builds waits for it, so a
+    lone lookup after a publish, its asker's own approval say, sees the new state)."""
+    source = _indexed(state)
+    return None if source is None else _ready(source[1], source[2])
+
+
 async def _index(request: Request) -> LookupIndex | None:
     state = request.app.state
-    ready = ready_index(state)
+    source = _indexed(state)
+    if source is None:
+        return None
+    publisher, holder, key = source
+    ready = _ready(holder, key)
     if ready is not None:
         return ready
-    feed = getattr(state, "feed", None)
-    if feed is None or not state.settings.lookup_index or feed.publisher.held_key() is None:
-        return None
     # a publish since the last build (history() copies, so it is only asked for then)
-    holder: LookupIndexHolder = state.lookup_index
-    return await run_in_threadpool(_build, holder, feed.publisher.history(), state.database)
+    return await run_in_threadpool(_build, holder, publisher.history(), state.database)
 
 
 def _build(

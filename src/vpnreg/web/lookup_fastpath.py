@@ -23,16 +23,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.responses import Response
+
 from vpnreg.registry.errors import ValidationFailed
 from vpnreg.registry.services.lookup import lookup_query
-from vpnreg.web.api.rdap import rdap_answer
+from vpnreg.web.api.rdap import MAX_ADDRESS, rdap_answer
 from vpnreg.web.lookup import ready_index
 
 __all__ = ["IndexedLookup"]
 
 PREFIX = "/api/v1/ip/"
-#: The route's own bound on the path parameter (longer ones get its 422).
-_MAX_ADDRESS = 64
 
 
 class IndexedLookup:
@@ -55,9 +55,10 @@ class IndexedLookup:
         await self.app(scope, receive, send)
 
 
-def _answer(scope: Any) -> Any:
+def _answer(scope: Any) -> Response | None:
     address = scope["path"][len(PREFIX) :]
-    if not address or "/" in address or len(address) > _MAX_ADDRESS:
+    # longer ones get the route's 422
+    if not address or "/" in address or len(address) > MAX_ADDRESS:
         return None
     if any(name == b"authorization" for name, _ in scope["headers"]):
         return None

@@ -201,18 +201,19 @@ def _prefix_entries(
         _BUILT.clear()
     prefix_entries = []
     for app_id, valid_until, protocols, prefix_id, prefix in kept:
-        key = (app_id, prefix, valid_until, tuple(protocols or ()),
-               tuple(peers.get(prefix_id, ())), config.tz)  # fmt: skip
+        allowed = tuple(protocols or ())
+        peer_texts = tuple(peers.get(prefix_id, ()))
+        key = (app_id, prefix, valid_until, allowed, peer_texts, config.tz)
         entry = _BUILT.get(key)
         if entry is None:
             entry = _BUILT[key] = AllowlistEntry(
                 prefix=ipaddress.ip_network(prefix),
-                peers=tuple(ipaddress.ip_network(p) for p in key[4]),
+                peers=tuple(ipaddress.ip_network(p) for p in peer_texts),
                 registration_id=app_id,
                 # the exclusive end instant, as Claim.valid_end: the start of the day after the
                 # last day in the regulator's zone; any port (ADR 0006)
                 valid_until=validity_end(valid_until, config.tz),
-                protocols=frozenset(VpnProtocol(p) for p in key[3]),
+                protocols=frozenset(VpnProtocol(p) for p in allowed),
             )
         prefix_entries.append(entry)
     return prefix_entries

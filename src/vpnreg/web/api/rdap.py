@@ -12,9 +12,18 @@ from fastapi.responses import JSONResponse
 from vpnreg.registry.services.lookup import LookupResult
 from vpnreg.web.schemas import LookupPublic
 
-__all__ = ["RDAP_CONFORMANCE", "RDAP_MEDIA_TYPE", "RdapResponse", "rdap_answer", "rdap_error"]
+__all__ = [
+    "MAX_ADDRESS",
+    "RDAP_CONFORMANCE",
+    "RDAP_MEDIA_TYPE",
+    "RdapResponse",
+    "rdap_answer",
+    "rdap_error",
+]
 
 RDAP_MEDIA_TYPE = "application/rdap+json"
+#: The longest address the lookup takes (the route's bound, and its fast path's).
+MAX_ADDRESS = 64
 #: rdap_level_0 (RFC 9083), cidr0 (the NRO RDAP CIDR extension, which defines "cidr0_cidrs"),
 #: and our own extension for the registry's members.
 RDAP_CONFORMANCE = ["rdap_level_0", "cidr0", "vpnreg"]

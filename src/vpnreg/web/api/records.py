@@ -12,7 +12,13 @@ from pydantic import Field
 from vpnreg.registry.errors import ValidationFailed
 from vpnreg.registry.services import queries
 from vpnreg.registry.services.stats import registry_stats
-from vpnreg.web.api.rdap import RDAP_MEDIA_TYPE, RdapResponse, rdap_answer, rdap_error
+from vpnreg.web.api.rdap import (
+    MAX_ADDRESS,
+    RDAP_MEDIA_TYPE,
+    RdapResponse,
+    rdap_answer,
+    rdap_error,
+)
 from vpnreg.web.auth import AppClock, Config, CurrentCaller, DbSession, OptionalUser, csrf_for
 from vpnreg.web.bounds import Offset
 from vpnreg.web.lookup import answer_lookup
@@ -170,7 +176,7 @@ async def ip_network(
     address: Annotated[
         str,
         Path(
-            max_length=64,
+            max_length=MAX_ADDRESS,
             description="An IPv4 or IPv6 address (anything else answers 400)",
             json_schema_extra={"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
         ),
