@@ -7,7 +7,9 @@ when `notify_changed()` asks (thread-safe, non-blocking; at most one publish per
 so a burst of changes is one publish). A wake-up calls `FeedPublisher.catch_up`, which runs the
 full publish only when something audited happened or, every `publish_interval_s`, when a
 time-driven step (activation, expiry) is due; otherwise it costs a couple of small reads. Long
-polls wait on an asyncio.Event that each new serial replaces, so they never block the loop.
+polls wait on events that each new serial replaces, so they never block the loop; a new serial
+wakes them a group per turn of the loop (vpnreg.web.wakeup), so other requests are read between
+the groups' answers.
 
 Several server processes may serve one database (`vpnreg serve --workers N`, or separate
 servers; ADR 0016): a wake-up calls `FeedPublisher.tick`, which publishes only in the process
@@ -65,6 +67,7 @@ from vpnreg.registry.services.feed_publisher import CatchUp
 from vpnreg.registry.services.unit_of_work import Database
 from vpnreg.settings import Settings
 from vpnreg.web.policy import GATEWAY, allow, only
+from vpnreg.web.wakeup import Wakeup
 
 __all__ = [
     "AsyncioTimer",
@@ -323,7 +326,7 @@ class FeedServer:
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
-        self._changed = asyncio.Event()
+        self._changed = Wakeup()
         self._task: asyncio.Task[None] | None = None
         self._listener: FeedListener | None = None
 
@@ -373,7 +376,7 @@ class FeedServer:
         await run_in_threadpool(self.signing_key)
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        self._changed = asyncio.Event()
+        self._changed = Wakeup()
         url = self.publisher.database_url
         if self._options.listen and uses_notify(url):
             # Listening before the first publish: nothing committed after it goes unheard.
@@ -439,9 +442,9 @@ class FeedServer:
         self.notify_changed()
 
     def _signal(self) -> None:
-        # Every waiting long poll holds the old event; a fresh one is for the next change.
-        old, self._changed = self._changed, asyncio.Event()
-        old.set()
+        # Every waiting long poll holds one of the old events; fresh ones are for the next
+        # change (vpnreg.web.wakeup: the waiters are woken a group per turn of the loop).
+        self._changed.signal()
 
     def _publish_blocking(self) -> bool:
         _, moved = self.publisher.publish()
@@ -596,7 +599,7 @@ class FeedServer:
         timer = self._timer
         deadline = timer.monotonic() + min(max(wait_s, 0.0), self._options.max_wait_s)
         while True:
-            changed = self._changed
+            changed = self._changed.event()
             current = self.publisher.history() or history
             if current.session_id != session or current.serial > since:
                 return current
