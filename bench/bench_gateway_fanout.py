@@ -667,7 +667,8 @@ def measure(registry: Registry, mode: str) -> Figures:
                 env,
                 registry.work / f"serve-{mode}.log",
                 cwd=registry.work,
-                args=("--workers", str(WORKERS)),
+                # as deploy/vpnreg-serve.service: nginx in front keeps the access log
+                args=("--workers", str(WORKERS), "--no-access-log"),
             )
         )
         if mode == "api":
@@ -705,7 +706,7 @@ def section(figures: list[Figures], registry: Registry) -> str:
         f"{GATEWAYS:,} simulated gateways on one feed while the regulator approves "
         f"{RATE:g} applications a second for {SECONDS:g} s through the API "
         f"(PostgreSQL, {BASE:,} registrations loaded before, `vpnreg serve --workers "
-        f"{WORKERS}` on {os.cpu_count()} cores shared with the simulation and PostgreSQL, "
+        f"{WORKERS} --no-access-log` (as deployed) on {os.cpu_count()} cores shared with the simulation and PostgreSQL, "
         f"`VPNREG_FEED_NOTIFY_GAP_S={NOTIFY_GAP_S:g}`; the gateways spread over {SIMS} "
         "simulation processes, the approvals and lookups in one more; "
         f"static gateways poll every {POLL_S:g} s; `VPNREG_HTTP_MAX_CONNECTIONS` raised from "

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     http_keep_alive_s: int = Field(default=5, ge=1, le=3600)
     #: Open connections (and requests in progress) beyond this get 503 with Retry-After.
     http_max_connections: int = Field(default=1000, ge=1, le=100_000)
+    #: `vpnreg serve` writes a line per request to its standard error (uvicorn's access log).
+    #: Behind nginx, which keeps its own, a deployment turns it off (deploy/vpnreg-serve.service):
+    #: at a thousand gateways' long polls it is a line per gateway per change.
+    http_access_log: bool = True
 
     @field_validator("database_read_url")
     @classmethod

@@ -54,6 +54,14 @@ def serve(
             "(default: VPNREG_HTTP_MAX_CONNECTIONS, else 1000).",
         ),
     ] = None,
+    access_log: Annotated[
+        bool | None,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="A line per request on standard error "
+            "(default: VPNREG_HTTP_ACCESS_LOG, else on).",
+        ),
+    ] = None,
     workers: Annotated[
         int,
         typer.Option(
@@ -78,6 +86,8 @@ def serve(
         keep_alive_s=keep_alive or settings.http_keep_alive_s,
         max_connections=max_connections or settings.http_max_connections,
     )
+    if access_log is not None:
+        settings = settings.model_copy(update={"http_access_log": access_log})
     if workers > 1:
         _serve_workers(settings, limits, host=host, port=port, workers=workers)
         return
@@ -91,6 +101,7 @@ def serve(
         host=host,
         port=port,
         log_level="info",
+        access_log=settings.http_access_log,
         http=guarded_protocol(limits),
         timeout_keep_alive=limits.keep_alive_s,
         backlog=_backlog(limits),
@@ -141,6 +152,7 @@ def _serve_workers(
         config = uvicorn.Config(
             app,
             log_level="info",
+            access_log=settings.http_access_log,
             http=guarded_protocol(limits),
             timeout_keep_alive=limits.keep_alive_s,
             backlog=_backlog(limits),
