@@ -189,6 +189,51 @@ class AuditChain:
         notify_changed(self._session)
 
 
+class DeferredEvents:
+    """A transaction's events kept until `write`, which takes the audit head's row lock only
+    then. Every audited write in the registry queues on that lock, so a service that records
+    several steps (an approval that activates at once, a time sweep) or does more work after a
+    step (the outbox) appends here and writes last, just before it commits: the lock is held for
+    the insert and the commit, not for the service's whole transaction."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._events: list[dict[str, Any]] = []
+
+    def append(
+        self,
+        *,
+        time: dt.datetime,
+        actor: str,
+        action: str,
+        object_type: str,
+        object_id: str | int,
+        before: Any = None,
+        after: Any = None,
+    ) -> None:
+        self._events.append(
+            {
+                "time": time,
+                "actor": actor,
+                "action": action,
+                "object_type": object_type,
+                "object_id": object_id,
+                "before": before,
+                "after": after,
+            }
+        )
+
+    def write(self) -> list[AuditRecord]:
+        """Chain and store the kept events, in the order appended (none kept: no lock)."""
+        if not self._events:
+            return []
+        chain = AuditChain(self._session)
+        records = [chain.append(**fields) for fields in self._events]
+        chain.write()
+        self._events.clear()
+        return records
+
+
 def append_event(
     session: Session,
     *,

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vpnreg.core.review import Action, Role, State, check_transition, time_transition
+from vpnreg.registry.audit_log import DeferredEvents
 from vpnreg.registry.claims import release_space
 from vpnreg.registry.models import Application
 from vpnreg.registry.services.config import ServiceConfig
@@ -47,6 +48,8 @@ def advance_time(session: Session, *, now: dt.datetime, config: ServiceConfig) -
     """
     changes: list[TimeChange] = []
     with service_transaction(session):
+        # every step's event written at the end: the audit head's lock held only then
+        events = DeferredEvents(session)
         apps = session.scalars(
             select(Application)
             .where(Application.state.in_(_TIMED_STATES))
@@ -84,6 +87,8 @@ def advance_time(session: Session, *, now: dt.datetime, config: ServiceConfig) -
                     target=target,
                     now=now,
                     before=before,
+                    events=events,
                 )
                 changes.append(TimeChange(app.id, app.tracking_number or "", action, state, target))
+        events.write()
     return changes

@@ -35,7 +35,7 @@ from vpnreg.core.review import (
     renewal_period,
     restored_state,
 )
-from vpnreg.registry.audit_log import append_event
+from vpnreg.registry.audit_log import DeferredEvents
 from vpnreg.registry.claims import claim_space, release_space
 from vpnreg.registry.errors import FieldError, NotFound, StateConflict, ValidationFailed
 from vpnreg.registry.models import Appeal, AppealOutcome, Application, Review
@@ -184,8 +184,10 @@ def record_step(
     before: dict[str, object],
     reason_code: str | None = None,
     reason: str | None = None,
+    events: DeferredEvents | None = None,
 ) -> None:
-    """Move `app` to `target`, bump its version, and write the review row and audit event."""
+    """Move `app` to `target`, bump its version, and write the review row and audit event (the
+    event kept in `events` when given, for the caller to write just before it commits)."""
     from_state = app.state
     app.state = target.value
     app.version = app.version + 1
@@ -207,8 +209,8 @@ def record_step(
     after = application_snapshot(app)
     if reason_code is not None or reason is not None:
         after = {**after, "reason_code": reason_code, "reason": reason}
-    append_event(
-        session,
+    kept = events if events is not None else DeferredEvents(session)
+    kept.append(
         time=now,
         actor=actor_name(actor),
         action=action.value,
@@ -217,6 +219,8 @@ def record_step(
         before=before,
         after=after,
     )
+    if events is None:
+        kept.write()
     # Every state change queues its notice in the same transaction (the outbox).
     notify_state_change(
         session,
@@ -260,6 +264,8 @@ def _step(
         before = application_snapshot(app)
         if effect is not None:
             effect(session, app, target)
+        # the audit head's lock only for the last moment (DeferredEvents)
+        events = DeferredEvents(session)
         record_step(
             session,
             app,
@@ -270,6 +276,7 @@ def _step(
             before=before,
             reason_code=reason_code,
             reason=reason,
+            events=events,
         )
         if target is State.APPROVED and app.valid_from is not None and app.valid_from <= now:
             # Approval that takes effect at once: activated in the same transaction, as the
@@ -283,7 +290,9 @@ def _step(
                 target=State.ACTIVE,
                 now=now,
                 before=before,
+                events=events,
             )
+        events.write()
     return app
 
 
