@@ -58,8 +58,7 @@ def serve(
         bool | None,
         typer.Option(
             "--access-log/--no-access-log",
-            help="A line per request on standard error "
-            "(default: VPNREG_HTTP_ACCESS_LOG, else on).",
+            help="A line per request on standard error (default: VPNREG_HTTP_ACCESS_LOG, else on).",
         ),
     ] = None,
     workers: Annotated[

@@ -35,6 +35,7 @@ from vpnreg.web.feed import install_feed
 from vpnreg.web.feed_fastpath import FeedFastPath
 from vpnreg.web.headers import SecurityHeaders
 from vpnreg.web.limits import BodyLimit
+from vpnreg.web.lookup import rebuild_on_new_serial
 from vpnreg.web.lookup_fastpath import IndexedLookup
 from vpnreg.web.policy import EVERYONE, SAFE_METHODS, allow, build_policy
 from vpnreg.web.portal.pages import templates
@@ -198,6 +199,7 @@ def create_app(
     # The feed first: a request is matched against the routes in order, and a thousand
     # gateways' long polls are most of the requests (bench_gateway_fanout).
     feed = install_feed(app, settings, clock=app.state.clock)
+    rebuild_on_new_serial(app.state)
     modules = _router_modules(ROUTER_MODULES)
     for module in modules:
         router = getattr(module, "router", None)

@@ -328,6 +328,7 @@ class FeedServer:
         self._wake: asyncio.Event | None = None
         self._changed = Wakeup()
         self._task: asyncio.Task[None] | None = None
+        self._on_new_serial: list[Callable[[], None]] = []
         self._listener: FeedListener | None = None
 
     # -- wiring ------------------------------------------------------------------------------
@@ -441,10 +442,20 @@ class FeedServer:
             return  # the serial held already (this process's own announcement)
         self.notify_changed()
 
+    def on_new_serial(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (on the event loop, without blocking it) each time this process
+        comes to hold a new serial, published here or loaded from another process."""
+        self._on_new_serial.append(callback)
+
     def _signal(self) -> None:
         # Every waiting long poll holds one of the old events; fresh ones are for the next
         # change (vpnreg.web.wakeup: the waiters are woken a group per turn of the loop).
         self._changed.signal()
+        for callback in self._on_new_serial:
+            try:
+                callback()
+            except Exception:
+                _LOG.exception("feed: a new-serial callback failed")
 
     def _publish_blocking(self) -> bool:
         _, moved = self.publisher.publish()

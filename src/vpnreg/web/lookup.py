@@ -3,9 +3,11 @@ question about now (services.lookup_index, ADR 0014), SQL (services.lookup) othe
 
 The routes that use it (`/api/v1/ip/{address}`, `/api/v1/lookup`, the portal's `/lookup`) are
 `async`: an answer from the index costs no thread hop and no database session; only a build of
-the index (once per publish, by the first lookup after it) and the SQL answer run in the
-threadpool. Lookups arriving while that build runs answer from the index of the serial before
-(one publish older, for the build's tens of milliseconds) instead of queueing behind it.
+the index and the SQL answer run in the threadpool. The build starts as soon as the process
+holds a new serial, if lookups were answered since the last build (`rebuild_on_new_serial`);
+lookups arriving while it runs answer from the index of the serial before (one publish older,
+for the build's tens of milliseconds) instead of queueing behind it. Only the first lookup a
+process answers, or one after a quiet spell, waits for a build.
 
 The SQL answer reads the session the route passes (the read replica's for the public, ADR
 0017); the index is built from the primary, in a unit of work of its own, as the feed it
@@ -15,7 +17,9 @@ replica's lag.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
@@ -30,7 +34,9 @@ from vpnreg.registry.services.lookup import LookupResult, lookup_query
 from vpnreg.registry.services.lookup_index import LookupIndex, LookupIndexHolder
 from vpnreg.registry.services.unit_of_work import Database, DbSession
 
-__all__ = ["answer_lookup", "ready_index"]
+__all__ = ["answer_lookup", "ready_index", "rebuild_on_new_serial"]
+
+_LOG = logging.getLogger(__name__)
 
 
 async def answer_lookup(
@@ -70,6 +76,7 @@ def _indexed(state: State) -> tuple[FeedPublisher, LookupIndexHolder, tuple[str,
 
 
 def _ready(holder: LookupIndexHolder, key: tuple[str, int]) -> LookupIndex | None:
+    holder.note_asked()
     held = holder.held(key)
     if held is not None:
         return held
@@ -81,10 +88,9 @@ def _ready(holder: LookupIndexHolder, key: tuple[str, int]) -> LookupIndex | Non
 
 def ready_index(state: State) -> LookupIndex | None:
     """The index that answers now without any I/O, or None when a build is due first (or the
-    app answers by SQL): the index of the serial held, or, while another lookup is building
-    that one, the index of the serial before (under a stream of publishes every lookup waited
-    for a build, p50 0.8 s in bench_gateway_fanout; the lookup that builds waits for it, so a
-    lone lookup after a publish, its asker's own approval say, sees the new state)."""
+    app answers by SQL): the index of the serial held, or, while that one is being built, the
+    index of the serial before (under a stream of publishes every lookup waited for a build,
+    p50 0.8 s in bench_gateway_fanout)."""
     source = _indexed(state)
     return None if source is None else _ready(source[1], source[2])
 
@@ -108,3 +114,33 @@ def _build(
     """The index of `history`, its details read from the primary (see the module's docstring)."""
     with database.session() as session:
         return holder.current(history, session)
+
+
+def rebuild_on_new_serial(state: State) -> None:
+    """Have the app's index rebuilt as soon as its feed holds a new serial (when lookups were
+    answered since the last build), so that no lookup waits for that build."""
+    feed = getattr(state, "feed", None)
+    if feed is None or not state.settings.lookup_index:
+        return
+
+    def start() -> None:
+        holder: LookupIndexHolder = state.lookup_index
+        if holder.begin_rebuild():
+            task = asyncio.get_running_loop().create_task(_rebuild(state, holder))
+            _REBUILDS.add(task)
+            task.add_done_callback(_REBUILDS.discard)
+
+    feed.on_new_serial(start)
+
+
+#: Rebuilds in progress (a task is only weakly held by the loop).
+_REBUILDS: set[asyncio.Task[None]] = set()
+
+
+async def _rebuild(state: State, holder: LookupIndexHolder) -> None:
+    try:
+        await run_in_threadpool(_build, holder, state.feed.publisher.history(), state.database)
+    except Exception:
+        _LOG.exception("lookup index: rebuild after a publish failed; the next lookup builds it")
+    finally:
+        holder.end_rebuild()

@@ -145,18 +145,39 @@ def build_lookup_index(session: Session, history: FeedHistory) -> LookupIndex:
 class LookupIndexHolder:
     """The index of the feed state last asked about, rebuilt when the feed moves (thread-safe).
 
-    Built on the first lookup after a publish, not by the publisher: a server nobody asks pays
-    nothing, and one build serves every lookup until the next publish."""
+    Built after a publish only if lookups were answered since the last build (`asked`): a server
+    nobody asks pays nothing, and one build serves every lookup until the next publish. The web
+    app starts that build as soon as the serial moves (vpnreg.web.lookup), so lookups meanwhile
+    answer from the index before it instead of waiting for the build."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._index: LookupIndex | None = None
         self._building = False
+        self._asked = False
 
     def building(self) -> LookupIndex | None:
         """While the index of a newer state is being built: the last one built (of an older
         state), for the callers that would otherwise queue behind that build; else None."""
         return self._index if self._building else None
+
+    def note_asked(self) -> None:
+        """A lookup was answered (or is about to be) from this holder."""
+        self._asked = True
+
+    def begin_rebuild(self) -> bool:
+        """Called when the feed moved: True (and lookups answer from the index held until
+        `current` has built the new one, which the caller must then call) if lookups were
+        answered since the last build; False if nobody asked, so there is nothing to rebuild."""
+        if not self._asked or self._index is None:
+            return False
+        self._asked = False
+        self._building = True
+        return True
+
+    def end_rebuild(self) -> None:
+        """The rebuild begun ended (`current` returned or failed)."""
+        self._building = False
 
     def held(self, key: tuple[str, int]) -> LookupIndex | None:
         """The index of the feed state `key` (session id, serial) if it is built already (no
