@@ -107,3 +107,49 @@ def test_nothing_is_built_after_a_publish_nobody_looked_up_before(api: Api) -> N
         asyncio.run(scenario())
     finally:
         database.dispose()
+
+
+def test_a_lookup_between_a_publish_and_its_announcement_does_not_build(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The publish has returned from its thread but the loop has not announced the serial yet
+    (which starts the rebuild): a lookup then answers from the index before, building nothing."""
+    state = api.app.state
+    database = Database(api.url)
+    ask = _asker(api, database)
+    builds: list[object] = []
+    real = lookup_index.build_lookup_index
+
+    def counted(session: Any, history: Any) -> Any:
+        builds.append(history.serial)
+        return real(session, history)
+
+    async def scenario() -> None:
+        await state.feed.publish_now()
+        await ask()
+        await asyncio.gather(*lookup._REBUILDS)
+        monkeypatch.setattr(lookup_index, "build_lookup_index", counted)
+        _approve(api, database, "192.0.2.0/26")
+        state.feed.publisher.publish()  # as the scheduler's thread does, before _signal
+        assert state.feed.settling()
+        before = await asyncio.wait_for(_ask_at(api, database, "192.0.2.9"), 5)
+        assert not before.registered and builds == []  # the serial before, no build
+        state.feed._signal()  # the scheduler's next step on the loop: the announcement
+        assert not state.feed.settling()
+        await asyncio.gather(*lookup._REBUILDS)
+        assert builds == [state.feed.publisher.held_key()[1]]  # the announcement built it
+        assert (await _ask_at(api, database, "192.0.2.9")).registered
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        database.dispose()
+
+
+async def _ask_at(api: Api, database: Database, address: str) -> LookupResult:
+    request: Any = SimpleNamespace(app=api.app)
+    with database.session() as session:
+        return await answer_lookup(
+            request, session, address=address, port=None, at=None,
+            clock=api.clock, config=api.app.state.service_config,
+        )  # fmt: skip

@@ -329,6 +329,8 @@ class FeedServer:
         self._changed = Wakeup()
         self._task: asyncio.Task[None] | None = None
         self._on_new_serial: list[Callable[[], None]] = []
+        #: The serial held when the long polls and `on_new_serial` were last told (_signal).
+        self._signalled: tuple[str, int] | None = None
         self._listener: FeedListener | None = None
 
     # -- wiring ------------------------------------------------------------------------------
@@ -442,6 +444,12 @@ class FeedServer:
             return  # the serial held already (this process's own announcement)
         self.notify_changed()
 
+    def settling(self) -> bool:
+        """True while this process holds a serial it has not yet announced: the publish or
+        follow that loaded it has returned from its thread, and `_signal` (the long polls'
+        wake-up, the `on_new_serial` callbacks) is about to run on the loop."""
+        return self.publisher.held_key() != self._signalled
+
     def on_new_serial(self, callback: Callable[[], None]) -> None:
         """Call `callback` (on the event loop, without blocking it) each time this process
         comes to hold a new serial, published here or loaded from another process."""
@@ -450,6 +458,7 @@ class FeedServer:
     def _signal(self) -> None:
         # Every waiting long poll holds one of the old events; fresh ones are for the next
         # change (vpnreg.web.wakeup: the waiters are woken a group per turn of the loop).
+        self._signalled = self.publisher.held_key()
         self._changed.signal()
         for callback in self._on_new_serial:
             try:

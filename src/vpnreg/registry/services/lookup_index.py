@@ -161,6 +161,10 @@ class LookupIndexHolder:
         state), for the callers that would otherwise queue behind that build; else None."""
         return self._index if self._building else None
 
+    def last(self) -> LookupIndex | None:
+        """The last index built, of whatever state."""
+        return self._index
+
     def note_asked(self) -> None:
         """A lookup was answered (or is about to be) from this holder."""
         self._asked = True
