@@ -6,14 +6,17 @@ test_token_revocation.py."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from tests.api.harness import Api
 from vpnreg.registry import credential_changes
+from vpnreg.registry.models import ApiToken
 from vpnreg.registry.services.directory import set_user_role
 from vpnreg.registry.services.tokens import create_token, revoke_token
 from vpnreg.registry.services.unit_of_work import Database
@@ -43,6 +46,26 @@ def test_an_entry_lives_for_its_time_to_live() -> None:
     clock.now += 0.2
     assert cache.get("t", NOW) is None
     assert len(cache) == 0
+
+
+def test_an_entry_half_its_time_old_is_handed_out_for_one_check() -> None:
+    clock = FakeMonotonic()
+    cache: TokenCache[str] = TokenCache(10.0, monotonic=clock)
+    cache.put("t", "gateway", generation=credential_changes.generation(), expires_at=None)
+    assert not cache.claim_refresh("t")  # young
+    clock.now += 5.0
+    assert cache.claim_refresh("t")
+    assert not cache.claim_refresh("t")  # one check at a time
+    assert cache.get("t", NOW) == "gateway"  # still answered meanwhile
+    cache.release("t")
+    assert cache.claim_refresh("t")  # released unchecked: due again
+    cache.put("t", "gateway", generation=credential_changes.generation(), expires_at=None)
+    cache.release("t")
+    assert not cache.claim_refresh("t")  # checked: young again
+    clock.now += 9.9
+    assert cache.get("t", NOW) == "gateway"  # its time counts from the check
+    cache.forget("t")
+    assert cache.get("t", NOW) is None and not cache.claim_refresh("t")
 
 
 def test_a_credentials_change_makes_every_entry_stale() -> None:
@@ -186,3 +209,31 @@ def test_an_unknown_token_is_never_kept(api: Api, checks: list[str]) -> None:
     me = _me(_bearer(api, "vpnreg_" + "u" * 43))
     assert me()[0] == 401 and me()[0] == 401
     assert len(checks) == 2
+
+
+def test_a_token_in_use_is_checked_again_in_the_background(
+    api: Api, database: Database, checks: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Half its time to live on, a request still answered from memory starts a check of the
+    token in the database; a token ended where this process could not hear of it (another
+    process on SQLite: here a plain UPDATE) is then refused, before its time is up."""
+    clock = FakeMonotonic()
+    monkeypatch.setattr(
+        api.app.state, "token_cache", TokenCache(10.0, monotonic=clock), raising=False
+    )
+    token_id, secret = _token(database, api, role="gateway")
+    me = _me(_bearer(api, secret))
+    assert me()[0] == 200 and checks.count(secret) == 1
+    with database.session() as session:
+        session.execute(
+            update(ApiToken).where(ApiToken.id == token_id).values(revoked_at=api.clock.now())
+        )
+        session.commit()
+    assert me()[0] == 200 and checks.count(secret) == 1  # young: from memory, not checked
+    clock.now += 6.0
+    assert me()[0] == 200  # from memory, and the check starts
+    deadline = time.monotonic() + 10
+    while checks.count(secret) < 2 or len(api.app.state.token_cache):
+        assert time.monotonic() < deadline, "no background check forgot the token"
+        time.sleep(0.02)
+    assert me()[0] == 401

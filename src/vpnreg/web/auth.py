@@ -19,11 +19,13 @@ Dependencies for routes (use the Annotated aliases):
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -59,6 +61,8 @@ from vpnreg.web.policy import (
 from vpnreg.web.problems import Problem
 from vpnreg.web.security import csrf_token, csrf_valid
 from vpnreg.web.token_cache import TokenCache
+
+_LOG = logging.getLogger(__name__)
 
 SESSION_COOKIE = "vpnreg_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -162,12 +166,39 @@ def _token_cache(request: Request) -> TokenCache[Principal] | None:
 
 def cached_caller(request: Request, now: dt.datetime) -> Principal | None:
     """The caller of a request whose bearer token was checked moments ago (web.token_cache),
-    without I/O; None to resolve it in full. A malformed Authorization header is its 401."""
+    without I/O; None to resolve it in full. A malformed Authorization header is its 401.
+    When the entry is due to be checked again, that check starts in the background."""
     token = _bearer(request)
     cache = _token_cache(request)
     if token is None or cache is None:
         return None
-    return cache.get(token, now)
+    found = cache.get(token, now)
+    if found is not None and cache.claim_refresh(token):
+        task = asyncio.get_running_loop().create_task(_refresh(request.app.state, cache, token))
+        _REFRESHES.add(task)
+        task.add_done_callback(_REFRESHES.discard)
+    return found
+
+
+#: Background checks of cached tokens in progress (the loop holds a task only weakly).
+_REFRESHES: set[asyncio.Task[None]] = set()
+
+
+async def _refresh(state: Any, cache: TokenCache[Principal], token: str) -> None:
+    try:
+        await run_in_threadpool(_check_again, state, cache, token)
+    except Exception:
+        # the entry stays until its time is up; the request after that checks the token
+        _LOG.exception("token cache: checking a token again failed")
+    finally:
+        cache.release(token)
+
+
+def _check_again(state: Any, cache: TokenCache[Principal], token: str) -> None:
+    with state.database.session() as db:
+        principal = _token_principal(db, cache, token, state.clock.now())
+    if principal is None:
+        cache.forget(token)
 
 
 def _remember(request: Request, principal: Principal) -> Principal:
@@ -179,25 +210,15 @@ def _remember(request: Request, principal: Principal) -> Principal:
 def _resolve_principal(request: Request, db: Session, clock: Clock) -> Principal:
     token = _bearer(request)
     if token is not None:
-        cache = _token_cache(request)
-        # taken before the read: a revocation committed meanwhile makes the entry stale
-        generation = credential_changes.generation()
-        api_token = authenticate_token(db, token=token, now=clock.now())
-        if api_token is None:
+        found = _token_principal(db, _token_cache(request), token, clock.now())
+        if found is None:
             raise Problem(
                 401,
                 "not-signed-in",
                 "unknown, revoked or expired API token",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        principal = Principal(
-            via="token",
-            role=effective_role(api_token),
-            user=api_token.user,
-            token_name=api_token.name,
-        )
-        if cache is not None:
-            cache.put(token, principal, generation=generation, expires_at=api_token.expires_at)
+        principal = found
     else:
         user = resolve_user(request, db, clock)
         principal = (
@@ -205,6 +226,27 @@ def _resolve_principal(request: Request, db: Session, clock: Clock) -> Principal
         )
     _remember(request, principal)
     _end_read(db)
+    return principal
+
+
+def _token_principal(
+    db: Session, cache: TokenCache[Principal] | None, token: str, now: dt.datetime
+) -> Principal | None:
+    """The caller `token` makes, checked in the database and kept in `cache`; None when the
+    token is unknown, revoked or expired."""
+    # taken before the read: a revocation committed meanwhile makes the entry stale
+    generation = credential_changes.generation()
+    api_token = authenticate_token(db, token=token, now=now)
+    if api_token is None:
+        return None
+    principal = Principal(
+        via="token",
+        role=effective_role(api_token),
+        user=api_token.user,
+        token_name=api_token.name,
+    )
+    if cache is not None:
+        cache.put(token, principal, generation=generation, expires_at=api_token.expires_at)
     return principal
 
 

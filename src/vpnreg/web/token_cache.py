@@ -12,6 +12,14 @@ PostgreSQL in every other server process through NOTIFY; vpnreg.registry.credent
 when the token's own expiry passes, and after `ttl_s` in any case (which bounds how long
 another process's change takes on SQLite, which has no NOTIFY). Unknown and refused tokens are
 never kept: a token created a moment ago works at once.
+
+Checked again ahead of time: once an entry is half its `ttl_s` old, the next request that finds
+it still gets it, and `claim_refresh` hands one caller (one per entry) the job of checking the
+token in the database again in the background (web.auth): a gateway's token then never expires
+from the cache under its requests. Without this, every request that came while an entry had
+just expired went the slow way; a thousand gateways sharing one token, or all asking at the
+same moment after a publish, sent hundreds of requests through the database at once every
+`ttl_s` (bench_gateway_fanout).
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ __all__ = ["TokenCache"]
 #: Entries beyond this are not added until the cache empties (a bound on memory against a
 #: flood of distinct valid tokens, which only an admin can create).
 MAX_ENTRIES = 100_000
+#: The share of `ttl_s` after which an entry is checked again in the background.
+REFRESH_AFTER = 0.5
 
 T = TypeVar("T")
 
@@ -55,6 +65,7 @@ class TokenCache(Generic[T]):
         self._ttl_s = ttl_s
         self._monotonic = monotonic
         self._entries: dict[bytes, _Entry[T]] = {}
+        self._refreshing: set[bytes] = set()
         self._lock = threading.Lock()
 
     @property
@@ -85,6 +96,32 @@ class TokenCache(Generic[T]):
             if self._entries.get(key) is entry:
                 del self._entries[key]
         return None
+
+    def claim_refresh(self, token: str) -> bool:
+        """True, once, when `token`'s entry is old enough to be checked again (REFRESH_AFTER):
+        the caller then checks it and calls `put` (still live) or `forget` (not), and `release`
+        in any case. False while another caller has it, or when the entry is young or gone."""
+        if not self.enabled:
+            return False
+        key = _key(token)
+        entry = self._entries.get(key)
+        if entry is None or self._monotonic() - entry.stored < self._ttl_s * REFRESH_AFTER:
+            return False
+        with self._lock:
+            if key in self._refreshing:
+                return False
+            self._refreshing.add(key)
+        return True
+
+    def release(self, token: str) -> None:
+        """The check `claim_refresh` handed out is over."""
+        with self._lock:
+            self._refreshing.discard(_key(token))
+
+    def forget(self, token: str) -> None:
+        """Drop `token`'s entry (checked again and found no longer live)."""
+        with self._lock:
+            self._entries.pop(_key(token), None)
 
     def put(self, token: str, value: T, *, generation: int, expires_at: dt.datetime | None) -> None:
         """Keep what the database said of a live `token` (checked at `generation`)."""
