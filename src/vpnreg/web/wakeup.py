@@ -6,6 +6,10 @@ page that arrives meanwhile waits for all of them (hundreds of milliseconds, ADR
 waiters are dealt round-robin over `groups` events, and a change sets one group per turn: the
 loop reads new requests between groups, so no other request waits behind more than one group's
 answers. Every waiter is still woken within `groups` turns, in the order the groups were set.
+
+64 groups: with 500 gateways waiting on a worker, about 8 answers a turn (a few milliseconds). In
+bench_gateway_fanout 16 groups left the lookups' p99 at 72-96 ms, 64 brought it to 25 ms, with
+the gateways' times no worse.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ __all__ = ["Wakeup"]
 class Wakeup:
     """Events for the waiters of the next change, set group by group on `signal`."""
 
-    def __init__(self, groups: int = 16) -> None:
+    def __init__(self, groups: int = 64) -> None:
         if groups < 1:
             raise ValueError("groups must be at least 1")
         self._events = [asyncio.Event() for _ in range(groups)]
