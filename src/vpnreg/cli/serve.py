@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from vpnreg.web.http_server import ServerLimits
 
 
+#: sys.setswitchinterval of the server processes (Python's default is 0.005).
+SWITCH_INTERVAL_S = 0.001
+
+
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
@@ -72,6 +76,13 @@ def serve(
     ] = 1,
 ) -> None:
     """Serve the portal and the API."""
+    import sys
+
+    # The event loop hands the GIL to a worker thread (a publish, an index build, a sync route)
+    # at every socket call, and then waited up to the default 5 ms for it back: a thousand long
+    # polls answered during a publish queued behind those slices (ADR 0018). The forked workers
+    # inherit it.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     import uvicorn
 
     from vpnreg.web.app import create_app
