@@ -7,16 +7,14 @@ starts is tests/api/test_lookup_rebuild.py). Both backends."""
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from tests.api.harness import Api
+from tests.api.held_build import HeldBuild
 from tests.registry import flow
-from vpnreg.registry.services import lookup_index
 from vpnreg.registry.services.lookup import LookupResult
 from vpnreg.registry.services.unit_of_work import Database
 from vpnreg.web import lookup
@@ -53,24 +51,13 @@ def test_lookups_during_a_build_answer_from_the_serial_before(
         await state.feed.publish_now()  # no lookup since that rebuild: no build now
         assert not lookup._REBUILDS
 
-        entered, release = threading.Event(), threading.Event()
-        real = lookup_index.build_lookup_index
-
-        def held_up(session: Any, history: Any) -> Any:
-            entered.set()
-            assert release.wait(10)
-            return real(session, history)
-
-        monkeypatch.setattr(lookup_index, "build_lookup_index", held_up)
+        build = HeldBuild(monkeypatch)
         builder = asyncio.ensure_future(ask())
-        deadline = time.monotonic() + 10
-        while not entered.is_set():
-            assert time.monotonic() < deadline, "the build did not start"
-            await asyncio.sleep(0.01)
+        await build.started()
         during = await asyncio.wait_for(ask(), 5)  # not queued behind the build
         assert not during.registered
         assert not builder.done()
-        release.set()
+        build.release()
         built = await asyncio.wait_for(builder, 10)
         assert built.registered and built.prefix == NEW
         assert (await ask()).registered

@@ -5,7 +5,6 @@ a process nobody asks builds nothing (vpnreg.web.lookup.rebuild_on_new_serial). 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.api.harness import Api
+from tests.api.held_build import HeldBuild
 from tests.registry import flow
 from vpnreg.registry.services import lookup_index
 from vpnreg.registry.services.lookup import LookupResult
@@ -56,23 +56,13 @@ def test_a_publish_starts_the_build_and_lookups_meanwhile_do_not_wait(
         assert not (await ask()).registered  # the first lookup builds the first index
         _approve(api, database)
 
-        entered, release = threading.Event(), threading.Event()
-        real = lookup_index.build_lookup_index
-
-        def held_up(session: Any, history: Any) -> Any:
-            entered.set()
-            assert release.wait(10)
-            return real(session, history)
-
-        monkeypatch.setattr(lookup_index, "build_lookup_index", held_up)
+        build = HeldBuild(monkeypatch)
         await state.feed.publish_now()  # the serial moves: the rebuild starts, no lookup asked
+        await build.started()
         deadline = time.monotonic() + 10
-        while not entered.is_set():
-            assert time.monotonic() < deadline, "the publish started no build"
-            await asyncio.sleep(0.01)
         during = await asyncio.wait_for(ask(), 5)  # the serial before, not queued
         assert not during.registered
-        release.set()
+        build.release()
         key = state.feed.publisher.held_key()
         while state.lookup_index.held(key) is None:
             assert time.monotonic() < deadline, "the rebuild did not finish"

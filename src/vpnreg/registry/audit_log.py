@@ -245,9 +245,9 @@ def append_event(
     before: Any = None,
     after: Any = None,
 ) -> AuditRecord:
-    """Record one event in the caller's transaction (which the caller commits)."""
-    chain = AuditChain(session)
-    record = chain.append(
+    """Record one event in the caller's transaction (which the caller commits), at once."""
+    events = DeferredEvents(session)
+    events.append(
         time=time,
         actor=actor,
         action=action,
@@ -256,8 +256,7 @@ def append_event(
         before=before,
         after=after,
     )
-    chain.write()
-    return record
+    return events.write()[0]
 
 
 class _Identified(Protocol):
