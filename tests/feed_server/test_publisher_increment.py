@@ -1,7 +1,7 @@
-"""The publisher's incremental step under binding churn (registry.services.feed_increment), on
-both backends: while only ISPs' binding reports and time move, `catch_up` patches the published
-set without reading the registered set, and the set it holds is always the one a full publish
-computes; any other audited change, or a feed another process moved, is a full publish."""
+"""The publisher's incremental step (registry.services.feed_increment), on both backends: while
+only ISPs' binding reports, applications' steps and time move, `catch_up` patches the published
+set without reading the whole registered set, and the set it holds is always the one a full
+publish computes; any other audited change, or a feed another process moved, is a full publish."""
 
 from __future__ import annotations
 
@@ -106,6 +106,15 @@ def test_binding_reports_are_published_without_reading_the_registered_set(
     assert _held(publisher) == before == _full_set(committed, clock)
 
 
+def _read_every_prefix(recorded: Recorded) -> bool:
+    """Whether a statement read the prefixes of every registration (a full publish), not those
+    of some named ones."""
+    return any(
+        " application_prefixes" in s and "applications.id in (" not in s
+        for s in recorded.statements
+    )
+
+
 def test_any_other_audited_change_is_a_full_publish(
     committed: Committed, recorded: Recorded, clock: FrozenClock
 ) -> None:
@@ -115,11 +124,144 @@ def test_any_other_audited_change_is_a_full_publish(
     bank_registration(
         committed.session, committed.world, committed.config, clock.now(), "192.0.2.0/24"
     )
+    services.create_organisation(
+        committed.session,
+        name="Another software house",
+        category="software_house",
+        registration_number="SH-0042",
+        actor=committed.world.regulator,
+        now=clock.now(),
+        config=committed.config,
+    )
     committed.session.rollback()
     recorded.statements.clear()
     assert publisher.catch_up(check_time=False).moved
-    assert recorded.touched("application_prefixes")
+    assert _read_every_prefix(recorded)
     assert _held(publisher) == _full_set(committed, clock)
+
+
+def test_application_steps_are_published_without_reading_the_registered_set(
+    committed: Committed, recorded: Recorded, clock: FrozenClock
+) -> None:
+    """An approval, a peer amendment, a protocol amendment, a suspension and a revocation each
+    reach the feed through the incremental step: only the named registration's prefixes are
+    read, and the held set is the full one after each."""
+    world, config = committed.world, committed.config
+    other = bank_registration(committed.session, world, config, clock.now(), "198.51.100.0/28")
+    committed.session.rollback()
+    publisher = FeedPublisher(engine=recorded.engine, config=config, clock=clock)
+    publisher.publish()
+
+    def step_then_catch_up(change: Any) -> None:
+        change()
+        committed.session.rollback()
+        recorded.statements.clear()
+        assert publisher.catch_up(check_time=False).moved
+        assert recorded.touched("application_prefixes")
+        assert not _read_every_prefix(recorded)
+        assert _held(publisher) == _full_set(committed, clock)
+
+    made: list[Any] = []
+    step_then_catch_up(
+        lambda: made.append(
+            bank_registration(
+                committed.session, world, config, clock.now(), "192.0.2.0/24", ["203.0.113.1"]
+            )
+        )
+    )
+    app = made[0]
+    assert {e.registration_id for e in _held(publisher).to_entries()} == {other.id, app.id}
+
+    def amend_peers() -> None:
+        amendment = services.amend_peers(
+            committed.session,
+            application_id=app.id,
+            prefix="192.0.2.0/24",
+            peers=["203.0.113.9"],
+            actor=world.bank_applicant,
+            now=clock.now(),
+            config=config,
+        )
+        services.approve_amendment(
+            committed.session,
+            amendment_id=amendment.id,
+            actor=world.regulator,
+            now=clock.now(),
+            config=config,
+        )
+
+    step_then_catch_up(amend_peers)
+
+    def amend_protocols() -> None:
+        current = services.get_application(committed.session, application_id=app.id)
+        asked = services.amend_protocols(
+            committed.session,
+            application_id=app.id,
+            protocols=["wireguard"],
+            actor=world.bank_applicant,
+            now=clock.now(),
+            expected_version=current.version,
+        )
+        current = services.get_application(committed.session, application_id=app.id)
+        services.decide_protocol_amendment(
+            committed.session,
+            amendment_id=asked.id,
+            approve=True,
+            actor=world.regulator,
+            now=clock.now(),
+            expected_version=current.version,
+        )
+
+    step_then_catch_up(amend_protocols)
+    for action, actor, reason in (
+        ("withdraw_attestation", world.isp_user, "contract ended"),
+        ("reattest", world.isp_user, ""),
+        ("revoke", world.regulator, "misuse"),
+    ):
+        step_then_catch_up(
+            lambda action=action, actor=actor, reason=reason: flow.act(
+                action,
+                committed.session,
+                application_id=app.id,
+                actor=actor,
+                now=clock.now(),
+                config=config,
+                **({"reason": reason} if reason else {}),
+            )
+        )
+    assert {e.registration_id for e in _held(publisher).to_entries()} == {other.id}
+
+
+def test_a_subscriber_bound_registrations_step_moves_its_bindings_entries(
+    committed: Committed, recorded: Recorded, clock: FrozenClock
+) -> None:
+    """Approving (or revoking) a subscriber-bound registration adds (or drops) the entries of
+    its subscriber's live bindings, through the incremental step."""
+    world, config = committed.world, committed.config
+    publisher = FeedPublisher(engine=recorded.engine, config=config, clock=clock)
+    publisher.publish()
+    _report(committed, clock, BindingEvent("start", "A", "s1", "198.51.100.7"))
+    assert publisher.catch_up(check_time=False).published
+    assert len(_held(publisher)) == 0  # no registration yet: history only
+    app = flow.approved(committed.session, world, config, clock.now(), [], subscriber_id="A")
+    committed.session.rollback()
+    recorded.statements.clear()
+    assert publisher.catch_up(check_time=False).moved
+    assert not _read_every_prefix(recorded)
+    assert [e.registration_id for e in _held(publisher).to_entries()] == [app.id]
+    assert _held(publisher) == _full_set(committed, clock)
+    flow.act(
+        "revoke",
+        committed.session,
+        application_id=app.id,
+        actor=world.regulator,
+        now=clock.now(),
+        config=config,
+        reason="misuse",
+    )
+    committed.session.rollback()
+    assert publisher.catch_up(check_time=False).moved
+    assert len(_held(publisher)) == 0 and _held(publisher) == _full_set(committed, clock)
 
 
 def test_a_feed_another_process_moved_is_not_patched(
@@ -202,6 +344,79 @@ def test_under_random_churn_the_held_set_is_always_the_full_set(
             clock.advance(dt.timedelta(seconds=rng.choice([1, 30, 120, 400])))
             publisher.catch_up(check_time=rng.random() < 0.5)
             assert _held(publisher) == _full_set(committed, clock), step
+    finally:
+        publisher.close()
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_under_random_application_steps_the_held_set_is_always_the_full_set(
+    committed: Committed, recorded: Recorded, clock: FrozenClock, seed: int
+) -> None:
+    """Approvals, suspensions, re-attestations and revocations of prefix-bound and
+    subscriber-bound registrations, with binding reports between them and time passing (days,
+    so that expiries fall due and force full publishes): the held set is the full one after
+    every catch-up, and most catch-ups were incremental."""
+    rng = random.Random(seed)
+    world, config = committed.world, committed.config
+    free = [f"192.0.2.{16 * i}/28" for i in range(16)]
+    live: dict[int, str] = {}  # registration id -> its state here (active or suspended)
+    subscribers = [f"SUB-{i}" for i in range(4)]
+    publisher = FeedPublisher(engine=recorded.engine, config=config, clock=clock)
+    incremental = 0
+    try:
+        publisher.publish()
+        for step in range(30):
+            for _ in range(rng.randint(1, 3)):
+                choice = rng.random()
+                if choice < 0.35 and free:
+                    made = bank_registration(
+                        committed.session, world, config, clock.now(),
+                        free.pop(rng.randrange(len(free))),
+                    )  # fmt: skip
+                    live[made.id] = "active"
+                elif choice < 0.5 and subscribers:
+                    sub = rng.choice(subscribers)
+                    subscribers.remove(sub)  # one registration per subscriber in force
+                    made = flow.approved(
+                        committed.session, world, config, clock.now(), [], subscriber_id=sub
+                    )
+                    live[made.id] = "active"
+                elif choice < 0.8 and live:
+                    app_id = rng.choice(sorted(live))
+                    if live[app_id] == "suspended":
+                        action, actor, kw = "reattest", world.isp_user, {}
+                    elif rng.random() < 0.5:
+                        action, actor, kw = (
+                            "withdraw_attestation",
+                            world.isp_user,
+                            {"reason": "contract ended"},
+                        )
+                    else:
+                        action, actor, kw = "revoke", world.regulator, {"reason": "misuse"}
+                    flow.act(
+                        action, committed.session, application_id=app_id, actor=actor,
+                        now=clock.now(), config=config, **kw,
+                    )  # fmt: skip
+                    if action == "revoke":
+                        del live[app_id]
+                    else:
+                        live[app_id] = "suspended" if action != "reattest" else "active"
+                else:
+                    sub = f"SUB-{rng.randrange(4)}"
+                    _report(
+                        committed, clock,
+                        BindingEvent("start", sub, f"{sub}-{step}", f"198.51.100.{step + 1}"),
+                    )  # fmt: skip
+                committed.session.rollback()
+            if step % 10 == 9:
+                clock.advance(dt.timedelta(days=rng.choice([1, 40])))
+            else:
+                clock.advance(dt.timedelta(seconds=rng.choice([1, 30])))
+            recorded.statements.clear()
+            publisher.catch_up(check_time=rng.random() < 0.5)
+            incremental += not _read_every_prefix(recorded)
+            assert _held(publisher) == _full_set(committed, clock), step
+        assert incremental >= 15, incremental
     finally:
         publisher.close()
 

@@ -4,8 +4,9 @@ It owns an engine, publishes through vpnreg.registry.services.feed, and holds th
 history in memory so the web layer serves documents without touching the database or
 SQLAlchemy. `catch_up` is what a scheduler calls on every wake-up: it reads the cheap change
 signs (vpnreg.registry.services.feed_changes) and publishes only when one of them moved since the
-last publish: the incremental step (vpnreg.registry.services.feed_increment) when only ISPs'
-binding reports moved, the full publish, which computes the whole registered set, otherwise.
+last publish: the incremental step (vpnreg.registry.services.feed_increment) when every change
+since names the registrations it moved (ISPs' binding reports, applications' steps), the full
+publish, which computes the whole registered set, otherwise.
 
 Several server processes may share one database: `tick` publishes only in the process that
 holds the publisher lease (vpnreg.registry.services.feed_lease, ADR 0016); the others `follow`,
@@ -29,7 +30,7 @@ from vpnreg.registry.services import feed_store
 from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.feed import PublishResult, publish_detailed
 from vpnreg.registry.services.feed_changes import audit_head_seq, bindings_timed, time_due
-from vpnreg.registry.services.feed_increment import Mark, publish_bindings
+from vpnreg.registry.services.feed_increment import Mark, publish_changes
 from vpnreg.registry.services.feed_lease import PublisherLease, SoleLease, lease_for_url
 from vpnreg.registry.services.mode_changes import trial_due
 from vpnreg.registry.services.mode_trials import end_due_trials
@@ -175,7 +176,7 @@ class FeedPublisher:
             # so the incremental step below gives way to a full publish)
             end_due_trials(session, now=now, config=self._config)
             if incremental and mark is not None:
-                done = publish_bindings(
+                done = publish_changes(
                     session, mark=mark, now=now, config=self._config, max_deltas=self._max_deltas
                 )
             if done is None:

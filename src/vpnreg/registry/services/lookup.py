@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from collections.abc import Collection
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.orm import Session
 
 from vpnreg.core.feed import AllowlistEntry, EntryTable
@@ -159,15 +160,35 @@ def registered_table(session: Session, *, now: dt.datetime, config: ServiceConfi
     return prefixes.union(binding_table(session, now=now, config=config))
 
 
+def prefix_table(
+    session: Session, *, now: dt.datetime, config: ServiceConfig, registrations: Collection[int]
+) -> EntryTable:
+    """The entries at `now` of those of `registrations` that are registered and prefix-bound:
+    `registered_table`'s prefix side for only these (the publisher's incremental step)."""
+    if not registrations:
+        return EntryTable.empty()
+    return EntryTable.from_entries(
+        _prefix_entries(session, now=now, config=config, registrations=registrations)
+    )
+
+
 def _prefix_entries(
-    session: Session, *, now: dt.datetime, config: ServiceConfig
+    session: Session,
+    *,
+    now: dt.datetime,
+    config: ServiceConfig,
+    registrations: Collection[int] | None = None,
 ) -> list[AllowlistEntry]:
-    """The entries of the registered prefix-bound registrations at `now`.
+    """The entries of the registered prefix-bound registrations at `now` (with
+    `registrations`: of those alone).
 
     Plain column reads (two queries), not ORM objects: the feed publishes after every change
     the portal makes, and loading every registration with its organisation, ISP, prefixes and
     peers held the GIL long enough to stall the requests served meanwhile.
     """
+    chosen: ColumnElement[bool] = Application.state.in_(_REGISTERED)
+    if registrations is not None:
+        chosen = and_(chosen, Application.id.in_(sorted(registrations)))
     rows = session.execute(
         select(
             Application.id,
@@ -179,7 +200,7 @@ def _prefix_entries(
             ApplicationPrefix.prefix,
         )
         .join(ApplicationPrefix, ApplicationPrefix.application_id == Application.id)
-        .where(Application.state.in_(_REGISTERED))
+        .where(chosen)
         .order_by(Application.id, ApplicationPrefix.position)
     ).all()
     kept = [
@@ -193,7 +214,7 @@ def _prefix_entries(
             select(PrefixPeer.prefix_id, PrefixPeer.peer)
             .join(ApplicationPrefix, ApplicationPrefix.id == PrefixPeer.prefix_id)
             .join(Application, Application.id == ApplicationPrefix.application_id)
-            .where(Application.state.in_(_REGISTERED))
+            .where(chosen)
             .order_by(PrefixPeer.id)
         ):
             peers.setdefault(prefix_id, []).append(peer)
