@@ -17,7 +17,7 @@ from tests.api.held_build import HeldBuild
 from tests.registry import flow
 from vpnreg.registry.services.lookup import LookupResult
 from vpnreg.registry.services.unit_of_work import Database
-from vpnreg.web import lookup
+from vpnreg.web import background
 from vpnreg.web.lookup import answer_lookup
 
 OLD = "198.51.100.0/26"
@@ -45,11 +45,11 @@ def test_lookups_during_a_build_answer_from_the_serial_before(
         with database.session() as session:
             flow.approved(session, api.world, state.service_config, api.clock.now(), [(OLD, [])])
         await state.feed.publish_now()  # rebuilt at once: a lookup was answered since
-        await asyncio.gather(*lookup._REBUILDS)
+        await background.settled()
         with database.session() as session:
             flow.approved(session, api.world, state.service_config, api.clock.now(), [(NEW, [])])
         await state.feed.publish_now()  # no lookup since that rebuild: no build now
-        assert not lookup._REBUILDS
+        assert not background.running()
 
         build = HeldBuild(monkeypatch)
         builder = asyncio.ensure_future(ask())

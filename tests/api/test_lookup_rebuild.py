@@ -17,7 +17,7 @@ from tests.registry import flow
 from vpnreg.registry.services import lookup_index
 from vpnreg.registry.services.lookup import LookupResult
 from vpnreg.registry.services.unit_of_work import Database
-from vpnreg.web import lookup
+from vpnreg.web import background
 from vpnreg.web.lookup import answer_lookup
 
 NEW = "203.0.113.0/26"
@@ -87,11 +87,11 @@ def test_nothing_is_built_after_a_publish_nobody_looked_up_before(api: Api) -> N
         await ask()  # (the fixture's database may hold the other test's registrations)
         _approve(api, database, "198.51.100.0/26")
         await state.feed.publish_now()
-        assert lookup._REBUILDS  # asked since the last build: rebuilt at once
-        await asyncio.gather(*lookup._REBUILDS)
+        assert background.running()  # asked since the last build: rebuilt at once
+        await background.settled()
         _approve(api, database, "198.51.100.64/26")
         await state.feed.publish_now()
-        assert not lookup._REBUILDS  # nobody asked since that rebuild
+        assert not background.running()  # nobody asked since that rebuild
 
     try:
         asyncio.run(scenario())
@@ -117,7 +117,7 @@ def test_a_lookup_between_a_publish_and_its_announcement_does_not_build(
     async def scenario() -> None:
         await state.feed.publish_now()
         await ask()
-        await asyncio.gather(*lookup._REBUILDS)
+        await background.settled()
         monkeypatch.setattr(lookup_index, "build_lookup_index", counted)
         _approve(api, database, "192.0.2.0/26")
         state.feed.publisher.publish()  # as the scheduler's thread does, before _signal
@@ -126,7 +126,7 @@ def test_a_lookup_between_a_publish_and_its_announcement_does_not_build(
         assert not before.registered and builds == []  # the serial before, no build
         state.feed._signal()  # the scheduler's next step on the loop: the announcement
         assert not state.feed.settling()
-        await asyncio.gather(*lookup._REBUILDS)
+        await background.settled()
         assert builds == [state.feed.publisher.held_key()[1]]  # the announcement built it
         assert (await _ask_at(api, database, "192.0.2.9")).registered
 

@@ -23,7 +23,11 @@ from vpnreg.clock import FrozenClock
 from vpnreg.core.ipspace import parse_address
 from vpnreg.registry import services
 from vpnreg.registry.services.feed import publish_detailed
-from vpnreg.registry.services.lookup_index import LookupIndex, build_lookup_index
+from vpnreg.registry.services.lookup_index import (
+    LookupIndex,
+    LookupIndexHolder,
+    build_lookup_index,
+)
 
 #: Where the registrations and bindings below live; addresses are drawn mostly from these.
 SPACES = (
@@ -161,3 +165,26 @@ def test_a_registration_revoked_after_the_publish_sends_the_question_to_sql(
     # an address no entry covers is still answered
     answer = index.lookup(parse_address("192.0.2.200"), port=None, now=now)
     assert answer is not None and answer.registered is False
+
+
+def test_a_lookups_own_build_during_a_rebuild_leaves_the_older_index_in_use(
+    session: Session, world: World, config: services.ServiceConfig, clock: FrozenClock
+) -> None:
+    """A rebuild begun after a publish and a lookup's own build may overlap: the first to end
+    must not say that nothing is being built, or the lookups meanwhile would queue behind the
+    rebuild instead of answering from the index before it."""
+    flow.approved(session, world, config, clock.now(), [("192.0.2.0/24", [])], bank=True)
+    first = publish_detailed(session, now=clock.now(), config=config).history
+    holder = LookupIndexHolder()
+    older = holder.current(first, session)
+    assert older is not None and holder.building() is None
+    holder.note_asked()
+    assert holder.begin_rebuild()  # the feed moved; the app's rebuild is under way
+    assert holder.building() is older
+    flow.approved(session, world, config, clock.now(), [("198.51.100.0/24", [])], bank=True)
+    second = publish_detailed(session, now=clock.now(), config=config).history
+    newer = holder.current(second, session)  # a lookup built the newer state itself meanwhile
+    assert newer is not None and newer is not older
+    assert holder.building() is newer  # the rebuild begun has not ended yet
+    holder.end_rebuild()
+    assert holder.building() is None

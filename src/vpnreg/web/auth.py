@@ -19,7 +19,6 @@ Dependencies for routes (use the Annotated aliases):
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import secrets
@@ -47,6 +46,7 @@ from vpnreg.registry.services.sessions import (
 from vpnreg.registry.services.tokens import authenticate_token, effective_role
 from vpnreg.registry.services.unit_of_work import DbSession as Session
 from vpnreg.registry.views import UserView
+from vpnreg.web.background import spawn
 from vpnreg.web.htmx import is_htmx
 from vpnreg.web.policy import (
     EVERYONE,
@@ -174,14 +174,8 @@ def cached_caller(request: Request, now: dt.datetime) -> Principal | None:
         return None
     found = cache.get(token, now)
     if found is not None and cache.claim_refresh(token):
-        task = asyncio.get_running_loop().create_task(_refresh(request.app.state, cache, token))
-        _REFRESHES.add(task)
-        task.add_done_callback(_REFRESHES.discard)
+        spawn(_refresh(request.app.state, cache, token))
     return found
-
-
-#: Background checks of cached tokens in progress (the loop holds a task only weakly).
-_REFRESHES: set[asyncio.Task[None]] = set()
 
 
 async def _refresh(state: Any, cache: TokenCache[Principal], token: str) -> None:
@@ -210,15 +204,14 @@ def _remember(request: Request, principal: Principal) -> Principal:
 def _resolve_principal(request: Request, db: Session, clock: Clock) -> Principal:
     token = _bearer(request)
     if token is not None:
-        found = _token_principal(db, _token_cache(request), token, clock.now())
-        if found is None:
+        principal = _token_principal(db, _token_cache(request), token, clock.now())
+        if principal is None:
             raise Problem(
                 401,
                 "not-signed-in",
                 "unknown, revoked or expired API token",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        principal = found
     else:
         user = resolve_user(request, db, clock)
         principal = (

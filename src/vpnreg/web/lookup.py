@@ -17,7 +17,6 @@ replica's lag.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 
@@ -33,6 +32,7 @@ from vpnreg.registry.services.feed_publisher import FeedPublisher
 from vpnreg.registry.services.lookup import LookupResult, lookup_query
 from vpnreg.registry.services.lookup_index import LookupIndex, LookupIndexHolder
 from vpnreg.registry.services.unit_of_work import Database, DbSession
+from vpnreg.web.background import spawn
 
 __all__ = ["answer_lookup", "ready_index", "rebuild_on_new_serial"]
 
@@ -130,15 +130,9 @@ def rebuild_on_new_serial(state: State) -> None:
     def start() -> None:
         holder: LookupIndexHolder = state.lookup_index
         if holder.begin_rebuild():
-            task = asyncio.get_running_loop().create_task(_rebuild(state, holder))
-            _REBUILDS.add(task)
-            task.add_done_callback(_REBUILDS.discard)
+            spawn(_rebuild(state, holder))
 
     feed.on_new_serial(start)
-
-
-#: Rebuilds in progress (a task is only weakly held by the loop).
-_REBUILDS: set[asyncio.Task[None]] = set()
 
 
 async def _rebuild(state: State, holder: LookupIndexHolder) -> None:

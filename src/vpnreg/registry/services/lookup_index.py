@@ -153,13 +153,20 @@ class LookupIndexHolder:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._index: LookupIndex | None = None
-        self._building = False
+        #: Builds begun and not ended: a rebuild after a publish and a lookup's own build may
+        #: overlap, and the first to end must not say that nothing is being built.
+        self._builds = 0
+        self._builds_lock = threading.Lock()
         self._asked = False
+
+    def _count_build(self, step: int) -> None:
+        with self._builds_lock:
+            self._builds += step
 
     def building(self) -> LookupIndex | None:
         """While the index of a newer state is being built: the last one built (of an older
         state), for the callers that would otherwise queue behind that build; else None."""
-        return self._index if self._building else None
+        return self._index if self._builds else None
 
     def last(self) -> LookupIndex | None:
         """The last index built, of whatever state."""
@@ -176,12 +183,12 @@ class LookupIndexHolder:
         if not self._asked or self._index is None:
             return False
         self._asked = False
-        self._building = True
+        self._count_build(1)
         return True
 
     def end_rebuild(self) -> None:
         """The rebuild begun ended (`current` returned or failed)."""
-        self._building = False
+        self._count_build(-1)
 
     def held(self, key: tuple[str, int]) -> LookupIndex | None:
         """The index of the feed state `key` (session id, serial) if it is built already (no
@@ -203,11 +210,11 @@ class LookupIndexHolder:
         with self._lock:
             held = self._index
             if held is None or held.key != key:
-                self._building = True
+                self._count_build(1)
                 try:
                     held = build_lookup_index(session, history)
                 finally:
-                    self._building = False
+                    self._count_build(-1)
                     # the session only read: end its transaction, so whatever the caller asks
                     # with it next sees the database as it is now
                     session.rollback()
