@@ -74,14 +74,14 @@ def test_catch_up_reads_neither_set_until_something_is_audited(
     for table in ("application_prefixes", "prefix_peers", "feed_entries", "feed_deltas"):
         assert not recorded.touched(table), table
     # Per call: the audit head and the feed_state row; every other call the time aggregate,
-    # the probes for a binding that reached its end and one that began, and the one for a
-    # trial that reached its end.
-    assert len([s for s in recorded.statements if s.startswith("select")]) == 10 * 2 + 5 * 4
+    # the probes for a binding that reached its end and one that began, the one for a
+    # registration that began, and the one for a trial that reached its end.
+    assert len([s for s in recorded.statements if s.startswith("select")]) == 10 * 2 + 5 * 5
 
     approve(committed, clock, "192.0.2.0/24")
     recorded.statements.clear()
     assert publisher.catch_up(check_time=False) == CatchUp(True, True)
-    # The same recorder sees a real publish read the registered set.
+    # The same recorder sees a real publish read prefixes (the approved registration's).
     assert recorded.touched("application_prefixes")
     after = publisher.history()
     assert after is not None and (after.session_id, after.serial) == (held.session_id, 2)

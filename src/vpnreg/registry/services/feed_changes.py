@@ -5,7 +5,10 @@ stored change is written with an audit event in its own transaction, so the audi
 sequence moves with it (`audit_head_seq`: one row); a report of ISP bindings is one such change.
 Time alone changes the set only where a SYSTEM step (activate, expire) is due, which `time_due`
 answers from a few aggregated columns, or where an ISP's binding reaches its end without a stop
-(`bindings_timed`, which also notices a binding that began after the last publish's time).
+(`bindings_timed`, which also notices a binding that began after the last publish's time), or
+where a registration in force began after the last publish's time (`registrations_began`: an
+approval stamped by a clock a little ahead of the publisher's, or committed between the
+publisher's reading of its clock and of the database).
 While none has moved since the last publish, computing the registered set again can only find
 the set already published.
 """
@@ -17,7 +20,7 @@ import datetime as dt
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
-from vpnreg.core.review import State, time_transition
+from vpnreg.core.review import REGISTERED_STATES, State, time_transition
 from vpnreg.registry.models import Application, AuditHead, Binding
 from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.timeline import _TIMED_STATES
@@ -27,6 +30,8 @@ __all__ = [
     "binding_began_in",
     "binding_ended_in",
     "bindings_timed",
+    "registration_began_in",
+    "registrations_began",
     "time_due",
 ]
 
@@ -86,3 +91,27 @@ def bindings_timed(session: Session, since: dt.datetime, now: dt.datetime) -> bo
         session.execute(select(Binding.id).where(window).limit(1)).first() is not None
         for window in (binding_ended_in(since, now), binding_began_in(since, now))
     )
+
+
+_REGISTERED = tuple(s.value for s in REGISTERED_STATES)
+
+
+def registration_began_in(since: dt.datetime, now: dt.datetime) -> ColumnElement[bool]:
+    """A registration in a registered state whose validity began in (since, now]."""
+    return and_(
+        Application.state.in_(_REGISTERED),
+        Application.valid_from > since,
+        Application.valid_from <= now,
+    )
+
+
+def registrations_began(session: Session, since: dt.datetime, now: dt.datetime) -> bool:
+    """Whether a registration in force began in (since, now] (no lock taken).
+
+    An approval takes effect at its own clock's time. When that is later than the `now` of the
+    publish that first read it (a server whose clock runs ahead, or an approval committed
+    between the publisher's reading of its clock and its read of the database), that publish
+    left it out, not yet valid, although its audit event is behind the publish's mark; this
+    is how a later publish knows to take it."""
+    found = session.execute(select(Application.id).where(registration_began_in(since, now)))
+    return found.first() is not None

@@ -46,6 +46,7 @@ from vpnreg.registry.services.feed_changes import (
     audit_head_seq,
     binding_began_in,
     binding_ended_in,
+    registration_began_in,
     time_due,
 )
 from vpnreg.registry.services.lookup import prefix_table
@@ -198,7 +199,12 @@ def publish_changes(
         if history.max_deltas != max_deltas:
             return None
         previous = history.serial
-        changed = window.registrations
+        # and those in force that began since the last publish's time (registrations_began)
+        changed = window.registrations | set(
+            session.scalars(select(Application.id).where(registration_began_in(mark.at, now)))
+        )
+        if len(changed) > MAX_REGISTRATIONS:
+            return None
         subscribers = changed_subscribers(
             since=since, upto=seq, after=mark.at, now=now, registrations=changed
         )

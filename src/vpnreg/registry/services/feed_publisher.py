@@ -29,7 +29,12 @@ from vpnreg.core.feed.versions import DEFAULT_MAX_DELTAS
 from vpnreg.registry.services import feed_store
 from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.feed import PublishResult, publish_detailed
-from vpnreg.registry.services.feed_changes import audit_head_seq, bindings_timed, time_due
+from vpnreg.registry.services.feed_changes import (
+    audit_head_seq,
+    bindings_timed,
+    registrations_began,
+    time_due,
+)
 from vpnreg.registry.services.feed_increment import Mark, publish_changes
 from vpnreg.registry.services.feed_lease import PublisherLease, SoleLease, lease_for_url
 from vpnreg.registry.services.mode_changes import trial_due
@@ -241,7 +246,13 @@ class FeedPublisher:
                 due = check_time and (
                     time_due(session, now, self._config)
                     or trial_due(session, now)
-                    or (published_at is not None and bindings_timed(session, published_at, now))
+                    or (
+                        published_at is not None
+                        and (
+                            bindings_timed(session, published_at, now)
+                            or registrations_began(session, published_at, now)
+                        )
+                    )
                 )
                 if held_key is not None and seq == held_seq and not due:
                     return self._take_stored(session, held)
