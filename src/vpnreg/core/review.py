@@ -63,6 +63,8 @@ class Role(StrEnum):
 
 #: States in which the prefixes are on the allowlist (if the dates also say so: is_registered).
 REGISTERED_STATES: frozenset[State] = frozenset({State.ACTIVE, State.EXPIRING})
+#: The same as the stored column's values (for queries: `Application.state.in_(...)`).
+REGISTERED_STATE_VALUES: tuple[str, ...] = tuple(sorted(s.value for s in REGISTERED_STATES))
 #: Before a final decision: the applicant may still withdraw.
 PENDING_STATES: frozenset[State] = frozenset(
     {

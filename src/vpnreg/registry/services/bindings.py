@@ -46,7 +46,13 @@ from vpnreg.core.feed import AllowlistEntry, EntryTable
 from vpnreg.core.feed.entry import ANY_PORTS, FAMILY_V4, FAMILY_V6, protocol_bits, seconds
 from vpnreg.core.ipspace import Address, Network, PrefixPolicy
 from vpnreg.core.protocols import VpnProtocol
-from vpnreg.core.review import REGISTERED_STATES, Role, State, is_registered, validity_end
+from vpnreg.core.review import (
+    REGISTERED_STATE_VALUES,
+    Role,
+    State,
+    is_registered,
+    validity_end,
+)
 from vpnreg.registry.audit_log import append_event
 from vpnreg.registry.claims import address_key, range_keys
 from vpnreg.registry.errors import FieldError, Forbidden, NotFound, ValidationFailed
@@ -74,7 +80,6 @@ _ADVISORY_KEY = 0x76706E62696E64
 #: Keys looked up per query when loading the bindings a report names.
 _LOOKUP_BATCH = 500
 
-_REGISTERED = tuple(s.value for s in REGISTERED_STATES)
 #: A binding belongs to the registration of the same ISP's same subscriber (the join condition).
 _OF_THE_SUBSCRIBER = (Application.isp_id == Binding.isp_id) & (
     Application.subscriber_id == Binding.subscriber_id
@@ -441,7 +446,7 @@ def binding_table(
         .join(Application, _OF_THE_SUBSCRIBER)
         .where(
             Application.bound_to == BoundTo.SUBSCRIBER.value,
-            Application.state.in_(_REGISTERED),
+            Application.state.in_(REGISTERED_STATE_VALUES),
             Binding.ended_at.is_(None),
             Binding.valid_from <= now,
             Binding.valid_until > now,
@@ -581,7 +586,7 @@ def bound_holder(
             Binding.valid_until > at,
             Binding.ended_at.is_(None) | (Binding.ended_at > at),
             Application.bound_to == BoundTo.SUBSCRIBER.value,
-            Application.state.in_(_REGISTERED),
+            Application.state.in_(REGISTERED_STATE_VALUES),
         )
         .order_by(Binding.port_lo, Binding.id)
     ).all()

@@ -23,7 +23,12 @@ from sqlalchemy.orm import Session
 
 from vpnreg.core.gateway_report import PREFIX_LENGTH, hour_of
 from vpnreg.core.ipspace import Network, PrefixError, parse_prefix
-from vpnreg.core.review import REGISTERED_STATES, Role, State, is_registered
+from vpnreg.core.review import (
+    REGISTERED_STATE_VALUES,
+    Role,
+    State,
+    is_registered,
+)
 from vpnreg.core.verdict_rule import (
     RegistrationTerms,
     implied_rule,
@@ -203,12 +208,9 @@ def _holders(
     }
 
 
-_REGISTERED = frozenset(s.value for s in REGISTERED_STATES)
-
-
 def _holder(app: Application, space: str, via: str, at: dt.datetime, cfg: ServiceConfig) -> Holder:
     registered = (
-        app.state in _REGISTERED
+        app.state in REGISTERED_STATE_VALUES
         and app.valid_from is not None
         and app.valid_until is not None
         and is_registered(

@@ -20,7 +20,7 @@ import datetime as dt
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
-from vpnreg.core.review import REGISTERED_STATES, State, time_transition
+from vpnreg.core.review import REGISTERED_STATE_VALUES, State, time_transition
 from vpnreg.registry.models import Application, AuditHead, Binding
 from vpnreg.registry.services.config import ServiceConfig
 from vpnreg.registry.services.timeline import _TIMED_STATES
@@ -93,13 +93,10 @@ def bindings_timed(session: Session, since: dt.datetime, now: dt.datetime) -> bo
     )
 
 
-_REGISTERED = tuple(s.value for s in REGISTERED_STATES)
-
-
 def registration_began_in(since: dt.datetime, now: dt.datetime) -> ColumnElement[bool]:
     """A registration in a registered state whose validity began in (since, now]."""
     return and_(
-        Application.state.in_(_REGISTERED),
+        Application.state.in_(REGISTERED_STATE_VALUES),
         Application.valid_from > since,
         Application.valid_from <= now,
     )

@@ -16,7 +16,7 @@ registration step is due, only those registrations' entries can differ from the 
 set. Recomputing just theirs and keeping every other entry (EntryTable.replace_registrations)
 gives the set a full publish would, in time that grows with the change, not with the registry.
 
-Anything else (an import, a mode change, an organisation's ISP changed, a due activation or
+Anything else (an import, a mode change, an organisation or user created, a due activation or
 expiry, a feed moved by another process, or more changed registrations than
 `MAX_REGISTRATIONS`) answers None, and the caller runs the full publish.
 """

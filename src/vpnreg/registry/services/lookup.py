@@ -13,14 +13,18 @@ from sqlalchemy.orm import Session
 from vpnreg.core.feed import AllowlistEntry, EntryTable
 from vpnreg.core.ipspace import Address, PrefixError, parse_address
 from vpnreg.core.protocols import VpnProtocol
-from vpnreg.core.review import REGISTERED_STATES, State, is_registered, validity_end
+from vpnreg.core.review import (
+    REGISTERED_STATE_VALUES,
+    State,
+    is_registered,
+    validity_end,
+)
 from vpnreg.registry.claims import address_key
 from vpnreg.registry.errors import FieldError, ValidationFailed
 from vpnreg.registry.models import Application, ApplicationPrefix, PrefixPeer
 from vpnreg.registry.services.bindings import binding_entries, binding_table, bound_holder
 from vpnreg.registry.services.config import ServiceConfig
 
-_REGISTERED = tuple(s.value for s in REGISTERED_STATES)
 #: Entries built before, by everything they are built from (registration, prefix, last day,
 #: protocols, peers, zone): the feed recomputes the whole registered set after every change,
 #: and parsing every prefix again was most of a publish's time (bench_gateway_fanout). An
@@ -111,7 +115,7 @@ def lookup(
         .where(
             ApplicationPrefix.range_start <= key,
             ApplicationPrefix.range_end >= key,
-            Application.state.in_(_REGISTERED),
+            Application.state.in_(REGISTERED_STATE_VALUES),
         )
         .order_by(ApplicationPrefix.range_start.desc(), Application.id)
     ).all()
@@ -186,7 +190,7 @@ def _prefix_entries(
     the portal makes, and loading every registration with its organisation, ISP, prefixes and
     peers held the GIL long enough to stall the requests served meanwhile.
     """
-    chosen: ColumnElement[bool] = Application.state.in_(_REGISTERED)
+    chosen: ColumnElement[bool] = Application.state.in_(REGISTERED_STATE_VALUES)
     if registrations is not None:
         chosen = and_(chosen, Application.id.in_(sorted(registrations)))
     rows = session.execute(

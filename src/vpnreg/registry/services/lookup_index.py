@@ -31,13 +31,11 @@ from vpnreg.core.bindings import port_covered
 from vpnreg.core.feed import FeedHistory
 from vpnreg.core.ipspace import Address
 from vpnreg.core.policy import Registration
-from vpnreg.core.review import REGISTERED_STATES
+from vpnreg.core.review import REGISTERED_STATE_VALUES
 from vpnreg.registry.models import Application, BoundTo
 from vpnreg.registry.services.lookup import LookupResult
 
 __all__ = ["LookupIndex", "LookupIndexHolder", "PublicDetails", "build_lookup_index"]
-
-_REGISTERED = tuple(s.value for s in REGISTERED_STATES)
 
 
 @dataclass(frozen=True)
@@ -127,7 +125,7 @@ def build_lookup_index(session: Session, history: FeedHistory) -> LookupIndex:
             Application.category,
             Application.valid_until,
             Application.bound_to,
-        ).where(Application.state.in_(_REGISTERED))
+        ).where(Application.state.in_(REGISTERED_STATE_VALUES))
     ).all()
     details = {
         app_id: PublicDetails(
