@@ -74,9 +74,9 @@ def test_catch_up_reads_neither_set_until_something_is_audited(
     for table in ("application_prefixes", "prefix_peers", "feed_entries", "feed_deltas"):
         assert not recorded.touched(table), table
     # Per call: the audit head and the feed_state row; every other call the time aggregate,
-    # the probes for a binding that reached its end and one that began, the one for a
-    # registration that began, and the one for a trial that reached its end.
-    assert len([s for s in recorded.statements if s.startswith("select")]) == 10 * 2 + 5 * 5
+    # the probes for a binding that reached its end and one that began, and the one for a
+    # trial that reached its end.
+    assert len([s for s in recorded.statements if s.startswith("select")]) == 10 * 2 + 5 * 4
 
     approve(committed, clock, "192.0.2.0/24")
     recorded.statements.clear()

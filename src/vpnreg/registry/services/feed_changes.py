@@ -5,10 +5,13 @@ stored change is written with an audit event in its own transaction, so the audi
 sequence moves with it (`audit_head_seq`: one row); a report of ISP bindings is one such change.
 Time alone changes the set only where a SYSTEM step (activate, expire) is due, which `time_due`
 answers from a few aggregated columns, or where an ISP's binding reaches its end without a stop
-(`bindings_timed`, which also notices a binding that began after the last publish's time), or
-where a registration in force began after the last publish's time (`registrations_began`: an
-approval stamped by a clock a little ahead of the publisher's, or committed between the
-publisher's reading of its clock and of the database).
+(`bindings_timed`, which also notices a binding that began after the last publish's time).
+A registration in force may also begin after a publish's time: an approval stamped by a clock
+a little ahead of the publisher's, or committed between the publisher's reading of its clock
+and of the database, is left out of that publish as not yet valid although its audit event is
+behind the publish's mark. The publisher notes its start after each publish
+(`next_registration_start`) and publishes again when its clock reaches it; the incremental step
+then takes it (`registration_began_in`).
 While none has moved since the last publish, computing the registered set again can only find
 the set already published.
 """
@@ -30,8 +33,8 @@ __all__ = [
     "binding_began_in",
     "binding_ended_in",
     "bindings_timed",
+    "next_registration_start",
     "registration_began_in",
-    "registrations_began",
     "time_due",
 ]
 
@@ -102,13 +105,14 @@ def registration_began_in(since: dt.datetime, now: dt.datetime) -> ColumnElement
     )
 
 
-def registrations_began(session: Session, since: dt.datetime, now: dt.datetime) -> bool:
-    """Whether a registration in force began in (since, now] (no lock taken).
+def next_registration_start(session: Session, after: dt.datetime) -> dt.datetime | None:
+    """The earliest start later than `after` of a registration already in force (None: none).
 
-    An approval takes effect at its own clock's time. When that is later than the `now` of the
-    publish that first read it (a server whose clock runs ahead, or an approval committed
-    between the publisher's reading of its clock and its read of the database), that publish
-    left it out, not yet valid, although its audit event is behind the publish's mark; this
-    is how a later publish knows to take it."""
-    found = session.execute(select(Application.id).where(registration_began_in(since, now)))
-    return found.first() is not None
+    Read right after a publish at `after`: a registration found here was left out of it as not
+    yet valid (see the module's docstring), and the publisher publishes again once its clock
+    reaches that start."""
+    return session.execute(
+        select(func.min(Application.valid_from)).where(
+            Application.state.in_(REGISTERED_STATE_VALUES), Application.valid_from > after
+        )
+    ).scalar_one_or_none()

@@ -199,7 +199,7 @@ def publish_changes(
         if history.max_deltas != max_deltas:
             return None
         previous = history.serial
-        # and those in force that began since the last publish's time (registrations_began)
+        # and those in force that began since the last publish's time (feed_changes)
         changed = window.registrations | set(
             session.scalars(select(Application.id).where(registration_began_in(mark.at, now)))
         )

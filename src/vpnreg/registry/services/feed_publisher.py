@@ -32,7 +32,7 @@ from vpnreg.registry.services.feed import PublishResult, publish_detailed
 from vpnreg.registry.services.feed_changes import (
     audit_head_seq,
     bindings_timed,
-    registrations_began,
+    next_registration_start,
     time_due,
 )
 from vpnreg.registry.services.feed_increment import Mark, publish_changes
@@ -89,6 +89,9 @@ class FeedPublisher:
         #: once another process moved it (the next publish is then a full one).
         self._mark: Mark | None = None
         self._lease: PublisherLease = lease if lease is not None else SoleLease()
+        #: The start of a registration in force that the last publish left out as not yet
+        #: valid (feed_changes.next_registration_start); None when there is none.
+        self._next_start: dt.datetime | None = None
         self._leads = False
 
     @classmethod
@@ -188,7 +191,12 @@ class FeedPublisher:
                 done = publish_detailed(
                     session, now=now, config=self._config, max_deltas=self._max_deltas
                 )
+            # a registration stamped after `now` was left out as not yet valid: publish again
+            # when it begins (catch_up), not only at the next time check
+            begins = next_registration_start(session, now)
         moved = self._hold(done.history, done.audit_seq, published_at=now)
+        with self._lock:
+            self._next_start = begins
         if moved:
             self._lease.announce(done.history.session_id, done.history.serial)
         return done.result, moved
@@ -240,18 +248,16 @@ class FeedPublisher:
                 held_key = None if held is None else (held.session_id, held.serial)
                 held_seq = self._audit_seq
                 published_at = self._published_at
+                begins = self._next_start
             with self._sessions() as session:
                 seq = audit_head_seq(session)
                 now = self._clock.now()
-                due = check_time and (
-                    time_due(session, now, self._config)
-                    or trial_due(session, now)
-                    or (
-                        published_at is not None
-                        and (
-                            bindings_timed(session, published_at, now)
-                            or registrations_began(session, published_at, now)
-                        )
+                due = (begins is not None and now >= begins) or (
+                    check_time
+                    and (
+                        time_due(session, now, self._config)
+                        or trial_due(session, now)
+                        or (published_at is not None and bindings_timed(session, published_at, now))
                     )
                 )
                 if held_key is not None and seq == held_seq and not due:
