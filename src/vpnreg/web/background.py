@@ -31,6 +31,6 @@ def running() -> int:
 
 
 async def settled() -> None:
-    """Wait until every task spawned so far has ended (for tests and shutdown)."""
+    """Wait until every task spawned so far has ended (what a test awaits)."""
     while _RUNNING:
         await asyncio.gather(*_RUNNING, return_exceptions=True)

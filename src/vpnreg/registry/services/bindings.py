@@ -46,13 +46,7 @@ from vpnreg.core.feed import AllowlistEntry, EntryTable
 from vpnreg.core.feed.entry import ANY_PORTS, FAMILY_V4, FAMILY_V6, protocol_bits, seconds
 from vpnreg.core.ipspace import Address, Network, PrefixPolicy
 from vpnreg.core.protocols import VpnProtocol
-from vpnreg.core.review import (
-    REGISTERED_STATE_VALUES,
-    Role,
-    State,
-    is_registered,
-    validity_end,
-)
+from vpnreg.core.review import REGISTERED_STATE_VALUES, Role, State, is_registered, validity_end
 from vpnreg.registry.audit_log import append_event
 from vpnreg.registry.claims import address_key, range_keys
 from vpnreg.registry.errors import FieldError, Forbidden, NotFound, ValidationFailed

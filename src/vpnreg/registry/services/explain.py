@@ -23,12 +23,7 @@ from sqlalchemy.orm import Session
 
 from vpnreg.core.gateway_report import PREFIX_LENGTH, hour_of
 from vpnreg.core.ipspace import Network, PrefixError, parse_prefix
-from vpnreg.core.review import (
-    REGISTERED_STATE_VALUES,
-    Role,
-    State,
-    is_registered,
-)
+from vpnreg.core.review import REGISTERED_STATE_VALUES, Role, State, is_registered
 from vpnreg.core.verdict_rule import (
     RegistrationTerms,
     implied_rule,

@@ -94,17 +94,10 @@ NO_SET_ACTIONS = frozenset({"read_explain", "read_binding_history", "token.creat
 MAX_REGISTRATIONS = 1_000
 
 
-@dataclass(frozen=True)
-class Window:
-    """What the audit events in (since, upto] changed: the registrations named by their
-    application events (binding reports are found through the bindings they stamped)."""
-
-    registrations: frozenset[int]
-
-
-def _window(session: Session, since: int, upto: int) -> Window | None:
-    """The registrations the events in (since, upto] changed, or None when one of them is not
-    of a kind the incremental step knows (or too many registrations changed)."""
+def _named_registrations(session: Session, since: int, upto: int) -> frozenset[int] | None:
+    """The registrations the events in (since, upto] name, or None when one of them is not of a
+    kind the incremental step knows (or there are more than MAX_REGISTRATIONS of them). Binding
+    reports are left out here: they are found through the bindings they stamped."""
     rows = session.execute(
         select(AuditLogRow.action, AuditLogRow.object_type, AuditLogRow.object_id)
         .where(
@@ -125,7 +118,7 @@ def _window(session: Session, since: int, upto: int) -> Window | None:
             registrations.add(int(object_id))
         except ValueError:
             return None
-    return Window(frozenset(registrations))
+    return frozenset(registrations)
 
 
 def changed_subscribers(
@@ -189,8 +182,8 @@ def publish_changes(
             return None
         seq = audit_head_seq(session)
         since = mark.audit_seq or 0
-        window = None if seq is None else _window(session, since, seq)
-        if seq is None or window is None:
+        named = None if seq is None else _named_registrations(session, since, seq)
+        if seq is None or named is None:
             return None
         state = feed_store.read_state(session, lock=False)
         if not _still_marked(state, mark):
@@ -200,7 +193,7 @@ def publish_changes(
             return None
         previous = history.serial
         # and those in force that began since the last publish's time (feed_changes)
-        changed = window.registrations | set(
+        changed = named | set(
             session.scalars(select(Application.id).where(registration_began_in(mark.at, now)))
         )
         if len(changed) > MAX_REGISTRATIONS:

@@ -13,12 +13,7 @@ from sqlalchemy.orm import Session
 from vpnreg.core.feed import AllowlistEntry, EntryTable
 from vpnreg.core.ipspace import Address, PrefixError, parse_address
 from vpnreg.core.protocols import VpnProtocol
-from vpnreg.core.review import (
-    REGISTERED_STATE_VALUES,
-    State,
-    is_registered,
-    validity_end,
-)
+from vpnreg.core.review import REGISTERED_STATE_VALUES, State, is_registered, validity_end
 from vpnreg.registry.claims import address_key
 from vpnreg.registry.errors import FieldError, ValidationFailed
 from vpnreg.registry.models import Application, ApplicationPrefix, PrefixPeer
